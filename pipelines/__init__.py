@@ -1,0 +1,1 @@
+"""The batch side of the platform: stages, the chain that runs them, and the CLI."""

@@ -1,0 +1,191 @@
+"""The only module that talks to Great Expectations (GX 1.x).
+
+Suites are built from `configs` (`quality.tables.<table>`), so the same numbers drive the
+gate and its tests. GX never stops anything by itself: callers read `GateResult.success`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+from great_expectations.core.result_format import ResultFormat
+
+from configs.settings import TableQuality
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    detail: str
+
+    def __str__(self) -> str:
+        target = f" on {self.column}" if self.column else ""
+        return f"{self.expectation}{target}: {self.detail}"
+
+
+@dataclass
+class GateResult:
+    suite: str
+    success: bool
+    evaluated: int
+    failures: list[FailedExpectation] = field(default_factory=list)
+    result_files: list[Path] = field(default_factory=list)
+
+
+def row_expectations(rules: TableQuality) -> list[gxe.Expectation]:
+    """Expectations on every row of a silver table."""
+    expectations: list[gxe.Expectation] = []
+    for column in rules.not_null:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    for columns in rules.unique:
+        if len(columns) == 1:
+            expectations.append(gxe.ExpectColumnValuesToBeUnique(column=columns[0]))
+        else:
+            expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=columns))
+    for column, bounds in rules.ranges.items():
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=column, min_value=bounds.min, max_value=bounds.max, mostly=bounds.mostly
+            )
+        )
+    for column, allowed in rules.in_set.items():
+        expectations.append(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=allowed))
+    return expectations
+
+
+def drop_count_expectations(rules: TableQuality) -> list[gxe.Expectation]:
+    """Expectations on the per-drop row counts (a frame with columns drop_id, rows)."""
+    if rules.rows_per_drop is None:
+        return []
+    bounds = rules.rows_per_drop
+    return [
+        gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=bounds.min, max_value=bounds.max)
+    ]
+
+
+class QualityGate:
+    """Runs suites on Spark or pandas frames and keeps JSON results and HTML Data Docs."""
+
+    def __init__(self, reports_dir: Path) -> None:
+        self.reports_dir = reports_dir
+        self.results_dir = self.results_dir_for(reports_dir)
+        self.docs_dir = self.docs_dir_for(reports_dir)
+        # GX sets its own loggers to INFO on import; batch runs want its warnings only.
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(
+            globally=False
+        )
+        for site in self.context.get_site_names():  # keep Data Docs under reports/ only
+            self.context.delete_data_docs_site(site)
+        self.context.add_data_docs_site(
+            site_name="reports",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(self.docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        self._spark_source: Any = None
+        self._pandas_source: Any = None
+
+    @staticmethod
+    def results_dir_for(reports_dir: Path) -> Path:
+        return reports_dir / "validation"
+
+    @staticmethod
+    def docs_dir_for(reports_dir: Path) -> Path:
+        return reports_dir / "data_docs"
+
+    def validate(
+        self,
+        name: str,
+        frame: Any,
+        expectations: list[gxe.Expectation],
+        run_label: str,
+    ) -> GateResult:
+        """Validate `frame` (Spark or pandas) against `expectations` as suite `name`."""
+        if not expectations:
+            return GateResult(suite=name, success=True, evaluated=0)
+        source = self._source_for(frame)
+        asset_name = f"{name}_{run_label}"
+        asset = source.add_dataframe_asset(name=asset_name)
+        batch_definition = asset.add_batch_definition_whole_dataframe(f"{asset_name}_whole")
+        suite = self.context.suites.add(gx.ExpectationSuite(name=asset_name))
+        for expectation in expectations:
+            suite.add_expectation(expectation.copy(update={"id": None}))
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=asset_name, data=batch_definition, suite=suite)
+        )
+        checkpoint = self.context.checkpoints.add(
+            gx.Checkpoint(
+                name=asset_name,
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+                result_format={
+                    "result_format": ResultFormat.SUMMARY.value,
+                    "partial_unexpected_count": 5,
+                },
+            )
+        )
+        checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame})
+        (validation_result,) = checkpoint_result.run_results.values()
+        result = GateResult(
+            suite=name,
+            success=bool(checkpoint_result.success),
+            evaluated=len(validation_result.results),
+            failures=[_describe(r) for r in validation_result.results if not r.success],
+        )
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        result_file = self.results_dir / f"{asset_name}.json"
+        result_file.write_text(json.dumps(validation_result.to_json_dict(), indent=2, default=str))
+        result.result_files.append(result_file)
+        return result
+
+    def _source_for(self, frame: Any) -> Any:
+        if type(frame).__module__.startswith("pyspark"):
+            if self._spark_source is None:
+                self._spark_source = self.context.data_sources.add_spark(name="spark")
+            return self._spark_source
+        if self._pandas_source is None:
+            self._pandas_source = self.context.data_sources.add_pandas(name="pandas")
+        return self._pandas_source
+
+
+def _describe(result: Any) -> FailedExpectation:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column") or (
+        ", ".join(kwargs["column_list"]) if "column_list" in kwargs else None
+    )
+    details = result.result or {}
+    if "unexpected_count" in details:
+        examples = details.get("partial_unexpected_list") or []
+        detail = (
+            f"{details['unexpected_count']} unexpected of {details.get('element_count', '?')} rows"
+            f" ({details.get('unexpected_percent', 0):.3g}%)"
+        )
+        if examples:
+            detail += f", e.g. {examples[:5]}"
+    elif result.exception_info and result.exception_info.get("raised_exception"):
+        detail = f"could not be evaluated: {result.exception_info.get('exception_message')}"
+    else:
+        detail = f"observed {details.get('observed_value')!r}"
+    bounds = {
+        k: kwargs[k] for k in ("min_value", "max_value", "value_set", "mostly") if k in kwargs
+    }
+    if bounds:
+        detail += f"; expected {bounds}"
+    return FailedExpectation(expectation=config.type, column=column, detail=detail)

@@ -1,0 +1,38 @@
+"""The only module that creates the Spark session: one per process, configured from settings."""
+
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import SparkSession
+
+from configs.settings import SparkConfig
+
+# Start-up flags that cut JVM start by about a third on small machines.
+_FAST_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
+def get_spark(config: SparkConfig) -> SparkSession:
+    """Return the process's Spark session, creating it on first use."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (
+        SparkSession.builder.master(config.master)
+        .appName(config.app_name)
+        .config("spark.driver.memory", config.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+        # Timestamps are instants in UTC everywhere; local clock times are converted on entry.
+        .config("spark.sql.session.timeZone", "UTC")
+        # Parquet readable by pyarrow, DuckDB and Feast (no INT96).
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        # Partition values (drop ids, dates) stay strings, exactly as written.
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    if config.master.startswith("local"):
+        builder = builder.config("spark.driver.extraJavaOptions", _FAST_START_JVM)
+    for key, value in config.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -1,0 +1,115 @@
+"""`python -m pipelines <command>`: each stage alone, or `train` for the whole chain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from configs import ConfigError, Settings, available_envs, load_settings
+from pipelines.chain import CHAIN, STAGES, run_chain
+from pipelines.results import StageResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# No usage reporting from the libraries of a batch job (a user's own setting wins).
+QUIET_LIBRARIES = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines",
+        description="The flight-delay platform's batch chain. Exit codes: 0 ok, 1 a stage failed, 2 bad usage or config.",
+    )
+    parser.add_argument(
+        "--env",
+        help=f"config overlay to use (default: $MLOPS_ENV or local; one of {', '.join(available_envs())})",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings, errors and the summary"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    train = commands.add_parser("train", help=f"run the whole chain: {' -> '.join(CHAIN)}")
+    _add_land_options(train)
+    for name, stage in STAGES.items():
+        sub = commands.add_parser(name, help=stage.help)
+        if name == "land":
+            _add_land_options(sub)
+    commands.add_parser("config", help="print the resolved configuration and exit")
+    return parser
+
+
+def _add_land_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--months",
+        help="land only these months, comma-separated (e.g. 2013-01,2013-02); default: land.months in config",
+    )
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "great_expectations", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def render_summary(results: list[StageResult], planned: Sequence[str]) -> str:
+    lines = [f"{'stage':<10} {'status':<8} {'rows in':>10} {'rows out':>10} {'time':>8}"]
+    for result in results:
+        status = "ok" if result.ok else "FAILED"
+        lines.append(
+            f"{result.stage:<10} {status:<8} {result.rows_in:>10,} {result.rows_out:>10,} {result.seconds:>7.1f}s"
+        )
+    for name in planned[len(results) :]:
+        lines.append(f"{name:<10} {'skipped':<8} {'':>10} {'':>10} {'':>8}")
+    for result in results:
+        for note in result.notes:
+            lines.append(f"  {result.stage}: {note}")
+    for result in results:
+        for label, where in result.outputs.items():
+            lines.append(f"  {result.stage} -> {label}: {where}")
+    problems = [(r.stage, p) for r in results for p in r.problems]
+    if problems:
+        lines.append("problems:")
+        lines.extend(f"  {stage}: {problem}" for stage, problem in problems)
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
+    _configure_logging(args.quiet)
+    try:
+        settings = load_settings(args.env)
+        if getattr(args, "months", None):
+            settings = settings.with_overrides({"land": {"months": args.months.split(",")}})
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "config":
+        print(settings.model_dump_json(indent=2))
+        return EXIT_OK
+    planned = CHAIN if args.command == "train" else (args.command,)
+    return run_and_report(settings, planned)
+
+
+def run_and_report(settings: Settings, planned: Sequence[str]) -> int:
+    os.environ.setdefault("MLOPS_ENV", settings.env)
+    results = run_chain(settings, tuple(planned))
+    print(render_summary(results, planned))
+    if all(result.ok for result in results):
+        return EXIT_OK
+    failed = next(result for result in results if not result.ok)
+    print(f"\n{failed.stage} failed; stages after it did not run.", file=sys.stderr)
+    return EXIT_FAILED

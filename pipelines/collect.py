@@ -1,0 +1,465 @@
+"""Collect (Spark): new landing drops -> typed bronze and clean silver, staged for the gate.
+
+A drop is taken whole or refused whole: a file with a wrong header, a bad encoding, a
+truncated last line, or any row whose values do not parse is quarantined with a reason,
+and nothing of it reaches the lake. Collecting a drop that is already in the lake with the
+same content changes nothing; the same drop id with other content is refused as a conflict.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from configs import Settings
+from pipelines.adapters.lake import read_snapshot
+from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
+from pipelines.results import StageResult
+from pipelines.sources import SOURCES, Source
+
+log = logging.getLogger(__name__)
+
+CORRUPT = "_corrupt_record"
+PROBLEMS = "_problems"
+_CHUNK = 1 << 20
+
+
+# --- checks on the file itself (no Spark) --------------------------------------------------
+
+
+@dataclass
+class FileCheck:
+    header: list[str] = field(default_factory=list)
+    data_lines: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def inspect_file(path: Path, expected_columns: list[str]) -> FileCheck:
+    """Encoding, header and completeness of a raw CSV drop, in one streaming pass."""
+    check = FileCheck()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    first_line = ""
+    newlines = 0
+    last_byte = b""
+    offset = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                check.problems.append(
+                    f"not valid UTF-8 (byte {offset + err.start}): wrong encoding"
+                )
+                return check
+            if newlines == 0:
+                first_line += text.split("\n", 1)[0]
+            newlines += chunk.count(b"\n")
+            last_byte = chunk[-1:]
+            offset += len(chunk)
+    if offset == 0:
+        check.problems.append("empty file (0 bytes)")
+        return check
+    check.header = next(csv.reader([first_line.rstrip("\r")]), [])
+    check.data_lines = max(newlines - 1, 0) + (0 if last_byte == b"\n" else 1 if newlines else 0)
+    missing = [c for c in expected_columns if c not in check.header]
+    extra = [c for c in check.header if c not in expected_columns]
+    if missing:
+        check.problems.append(f"missing column(s): {', '.join(missing)}")
+    if extra:
+        check.problems.append(f"unexpected column(s): {', '.join(extra)}")
+    if len(set(check.header)) != len(check.header):
+        check.problems.append("a column name appears twice in the header")
+    if last_byte != b"\n":
+        check.problems.append("the last line has no line ending: the file looks truncated")
+    if check.data_lines == 0:
+        check.problems.append("no data rows (header only)")
+    return check
+
+
+# --- pure transforms --------------------------------------------------------------------
+
+
+def raw_schema(header: list[str]) -> T.StructType:
+    """Every column as text, in the file's own order, plus Spark's corrupt-record column."""
+    fields = [T.StructField(name, T.StringType()) for name in header]
+    return T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
+
+
+def parse(raw: DataFrame, source: Source) -> DataFrame:
+    """Cast each column to its contract type; `_problems` lists what did not parse, per row."""
+    typed = [F.col(name).try_cast(kind).alias(name) for name, kind in source.columns.items()]
+    problems = [
+        F.when(
+            F.col(CORRUPT).isNotNull(), F.lit("malformed line (wrong number of fields or quoting)")
+        )
+    ] + [
+        F.when(
+            F.col(name).isNotNull() & F.col(name).try_cast(kind).isNull(),
+            F.concat(F.lit(f"{name}: "), F.col(name), F.lit(f" is not a {kind}")),
+        )
+        for name, kind in source.columns.items()
+    ]
+    return raw.select(*typed, F.filter(F.array(*problems), lambda p: p.isNotNull()).alias(PROBLEMS))
+
+
+def _local_to_utc(day: Column, hhmm: Column, zone: Column, plus_days: Column | int = 0) -> Column:
+    """A local wall-clock time (date + hhmm) in `zone` as a UTC instant."""
+    wall_clock = F.timestamp_seconds(
+        F.unix_timestamp(F.date_add(day, plus_days).cast("timestamp"))
+        + (F.floor(hhmm / 100) * 3600 + (hhmm % 100) * 60)
+    )
+    return F.to_utc_timestamp(wall_clock, zone)
+
+
+def _plus_minutes(instant: Column, minutes: Column) -> Column:
+    return F.timestamp_seconds(F.unix_timestamp(instant) + minutes.cast("long") * 60)
+
+
+def flights_to_silver(flights: DataFrame, timezones: DataFrame) -> DataFrame:
+    """Clean flights: UTC instants, a flight key, cancelled/diverted flags, one row per flight.
+
+    Scheduled times are local clock times (departure at the origin, arrival at the
+    destination); actual times are the schedule plus the reported delay, which avoids
+    guessing the day of an after-midnight arrival.
+    """
+    origin_tz = timezones.select(F.col("faa").alias("origin"), F.col("tzone").alias("_origin_tz"))
+    dest_tz = timezones.select(F.col("faa").alias("dest"), F.col("tzone").alias("_dest_tz"))
+    day = F.make_date("year", "month", "day")
+    sched_dep = _local_to_utc(day, F.col("sched_dep_time"), F.col("_origin_tz"))
+    arr_same_day = _local_to_utc(day, F.col("sched_arr_time"), F.col("_dest_tz"))
+    arr_next_day = _local_to_utc(day, F.col("sched_arr_time"), F.col("_dest_tz"), 1)
+    frame = (
+        flights.join(F.broadcast(origin_tz), "origin", "left")
+        .join(F.broadcast(dest_tz), "dest", "left")
+        .withColumn("sched_dep_utc", sched_dep)
+        .withColumn(
+            "sched_arr_utc",
+            F.when(arr_same_day > F.col("sched_dep_utc"), arr_same_day).otherwise(arr_next_day),
+        )
+    )
+    tz_problems = F.array(
+        F.when(
+            F.col("_origin_tz").isNull(),
+            F.concat(F.lit("no time zone for origin "), F.col("origin")),
+        ),
+        F.when(
+            F.col("_dest_tz").isNull(),
+            F.concat(F.lit("no time zone for destination "), F.col("dest")),
+        ),
+    )
+    return frame.select(
+        F.concat_ws(
+            "-",
+            F.col("carrier"),
+            F.col("flight"),
+            F.date_format("sched_dep_utc", "yyyyMMdd'T'HHmm'Z'"),
+        ).alias("flight_id"),
+        day.alias("flight_date"),
+        "carrier",
+        "flight",
+        "tailnum",
+        "origin",
+        "dest",
+        "distance",
+        F.floor(F.col("sched_dep_time") / 100).cast("int").alias("sched_dep_local_hour"),
+        "sched_dep_utc",
+        "sched_arr_utc",
+        "dep_delay",
+        "arr_delay",
+        "air_time",
+        _plus_minutes(F.col("sched_dep_utc"), F.col("dep_delay")).alias("dep_utc"),
+        _plus_minutes(F.col("sched_arr_utc"), F.col("arr_delay")).alias("arr_utc"),
+        F.col("dep_delay").isNull().alias("cancelled"),
+        (F.col("dep_delay").isNotNull() & F.col("arr_delay").isNull()).alias("diverted"),
+        "time_hour",
+        F.date_format(day, "yyyy-MM-dd").alias("date"),
+        F.concat(F.col(PROBLEMS), F.filter(tz_problems, lambda p: p.isNotNull())).alias(PROBLEMS),
+    )
+
+
+def weather_to_silver(weather: DataFrame, timezones: DataFrame) -> DataFrame:
+    """Hourly weather keyed by origin and the upstream's UTC hour (`time_hour`).
+
+    The local hour is ambiguous when clocks go back; the upstream's UTC stamp is not.
+    """
+    day = F.make_date("year", "month", "day")
+    measures = [
+        "temp",
+        "dewp",
+        "humid",
+        "wind_dir",
+        "wind_speed",
+        "wind_gust",
+        "precip",
+        "pressure",
+        "visib",
+    ]
+    return weather.select(
+        "origin", "time_hour", *measures, F.date_format(day, "yyyy-MM-dd").alias("date"), PROBLEMS
+    )
+
+
+def as_delivered(frame: DataFrame, timezones: DataFrame) -> DataFrame:
+    return frame
+
+
+SILVER_TRANSFORMS = {"flights": flights_to_silver, "weather": weather_to_silver}
+
+
+def bronze_frame(typed: DataFrame, source: Source) -> DataFrame:
+    columns = [*source.column_names]
+    if source.monthly:
+        day = F.make_date("year", "month", "day")
+        return typed.select(*columns, F.date_format(day, "yyyy-MM-dd").alias("date"))
+    return typed.select(*columns)
+
+
+def with_ingest_metadata(
+    frame: DataFrame, marker_hash: str, source_file: str, ingested_at: datetime
+) -> DataFrame:
+    return frame.select(
+        "*",
+        F.lit(marker_hash).alias("_content_hash"),
+        F.lit(source_file).alias("_source_file"),
+        F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
+    )
+
+
+# --- the runner -------------------------------------------------------------------------
+
+
+@dataclass
+class DropPlan:
+    drop: LandedDrop
+    content_hash: str
+    state: str  # new | collected | staged | quarantined | conflict
+    detail: str = ""
+
+
+def plan(layout: StorageLayout, source: Source) -> list[DropPlan]:
+    """Classify each landed drop of `source` against what the lake already holds."""
+    silver = layout.drops_in(layout.silver(source.name))
+    staged = layout.drops_in(layout.staging(source.name))
+    plans = []
+    for drop in layout.landed_drops(source.name):
+        digest = content_hash(drop.path)
+        known = silver.get(drop.drop_id) or staged.get(drop.drop_id)
+        if layout.quarantined(source.name, drop.drop_id, digest):
+            plans.append(DropPlan(drop, digest, "quarantined"))
+        elif known is None:
+            plans.append(DropPlan(drop, digest, "new"))
+        elif known.content_hash == digest:
+            plans.append(
+                DropPlan(drop, digest, "collected" if drop.drop_id in silver else "staged")
+            )
+        else:
+            plans.append(
+                DropPlan(
+                    drop,
+                    digest,
+                    "conflict",
+                    f"drop {drop.drop_id} was already collected with content {known.content_hash}; "
+                    "a corrected re-delivery needs a new drop id",
+                )
+            )
+    return plans
+
+
+class _Collector:
+    def __init__(
+        self, spark: Callable[[], SparkSession], settings: Settings, layout: StorageLayout
+    ) -> None:
+        self._spark = spark
+        self.settings = settings
+        self.layout = layout
+        self.ingested_at = datetime.now(UTC).replace(microsecond=0)
+
+    @property
+    def spark(self) -> SparkSession:
+        return self._spark()
+
+    def timezones(self) -> DataFrame | None:
+        airports = read_snapshot(self.spark, self.layout, "airports", include_staged=True)
+        if airports is None:
+            return None
+        extra = self.spark.createDataFrame(
+            sorted(self.settings.collect.extra_timezones.items()), "faa string, tzone string"
+        )
+        known = airports.where(F.col("tzone").isNotNull()).select("faa", "tzone")
+        return known.join(extra, "faa", "left_anti").unionByName(extra)
+
+    def quarantine(
+        self, item: DropPlan, reasons: list[str], examples: list[dict] | None = None
+    ) -> Path:
+        where = self.layout.quarantine(
+            item.drop,
+            item.content_hash,
+            {
+                "table": item.drop.table,
+                "drop_id": item.drop.drop_id,
+                "content_hash": item.content_hash,
+                "stage": "collect",
+                "reasons": reasons,
+                "examples": examples or [],
+                "quarantined_at": self.ingested_at.isoformat(),
+                "source_file": str(item.drop.path),
+            },
+        )
+        log.warning(
+            "quarantined %s/%s: %s -> %s",
+            item.drop.table,
+            item.drop.drop_id,
+            "; ".join(reasons),
+            where,
+        )
+        return where
+
+    def collect(
+        self, item: DropPlan, source: Source, timezones: DataFrame | None
+    ) -> tuple[bool, int, int]:
+        """Collect one new drop. Returns (accepted, rows_in, rows_out)."""
+        check = inspect_file(item.drop.path, source.column_names)
+        if check.problems:
+            self.quarantine(item, check.problems)
+            return False, check.data_lines, 0
+        if timezones is None and source.name in SILVER_TRANSFORMS:
+            raise RuntimeError("no airports data in the lake: collect the airports drop first")
+        raw = self.spark.read.csv(
+            str(item.drop.path),
+            schema=raw_schema(check.header),
+            header=True,
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord=CORRUPT,
+            nullValue=self.settings.collect.null_token,
+            encoding="UTF-8",
+        )
+        typed = parse(raw, source).cache()
+        try:
+            to_silver = SILVER_TRANSFORMS.get(source.name, as_delivered)
+            candidate = to_silver(typed, timezones).cache()
+            bad = candidate.where(F.size(PROBLEMS) > 0)
+            bad_rows = bad.count()
+            rows_in = typed.count()
+            if bad_rows:
+                examples = [
+                    {"problems": row[PROBLEMS]}
+                    for row in bad.select(PROBLEMS)
+                    .limit(self.settings.collect.examples_in_reason)
+                    .collect()
+                ]
+                reasons = [
+                    f"{bad_rows} of {rows_in} row(s) do not parse or cannot be placed in time"
+                ]
+                self.quarantine(item, reasons, examples)
+                return False, rows_in, 0
+            silver = candidate.drop(PROBLEMS).dropDuplicates()
+            rows_out = silver.count()
+            marker = DropMarker(
+                table=source.name,
+                drop_id=item.drop.drop_id,
+                content_hash=item.content_hash,
+                source_file=item.drop.path.name,
+                ingested_at=self.ingested_at.isoformat(),
+                rows_in=rows_in,
+                rows_out=rows_out,
+                duplicates_dropped=rows_in - rows_out,
+            )
+            bronze = bronze_frame(typed, source)
+            self._write(bronze, self.layout.bronze(source.name), marker, source)
+            self._write(silver, self.layout.staging(source.name), marker, source)
+            return True, rows_in, rows_out
+        finally:
+            typed.unpersist()
+
+    def _write(self, frame: DataFrame, table_dir: Path, marker: DropMarker, source: Source) -> None:
+        frame = with_ingest_metadata(
+            frame, marker.content_hash, marker.source_file, self.ingested_at
+        )
+        temp = self.layout.temp_dir(table_dir, marker.drop_id)
+        writer = frame.coalesce(1).write.mode("error")
+        if source.monthly:
+            writer = writer.partitionBy("date")
+        writer.parquet(str(temp))
+        StorageLayout.write_marker(temp, marker)
+        self.layout.publish(temp, StorageLayout.drop_dir(table_dir, marker.drop_id))
+
+
+def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
+    result = StageResult("collect")
+    layout = StorageLayout(settings.paths)
+    if removed := layout.clean_temporaries():
+        result.notes.append(f"removed {removed} leftover temporary folder(s) of an interrupted run")
+    collector = _Collector(spark, settings, layout)
+    plans = {source.name: plan(layout, source) for source in SOURCES}
+    total = sum(len(items) for items in plans.values())
+    if total == 0:
+        result.fail(
+            f"no drops in the landing zone {layout.landing}: run `python -m pipelines land` first"
+        )
+        return result
+    new = [
+        (source, item) for source in SOURCES for item in plans[source.name] if item.state == "new"
+    ]
+    counts = {"collected": 0, "already collected": 0, "awaiting gate": 0, "quarantined": 0}
+    for items in plans.values():
+        for item in items:
+            if item.state == "collected":
+                counts["already collected"] += 1
+            elif item.state == "staged":
+                counts["awaiting gate"] += 1
+            elif item.state == "quarantined":
+                counts["quarantined"] += 1
+                result.problems.append(
+                    f"{item.drop.table}/{item.drop.drop_id} is still quarantined (same content)"
+                )
+            elif item.state == "conflict":
+                collector.quarantine(item, [item.detail])
+                counts["quarantined"] += 1
+                result.problems.append(f"{item.drop.table}/{item.drop.drop_id}: {item.detail}")
+    timezones: DataFrame | None = None
+    for index, (source, item) in enumerate(new, start=1):
+        if source.name in SILVER_TRANSFORMS and timezones is None:
+            timezones = collector.timezones()
+            if timezones is not None:
+                timezones = timezones.cache()
+        log.info("collect %s/%s [%d/%d]", source.name, item.drop.drop_id, index, len(new))
+        try:
+            accepted, rows_in, rows_out = collector.collect(item, source, timezones)
+        except RuntimeError as err:
+            result.fail(f"{source.name}/{item.drop.drop_id}: {err}")
+            continue
+        result.rows_in += rows_in
+        result.rows_out += rows_out
+        if accepted:
+            counts["collected"] += 1
+        else:
+            counts["quarantined"] += 1
+            result.problems.append(
+                f"{source.name}/{item.drop.drop_id} quarantined: see "
+                f"{layout.quarantine_dir(source.name, item.drop.drop_id, item.content_hash)}/reason.json"
+            )
+    share = counts["quarantined"] / total
+    result.notes.append(
+        ", ".join(f"{n} {label}" for label, n in counts.items()) + f" (of {total} landed)"
+    )
+    if counts["quarantined"] and share > settings.collect.max_quarantined_share:
+        result.fail(
+            f"{counts['quarantined']} of {total} drop(s) quarantined ({share:.1%}), above the allowed "
+            f"{settings.collect.max_quarantined_share:.1%} (collect.max_quarantined_share): fix or "
+            "replace the drop upstream, or remove it from the landing zone, and run again"
+        )
+    result.outputs |= {
+        "bronze": str(layout.lake / "bronze"),
+        "staged silver": str(layout.lake / "_staging" / "silver"),
+        "quarantine": str(layout.quarantine_root),
+    }
+    return result
