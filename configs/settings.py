@@ -123,7 +123,8 @@ class Settings(Strict):
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with `overrides` deep-merged in and validated again (for tests and the CLI)."""
-        return _validate(_deep_merge(self.model_dump(), overrides), source="overrides")
+        merged = _validate(_deep_merge(self.model_dump(), overrides), source="overrides")
+        return merged.model_copy(update={"paths": _resolve_paths(merged.paths)})
 
 
 def available_envs(config_dir: Path = CONFIG_DIR) -> list[str]:

@@ -7,6 +7,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+import yaml
 
 from configs import ConfigError, Settings, available_envs, load_settings
 from pipelines.chain import CHAIN, STAGES, run_chain
@@ -32,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"config overlay to use (default: $MLOPS_ENV or local; one of {', '.join(available_envs())})",
     )
     parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set collect.max_quarantined_share=0.1 (value read as YAML; repeatable)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings, errors and the summary"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -50,6 +61,27 @@ def _add_land_options(parser: argparse.ArgumentParser) -> None:
         "--months",
         help="land only these months, comma-separated (e.g. 2013-01,2013-02); default: land.months in config",
     )
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`["a.b=1", "a.c=x"]` -> `{"a": {"b": 1, "c": "x"}}`; values are read as YAML."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. collect.max_quarantined_share=0.1")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({err})") from None
+        *parents, leaf = key.strip().split(".")
+        node = overrides
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {part} is set to a value and to a section")
+        node[leaf] = value
+    return overrides
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -92,8 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.quiet)
     try:
         settings = load_settings(args.env)
+        overrides = parse_overrides(args.overrides)
         if getattr(args, "months", None):
-            settings = settings.with_overrides({"land": {"months": args.months.split(",")}})
+            overrides = {**overrides, "land": {**overrides.get("land", {}), "months": args.months.split(",")}}
+        if overrides:
+            settings = settings.with_overrides(overrides)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,106 @@
+"""The typed config: overlays, ${VAR} placeholders, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from configs import ConfigError, available_envs, load_settings
+from configs.settings import CONFIG_DIR
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text)
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    write(tmp_path, "base.yaml", "spark:\n  shuffle_partitions: 8\ncollect:\n  max_quarantined_share: 0.0\n")
+    write(tmp_path, "local.yaml", "spark:\n  master: local[2]\n")
+    return tmp_path
+
+
+def test_every_shipped_environment_loads() -> None:
+    assert set(available_envs()) >= {"local", "services", "aws"}
+    for env in ("local", "services"):
+        assert load_settings(env, environ={}).env == env
+    aws = load_settings("aws", environ={"MLOPS_LANDING_BUCKET": "landing-b", "MLOPS_LAKE_BUCKET": "lake-b"})
+    assert aws.paths.lake == "s3://lake-b/lake"
+    assert aws.spark.master == "yarn"
+
+
+def test_overlay_merges_into_base(config_dir: Path) -> None:
+    settings = load_settings("local", config_dir=config_dir, environ={})
+    assert settings.spark.master == "local[2]"
+    assert settings.spark.shuffle_partitions == 8  # from base, untouched by the overlay
+
+
+def test_env_variable_picks_the_overlay(config_dir: Path) -> None:
+    write(config_dir, "services.yaml", "spark:\n  master: local[1]\n")
+    settings = load_settings(config_dir=config_dir, environ={"MLOPS_ENV": "services"})
+    assert (settings.env, settings.spark.master) == ("services", "local[1]")
+
+
+def test_placeholders_are_filled_from_the_environment(config_dir: Path) -> None:
+    write(config_dir, "local.yaml", "spark:\n  master: ${MASTER}\n  app_name: ${APP:-fallback}\n")
+    settings = load_settings("local", config_dir=config_dir, environ={"MASTER": "local[3]"})
+    assert (settings.spark.master, settings.spark.app_name) == ("local[3]", "fallback")
+
+
+def test_missing_variable_names_the_key_and_the_variable(config_dir: Path) -> None:
+    write(config_dir, "local.yaml", "spark:\n  master: ${NOT_SET_ANYWHERE}\n")
+    with pytest.raises(ConfigError, match=r"spark\.master: environment variable NOT_SET_ANYWHERE"):
+        load_settings("local", config_dir=config_dir, environ={})
+
+
+def test_unknown_key_is_refused_with_its_path(config_dir: Path) -> None:
+    write(config_dir, "local.yaml", "spark:\n  mastr: local[2]\n")
+    with pytest.raises(ConfigError, match=r"spark\.mastr: unknown key"):
+        load_settings("local", config_dir=config_dir, environ={})
+
+
+def test_wrong_value_is_refused_with_its_path(config_dir: Path) -> None:
+    write(config_dir, "local.yaml", "collect:\n  max_quarantined_share: 1.5\n")
+    with pytest.raises(ConfigError, match=r"collect\.max_quarantined_share: .*less than or equal to 1"):
+        load_settings("local", config_dir=config_dir, environ={})
+
+
+def test_inverted_range_in_a_quality_rule_is_refused(config_dir: Path) -> None:
+    write(config_dir, "local.yaml", "quality:\n  tables:\n    t:\n      ranges:\n        x: {min: 5, max: 1}\n")
+    with pytest.raises(ConfigError, match=r"quality\.tables\.t\.ranges\.x"):
+        load_settings("local", config_dir=config_dir, environ={})
+
+
+def test_unknown_environment_lists_the_available_ones(config_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown environment 'prod'.*available: local"):
+        load_settings("prod", config_dir=config_dir, environ={})
+
+
+def test_invalid_yaml_names_the_file(config_dir: Path) -> None:
+    write(config_dir, "local.yaml", "spark: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"local\.yaml is not valid YAML"):
+        load_settings("local", config_dir=config_dir, environ={})
+
+
+def test_relative_paths_resolve_against_the_working_directory(
+    config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings("local", config_dir=config_dir, environ={})
+    assert settings.paths.lake == str(tmp_path / "data" / "lake")
+
+
+def test_overrides_are_validated_too() -> None:
+    settings = load_settings("local", environ={})
+    assert settings.with_overrides({"collect": {"max_quarantined_share": 0.25}}).collect.max_quarantined_share == 0.25
+    with pytest.raises(ConfigError, match=r"land\.months"):
+        settings.with_overrides({"land": {"months": ["2013-13"]}})
+
+
+def test_shipped_quality_rules_cover_every_source() -> None:
+    from pipelines.sources import SOURCES
+
+    tables = load_settings("local", environ={}).quality.tables
+    assert {source.name for source in SOURCES} <= set(tables)
+    assert CONFIG_DIR.name == "configs"
