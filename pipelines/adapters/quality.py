@@ -15,6 +15,7 @@ from typing import Any
 import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.core.result_format import ResultFormat
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from configs.settings import TableQuality
 
@@ -82,9 +83,7 @@ class QualityGate:
         # GX sets its own loggers to INFO on import; batch runs want its warnings only.
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(
-            globally=False
-        )
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         for site in self.context.get_site_names():  # keep Data Docs under reports/ only
             self.context.delete_data_docs_site(site)
         self.context.add_data_docs_site(

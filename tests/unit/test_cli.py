@@ -38,7 +38,9 @@ def test_overrides_nest_and_read_yaml() -> None:
 
 
 def test_summary_shows_each_stage_and_what_was_skipped() -> None:
-    land = StageResult("land", rows_in=10, rows_out=10, outputs={"landing": "/x"}, notes=["2 drops"])
+    land = StageResult(
+        "land", rows_in=10, rows_out=10, outputs={"landing": "/x"}, notes=["2 drops"]
+    )
     collect = StageResult("collect", rows_in=10)
     collect.fail("flights/2013-01 quarantined")
     text = cli.render_summary([land, collect], ["land", "collect", "validate"])

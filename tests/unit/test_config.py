@@ -16,7 +16,11 @@ def write(folder: Path, name: str, text: str) -> None:
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    write(tmp_path, "base.yaml", "spark:\n  shuffle_partitions: 8\ncollect:\n  max_quarantined_share: 0.0\n")
+    write(
+        tmp_path,
+        "base.yaml",
+        "spark:\n  shuffle_partitions: 8\ncollect:\n  max_quarantined_share: 0.0\n",
+    )
     write(tmp_path, "local.yaml", "spark:\n  master: local[2]\n")
     return tmp_path
 
@@ -25,7 +29,9 @@ def test_every_shipped_environment_loads() -> None:
     assert set(available_envs()) >= {"local", "services", "aws"}
     for env in ("local", "services"):
         assert load_settings(env, environ={}).env == env
-    aws = load_settings("aws", environ={"MLOPS_LANDING_BUCKET": "landing-b", "MLOPS_LAKE_BUCKET": "lake-b"})
+    aws = load_settings(
+        "aws", environ={"MLOPS_LANDING_BUCKET": "landing-b", "MLOPS_LAKE_BUCKET": "lake-b"}
+    )
     assert aws.paths.lake == "s3://lake-b/lake"
     assert aws.spark.master == "yarn"
 
@@ -62,12 +68,18 @@ def test_unknown_key_is_refused_with_its_path(config_dir: Path) -> None:
 
 def test_wrong_value_is_refused_with_its_path(config_dir: Path) -> None:
     write(config_dir, "local.yaml", "collect:\n  max_quarantined_share: 1.5\n")
-    with pytest.raises(ConfigError, match=r"collect\.max_quarantined_share: .*less than or equal to 1"):
+    with pytest.raises(
+        ConfigError, match=r"collect\.max_quarantined_share: .*less than or equal to 1"
+    ):
         load_settings("local", config_dir=config_dir, environ={})
 
 
 def test_inverted_range_in_a_quality_rule_is_refused(config_dir: Path) -> None:
-    write(config_dir, "local.yaml", "quality:\n  tables:\n    t:\n      ranges:\n        x: {min: 5, max: 1}\n")
+    write(
+        config_dir,
+        "local.yaml",
+        "quality:\n  tables:\n    t:\n      ranges:\n        x: {min: 5, max: 1}\n",
+    )
     with pytest.raises(ConfigError, match=r"quality\.tables\.t\.ranges\.x"):
         load_settings("local", config_dir=config_dir, environ={})
 
@@ -93,7 +105,12 @@ def test_relative_paths_resolve_against_the_working_directory(
 
 def test_overrides_are_validated_too() -> None:
     settings = load_settings("local", environ={})
-    assert settings.with_overrides({"collect": {"max_quarantined_share": 0.25}}).collect.max_quarantined_share == 0.25
+    assert (
+        settings.with_overrides(
+            {"collect": {"max_quarantined_share": 0.25}}
+        ).collect.max_quarantined_share
+        == 0.25
+    )
     with pytest.raises(ConfigError, match=r"land\.months"):
         settings.with_overrides({"land": {"months": ["2013-13"]}})
 

@@ -32,14 +32,16 @@ def test_malformed_files_are_named(tmp_path: Path, content: bytes, problem: str)
 
 def test_a_good_file_has_no_problems_and_counts_rows(tmp_path: Path) -> None:
     path = tmp_path / "drop.csv"
-    path.write_bytes("c,a,b\n1,2,3\n4,\"x,y\",6\n".encode())
+    path.write_bytes(b'c,a,b\n1,2,3\n4,"x,y",6\n')
     check = inspect_file(path, COLUMNS)
     assert check.problems == []
     assert check.header == ["c", "a", "b"]  # any column order is accepted
     assert check.data_lines == 2
 
 
-def test_utf8_split_across_read_chunks_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_utf8_split_across_read_chunks_is_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pipelines.collect as collect
 
     monkeypatch.setattr(collect, "_CHUNK", 7)

@@ -12,7 +12,9 @@ from tests.conftest import SLICE_DIR
 
 
 def test_monthly_source_splits_into_one_drop_per_month() -> None:
-    frame = pd.DataFrame({"year": ["2013", "2013", "2013"], "month": ["1", "2", "1"], "x": ["a", "b", "c"]})
+    frame = pd.DataFrame(
+        {"year": ["2013", "2013", "2013"], "month": ["1", "2", "1"], "x": ["a", "b", "c"]}
+    )
     drops = land.split_into_drops(frame, FLIGHTS, "2013", months=[])
     assert list(drops) == ["2013-01", "2013-02"]
     assert drops["2013-01"]["x"].tolist() == ["a", "c"]
@@ -38,9 +40,13 @@ def test_land_writes_drops_that_keep_the_source_text(make_settings) -> None:
         for line in drop.path.read_text().splitlines()[1:]
     ]
     assert sorted(landed_rows) == sorted(source_rows[1:])  # "NA" and every number as delivered
-    assert result.rows_out == result.rows_in == sum(
-        len((SLICE_DIR / f"{t}.csv").read_text().splitlines()) - 1
-        for t in ("flights", "weather", "airports", "airlines", "planes")
+    assert (
+        result.rows_out
+        == result.rows_in
+        == sum(
+            len((SLICE_DIR / f"{t}.csv").read_text().splitlines()) - 1
+            for t in ("flights", "weather", "airports", "airlines", "planes")
+        )
     )
 
 

@@ -67,10 +67,14 @@ def test_good_data_passes_and_results_are_kept(gate: QualityGate, rules) -> None
         ("carrier", "ZZ", "expect_column_values_to_be_in_set"),
     ],
 )
-def test_each_rule_fails_bad_data_and_names_it(gate: QualityGate, rules, column, value, expectation) -> None:
+def test_each_rule_fails_bad_data_and_names_it(
+    gate: QualityGate, rules, column, value, expectation
+) -> None:
     frame = good_flights()
     frame.loc[1, column] = value
-    result = gate.validate("flights", frame, row_expectations(rules), f"bad_{column}_{expectation[-8:]}")
+    result = gate.validate(
+        "flights", frame, row_expectations(rules), f"bad_{column}_{expectation[-8:]}"
+    )
     assert not result.success
     named = {(f.expectation, f.column) for f in result.failures}
     assert (expectation, column) in named, named

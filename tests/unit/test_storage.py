@@ -9,7 +9,9 @@ from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, co
 
 
 def marker(drop_id: str, digest: str = "sha256:aa") -> DropMarker:
-    return DropMarker("flights", drop_id, digest, f"{drop_id}.csv", "2013-12-31T00:00:00+00:00", 10, 9, 1)
+    return DropMarker(
+        "flights", drop_id, digest, f"{drop_id}.csv", "2013-12-31T00:00:00+00:00", 10, 9, 1
+    )
 
 
 def test_publish_makes_a_drop_visible_and_replaces_atomically(make_settings) -> None:
@@ -48,7 +50,9 @@ def test_quarantine_keeps_a_copy_and_the_reason(make_settings, tmp_path: Path) -
     source = tmp_path / "2013-01.csv"
     source.write_text("a,b\n1,2\n")
     digest = content_hash(source)
-    where = layout.quarantine(LandedDrop("flights", "2013-01", source), digest, {"reasons": ["bad"]})
+    where = layout.quarantine(
+        LandedDrop("flights", "2013-01", source), digest, {"reasons": ["bad"]}
+    )
     assert (where / "2013-01.csv").read_text() == "a,b\n1,2\n"
     assert json.loads((where / "reason.json").read_text()) == {"reasons": ["bad"]}
     assert layout.quarantined("flights", "2013-01", digest) == {"reasons": ["bad"]}
@@ -68,5 +72,5 @@ def test_object_store_paths_are_refused_locally(make_settings) -> None:
     import pytest
 
     settings = make_settings(paths={"lake": "s3://bucket/lake"})
-    with pytest.raises(NotImplementedError, match="paths.lake"):
+    with pytest.raises(NotImplementedError, match=r"paths\.lake"):
         StorageLayout(settings.paths)

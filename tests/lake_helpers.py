@@ -1,0 +1,53 @@
+"""Helpers for tests that work on a lake: deliver drops, run the chain, prove nothing changed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from configs import Settings
+from pipelines.adapters.storage import StorageLayout
+from pipelines.chain import run_chain
+from pipelines.results import StageResult
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under `folder` (to prove it was not touched)."""
+    if not folder.exists():
+        return {}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def silver_digest(settings: Settings) -> dict[str, str]:
+    return tree_digest(StorageLayout(settings.paths).lake / "silver")
+
+
+def read_landed(settings: Settings, table: str, drop_id: str) -> pd.DataFrame:
+    path = StorageLayout(settings.paths).landing_file(table, drop_id)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def land_new_flights_drop(
+    settings: Settings, drop_id: str, frame: pd.DataFrame | None = None
+) -> Path:
+    """Deliver a new monthly flights drop, by default January's rows moved to `drop_id`'s month."""
+    if frame is None:
+        frame = read_landed(settings, "flights", "2013-01")
+        frame["month"] = str(int(drop_id[-2:]))
+    target = StorageLayout(settings.paths).landing_file("flights", drop_id)
+    target.write_text(frame.to_csv(index=False, lineterminator="\n"))
+    return target
+
+
+def chain(settings: Settings, spark) -> list[StageResult]:
+    return run_chain(settings, ("land", "collect", "validate"), spark=spark)
+
+
+def problems(results: list[StageResult]) -> str:
+    return "\n".join(p for r in results for p in r.problems)
