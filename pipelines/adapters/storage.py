@@ -80,7 +80,8 @@ class StorageLayout:
         return self.lake / "silver" / table
 
     def quarantine_dir(self, table: str, drop_id: str, content_hash: str) -> Path:
-        return self.quarantine_root / table / f"{drop_id}-{content_hash[:12]}"
+        digest = content_hash.removeprefix("sha256:")
+        return self.quarantine_root / table / f"{drop_id}-{digest[:12]}"
 
     @staticmethod
     def drop_dir(table_dir: Path, drop_id: str) -> Path:

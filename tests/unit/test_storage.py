@@ -53,6 +53,7 @@ def test_quarantine_keeps_a_copy_and_the_reason(make_settings, tmp_path: Path) -
     where = layout.quarantine(
         LandedDrop("flights", "2013-01", source), digest, {"reasons": ["bad"]}
     )
+    assert where.name == f"2013-01-{digest.removeprefix('sha256:')[:12]}"
     assert (where / "2013-01.csv").read_text() == "a,b\n1,2\n"
     assert json.loads((where / "reason.json").read_text()) == {"reasons": ["bad"]}
     assert layout.quarantined("flights", "2013-01", digest) == {"reasons": ["bad"]}
