@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -112,6 +112,72 @@ class QualityConfig(Strict):
     tables: dict[str, TableQuality] = Field(default_factory=dict)
 
 
+class FeaturesConfig(Strict):
+    """The Feast repository: where its registry and stores live, and the model's FeatureService."""
+
+    project: str = "flight_delay"
+    service_name: str = "flight_delay_model"
+    service_version: int = Field(1, ge=1)
+    # Passed to Feast's RepoConfig as given; relative `path`s resolve against the working dir.
+    registry: dict[str, Any] = Field(
+        default_factory=lambda: {"registry_type": "file", "path": "data/feast/registry.db"}
+    )
+    online_store: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "sqlite", "path": "data/feast/online.db"}
+    )
+    offline_store: dict[str, Any] = Field(default_factory=lambda: {"type": "duckdb"})
+    # Window sizes of the rolling features.
+    aircraft_recent_arrivals: int = Field(5, ge=1)
+    aircraft_late_rate_arrivals: int = Field(10, ge=1)
+    carrier_window_days: int = Field(7, ge=1)
+    route_window_days: int = Field(28, ge=1)
+    carriers: list[str] = Field(default_factory=list)
+    origin_timezones: dict[str, str] = Field(default_factory=dict)
+
+
+class MlflowConfig(Strict):
+    tracking_uri: str = "sqlite:///data/mlflow/mlflow.db"
+    # Where a new experiment keeps its artifacts (local folder or s3://...).
+    artifact_location: str = "data/mlflow/artifacts"
+    experiment: str = "flight-delay"
+    registered_model: str = "flight_delay"
+
+
+class SplitConfig(Strict):
+    """Time-based split by the flight's local date: train < validation_start <= validation < test_start."""
+
+    validation_start: str = "2013-09-01"
+    test_start: str = "2013-11-01"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SplitConfig:
+        if self.validation_start >= self.test_start:
+            raise ValueError("validation_start must come before test_start")
+        return self
+
+
+class TrainingConfig(Strict):
+    # Label: arrival more than this many minutes late.
+    late_minutes: float = 15.0
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    seed: int = 42
+    # LightGBM parameters, passed through (seed and determinism are set from `seed`).
+    lightgbm: dict[str, Any] = Field(default_factory=dict)
+    num_boost_round: int = Field(400, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+    # "best_f1" picks the threshold on the validation set; a number fixes it.
+    threshold: Literal["best_f1"] | float = "best_f1"
+
+
+class PromotionConfig(Strict):
+    """A new model becomes `champion` only if it passes every bound and beats the champion."""
+
+    minimum: dict[str, float] = Field(default_factory=dict)  # metric >= bound
+    maximum: dict[str, float] = Field(default_factory=dict)  # metric <= bound
+    primary_metric: str = "roc_auc"
+    min_improvement: float = Field(0.001, ge=0.0)
+
+
 class Settings(Strict):
     env: str
     project: str = "flight-delay"
@@ -120,11 +186,16 @@ class Settings(Strict):
     spark: SparkConfig = Field(default_factory=SparkConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with `overrides` deep-merged in and validated again (for tests and the CLI)."""
-        merged = _validate(_deep_merge(self.model_dump(), overrides), source="overrides")
-        return merged.model_copy(update={"paths": _resolve_paths(merged.paths)})
+        return _resolve_locations(
+            _validate(_deep_merge(self.model_dump(), overrides), source="overrides")
+        )
 
 
 def available_envs(config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -152,8 +223,7 @@ def load_settings(
     merged = _deep_merge(_read_yaml(config_dir / "base.yaml"), _read_yaml(overlay_file))
     merged["env"] = env
     filled = _fill_placeholders(merged, environ, path="")
-    settings = _validate(filled, source=f"base.yaml + {overlay_file.name}")
-    return settings.model_copy(update={"paths": _resolve_paths(settings.paths)})
+    return _resolve_locations(_validate(filled, source=f"base.yaml + {overlay_file.name}"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -214,10 +284,37 @@ def _validate(data: dict[str, Any], source: str) -> Settings:
         raise ConfigError(f"invalid configuration ({source}):\n" + "\n".join(problems)) from None
 
 
-def _resolve_paths(paths: Paths) -> Paths:
-    def resolve(value: str) -> str:
-        if "://" in value:  # object-store URIs (s3://...) are left as they are
-            return value
-        return str(Path(value).expanduser().resolve())
+def _resolve(value: str) -> str:
+    """A relative local path made absolute (against the working directory); URIs are kept."""
+    if "://" in value:
+        return value
+    return str(Path(value).expanduser().resolve())
 
-    return Paths(**{name: resolve(getattr(paths, name)) for name in Paths.model_fields})
+
+def _resolve_store(store: dict[str, Any]) -> dict[str, Any]:
+    path = store.get("path")
+    # Feast's SQL registry and remote stores use URLs in `path`; only local files are resolved.
+    if isinstance(path, str) and store.get("registry_type", "file") == "file" and "://" not in path:
+        return {**store, "path": _resolve(path)}
+    return store
+
+
+def _resolve_locations(settings: Settings) -> Settings:
+    """Make every local location absolute, so no stage depends on the directory it runs from."""
+    paths = Paths(**{name: _resolve(getattr(settings.paths, name)) for name in Paths.model_fields})
+    features = settings.features.model_copy(
+        update={
+            "registry": _resolve_store(settings.features.registry),
+            "online_store": _resolve_store(settings.features.online_store),
+        }
+    )
+    tracking_uri = settings.mlflow.tracking_uri
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        tracking_uri = "sqlite:///" + _resolve(tracking_uri.removeprefix("sqlite:///"))
+    mlflow = settings.mlflow.model_copy(
+        update={
+            "tracking_uri": tracking_uri,
+            "artifact_location": _resolve(settings.mlflow.artifact_location),
+        }
+    )
+    return settings.model_copy(update={"paths": paths, "features": features, "mlflow": mlflow})

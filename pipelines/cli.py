@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=stage.help)
         if name == "land":
             _add_land_options(sub)
+    commands.add_parser("rollback", help="point the champion alias back at the version it replaced")
+    commands.add_parser("promotions", help="list every promotion decision (version, when, why)")
     commands.add_parser("config", help="print the resolved configuration and exit")
     return parser
 
@@ -140,8 +142,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(settings.model_dump_json(indent=2))
         return EXIT_OK
+    if args.command in ("rollback", "promotions"):
+        return _registry_command(settings, args.command)
     planned = CHAIN if args.command == "train" else (args.command,)
     return run_and_report(settings, planned)
+
+
+def _registry_command(settings: Settings, command: str) -> int:
+    from pipelines import promote
+
+    if command == "rollback":
+        result = promote.rollback(settings)
+        print(render_summary([result], ["rollback"]))
+        return EXIT_OK if result.ok else EXIT_FAILED
+    history = promote.promotion_history(settings)
+    if not history:
+        print("no model versions registered yet")
+    for row in history:
+        marker = " <- champion" if row["champion_now"] else ""
+        print(
+            f"v{row['version']:<4} {row['decision']:<13} {row['decided_at']:<26} {row['reason']}{marker}"
+        )
+    return EXIT_OK
 
 
 def run_and_report(settings: Settings, planned: Sequence[str]) -> int:

@@ -19,6 +19,8 @@ class StageResult:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Exact identifiers for the stages after this one (see chain.StageContext).
+    handoff: dict[str, str] = field(default_factory=dict)
 
     def fail(self, problem: str) -> None:
         self.ok = False

@@ -9,6 +9,7 @@ Published silver is only ever data that passed.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -84,7 +85,7 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
         outcomes = table_gate.check(union, staged_frame)
         if all(outcome.success for outcome in outcomes):
             for drop_id in sorted(staged):
-                _publish(layout, table, drop_id)
+                _publish(layout, table, drop_id, outcomes)
             rows = sum(marker.rows_out for marker in staged.values())
             result.rows_in += rows
             result.rows_out += rows
@@ -101,7 +102,7 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
             outcomes = table_gate.check(frame, one)
             result.rows_in += staged[drop_id].rows_out
             if all(outcome.success for outcome in outcomes):
-                _publish(layout, table, drop_id)
+                _publish(layout, table, drop_id, outcomes)
                 result.rows_out += staged[drop_id].rows_out
                 result.notes.append(f"{table}/{drop_id}: passed and published")
                 continue
@@ -114,11 +115,12 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
     return result
 
 
-def _publish(layout: StorageLayout, table: str, drop_id: str) -> None:
-    layout.publish(
-        StorageLayout.drop_dir(layout.staging(table), drop_id),
-        StorageLayout.drop_dir(layout.silver(table), drop_id),
-    )
+def _publish(layout: StorageLayout, table: str, drop_id: str, outcomes: list[GateResult]) -> None:
+    """Move a staged drop into silver, with a record of the gate results that let it in."""
+    staged = StorageLayout.drop_dir(layout.staging(table), drop_id)
+    results = [path.name for outcome in outcomes for path in outcome.result_files]
+    (staged / "_gate.json").write_text(json.dumps({"results": results}, indent=2))
+    layout.publish(staged, StorageLayout.drop_dir(layout.silver(table), drop_id))
 
 
 def _quarantine_staged(

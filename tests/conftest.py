@@ -76,9 +76,9 @@ def spark() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def baseline_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
     root = tmp_path_factory.mktemp("baseline")
-    from pipelines.chain import run_chain
+    from pipelines.chain import DATA_STAGES, run_chain
 
-    results = run_chain(settings_for(root), spark=spark)
+    results = run_chain(settings_for(root), DATA_STAGES, spark=spark)
     assert [r.stage for r in results] == ["land", "collect", "validate"]
     assert all(r.ok for r in results), [p for r in results for p in r.problems]
     return root

@@ -22,6 +22,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from configs.settings import Paths
 
 MARKER = "_drop.json"
@@ -107,6 +109,17 @@ class StorageLayout:
     def quarantined(self, table: str, drop_id: str, content_hash: str) -> dict | None:
         reason = self.quarantine_dir(table, drop_id, content_hash) / REASON
         return json.loads(reason.read_text()) if reason.is_file() else None
+
+    def read_silver_columns(self, table: str, columns: list[str]) -> pd.DataFrame | None:
+        """Published silver of `table` as pandas (no Spark), read through the drop markers."""
+        drops = self.drops_in(self.silver(table))
+        if not drops:
+            return None
+        frames = [
+            pd.read_parquet(self.drop_dir(self.silver(table), drop_id), columns=columns)
+            for drop_id in sorted(drops)
+        ]
+        return pd.concat(frames, ignore_index=True)
 
     # -- atomic writes ----------------------------------------------------------------
     def temp_dir(self, table_dir: Path, drop_id: str) -> Path:

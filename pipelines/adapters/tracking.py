@@ -1,0 +1,132 @@
+"""The only module that talks to MLflow: runs, the model registry, aliases and promotions.
+
+The registry is the source of truth for which model serves: the `champion` alias. Every
+decision of the promotion gate is written on the model version as tags, so the history of
+promotions can be queried from MLflow itself (`python -m pipelines promotions`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from configs.settings import MlflowConfig
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+# Tags written on a model version by the gate.
+DECISION = "gate.decision"  # promoted | not_promoted | rolled_back_to
+DECIDED_AT = "gate.decided_at"
+REASON = "gate.reason"
+EVIDENCE = "gate.evidence"  # JSON: the metrics that decided
+PREVIOUS_CHAMPION = "gate.previous_champion"
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server or registry cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+class Tracker:
+    def __init__(self, config: MlflowConfig) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        if config.tracking_uri.startswith("sqlite:///"):
+            Path(config.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        self.config = config
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(config.tracking_uri)
+        mlflow.set_registry_uri(config.tracking_uri)
+        self.client = MlflowClient(
+            tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri
+        )
+        try:
+            experiment = self.client.get_experiment_by_name(config.experiment)
+            if experiment is None:
+                experiment_id = self.client.create_experiment(
+                    config.experiment, artifact_location=_as_uri(config.artifact_location)
+                )
+            else:
+                experiment_id = experiment.experiment_id
+        except Exception as err:  # the client raises many kinds; all mean "cannot track"
+            raise TrackingUnavailable(
+                f"MLflow at {config.tracking_uri} is not reachable: {err}"
+            ) from err
+        self.experiment_id = experiment_id
+
+    # -- registry -------------------------------------------------------------------------
+    def _ref(self, version: Any) -> ModelRef:
+        return ModelRef(
+            version.name, str(version.version), version.run_id, dict(version.tags or {})
+        )
+
+    def version(self, number: str) -> ModelRef:
+        return self._ref(self.client.get_model_version(self.config.registered_model, number))
+
+    def alias(self, alias: str) -> ModelRef | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._ref(
+                self.client.get_model_version_by_alias(self.config.registered_model, alias)
+            )
+        except MlflowException:
+            return None
+
+    def versions(self) -> list[ModelRef]:
+        found = self.client.search_model_versions(f"name = '{self.config.registered_model}'")
+        return sorted((self._ref(v) for v in found), key=lambda ref: int(ref.version))
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.config.registered_model, alias, version)
+
+    def tag_version(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.config.registered_model, version, key, value)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def run_params(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.params)
+
+    def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(
+            self.mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_path, dst_path=str(destination)
+            )
+        )
+
+    def load_booster(self, ref: ModelRef) -> Any:
+        return self.mlflow.lightgbm.load_model(ref.uri)
+
+
+def _as_uri(location: str) -> str:
+    return location if "://" in location else Path(location).resolve().as_uri()
+
+
+def dumps(evidence: dict[str, Any]) -> str:
+    return json.dumps(evidence, sort_keys=True, default=str)

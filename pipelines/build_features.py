@@ -1,0 +1,148 @@
+"""Features (Spark): silver -> the feature tables Feast serves, gated by Great Expectations,
+then registered with Feast (`apply`).
+
+Each table is written to `lake/features/<view>.parquet` under a temporary name and moved into
+place only after every table passed its suite, so Feast never sees a half-built set. When the
+silver it was built from has not changed, the stage does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+from configs import Settings
+from features import transforms
+from features.definitions import VIEWS, build_repo, feature_table_path, service_name
+from features.store import feature_store
+from pipelines.adapters.lake import read_silver, read_snapshot
+from pipelines.adapters.quality import QualityGate, row_expectations
+from pipelines.adapters.storage import StorageLayout
+from pipelines.results import StageResult
+
+MANIFEST = "_manifest.json"
+
+
+def silver_state(
+    layout: StorageLayout, tables: tuple[str, ...] = ("flights", "weather", "planes")
+) -> dict:
+    """Which silver drops (and their content hashes) the features are built from."""
+    return {
+        table: {
+            drop_id: marker.content_hash
+            for drop_id, marker in layout.drops_in(layout.silver(table)).items()
+        }
+        for table in tables
+    }
+
+
+def compute_tables(
+    spark: SparkSession, settings: Settings, layout: StorageLayout
+) -> dict[str, DataFrame]:
+    flights = read_silver(spark, layout, "flights")
+    weather = read_silver(spark, layout, "weather")
+    planes = read_snapshot(spark, layout, "planes")
+    if flights is None or weather is None or planes is None:
+        missing = [
+            n
+            for n, f in (("flights", flights), ("weather", weather), ("planes", planes))
+            if f is None
+        ]
+        raise RuntimeError(
+            f"no published silver for {', '.join(missing)}: run collect and validate first"
+        )
+    planes_valid_from = f"{settings.land.snapshot_id}-01-01 00:00:00"
+    config = settings.features
+    return {
+        "aircraft_delay_history": transforms.aircraft_delay_history(flights, config),
+        "origin_weather": transforms.origin_weather(weather),
+        "carrier_on_time": transforms.carrier_on_time(flights, config),
+        "route_on_time": transforms.route_on_time(flights, config),
+        "plane_attributes": transforms.plane_attributes(planes, planes_valid_from),
+    }
+
+
+def write_single_parquet(frame: DataFrame, staging: Path) -> Path:
+    """Write `frame` as one parquet file inside `staging` (Feast's file sources read one file)."""
+    folder = staging / f"_tmp-{uuid.uuid4().hex[:8]}"
+    frame.coalesce(1).write.mode("error").parquet(str(folder))
+    (part,) = folder.glob("part-*.parquet")
+    target = staging / f"{uuid.uuid4().hex[:8]}.parquet"
+    part.rename(target)
+    shutil.rmtree(folder)
+    return target
+
+
+def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageResult:
+    result = StageResult("features")
+    layout = StorageLayout(settings.paths)
+    manifest_path = layout.lake / "features" / MANIFEST
+    state = silver_state(layout)
+    result.outputs["feature tables"] = str(layout.lake / "features")
+    if manifest_path.is_file() and all(feature_table_path(settings, v).is_file() for v in VIEWS):
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("silver") == state and manifest.get("service") == service_name(settings):
+            result.notes.append(
+                "silver unchanged since the feature tables were built: nothing to do"
+            )
+            return result
+    spark = spark_session()
+    tables = compute_tables(spark, settings, layout)
+    gate = QualityGate(layout.reports)
+    label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    staging = layout.lake / "features" / f"_staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    written: dict[str, Path] = {}
+    gate_results: dict[str, str] = {}
+    try:
+        for view, frame in tables.items():
+            frame = frame.cache()
+            rules = settings.quality.tables.get(view)
+            if rules is not None:
+                outcome = gate.validate(view, frame, row_expectations(rules), label)
+                gate_results[view] = outcome.result_files[0].name if outcome.result_files else ""
+                if not outcome.success:
+                    for failure in outcome.failures:
+                        result.fail(f"{view}: {failure}")
+                    continue
+            written[view] = write_single_parquet(frame, staging)
+            rows = frame.count()
+            result.rows_out += rows
+            result.notes.append(f"{view}: {rows:,} rows")
+            frame.unpersist()
+        if not result.ok:
+            result.problems.append(
+                "feature tables failed their checks: nothing was replaced or registered"
+            )
+            return result
+        for view, path in written.items():
+            os.replace(path, feature_table_path(settings, view))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    repo = build_repo(settings)
+    feature_store(settings).apply(repo.objects)
+    manifest_path.write_text(
+        json.dumps(
+            {
+                "silver": state,
+                "service": service_name(settings),
+                "gate_results": gate_results,
+                "built_at": label,
+            },
+            indent=2,
+        )
+    )
+    result.notes.append(
+        f"registered {len(repo.views)} feature views and service {repo.service.name} with Feast"
+    )
+    result.outputs["feast registry"] = str(
+        settings.features.registry.get("path", settings.features.registry)
+    )
+    return result

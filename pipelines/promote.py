@@ -1,0 +1,187 @@
+"""Promote: the champion/challenger gate, plus rollback and the history of decisions.
+
+A new model version becomes `champion` only if its test metrics pass every absolute bound in
+`promotion` (configs) and it beats the current champion, scored on the same test flights, by
+`promotion.min_improvement` on the primary metric. Otherwise it is tagged `challenger` and the
+chain ends normally with the reason. Every decision is written on the version as tags.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from configs import Settings
+from configs.settings import PromotionConfig
+from pipelines.adapters.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    DECIDED_AT,
+    DECISION,
+    EVIDENCE,
+    PREVIOUS_CHAMPION,
+    REASON,
+    ModelRef,
+    Tracker,
+    dumps,
+)
+from pipelines.results import StageFailed, StageResult
+from pipelines.train import LABEL, evaluate
+
+log = logging.getLogger(__name__)
+
+# Metrics where lower is better; the others are higher-is-better.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def decide(
+    candidate: dict[str, float], champion: dict[str, float] | None, rules: PromotionConfig
+) -> Decision:
+    """The gate as a pure function of the two sets of test metrics and the rules."""
+    failures = []
+    for metric, bound in sorted(rules.minimum.items()):
+        if candidate[metric] < bound:
+            failures.append(f"{metric} {candidate[metric]:.4f} is below the minimum {bound}")
+    for metric, bound in sorted(rules.maximum.items()):
+        if candidate[metric] > bound:
+            failures.append(f"{metric} {candidate[metric]:.4f} is above the maximum {bound}")
+    if failures:
+        return Decision(False, failures)
+    if champion is None:
+        return Decision(True, ["no champion yet and every bound is met"])
+    metric = rules.primary_metric
+    gain = candidate[metric] - champion[metric]
+    if metric in LOWER_IS_BETTER:
+        gain = -gain
+    verdict = (
+        f"{metric} {candidate[metric]:.4f} against the champion's {champion[metric]:.4f} "
+        f"on the same test flights ({gain:+.4f}; at least +{rules.min_improvement} needed)"
+    )
+    return Decision(gain >= rules.min_improvement, [verdict])
+
+
+def _score_on(
+    tracker: Tracker, model: ModelRef, test_set: pd.DataFrame, threshold: float
+) -> dict[str, float]:
+    booster = tracker.load_booster(model)
+    features = list(booster.feature_name())
+    missing = [f for f in features if f not in test_set.columns]
+    if missing:
+        raise StageFailed(
+            f"the champion (version {model.version}) needs features the new test set lacks: {missing}; "
+            "a changed feature set needs a new FeatureService version and an explicit promotion"
+        )
+    return evaluate(test_set[LABEL].to_numpy(), booster.predict(test_set[features]), threshold)
+
+
+def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
+    result = StageResult("promote")
+    tracker = Tracker(settings.mlflow)
+    number = handoff.get("model_version") or _newest_undecided(tracker)
+    if number is None:
+        result.notes.append("no new model version waiting for a decision")
+        return result
+    candidate = tracker.version(number)
+    with tempfile.TemporaryDirectory() as tmp:
+        test_file = tracker.download(candidate.run_id, "evaluation/test_set.parquet", Path(tmp))
+        test_set = pd.read_parquet(test_file)
+    candidate_metrics = {
+        k.removeprefix("test_"): v
+        for k, v in tracker.run_metrics(candidate.run_id).items()
+        if k.startswith("test_")
+    }
+    champion = tracker.alias(CHAMPION)
+    champion_metrics = None
+    if champion is not None and champion.version != candidate.version:
+        champion_threshold = float(tracker.run_params(champion.run_id)["threshold"])
+        champion_metrics = _score_on(tracker, champion, test_set, champion_threshold)
+    decision = decide(candidate_metrics, champion_metrics, settings.promotion)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    evidence = {
+        "candidate": candidate_metrics,
+        "champion_version": champion.version if champion else None,
+        "champion_on_same_test": champion_metrics,
+        "rules": settings.promotion.model_dump(),
+    }
+    tags = {DECIDED_AT: now, REASON: decision.reason, EVIDENCE: dumps(evidence)}
+    if decision.promote:
+        tags |= {DECISION: "promoted", PREVIOUS_CHAMPION: champion.version if champion else ""}
+        tracker.tag_version(candidate.version, tags)
+        tracker.set_alias(CHAMPION, candidate.version)
+        result.notes.append(f"version {candidate.version} is the new champion: {decision.reason}")
+    else:
+        tags |= {DECISION: "not_promoted"}
+        tracker.tag_version(candidate.version, tags)
+        tracker.set_alias(CHALLENGER, candidate.version)
+        kept = f"version {champion.version} stays champion" if champion else "there is no champion"
+        result.notes.append(
+            f"version {candidate.version} not promoted, because {decision.reason}; {kept}"
+        )
+    current = tracker.alias(CHAMPION)
+    if current is not None:
+        result.outputs["champion"] = f"{settings.mlflow.registered_model} version {current.version}"
+        result.handoff["champion_version"] = current.version
+    result.handoff["decided_version"] = candidate.version
+    return result
+
+
+def _newest_undecided(tracker: Tracker) -> str | None:
+    undecided = [ref for ref in tracker.versions() if DECISION not in ref.tags]
+    return undecided[-1].version if undecided else None
+
+
+def rollback(settings: Settings) -> StageResult:
+    """Point `champion` back at the version it replaced."""
+    result = StageResult("rollback")
+    tracker = Tracker(settings.mlflow)
+    current = tracker.alias(CHAMPION)
+    if current is None:
+        result.fail("there is no champion to roll back")
+        return result
+    previous = current.tags.get(PREVIOUS_CHAMPION)
+    if not previous:
+        result.fail(
+            f"version {current.version} was the first champion: there is nothing to roll back to"
+        )
+        return result
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    tracker.set_alias(CHAMPION, previous)
+    tracker.tag_version(current.version, {"gate.rolled_back_at": now})
+    tracker.tag_version(previous, {"gate.restored_at": now, "gate.restored_from": current.version})
+    result.notes.append(
+        f"champion rolled back from version {current.version} to version {previous}"
+    )
+    result.outputs["champion"] = f"{settings.mlflow.registered_model} version {previous}"
+    return result
+
+
+def promotion_history(settings: Settings) -> list[dict[str, str]]:
+    """Every gate decision, oldest first: version, decision, when, why, and its run."""
+    tracker = Tracker(settings.mlflow)
+    champion = tracker.alias(CHAMPION)
+    return [
+        {
+            "version": ref.version,
+            "decision": ref.tags.get(DECISION, "undecided"),
+            "decided_at": ref.tags.get(DECIDED_AT, ""),
+            "champion_now": "yes" if champion and champion.version == ref.version else "",
+            "run_id": ref.run_id,
+            "reason": ref.tags.get(REASON, ""),
+        }
+        for ref in tracker.versions()
+    ]
