@@ -140,13 +140,13 @@ class FeatureRepo:
 
     @property
     def feature_names(self) -> list[str]:
-        """The service's features, in the order the model sees them."""
-        return [
-            field.name
-            for view in self.views
-            for field in view.schema
-            if field.name not in view.join_keys
-        ]
+        """The service's features, in the order declared in VIEWS.
+
+        Not read back from the Feast objects: Feast does not keep the declared order of a
+        view's fields (it varies between processes), and a model's column order must not.
+        """
+        names = {view.name for view in self.views}
+        return [feature for view, (_, _, fields) in VIEWS.items() if view in names for feature, _, _ in fields]
 
 
 def build_repo(settings: Settings) -> FeatureRepo:
