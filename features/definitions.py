@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.data_format import ParquetFormat
-from feast.types import Float64, Int64, String
+from feast.types import Float64, Int64, PrimitiveFeastType, String
 from feast.value_type import ValueType
 
 from configs import Settings
@@ -51,7 +52,7 @@ WEATHER_WORDS = {
 }
 
 # name -> (entity, time to live, [(feature, type, what it means in plain words)])
-VIEWS: dict[str, tuple[Entity, timedelta, list[tuple[str, object, str]]]] = {
+VIEWS: dict[str, tuple[Entity, timedelta, list[tuple[str, PrimitiveFeastType, str]]]] = {
     "aircraft_delay_history": (
         aircraft,
         timedelta(days=14),
@@ -135,7 +136,8 @@ class FeatureRepo:
     service: FeatureService
 
     @property
-    def objects(self) -> list[object]:
+    def objects(self) -> list[Any]:
+        """Everything `FeatureStore.apply` registers."""
         return [*self.entities, *self.views, self.service]
 
     @property
@@ -146,11 +148,16 @@ class FeatureRepo:
         view's fields (it varies between processes), and a model's column order must not.
         """
         names = {view.name for view in self.views}
-        return [feature for view, (_, _, fields) in VIEWS.items() if view in names for feature, _, _ in fields]
+        return [
+            feature
+            for view, (_, _, fields) in VIEWS.items()
+            if view in names
+            for feature, _, _ in fields
+        ]
 
 
 def build_repo(settings: Settings) -> FeatureRepo:
-    views = []
+    views: list[Any] = []  # FeatureService wants its own union type
     for name, (entity, ttl, fields) in VIEWS.items():
         source = FileSource(
             name=f"{name}_source",
@@ -160,8 +167,7 @@ def build_repo(settings: Settings) -> FeatureRepo:
         )
         schema = [Field(name=entity.join_key, dtype=String)]
         schema += [
-            Field(name=feature, dtype=dtype, description=text)  # type: ignore[arg-type]
-            for feature, dtype, text in fields
+            Field(name=feature, dtype=dtype, description=text) for feature, dtype, text in fields
         ]
         views.append(
             FeatureView(

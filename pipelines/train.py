@@ -108,6 +108,10 @@ def training_set(store: Any, settings: Settings, labels: pd.DataFrame) -> pd.Dat
         origin_timezones=settings.features.origin_timezones,
     )
     frame = pd.concat([frame, request.drop(columns=["distance"])], axis=1)
+    # Every input as float64: offline, Feast returns ints as floats where a value is missing,
+    # and online a missing value is None; one dtype keeps training and serving alike.
+    inputs = model_features(settings)
+    frame[inputs] = frame[inputs].astype("float64")
     return frame.sort_values([EVENT_TIMESTAMP, ROW_ID]).reset_index(drop=True)
 
 

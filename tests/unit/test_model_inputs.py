@@ -1,0 +1,85 @@
+"""What may reach the model: declared features only, in a fixed order, nothing post-departure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from configs import load_settings
+from features.definitions import describe
+from features.request import request_features
+from pipelines.train import POST_DEPARTURE_COLUMNS, label_frame, model_features
+
+
+def test_no_post_departure_column_is_a_model_input() -> None:
+    features = model_features(load_settings("local", environ={}))
+    assert not POST_DEPARTURE_COLUMNS & set(features)
+    assert not {"dep_delay", "arr_delay", "air_time", "dep_utc", "arr_utc"} & set(features)
+
+
+def test_every_input_is_described_for_the_report() -> None:
+    for feature in model_features(load_settings("local", environ={})):
+        assert describe(feature) != feature, feature
+
+
+def test_input_order_does_not_depend_on_the_process() -> None:
+    code = "from configs import load_settings; from pipelines.train import model_features; print(model_features(load_settings()))"
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
+
+
+def test_request_features_use_the_origin_local_clock() -> None:
+    flights = pd.DataFrame(
+        {
+            "carrier": ["UA", "ZZ"],
+            "origin": ["EWR", "JFK"],
+            "distance": [1400.0, 100.0],
+            # 10:15Z in January is 05:15 in New York; 03:30Z on a Saturday in July is Friday 23:30.
+            "sched_dep_utc": pd.to_datetime(["2013-01-01T10:15Z", "2013-07-06T03:30Z"]),
+        }
+    )
+    features = request_features(
+        flights,
+        carriers=["AA", "UA"],
+        origins=["EWR", "JFK", "LGA"],
+        origin_timezones={"EWR": "America/New_York", "JFK": "America/New_York"},
+    )
+    assert features["sched_dep_local_hour"].tolist() == [5.0, 23.0]
+    assert features["sched_dep_weekday"].tolist() == [1.0, 4.0]  # Tuesday, Friday
+    assert features["sched_month"].tolist() == [1.0, 7.0]
+    assert features["carrier_code"].tolist() == [1, -1]  # unknown carriers are "missing"
+    assert features["origin_code"].tolist() == [0, 1]
+
+
+def test_cancelled_and_diverted_flights_are_not_labelled() -> None:
+    flights = pd.DataFrame(
+        {
+            "flight_id": ["a", "b", "c", "d"],
+            "tailnum": ["N1", None, "N3", "N4"],
+            "origin": ["EWR"] * 4,
+            "dest": ["LAX"] * 4,
+            "carrier": ["UA"] * 4,
+            "distance": [1.0] * 4,
+            "sched_dep_utc": pd.to_datetime(["2013-01-01T10:00Z"] * 4),
+            "flight_date": ["2013-01-01"] * 4,
+            "arr_delay": [16.0, 15.0, None, None],
+            "cancelled": [False, False, True, False],
+            "diverted": [False, False, False, True],
+        }
+    )
+    labels = label_frame(flights, late_minutes=15)
+    assert labels["flight_id"].tolist() == ["a", "b"]
+    assert labels["late"].tolist() == [1, 0]  # more than 15 minutes is late; exactly 15 is not
+    assert labels["tailnum"].tolist() == ["N1", "UNKNOWN"]
+    assert labels["route"].tolist() == ["EWR-LAX", "EWR-LAX"]
