@@ -68,7 +68,7 @@ serve: $(STAMP) ## Serve predictions over HTTP (arrives with the serving work)
 lint: $(STAMP) ## Lint, check formatting and type-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs pipelines features
+	$(BIN)/mypy configs pipelines features serving
 
 format: $(STAMP) ## Fix lint findings that can be fixed and format the code
 	$(BIN)/ruff check --fix .

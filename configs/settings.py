@@ -38,6 +38,8 @@ class Paths(Strict):
     lake: str = "data/lake"
     quarantine: str = "data/quarantine"
     reports: str = "reports"
+    # BentoML's model and Bento stores (BENTOML_HOME).
+    bentoml_home: str = "data/bentoml"
 
 
 class LandConfig(Strict):

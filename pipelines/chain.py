@@ -98,6 +98,12 @@ def _report(ctx: StageContext) -> StageResult:
     return report.run(ctx.settings, ctx.handoff)
 
 
+def _package(ctx: StageContext) -> StageResult:
+    from pipelines import package
+
+    return package.run(ctx.settings)
+
+
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
@@ -136,6 +142,11 @@ STAGES: dict[str, Stage] = {
             _materialize,
         ),
         Stage("report", "an HTML report of the run for people who are not engineers", _report),
+        Stage(
+            "package",
+            "bentoml build: a Bento of the service pinned to the champion version",
+            _package,
+        ),
     )
 }
 DATA_STAGES: tuple[str, ...] = ("land", "collect", "validate")
@@ -148,6 +159,7 @@ CHAIN: tuple[str, ...] = (
     "promote",
     "materialize",
     "report",
+    "package",
 )
 
 

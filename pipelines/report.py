@@ -190,4 +190,15 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             shutil.rmtree(target)
         shutil.copytree(folder, target)
     result.outputs["report"] = str(target / "index.html")
+    champion = tracker.alias(CHAMPION)
+    if champion is not None:
+        scores = tracker.run_metrics(champion.run_id)
+        result.notes.append(
+            f"champion: {settings.mlflow.registered_model} version {champion.version}; test "
+            + ", ".join(
+                f"{name} {scores[f'test_{name}']:.3f}"
+                for name in ("roc_auc", "pr_auc", "brier", "precision", "recall")
+            )
+        )
+    result.notes.append(f"report for version {version}: {target / 'index.html'}")
     return result

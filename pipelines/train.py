@@ -369,7 +369,8 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
         info = mlflow.lightgbm.log_model(
             booster,
             name="model",
-            signature=infer_signature(example, booster.predict(example)),
+            # Inferred from the whole test set, so columns that can be missing are marked optional.
+            signature=infer_signature(split.test[features], test_scores),
             input_example=example,
             pip_requirements=[
                 f"lightgbm=={lgb.__version__}",

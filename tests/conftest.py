@@ -58,6 +58,7 @@ def settings_for(root: Path, **overrides: Any) -> Settings:
             "lake": str(root / "lake"),
             "quarantine": str(root / "quarantine"),
             "reports": str(root / "reports"),
+            "bentoml_home": str(root / "bentoml"),
         },
         "land": {"source_dir": str(SLICE_DIR)},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},

@@ -43,11 +43,19 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
     }
     assert run.data.tags["feature_service"] == "flight_delay_model_v1"
 
+    # The Bento is pinned to the champion and holds its Dockerfile.
+    bento = Path(by_stage["package"].outputs["bento"])
+    assert (bento / "env" / "docker" / "Dockerfile").is_file()
+    bento_info = (bento / "bento.yaml").read_text()
+    assert "mlflow_model_version: '1'" in bento_info
+    assert "FLIGHT_DELAY_MODEL_TAG" in bento_info
+
     second = run_chain(settings, CHAIN, spark=spark)
     assert all(r.ok for r in second), problems(second)
     by_stage = {r.stage: r for r in second}
     assert "silver unchanged" in by_stage["features"].notes[0]
     assert "version 2 not promoted, because" in by_stage["promote"].notes[0]
+    assert "not rebuilt" in by_stage["package"].notes[0]
     assert tracker.alias(CHAMPION).version == "1"
     # Same data and config: the same metrics (the reproducibility guarantee).
     metrics = [tracker.run_metrics(tracker.version(v).run_id) for v in ("1", "2")]

@@ -1,0 +1,114 @@
+"""Package: build a Bento of the serving service pinned to the exact champion model version.
+
+The champion is imported from the MLflow registry into BentoML's model store (once per
+version), and the Bento carries that model and its tag, so what is deployed is exactly
+what the gate promoted. The Bento holds its own Dockerfile (env/docker/Dockerfile).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from configs import Settings
+from pipelines.adapters.tracking import CHAMPION, Tracker
+from pipelines.results import StageResult
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+BENTOFILE = ROOT / "serving" / "bentofile.yaml"
+MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"  # read by serving.service
+
+
+def _bentoml(settings: Settings) -> Any:
+    # BentoML reads BENTOML_HOME when first imported: set it before.
+    os.environ["BENTOML_HOME"] = settings.paths.bentoml_home
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    import bentoml
+
+    return bentoml
+
+
+def import_champion(settings: Settings, tracker: Tracker) -> tuple[Any, Any]:
+    """The champion in BentoML's model store (imported from MLflow on first use)."""
+    bentoml = _bentoml(settings)
+    champion = tracker.alias(CHAMPION)
+    if champion is None:
+        raise LookupError("there is no champion model yet: nothing to package")
+    name = settings.mlflow.registered_model
+    try:
+        known = bentoml.models.list(name)
+    except bentoml.exceptions.NotFound:
+        known = []
+    for stored in known:
+        if stored.info.labels.get("mlflow_model_version") == champion.version:
+            return champion, stored
+    metadata = tracker.mlflow.models.get_model_info(champion.uri).metadata or {}
+    stored = bentoml.mlflow.import_model(
+        name,
+        model_uri=champion.uri,
+        labels={"mlflow_model_version": champion.version, "mlflow_run_id": champion.run_id},
+        metadata={
+            "threshold": metadata["threshold"],
+            "features": metadata["features"],
+            "feature_service": metadata["feature_service"],
+        },
+    )
+    return champion, stored
+
+
+def _bentos(bentoml: Any) -> list[Any]:
+    try:
+        return list(bentoml.bentos.list("flight_delay_service"))
+    except bentoml.exceptions.NotFound:
+        return []
+
+
+def run(settings: Settings) -> StageResult:
+    result = StageResult("package")
+    tracker = Tracker(settings.mlflow)
+    try:
+        champion, stored = import_champion(settings, tracker)
+    except LookupError as err:
+        result.notes.append(str(err))
+        return result
+    bentoml = _bentoml(settings)
+    for existing in _bentos(bentoml):
+        if existing.info.labels.get("mlflow_model_version") == champion.version:
+            result.notes.append(
+                f"Bento {existing.tag} already serves version {champion.version}: not rebuilt"
+            )
+            result.outputs["bento"] = str(Path(existing.path))
+            result.handoff["bento_tag"] = str(existing.tag)
+            return result
+    # The committed bentofile, plus the exact model and its tag: written beside it for the build.
+    spec = yaml.safe_load(BENTOFILE.read_text())
+    spec["models"] = [str(stored.tag)]
+    spec["envs"] = [{"name": MODEL_TAG_ENV, "value": str(stored.tag)}]
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".yaml", dir=BENTOFILE.parent, prefix=".bentofile-"
+    ) as pinned:
+        yaml.safe_dump(spec, pinned)
+        pinned.flush()
+        bento = bentoml.bentos.build_bentofile(
+            pinned.name,
+            build_ctx=str(ROOT),
+            labels={
+                "mlflow_model_version": champion.version,
+                "mlflow_run_id": champion.run_id,
+                "feature_service": champion.tags.get("feature_service", ""),
+            },
+        )
+    tracker.tag_version(champion.version, {"bento_tag": str(bento.tag)})
+    result.notes.append(
+        f"Bento {bento.tag} serves {settings.mlflow.registered_model} version {champion.version}"
+    )
+    result.outputs["bento"] = str(Path(bento.path))
+    result.handoff["bento_tag"] = str(bento.tag)
+    return result

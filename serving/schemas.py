@@ -1,0 +1,36 @@
+"""The serving contract: what `POST /predict` takes and returns (pydantic, validated by BentoML)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+MAX_FLIGHTS_PER_REQUEST = 1000
+
+
+class Flight(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    carrier: str = Field(min_length=2, max_length=3, pattern=r"^[A-Z0-9]{2,3}$", examples=["UA"])
+    tailnum: str | None = Field(None, max_length=10, pattern=r"^[A-Z0-9]+$", examples=["N14228"])
+    origin: str = Field(min_length=3, max_length=4, pattern=r"^[A-Z0-9]{3,4}$", examples=["EWR"])
+    dest: str = Field(min_length=3, max_length=4, pattern=r"^[A-Z0-9]{3,4}$", examples=["IAH"])
+    # With its UTC offset, e.g. 2013-12-30T05:15:00-05:00.
+    scheduled_departure: AwareDatetime = Field(examples=["2013-12-30T05:15:00-05:00"])
+    distance: float = Field(gt=0, le=10000, allow_inf_nan=False, examples=[1400])
+
+
+class Prediction(BaseModel):
+    probability_late: float
+    late: bool
+    threshold: float
+    model_version: str
+    # Features with no value in the online store: the model treats them as missing.
+    missing_features: list[str]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+    model_version: str
+    answered_at: datetime

@@ -1,0 +1,116 @@
+"""The flight-delay prediction service: the champion model plus live features from Feast.
+
+One BentoML service class. The model is the exact version the Bento was built with
+(FLIGHT_DELAY_MODEL_TAG); features come from the online store through the same Feast
+definitions and request-feature code as training, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+
+import bentoml
+import mlflow
+import numpy as np
+import pandas as pd
+
+from configs import load_settings
+from features.definitions import build_repo
+from features.request import request_features
+from features.store import feature_store
+from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight, Prediction, PredictResponse
+
+MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"
+log = logging.getLogger("serving")
+
+
+@bentoml.service(
+    name="flight_delay_service",
+    traffic={"timeout": 10, "max_concurrency": 64},
+    workers=1,
+)
+class FlightDelayService:
+    def __init__(self) -> None:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        self.settings = load_settings()
+        tag = os.environ.get(MODEL_TAG_ENV)
+        if not tag:
+            raise RuntimeError(
+                f"{MODEL_TAG_ENV} is not set: serve a Bento built by `python -m pipelines package`"
+            )
+        stored = bentoml.models.get(tag)
+        metadata = stored.info.metadata
+        self.model_version = str(stored.info.labels.get("mlflow_model_version", stored.tag.version))
+        self.features: list[str] = [str(name) for name in metadata["features"]]  # type: ignore[union-attr]
+        self.threshold = float(str(metadata["threshold"]))
+        # The native booster, not the pyfunc wrapper: missing online features are NaN by design,
+        # and LightGBM routes them as it learned to; the feature order comes from the model.
+        self.model = mlflow.lightgbm.load_model(stored.path_of("mlflow_model"))
+        self.repo = build_repo(self.settings)
+        self.store = feature_store(self.settings)
+        self.service = self.store.get_feature_service(self.repo.service.name)
+        log.info(
+            "serving model version %s with %d features", self.model_version, len(self.features)
+        )
+
+    def vectors(self, flights: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+        """Model inputs for `flights` (online features + request features) and what was missing."""
+        entity_rows = [
+            {
+                "tailnum": row.tailnum,
+                "origin": row.origin,
+                "carrier": row.carrier,
+                "route": row.route,
+            }
+            for row in flights.itertuples()
+        ]
+        online = pd.DataFrame(
+            self.store.get_online_features(features=self.service, entity_rows=entity_rows).to_dict()
+        )
+        request = request_features(
+            flights,
+            carriers=self.settings.features.carriers,
+            origins=list(self.settings.features.origin_timezones),
+            origin_timezones=self.settings.features.origin_timezones,
+        )
+        frame = pd.concat([request.reset_index(drop=True), online.reset_index(drop=True)], axis=1)
+        inputs = frame[self.features].astype("float64")
+        missing = [
+            [name for name in self.repo.feature_names if pd.isna(row[name])]
+            for _, row in inputs.iterrows()
+        ]
+        return inputs, missing
+
+    @bentoml.api
+    def predict(self, flights: list[Flight]) -> PredictResponse:
+        if not 1 <= len(flights) <= MAX_FLIGHTS_PER_REQUEST:
+            raise bentoml.exceptions.InvalidArgument(
+                f"flights: send between 1 and {MAX_FLIGHTS_PER_REQUEST} flights per request, got {len(flights)}"
+            )
+        frame = pd.DataFrame(
+            {
+                "carrier": [f.carrier for f in flights],
+                "tailnum": [f.tailnum or "UNKNOWN" for f in flights],
+                "origin": [f.origin for f in flights],
+                "route": [f"{f.origin}-{f.dest}" for f in flights],
+                "distance": [f.distance for f in flights],
+                "sched_dep_utc": pd.to_datetime([f.scheduled_departure for f in flights], utc=True),
+            }
+        )
+        inputs, missing = self.vectors(frame)
+        scores = np.asarray(self.model.predict(inputs), dtype="float64")
+        predictions = [
+            Prediction(
+                probability_late=float(score),
+                late=bool(score >= self.threshold),
+                threshold=self.threshold,
+                model_version=self.model_version,
+                missing_features=absent,
+            )
+            for score, absent in zip(scores, missing, strict=True)
+        ]
+        return PredictResponse(
+            predictions=predictions, model_version=self.model_version, answered_at=datetime.now(UTC)
+        )
