@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from configs import Settings, load_settings
-from configs.settings import SparkConfig
+from configs.settings import SparkConfig, _deep_merge
 
 for _name, _value in {
     "GX_ANALYTICS_ENABLED": "false",
@@ -49,9 +49,8 @@ SLICE_QUALITY = {
 }
 
 
-def settings_for(root: Path, **overrides: Any) -> Settings:
-    """Local settings with every zone under `root` and the slice as the upstream source."""
-    base = load_settings("local", environ={})
+def slice_overrides(root: Path) -> dict[str, Any]:
+    """Every location under `root`, the slice as the upstream source, small-data settings."""
     layout = {
         "paths": {
             "landing": str(root / "landing"),
@@ -71,7 +70,12 @@ def settings_for(root: Path, **overrides: Any) -> Settings:
             "artifact_location": str(root / "mlflow" / "artifacts"),
         },
     }
-    merged = base.with_overrides(layout).with_overrides(SLICE_QUALITY)
+    return _deep_merge(layout, SLICE_QUALITY)
+
+
+def settings_for(root: Path, **overrides: Any) -> Settings:
+    """Local settings with every zone under `root` and the slice as the upstream source."""
+    merged = load_settings("local", environ={}).with_overrides(slice_overrides(root))
     return merged.with_overrides(overrides) if overrides else merged
 
 

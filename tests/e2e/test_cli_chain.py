@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,33 +11,50 @@ import pytest
 
 from pipelines import cli
 from pipelines.adapters.storage import StorageLayout
-from tests.conftest import SLICE_DIR, SLICE_QUALITY
+from tests.conftest import slice_overrides
 from tests.lake_helpers import silver_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def flags_for(root: Path) -> list[str]:
-    quality = SLICE_QUALITY["quality"]["tables"]
-    pairs = {
-        "paths.landing": root / "landing",
-        "paths.lake": root / "lake",
-        "paths.quarantine": root / "quarantine",
-        "paths.reports": root / "reports",
-        "land.source_dir": SLICE_DIR,
-        "quality.tables.flights.rows_per_drop": quality["flights"]["rows_per_drop"],
-        "quality.tables.weather.rows_per_drop": quality["weather"]["rows_per_drop"],
-    }
-    return [arg for key, value in pairs.items() for arg in ("--set", f"{key}={value}")]
+    """`--set` flags for every setting the tests change (leaves of slice_overrides)."""
+
+    def leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
+        pairs = []
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and key not in ("registry", "online_store", "lightgbm"):
+                pairs.extend(leaves(value, f"{path}."))
+            else:
+                pairs.append((path, value))
+        return pairs
+
+    return [
+        arg
+        for key, value in leaves(slice_overrides(root))
+        for arg in ("--set", f"{key}={json.dumps(value)}")
+    ]
 
 
 def test_train_runs_the_chain_then_a_bad_drop_stops_it(tmp_path: Path, spark, capsys) -> None:
     flags = flags_for(tmp_path)
     assert cli.main([*flags, "train"]) == cli.EXIT_OK
     summary = capsys.readouterr().out
-    for stage in ("land", "collect", "validate"):
+    for stage in (
+        "land",
+        "collect",
+        "validate",
+        "features",
+        "fit",
+        "promote",
+        "materialize",
+        "report",
+        "package",
+    ):
         assert f"{stage:<10} ok" in summary
     assert "flights: 3 drop(s) passed and published" in summary
+    assert "report: champion: flight_delay version 1; test roc_auc" in summary
 
     from tests.conftest import settings_for
 
