@@ -32,8 +32,9 @@ TEMPLATE = """<!doctype html>
  img { max-width: 100%; border: 1px solid #eee; margin: .5rem 0; } .note { color: #666; font-size: .9rem; }
 </style></head><body>
 <h1>Will this flight arrive late? Model version {{ version }}</h1>
-<p class="note">Trained on flights from {{ train_from }} to {{ train_to }}; tested on {{ test_rows }} flights
-from {{ test_start }} on, which the model never saw. MLflow run {{ run_id }}.</p>
+<p class="note">Learned from flights before {{ validation_start }}, tuned on flights up to {{ test_start }},
+and tested on the {{ test_rows }} flights from {{ test_start }} to {{ data_to }}, which it never saw while learning.
+MLflow run {{ run_id }}.</p>
 
 <h2>The question</h2>
 <p>When a flight leaving New York is scheduled, will it arrive more than {{ late_minutes }} minutes late?
@@ -51,8 +52,9 @@ and the time of day, week and year.</p>
  <li>It flags {{ flagged_pct }} of all flights.</li>
 </ul>
 <p>Picking one late and one on-time flight at random, the model rates the late one as riskier
-{{ auc_pct }} of the time (50% would be guessing). When it says "30% chance of being late",
-about that share do arrive late (see the calibration chart below).</p>
+{{ auc_pct }} of the time (50% would be guessing). Its probabilities can be read as chances:
+on average they are {{ calibration_points }} percentage points away from how often flights really
+were late (see the calibration chart below).</p>
 
 <h2>What drives delays</h2>
 <p>The things the model leans on most, most important first:</p>
@@ -134,10 +136,11 @@ def build_context(
     return {
         "version": version,
         "run_id": ref.run_id,
-        "train_from": tags.get("training_from", "")[:10],
-        "train_to": tags.get("training_to", "")[:10],
+        "validation_start": params.get("split.validation_start"),
+        "data_to": tags.get("last_flight_date", tags.get("training_to", "")[:10]),
+        "calibration_points": f"{metrics.get('test_calibration_error', float('nan')) * 100:.1f}",
         "test_start": params.get("split.test_start"),
-        "test_rows": f"{int(metrics.get('test_rows', 0)) or '?'}",
+        "test_rows": f"{int(metrics.get('test_rows', 0)):,}",
         "late_minutes": f"{float(params.get('late_minutes', 15)):g}",
         "late_in_10": _in_10(metrics["test_late_rate"]),
         "late_pct": _pct(metrics["test_late_rate"]),

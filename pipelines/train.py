@@ -178,6 +178,15 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
+def calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the average gap between predicted and observed late rates,
+    over ten equal-sized groups of flights ordered by score (weighted by group size)."""
+    order = np.argsort(scores, kind="stable")
+    groups = np.array_split(order, bins)
+    gaps = [abs(scores[g].mean() - labels[g].mean()) * len(g) for g in groups if len(g)]
+    return float(sum(gaps) / len(scores))
+
+
 def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     """The metrics the gate and the report use, on one set of predictions."""
     flagged = scores >= threshold
@@ -188,6 +197,7 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[s
         "brier": float(skm.brier_score_loss(labels, scores)),
         "precision": float(skm.precision_score(labels, flagged, zero_division=0)),
         "recall": float(skm.recall_score(labels, flagged, zero_division=0)),
+        "calibration_error": calibration_error(labels, scores),
         "late_rate": float(np.mean(labels)),
         "flagged_rate": float(np.mean(flagged)),
     }
@@ -347,6 +357,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
                 "training_rows": str(len(frame)),
                 "training_from": record["training_set"]["from"],
                 "training_to": record["training_set"]["to"],
+                "last_flight_date": frame["flight_date"].max().date().isoformat(),
             }
         )
         (folder / "features.json").write_text(json.dumps(features, indent=2))
