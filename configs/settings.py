@@ -7,6 +7,7 @@ Every model refuses unknown keys, so a typo fails at start with the key's full p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONFIG_DIR = Path(__file__).resolve().parent
 ENV_VARIABLE = "MLOPS_ENV"
+# A JSON object deep-merged over the overlay: for one process (a container, a test server).
+OVERRIDES_VARIABLE = "MLOPS_OVERRIDES"
 DEFAULT_ENV = "local"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -212,7 +215,8 @@ def load_settings(
 ) -> Settings:
     """Load base.yaml, overlay `<env>.yaml`, fill `${VAR}`s, validate.
 
-    `env` defaults to $MLOPS_ENV, then `local`. Raises ConfigError naming what is wrong.
+    `env` defaults to $MLOPS_ENV, then `local`; $MLOPS_OVERRIDES (a JSON object) is merged last.
+    Raises ConfigError naming what is wrong.
     """
     environ = os.environ if environ is None else environ
     env = env or environ.get(ENV_VARIABLE) or DEFAULT_ENV
@@ -223,6 +227,8 @@ def load_settings(
             f"(available: {', '.join(available_envs(config_dir))})"
         )
     merged = _deep_merge(_read_yaml(config_dir / "base.yaml"), _read_yaml(overlay_file))
+    if environ.get(OVERRIDES_VARIABLE):
+        merged = _deep_merge(merged, _overrides_from_environment(environ[OVERRIDES_VARIABLE]))
     merged["env"] = env
     filled = _fill_placeholders(merged, environ, path="")
     return _resolve_locations(_validate(filled, source=f"base.yaml + {overlay_file.name}"))
@@ -237,6 +243,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path.name} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name} must hold a mapping at the top, not {type(data).__name__}")
+    return data
+
+
+def _overrides_from_environment(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{OVERRIDES_VARIABLE} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{OVERRIDES_VARIABLE} must be a JSON object")
     return data
 
 

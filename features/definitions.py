@@ -17,7 +17,7 @@ from feast.types import Float64, Int64, PrimitiveFeastType, String
 from feast.value_type import ValueType
 
 from configs import Settings
-from features.transforms import EVENT_TIMESTAMP, WEATHER_MEASURES
+from features.names import EVENT_TIMESTAMP, WEATHER_MEASURES
 
 aircraft = Entity(
     name="aircraft",

@@ -11,9 +11,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from configs.settings import FeaturesConfig
-
-EVENT_TIMESTAMP = "event_timestamp"
-ON_TIME_MINUTES = 15.0
+from features.names import EVENT_TIMESTAMP, ON_TIME_MINUTES, WEATHER_MEASURES
 
 
 def completed_arrivals(flights: DataFrame) -> DataFrame:
@@ -60,9 +58,6 @@ def aircraft_delay_history(flights: DataFrame, config: FeaturesConfig) -> DataFr
         .where(F.col("_rank") == 1)
         .drop("_rank", "flight_id")
     )
-
-
-WEATHER_MEASURES = ("temp", "wind_speed", "precip", "visib")
 
 
 def origin_weather(weather: DataFrame) -> DataFrame:

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from configs import Settings
 from features.definitions import build_repo, feature_table_path
+from features.names import EVENT_TIMESTAMP
 from features.store import feature_store, materialize_incrementally
-from features.transforms import EVENT_TIMESTAMP
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageResult
 

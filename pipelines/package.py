@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"  # read by serving.service
 
 
 def _bentoml(settings: Settings) -> Any:
-    # BentoML reads BENTOML_HOME when first imported: set it before.
+    # BentoML reads BENTOML_HOME once, when first imported: set it before, and refuse to
+    # switch stores within one process (each environment runs in its own process).
+    if "bentoml" in sys.modules and os.environ.get("BENTOML_HOME") != settings.paths.bentoml_home:
+        raise RuntimeError(
+            f"BentoML is already using {os.environ.get('BENTOML_HOME')!r} in this process, "
+            f"not paths.bentoml_home {settings.paths.bentoml_home!r}"
+        )
     os.environ["BENTOML_HOME"] = settings.paths.bentoml_home
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     import bentoml
@@ -47,7 +54,7 @@ def import_champion(settings: Settings, tracker: Tracker) -> tuple[Any, Any]:
     except bentoml.exceptions.NotFound:
         known = []
     for stored in known:
-        if stored.info.labels.get("mlflow_model_version") == champion.version:
+        if stored.info.labels.get("mlflow_run_id") == champion.run_id:
             return champion, stored
     metadata = tracker.mlflow.models.get_model_info(champion.uri).metadata or {}
     stored = bentoml.mlflow.import_model(
@@ -80,7 +87,7 @@ def run(settings: Settings) -> StageResult:
         return result
     bentoml = _bentoml(settings)
     for existing in _bentos(bentoml):
-        if existing.info.labels.get("mlflow_model_version") == champion.version:
+        if existing.info.labels.get("mlflow_run_id") == champion.run_id:
             result.notes.append(
                 f"Bento {existing.tag} already serves version {champion.version}: not rebuilt"
             )

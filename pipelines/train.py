@@ -21,9 +21,9 @@ from sklearn import metrics as skm
 
 from configs import Settings
 from features.definitions import build_repo, service_name
+from features.names import EVENT_TIMESTAMP
 from features.request import CATEGORICAL_FEATURES, REQUEST_FEATURES, request_features
 from features.store import feature_store
-from features.transforms import EVENT_TIMESTAMP
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import Tracker
 from pipelines.results import StageFailed, StageResult

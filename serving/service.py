@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime
+from typing import Annotated
 
 import bentoml
 import mlflow
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from configs import load_settings
 from features.definitions import build_repo
@@ -24,6 +26,17 @@ from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight, Prediction, Predict
 
 MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"
 log = logging.getLogger("serving")
+
+PREDICTIONS = bentoml.metrics.Counter(
+    name="flight_delay_predictions_total",
+    documentation="Flights scored, by model version",
+    labelnames=["model_version"],
+)
+DEFAULTED = bentoml.metrics.Counter(
+    name="flight_delay_defaulted_flights_total",
+    documentation="Flights scored with at least one online feature missing (the model treats it as missing)",
+    labelnames=["model_version"],
+)
 
 
 @bentoml.service(
@@ -83,12 +96,30 @@ class FlightDelayService:
         ]
         return inputs, missing
 
-    @bentoml.api
-    def predict(self, flights: list[Flight]) -> PredictResponse:
-        if not 1 <= len(flights) <= MAX_FLIGHTS_PER_REQUEST:
-            raise bentoml.exceptions.InvalidArgument(
-                f"flights: send between 1 and {MAX_FLIGHTS_PER_REQUEST} flights per request, got {len(flights)}"
+    def __is_ready__(self) -> bool:
+        """Ready once the model is loaded and the online store answers a read."""
+        try:
+            self.store.get_online_features(
+                features=self.service,
+                entity_rows=[
+                    {
+                        "tailnum": "READYZ",
+                        "origin": "READYZ",
+                        "carrier": "READYZ",
+                        "route": "READYZ",
+                    }
+                ],
             )
+        except Exception:  # any failure of the store means "not ready", never a crash
+            log.warning("online store not answering", exc_info=True)
+            return False
+        return self.model is not None
+
+    @bentoml.api
+    def predict(
+        self,
+        flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
+    ) -> PredictResponse:
         frame = pd.DataFrame(
             {
                 "carrier": [f.carrier for f in flights],
@@ -111,6 +142,13 @@ class FlightDelayService:
             )
             for score, absent in zip(scores, missing, strict=True)
         ]
+        PREDICTIONS.labels(model_version=self.model_version).inc(len(predictions))
+        DEFAULTED.labels(model_version=self.model_version).inc(
+            sum(1 for absent in missing if absent)
+        )
+        log.info(
+            "predicted %d flight(s) with model version %s", len(predictions), self.model_version
+        )
         return PredictResponse(
             predictions=predictions, model_version=self.model_version, answered_at=datetime.now(UTC)
         )

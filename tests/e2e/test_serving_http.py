@@ -1,0 +1,116 @@
+"""`python -m serving` for real: a `bentoml serve` process over the champion trained on the
+slice, checked over HTTP for readiness, good answers and 4xx for client mistakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from pipelines.chain import CHAIN, run_chain
+from tests.conftest import settings_for, slice_overrides
+from tests.lake_helpers import problems
+
+ROOT = Path(__file__).resolve().parents[2]
+FLIGHT = {
+    "carrier": "UA",
+    "tailnum": "N14228",
+    "origin": "EWR",
+    "dest": "IAH",
+    "scheduled_departure": "2013-03-10T08:00:00-04:00",
+    "distance": 1400,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("served")
+    results = run_chain(settings_for(root), CHAIN, spark=spark)
+    assert all(r.ok for r in results), problems(results)
+    port = free_port()
+    env = {**os.environ, "MLOPS_OVERRIDES": json.dumps(slice_overrides(root)), "PYTHONUNBUFFERED": "1"}
+    log_file = (root / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--port", str(port)], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{(root / 'serve.log').read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail(f"not ready after 180 s:\n{(root / 'serve.log').read_text()[-3000:]}")
+    yield url
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log_file.close()
+
+
+def test_a_good_request_gets_probabilities_from_the_champion(server: str) -> None:
+    unknown = {**FLIGHT, "tailnum": "N00000", "carrier": "AA"}
+    response = requests.post(f"{server}/predict", json={"flights": [FLIGHT, unknown]}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == "1"
+    first, second = body["predictions"]
+    assert 0.0 <= first["probability_late"] <= 1.0
+    assert first["late"] == (first["probability_late"] >= first["threshold"])
+    assert "tail_arr_delay_last" in second["missing_features"]  # an aircraft the store has never seen
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"flights": []}, "flights"),
+        ({"flights": [{**FLIGHT, "carrier": "u"}]}, "carrier"),
+        ({"flights": [{**FLIGHT, "distance": -5}]}, "distance"),
+        ({"flights": [{**FLIGHT, "scheduled_departure": "2013-03-10T08:00:00"}]}, "scheduled_departure"),
+        ({"flights": [{k: v for k, v in FLIGHT.items() if k != "origin"}]}, "origin"),
+        ({"flights": [FLIGHT] * 1001}, "flights"),
+        ({"flights": [{**FLIGHT, "gate": "B12"}]}, "gate"),
+    ],
+    ids=["empty", "bad-carrier", "negative-distance", "no-timezone", "missing-origin", "too-many", "extra-field"],
+)
+def test_client_mistakes_get_a_4xx_naming_the_field(server: str, body: dict, field: str) -> None:
+    response = requests.post(f"{server}/predict", json=body, timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+    assert field in response.text
+
+
+def test_a_body_that_is_not_json_is_refused(server: str) -> None:
+    response = requests.post(
+        f"{server}/predict", data=b"not json", headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert 400 <= response.status_code < 500
+
+
+def test_health_and_metrics(server: str) -> None:
+    assert requests.get(f"{server}/livez", timeout=5).status_code == 200
+    requests.post(f"{server}/predict", json={"flights": [FLIGHT]}, timeout=30)
+    metrics = requests.get(f"{server}/metrics", timeout=5).text
+    assert "flight_delay_predictions_total" in metrics
