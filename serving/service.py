@@ -20,6 +20,7 @@ from pydantic import Field
 
 from configs import load_settings
 from features.definitions import build_repo
+from features.online import online_features
 from features.request import request_features
 from features.store import feature_store
 from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight, Prediction, PredictResponse
@@ -70,30 +71,17 @@ class FlightDelayService:
 
     def vectors(self, flights: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
         """Model inputs for `flights` (online features + request features) and what was missing."""
-        entity_rows = [
-            {
-                "tailnum": row.tailnum,
-                "origin": row.origin,
-                "carrier": row.carrier,
-                "route": row.route,
-            }
-            for row in flights.itertuples()
-        ]
-        online = pd.DataFrame(
-            self.store.get_online_features(features=self.service, entity_rows=entity_rows).to_dict()
-        )
+        online = online_features(self.store, self.service, flights)
         request = request_features(
             flights,
             carriers=self.settings.features.carriers,
             origins=list(self.settings.features.origin_timezones),
             origin_timezones=self.settings.features.origin_timezones,
         )
-        frame = pd.concat([request.reset_index(drop=True), online.reset_index(drop=True)], axis=1)
+        frame = pd.concat([request, online], axis=1)
         inputs = frame[self.features].astype("float64")
-        missing = [
-            [name for name in self.repo.feature_names if pd.isna(row[name])]
-            for _, row in inputs.iterrows()
-        ]
+        absent = frame[self.repo.feature_names].isna()
+        missing = [[name for name, gone in row.items() if gone] for _, row in absent.iterrows()]
         return inputs, missing
 
     def __is_ready__(self) -> bool:
