@@ -20,7 +20,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train test test-fast serve lint format lock clean distclean
+.PHONY: help setup check-java train test test-fast serve bench lint format lock clean distclean
 
 help: ## Show this help
 	@echo "usage: make <target> [ENV=local|services|aws]"
@@ -64,6 +64,9 @@ test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)
 
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (PORT=3000; after make train)
 	SERVE_PORT=$(PORT) $(BIN)/python -m serving
+
+bench: $(STAMP) ## Benchmarks (not tests): serving latency at a constant rate vs a FastAPI baseline
+	$(BIN)/python -m bench.serving_latency --rate 50 --seconds 30 --repeats 3
 
 lint: $(STAMP) ## Lint, check formatting and type-check
 	$(BIN)/ruff check .

@@ -104,6 +104,12 @@ def _package(ctx: StageContext) -> StageResult:
     return package.run(ctx.settings)
 
 
+def _batch_predict(ctx: StageContext) -> StageResult:
+    from pipelines import batch_predict
+
+    return batch_predict.run(ctx.settings, ctx.spark, ctx.handoff.get("period"))
+
+
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
@@ -146,6 +152,12 @@ STAGES: dict[str, Stage] = {
             "package",
             "bentoml build: a Bento of the service pinned to the champion version",
             _package,
+        ),
+        # Not part of the chain: run on demand for a day or a month.
+        Stage(
+            "batch-predict",
+            "Spark: score a day's or month's scheduled flights with the champion",
+            _batch_predict,
         ),
     )
 }

@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=stage.help)
         if name == "land":
             _add_land_options(sub)
+        if name == "batch-predict":
+            period = sub.add_mutually_exclusive_group(required=True)
+            period.add_argument(
+                "--date", help="score the flights scheduled on this day (YYYY-MM-DD)"
+            )
+            period.add_argument(
+                "--month", help="score the flights scheduled in this month (YYYY-MM)"
+            )
     commands.add_parser("rollback", help="point the champion alias back at the version it replaced")
     commands.add_parser("promotions", help="list every promotion decision (version, when, why)")
     commands.add_parser("config", help="print the resolved configuration and exit")
@@ -145,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("rollback", "promotions"):
         return _registry_command(settings, args.command)
     planned = CHAIN if args.command == "train" else (args.command,)
-    return run_and_report(settings, planned)
+    handoff = {}
+    if args.command == "batch-predict":
+        handoff["period"] = args.date or args.month
+    return run_and_report(settings, planned, handoff)
 
 
 def _registry_command(settings: Settings, command: str) -> int:
@@ -166,8 +177,10 @@ def _registry_command(settings: Settings, command: str) -> int:
     return EXIT_OK
 
 
-def run_and_report(settings: Settings, planned: Sequence[str]) -> int:
-    results = run_chain(settings, tuple(planned))
+def run_and_report(
+    settings: Settings, planned: Sequence[str], handoff: dict[str, str] | None = None
+) -> int:
+    results = run_chain(settings, tuple(planned), handoff=handoff)
     print(render_summary(results, planned))
     if all(result.ok for result in results):
         return EXIT_OK

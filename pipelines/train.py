@@ -86,21 +86,22 @@ def model_features(settings: Settings) -> list[str]:
     return [*REQUEST_FEATURES, *build_repo(settings).feature_names]
 
 
-def training_set(store: Any, settings: Settings, labels: pd.DataFrame) -> pd.DataFrame:
-    """Labels joined point-in-time with the FeatureService, plus the request features."""
+def feature_frame(store: Any, settings: Settings, flights: pd.DataFrame) -> pd.DataFrame:
+    """Flights (labelled or not) joined point-in-time with the FeatureService, plus the request
+    features: the training set for `fit`, the scoring frame for `batch-predict`."""
     repo = build_repo(settings)
     entity_columns = [ROW_ID, "tailnum", "origin", "carrier", "route", EVENT_TIMESTAMP]
     service = store.get_feature_service(repo.service.name)
     joined = store.get_historical_features(
-        entity_df=labels[entity_columns], features=service
+        entity_df=flights[entity_columns], features=service
     ).to_df()
-    if len(joined) != len(labels) or joined[ROW_ID].duplicated().any():
+    if len(joined) != len(flights) or joined[ROW_ID].duplicated().any():
         raise StageFailed(
-            f"the point-in-time join returned {len(joined)} rows for {len(labels)} flights; "
+            f"the point-in-time join returned {len(joined)} rows for {len(flights)} flights; "
             "every flight must come back exactly once"
         )
     features = joined[[ROW_ID, *repo.feature_names]]
-    frame = labels.merge(features, on=ROW_ID, how="left", validate="one_to_one")
+    frame = flights.merge(features, on=ROW_ID, how="left", validate="one_to_one")
     request = request_features(
         frame,
         carriers=settings.features.carriers,
@@ -305,7 +306,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
         raise StageFailed("no published silver flights: run collect and validate first")
     labels = label_frame(flights, settings.training.late_minutes)
     log.info("training set: %d flights that arrived (of %d)", len(labels), len(flights))
-    frame = training_set(feature_store(settings), settings, labels)
+    frame = feature_frame(feature_store(settings), settings, labels)
     features = model_features(settings)
     leaked = POST_DEPARTURE_COLUMNS & set(features)
     if leaked:

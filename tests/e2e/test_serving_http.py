@@ -162,7 +162,7 @@ def test_online_vectors_equal_offline_vectors(
     from features.definitions import VIEWS, feature_table_path
     from features.request import REQUEST_FEATURES
     from features.store import feature_store
-    from pipelines.train import training_set
+    from pipelines.train import feature_frame
     from serving.__main__ import champion_model_tag
     from serving.service import FlightDelayService
 
@@ -198,7 +198,7 @@ def test_online_vectors_equal_offline_vectors(
                 "late": 0,
             }
         )
-        offline = training_set(store, settings, flights).set_index("flight_id").sort_index()
+        offline = feature_frame(store, settings, flights).set_index("flight_id").sort_index()
         online, _ = service.vectors(
             flights.drop(columns=["event_timestamp", "flight_date", "late"])
         )
@@ -209,3 +209,42 @@ def test_online_vectors_equal_offline_vectors(
         )
         # each view is really compared on values, not only on missing ones
         assert online[[name for name, _, _ in fields]].notna().to_numpy().any(), view
+
+
+def test_batch_predict_scores_a_day_like_the_service(
+    trained_root: Path, spark, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from features.store import feature_store
+    from pipelines.adapters.storage import StorageLayout
+    from pipelines.batch_predict import predictions_dir, scheduled_flights
+    from pipelines.train import feature_frame
+    from serving.__main__ import champion_model_tag
+    from serving.service import FlightDelayService
+
+    settings = settings_for(trained_root)
+    results = run_chain(settings, ("batch-predict",), spark=spark, handoff={"period": "2013-03-10"})
+    assert results[0].ok, problems(results)
+    scored = pd.read_parquet(predictions_dir(settings, "2013-03-10")).sort_values("flight_id")
+    silver = pd.read_parquet(Path(settings.paths.lake) / "silver" / "flights")
+    assert len(scored) == (silver["date"].astype(str) == "2013-03-10").sum()
+    assert set(scored["model_version"]) == {"1"}
+    assert scored["probability_late"].between(0, 1).all()
+    summary = json.loads((predictions_dir(settings, "2013-03-10") / "_summary.json").read_text())
+    assert (summary["flights"], summary["model_version"]) == (len(scored), "1")
+
+    # The same flights and feature values through the service's own model give the same scores.
+    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(slice_overrides(trained_root)))
+    monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", champion_model_tag(settings))
+    service = FlightDelayService()
+    flights = scheduled_flights(spark, StorageLayout(settings.paths), "2013-03-10")
+    vectors = feature_frame(feature_store(settings), settings, flights).sort_values("flight_id")
+    online_scores = service.model.predict(vectors[service.features])
+    assert list(vectors["flight_id"]) == list(scored["flight_id"])
+    assert list(online_scores) == pytest.approx(list(scored["probability_late"]), abs=1e-12)
+
+
+def test_batch_predict_refuses_a_bad_period(trained_root: Path, spark) -> None:
+    results = run_chain(
+        settings_for(trained_root), ("batch-predict",), spark=spark, handoff={"period": "2013-13"}
+    )
+    assert not results[0].ok and "--date YYYY-MM-DD or --month YYYY-MM" in problems(results)

@@ -11,7 +11,7 @@ import pytest
 
 from features.definitions import VIEWS, build_repo, feature_table_path
 from features.store import feature_store
-from pipelines.train import training_set
+from pipelines.train import feature_frame
 from tests.conftest import settings_for
 
 
@@ -120,7 +120,7 @@ def labels_at(*times: str) -> pd.DataFrame:
 
 def test_no_value_from_after_the_departure_gets_in(store_with_history) -> None:
     settings, store = store_with_history
-    frame = training_set(
+    frame = feature_frame(
         store,
         settings,
         labels_at(
@@ -153,7 +153,7 @@ def test_no_value_from_after_the_departure_gets_in(store_with_history) -> None:
 
 def test_training_rows_carry_no_post_departure_columns(store_with_history) -> None:
     settings, store = store_with_history
-    frame = training_set(store, settings, labels_at("2013-01-01T09:30"))
+    frame = feature_frame(store, settings, labels_at("2013-01-01T09:30"))
     assert not {
         "dep_delay",
         "arr_delay",

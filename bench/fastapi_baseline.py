@@ -1,0 +1,68 @@
+"""The baseline for the serving benchmark: a plain FastAPI app doing what the BentoML service
+does (same champion model file, same online feature read, same request features, same schema).
+
+    FLIGHT_DELAY_MODEL_TAG=<tag> python -m uvicorn bench.fastapi_baseline:app --port 3001
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import bentoml
+import mlflow
+import numpy as np
+import pandas as pd
+from fastapi import Body, FastAPI
+from pydantic import Field
+
+from configs import load_settings
+from features.definitions import build_repo
+from features.online import online_features
+from features.request import request_features
+from features.store import feature_store
+from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight
+
+settings = load_settings()
+stored = bentoml.models.get(os.environ["FLIGHT_DELAY_MODEL_TAG"])
+model = mlflow.lightgbm.load_model(stored.path_of("mlflow_model"))
+features = [str(name) for name in stored.info.metadata["features"]]  # type: ignore[union-attr]
+threshold = float(str(stored.info.metadata["threshold"]))
+version = str(stored.info.labels.get("mlflow_model_version"))
+store = feature_store(settings)
+service = store.get_feature_service(build_repo(settings).service.name)
+app = FastAPI()
+
+
+@app.post("/predict")
+def predict(
+    flights: Annotated[
+        list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST), Body(embed=True)
+    ],
+) -> dict:
+    frame = pd.DataFrame(
+        {
+            "carrier": [f.carrier for f in flights],
+            "tailnum": [f.tailnum or "UNKNOWN" for f in flights],
+            "origin": [f.origin for f in flights],
+            "route": [f"{f.origin}-{f.dest}" for f in flights],
+            "distance": [f.distance for f in flights],
+            "sched_dep_utc": pd.to_datetime([f.scheduled_departure for f in flights], utc=True),
+        }
+    )
+    request = request_features(
+        frame,
+        carriers=settings.features.carriers,
+        origins=list(settings.features.origin_timezones),
+        origin_timezones=settings.features.origin_timezones,
+    )
+    inputs = pd.concat([request, online_features(store, service, frame)], axis=1)[features].astype(
+        "float64"
+    )
+    scores = np.asarray(model.predict(inputs), dtype="float64")
+    return {
+        "predictions": [
+            {"probability_late": float(s), "late": bool(s >= threshold), "model_version": version}
+            for s in scores
+        ]
+    }
