@@ -34,8 +34,10 @@ service = store.get_feature_service(build_repo(settings).service.name)
 app = FastAPI()
 
 
+# async: handled one at a time on the event loop, no thread pool (the work is short and
+# CPU-bound; threads only add contention on a 2-core machine).
 @app.post("/predict")
-def predict(
+async def predict(
     flights: Annotated[
         list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST), Body(embed=True)
     ],

@@ -108,14 +108,15 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def render_summary(results: list[StageResult], planned: Sequence[str]) -> str:
-    lines = [f"{'stage':<10} {'status':<8} {'rows in':>10} {'rows out':>10} {'time':>8}"]
+    width = max(10, *(len(name) + 1 for name in planned))
+    lines = [f"{'stage':<{width}} {'status':<8} {'rows in':>10} {'rows out':>10} {'time':>8}"]
     for result in results:
         status = "ok" if result.ok else "FAILED"
         lines.append(
-            f"{result.stage:<10} {status:<8} {result.rows_in:>10,} {result.rows_out:>10,} {result.seconds:>7.1f}s"
+            f"{result.stage:<{width}} {status:<8} {result.rows_in:>10,} {result.rows_out:>10,} {result.seconds:>7.1f}s"
         )
     for name in planned[len(results) :]:
-        lines.append(f"{name:<10} {'skipped':<8} {'':>10} {'':>10} {'':>8}")
+        lines.append(f"{name:<{width}} {'skipped':<8} {'':>10} {'':>10} {'':>8}")
     for result in results:
         for note in result.notes:
             lines.append(f"  {result.stage}: {note}")
