@@ -21,7 +21,7 @@ from features.definitions import build_repo
 from features.online import online_features
 from features.request import request_features
 from features.store import feature_store
-from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight
+from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight, flights_frame
 
 settings = load_settings()
 stored = bentoml.models.get(os.environ["FLIGHT_DELAY_MODEL_TAG"])
@@ -42,16 +42,7 @@ async def predict(
         list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST), Body(embed=True)
     ],
 ) -> dict:
-    frame = pd.DataFrame(
-        {
-            "carrier": [f.carrier for f in flights],
-            "tailnum": [f.tailnum or "UNKNOWN" for f in flights],
-            "origin": [f.origin for f in flights],
-            "route": [f"{f.origin}-{f.dest}" for f in flights],
-            "distance": [f.distance for f in flights],
-            "sched_dep_utc": pd.to_datetime([f.scheduled_departure for f in flights], utc=True),
-        }
-    )
+    frame = flights_frame(flights)
     request = request_features(
         frame,
         carriers=settings.features.carriers,

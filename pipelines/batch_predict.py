@@ -21,13 +21,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from configs import Settings
-from features.names import EVENT_TIMESTAMP
 from features.store import feature_store
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageFailed, StageResult
-from pipelines.train import ROW_ID, UNKNOWN_TAILNUM, feature_frame
+from pipelines.train import ROW_ID, entity_frame, feature_frame
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
 
@@ -53,20 +52,7 @@ def scheduled_flights(spark: SparkSession, layout: StorageLayout, period: str) -
     )
     frame = pd.DataFrame(selected.toPandas())
     frame["sched_dep_utc"] = pd.to_datetime(frame["sched_dep_utc"], utc=True)
-    return pd.DataFrame(
-        {
-            ROW_ID: frame["flight_id"],
-            "tailnum": frame["tailnum"].fillna(UNKNOWN_TAILNUM),
-            "origin": frame["origin"],
-            "carrier": frame["carrier"],
-            "dest": frame["dest"],
-            "route": frame["origin"] + "-" + frame["dest"],
-            "distance": frame["distance"],
-            "sched_dep_utc": frame["sched_dep_utc"],
-            EVENT_TIMESTAMP: frame["sched_dep_utc"],
-            "flight_date": pd.to_datetime(frame["flight_date"]),
-        }
-    )
+    return entity_frame(frame)
 
 
 def run(

@@ -62,23 +62,30 @@ LABEL_COLUMNS = [
 UNKNOWN_TAILNUM = "UNKNOWN"
 
 
+def entity_frame(flights: pd.DataFrame) -> pd.DataFrame:
+    """Silver flights as Feast entity rows: keys, event time (the scheduled departure) and the
+    request inputs. Used for training (with a label added) and for batch scoring."""
+    return pd.DataFrame(
+        {
+            ROW_ID: flights["flight_id"],
+            "tailnum": flights["tailnum"].fillna(UNKNOWN_TAILNUM),
+            "origin": flights["origin"],
+            "carrier": flights["carrier"],
+            "route": flights["origin"] + "-" + flights["dest"],
+            "distance": flights["distance"],
+            "sched_dep_utc": flights["sched_dep_utc"],
+            EVENT_TIMESTAMP: flights["sched_dep_utc"],
+            "flight_date": pd.to_datetime(flights["flight_date"]),
+        }
+    ).reset_index(drop=True)
+
+
 def label_frame(flights: pd.DataFrame, late_minutes: float) -> pd.DataFrame:
     """One row per flight that arrived: entity keys, event time, request inputs and the label."""
     arrived = flights[~flights["cancelled"] & ~flights["diverted"] & flights["arr_delay"].notna()]
-    return pd.DataFrame(
-        {
-            ROW_ID: arrived["flight_id"],
-            "tailnum": arrived["tailnum"].fillna(UNKNOWN_TAILNUM),
-            "origin": arrived["origin"],
-            "carrier": arrived["carrier"],
-            "route": arrived["origin"] + "-" + arrived["dest"],
-            "distance": arrived["distance"],
-            "sched_dep_utc": arrived["sched_dep_utc"],
-            EVENT_TIMESTAMP: arrived["sched_dep_utc"],
-            "flight_date": pd.to_datetime(arrived["flight_date"]),
-            LABEL: (arrived["arr_delay"] > late_minutes).astype("int64"),
-        }
-    ).reset_index(drop=True)
+    labelled = entity_frame(arrived)
+    labelled[LABEL] = (arrived["arr_delay"] > late_minutes).astype("int64").to_numpy()
+    return labelled
 
 
 def model_features(settings: Settings) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 MAX_FLIGHTS_PER_REQUEST = 1000
@@ -19,6 +20,20 @@ class Flight(BaseModel):
     # With its UTC offset, e.g. 2013-12-30T05:15:00-05:00.
     scheduled_departure: AwareDatetime = Field(examples=["2013-12-30T05:15:00-05:00"])
     distance: float = Field(gt=0, le=10000, allow_inf_nan=False, examples=[1400])
+
+
+def flights_frame(flights: list[Flight]) -> pd.DataFrame:
+    """Validated flights as the columns the feature code reads."""
+    return pd.DataFrame(
+        {
+            "carrier": [f.carrier for f in flights],
+            "tailnum": [f.tailnum or "UNKNOWN" for f in flights],
+            "origin": [f.origin for f in flights],
+            "route": [f"{f.origin}-{f.dest}" for f in flights],
+            "distance": [f.distance for f in flights],
+            "sched_dep_utc": pd.to_datetime([f.scheduled_departure for f in flights], utc=True),
+        }
+    )
 
 
 class Prediction(BaseModel):

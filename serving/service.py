@@ -23,7 +23,13 @@ from features.definitions import build_repo
 from features.online import online_features
 from features.request import request_features
 from features.store import feature_store
-from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight, Prediction, PredictResponse
+from serving.schemas import (
+    MAX_FLIGHTS_PER_REQUEST,
+    Flight,
+    Prediction,
+    PredictResponse,
+    flights_frame,
+)
 
 MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"
 log = logging.getLogger("serving")
@@ -108,16 +114,7 @@ class FlightDelayService:
         self,
         flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
     ) -> PredictResponse:
-        frame = pd.DataFrame(
-            {
-                "carrier": [f.carrier for f in flights],
-                "tailnum": [f.tailnum or "UNKNOWN" for f in flights],
-                "origin": [f.origin for f in flights],
-                "route": [f"{f.origin}-{f.dest}" for f in flights],
-                "distance": [f.distance for f in flights],
-                "sched_dep_utc": pd.to_datetime([f.scheduled_departure for f in flights], utc=True),
-            }
-        )
+        frame = flights_frame(flights)
         inputs, missing = self.vectors(frame)
         scores = np.asarray(self.model.predict(inputs), dtype="float64")
         predictions = [
