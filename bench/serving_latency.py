@@ -3,7 +3,8 @@ with the same model and feature read, measured in the same run.
 
     make bench            # or: .venv/bin/python -m bench.serving_latency --rate 50 --seconds 30
 
-Needs `make train` first. The client is open-loop: request i is sent at start + i/rate whatever
+Needs `make train` first. Each server runs alone, started fresh for each repeat, with a 5 s
+warm-up that is not counted. The client is open-loop: request i is sent at start + i/rate whatever
 happened to earlier ones, so a slow server shows up as latency, not as a lower rate. Client and
 servers share the machine's cores: compare the two servers, not absolute figures across machines.
 """
@@ -132,19 +133,18 @@ def main() -> int:
         ),
     }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-    processes = {}
-    try:
+    # One server at a time: with both up, the idle one's background work skewed the other's tail.
+    # Alternating per repeat spreads drift of the machine over both alike.
+    for _ in range(args.repeats):
         for name, (command, url) in servers.items():
-            processes[name] = start(command, env, RESULTS / f"serving_{name}.log")
-            wait_until_up(url, processes[name])
-            asyncio.run(constant_rate(url, args.rate, 5))  # warm-up, not counted
-        for _ in range(args.repeats):  # interleaved, so drift hits both alike
-            for name, (_, url) in servers.items():
+            process = start(command, env, RESULTS / f"serving_{name}.log")
+            try:
+                wait_until_up(url, process)
+                asyncio.run(constant_rate(url, args.rate, 5))  # warm-up, not counted
                 runs[name].append(asyncio.run(constant_rate(url, args.rate, args.seconds)))
-    finally:
-        for process in processes.values():
-            process.terminate()
-            process.wait(timeout=30)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
     summary = {
         name: {
             "p50_ms": statistics.median(r["p50_ms"] for r in results),

@@ -97,7 +97,11 @@ def run(settings: Settings) -> StageResult:
     # The committed bentofile, plus the exact model and its tag: written beside it for the build.
     spec = yaml.safe_load(BENTOFILE.read_text())
     spec["models"] = [str(stored.tag)]
-    spec["envs"] = [{"name": MODEL_TAG_ENV, "value": str(stored.tag)}]
+    spec["envs"] = [
+        {"name": MODEL_TAG_ENV, "value": str(stored.tag)},
+        # One OpenMP thread per worker: threaded LightGBM under concurrent requests ruins the tail.
+        {"name": "OMP_NUM_THREADS", "value": "1"},
+    ]
     with tempfile.NamedTemporaryFile(
         "w", suffix=".yaml", dir=BENTOFILE.parent, prefix=".bentofile-"
     ) as pinned:

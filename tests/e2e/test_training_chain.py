@@ -49,6 +49,7 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
     bento_info = (bento / "bento.yaml").read_text()
     assert "mlflow_model_version: '1'" in bento_info
     assert "FLIGHT_DELAY_MODEL_TAG" in bento_info
+    assert "OMP_NUM_THREADS" in bento_info
 
     second = run_chain(settings, CHAIN, spark=spark)
     assert all(r.ok for r in second), problems(second)
