@@ -20,7 +20,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train test test-fast serve bench lint format lock clean distclean
+.PHONY: help setup check-java train test test-fast serve services-up services-down services-status \
+	bench lint format lock clean distclean
 
 help: ## Show this help
 	@echo "usage: make <target> [ENV=local|services|aws]"
@@ -65,13 +66,25 @@ test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (PORT=3000; after make train)
 	SERVE_PORT=$(PORT) $(BIN)/python -m serving
 
+# The services profile's servers; ENV defaults to services for these three.
+SERVICES_ENV = $(if $(filter local,$(ENV)),services,$(ENV))
+
+services-up: $(STAMP) ## Start the MLflow server (PostgreSQL, proxied artifacts); check PostgreSQL and Redis
+	$(BIN)/python -m infra.services up --env $(SERVICES_ENV)
+
+services-down: $(STAMP) ## Stop the MLflow server started by services-up
+	$(BIN)/python -m infra.services down --env $(SERVICES_ENV)
+
+services-status: $(STAMP) ## Say whether PostgreSQL, Redis and the MLflow server answer
+	$(BIN)/python -m infra.services status --env $(SERVICES_ENV)
+
 bench: $(STAMP) ## Benchmarks (not tests): serving latency at a constant rate vs a FastAPI baseline
 	$(BIN)/python -m bench.serving_latency --rate 50 --seconds 30 --repeats 3
 
 lint: $(STAMP) ## Lint, check formatting and type-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs pipelines features serving
+	$(BIN)/mypy configs pipelines features serving infra
 
 format: $(STAMP) ## Fix lint findings that can be fixed and format the code
 	$(BIN)/ruff check --fix .

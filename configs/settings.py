@@ -140,12 +140,28 @@ class FeaturesConfig(Strict):
     origin_timezones: dict[str, str] = Field(default_factory=dict)
 
 
+class MlflowServerConfig(Strict):
+    """The tracking server `make services-up` starts (services profile): PostgreSQL behind it,
+    artifacts proxied by the server, so clients need no access to the artifact store."""
+
+    backend_store_uri: str
+    # Where the server keeps artifacts (local folder, or s3://... behind a real deployment).
+    artifacts_destination: str = "data/services/mlflow/artifacts"
+    # The server's pid file and log.
+    home: str = "data/services/mlflow"
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+    workers: int = Field(2, ge=1)
+
+
 class MlflowConfig(Strict):
     tracking_uri: str = "sqlite:///data/mlflow/mlflow.db"
-    # Where a new experiment keeps its artifacts (local folder or s3://...).
-    artifact_location: str = "data/mlflow/artifacts"
+    # Where a new experiment keeps its artifacts (local folder or s3://...); null lets the
+    # tracking server decide (its proxied artifact store).
+    artifact_location: str | None = "data/mlflow/artifacts"
     experiment: str = "flight-delay"
     registered_model: str = "flight_delay"
+    server: MlflowServerConfig | None = None
 
 
 class SplitConfig(Strict):
@@ -256,11 +272,20 @@ def _overrides_from_environment(text: str) -> dict[str, Any]:
     return data
 
 
+# A section naming its back end by one of these keys is replaced whole when an overlay names
+# another back end: a Redis online store must not inherit a SQLite store's `path`.
+_BACKEND_KEYS = ("type", "registry_type")
+
+
 def _deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value)
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            switched = any(
+                name in value and value[name] != below.get(name) for name in _BACKEND_KEYS
+            )
+            merged[key] = dict(value) if switched else _deep_merge(below, value)
         else:
             merged[key] = value
     return merged
@@ -329,10 +354,20 @@ def _resolve_locations(settings: Settings) -> Settings:
     tracking_uri = settings.mlflow.tracking_uri
     if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
         tracking_uri = "sqlite:///" + _resolve(tracking_uri.removeprefix("sqlite:///"))
+    server = settings.mlflow.server
+    if server is not None:
+        server = server.model_copy(
+            update={
+                "artifacts_destination": _resolve(server.artifacts_destination),
+                "home": _resolve(server.home),
+            }
+        )
+    artifacts = settings.mlflow.artifact_location
     mlflow = settings.mlflow.model_copy(
         update={
             "tracking_uri": tracking_uri,
-            "artifact_location": _resolve(settings.mlflow.artifact_location),
+            "artifact_location": None if artifacts is None else _resolve(artifacts),
+            "server": server,
         }
     )
     return settings.model_copy(update={"paths": paths, "features": features, "mlflow": mlflow})

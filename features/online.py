@@ -19,13 +19,20 @@ TIMESTAMP_SUFFIX = "__ts"  # Feast's name for a feature's event time in online r
 ENTITY_KEYS = ("tailnum", "origin", "carrier", "route")
 
 
+class OnlineStoreUnavailable(RuntimeError):
+    """The online store did not answer a read (down, unreachable, or failing)."""
+
+
 def online_features(store: Any, service: Any, flights: pd.DataFrame) -> pd.DataFrame:
     """The service's features for `flights` (columns tailnum, origin, carrier, route,
     sched_dep_utc), as of each flight's scheduled departure; missing values are NaN."""
     rows = flights[list(ENTITY_KEYS)].to_dict("records")
-    response = store.get_online_features(features=service, entity_rows=rows).to_dict(
-        include_event_timestamps=True
-    )
+    try:
+        response = store.get_online_features(features=service, entity_rows=rows).to_dict(
+            include_event_timestamps=True
+        )
+    except Exception as err:  # each store's client raises its own kinds; all mean "not answering"
+        raise OnlineStoreUnavailable(f"{type(err).__name__}: {err}") from err
     as_of = flights["sched_dep_utc"].map(lambda t: t.timestamp()).to_numpy()
     columns = {}
     for _, ttl, fields in VIEWS.values():

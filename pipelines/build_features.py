@@ -90,8 +90,10 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("silver") == state and manifest.get("service") == service_name(settings):
             result.notes.append(
-                "silver unchanged since the feature tables were built: nothing to do"
+                "silver unchanged since the feature tables were built: nothing to rebuild"
             )
+            # Registering is idempotent and cheap; another profile's registry may not have it.
+            register(settings, result)
             return result
     spark = spark_session()
     tables = compute_tables(spark, settings, layout)
@@ -126,8 +128,7 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
             os.replace(path, feature_table_path(settings, view))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    repo = build_repo(settings)
-    feature_store(settings).apply(repo.objects)
+    register(settings, result)
     manifest_path.write_text(
         json.dumps(
             {
@@ -139,10 +140,15 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
             indent=2,
         )
     )
+    return result
+
+
+def register(settings: Settings, result: StageResult) -> None:
+    """`feast apply` of the repository to the configured registry."""
+    repo = build_repo(settings)
+    feature_store(settings).apply(repo.objects)
     result.notes.append(
         f"registered {len(repo.views)} feature views and service {repo.service.name} with Feast"
     )
-    result.outputs["feast registry"] = str(
-        settings.features.registry.get("path", settings.features.registry)
-    )
-    return result
+    registry = settings.features.registry
+    result.outputs["feast registry"] = str(registry.get("path", registry)).split("@")[-1]

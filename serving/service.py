@@ -20,9 +20,10 @@ from pydantic import Field
 
 from configs import load_settings
 from features.definitions import build_repo
-from features.online import online_features
+from features.online import OnlineStoreUnavailable, online_features
 from features.request import request_features
 from features.store import feature_store
+from serving.logs import use_json_logs
 from serving.schemas import (
     MAX_FLIGHTS_PER_REQUEST,
     Flight,
@@ -44,6 +45,11 @@ DEFAULTED = bentoml.metrics.Counter(
     documentation="Flights scored with at least one online feature missing (the model treats it as missing)",
     labelnames=["model_version"],
 )
+STORE_FAILURES = bentoml.metrics.Counter(
+    name="flight_delay_online_store_failures_total",
+    documentation="Requests answered 503 because the online store failed to answer",
+    labelnames=["model_version"],
+)
 
 
 @bentoml.service(
@@ -63,6 +69,7 @@ class FlightDelayService:
         stored = bentoml.models.get(tag)
         metadata = stored.info.metadata
         self.model_version = str(stored.info.labels.get("mlflow_model_version", stored.tag.version))
+        use_json_logs(self.model_version)
         self.features: list[str] = [str(name) for name in metadata["features"]]  # type: ignore[union-attr]
         self.threshold = float(str(metadata["threshold"]))
         # The native booster, not the pyfunc wrapper: missing online features are NaN by design,
@@ -72,7 +79,10 @@ class FlightDelayService:
         self.store = feature_store(self.settings)
         self.service = self.store.get_feature_service(self.repo.service.name)
         log.info(
-            "serving model version %s with %d features", self.model_version, len(self.features)
+            "serving model version %s with %d features",
+            self.model_version,
+            len(self.features),
+            extra={"bentoml_model": str(stored.tag), "feature_service": self.service.name},
         )
 
     def vectors(self, flights: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
@@ -115,7 +125,14 @@ class FlightDelayService:
         flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
     ) -> PredictResponse:
         frame = flights_frame(flights)
-        inputs, missing = self.vectors(frame)
+        try:
+            inputs, missing = self.vectors(frame)
+        except OnlineStoreUnavailable as err:
+            STORE_FAILURES.labels(model_version=self.model_version).inc()
+            log.error("online store failed: %s", err, exc_info=True)
+            raise bentoml.exceptions.ServiceUnavailable(
+                "the online feature store is not answering; retry later"
+            ) from None
         scores = np.asarray(self.model.predict(inputs), dtype="float64")
         predictions = [
             Prediction(
@@ -132,7 +149,13 @@ class FlightDelayService:
             sum(1 for absent in missing if absent)
         )
         log.info(
-            "predicted %d flight(s) with model version %s", len(predictions), self.model_version
+            "predicted %d flight(s)",
+            len(predictions),
+            extra={
+                "flights": len(predictions),
+                "flagged_late": sum(p.late for p in predictions),
+                "defaulted_flights": sum(1 for absent in missing if absent),
+            },
         )
         return PredictResponse(
             predictions=predictions, model_version=self.model_version, answered_at=datetime.now(UTC)

@@ -124,8 +124,10 @@ class Tracker:
         return self.mlflow.lightgbm.load_model(ref.uri)
 
 
-def _as_uri(location: str) -> str:
-    return location if "://" in location else Path(location).resolve().as_uri()
+def _as_uri(location: str | None) -> str | None:
+    if location is None or "://" in location:
+        return location
+    return Path(location).resolve().as_uri()
 
 
 def dumps(evidence: dict[str, Any]) -> str:

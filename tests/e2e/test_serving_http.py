@@ -4,38 +4,24 @@ slice, checked over HTTP for readiness, good answers and 4xx for client mistakes
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import bentoml
 import pandas as pd
 import pytest
 import requests
 
+from configs.settings import _deep_merge
 from pipelines.chain import CHAIN, run_chain
+from serving.schemas import Flight
+from serving.service import FlightDelayService
 from tests.conftest import settings_for, slice_overrides
 from tests.lake_helpers import problems
-
-ROOT = Path(__file__).resolve().parents[2]
-FLIGHT = {
-    "carrier": "UA",
-    "tailnum": "N14228",
-    "origin": "EWR",
-    "dest": "IAH",
-    "scheduled_departure": "2013-03-10T08:00:00-04:00",
-    "distance": 1400,
-}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.serving_helpers import FLIGHT, serving
 
 
 @pytest.fixture(scope="module")
@@ -48,45 +34,14 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(trained_root: Path) -> Iterator[str]:
-    root = trained_root
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLOPS_OVERRIDES": json.dumps(slice_overrides(root)),
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_file = (root / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"the server exited with {process.returncode}:\n{(root / 'serve.log').read_text()[-3000:]}"
-            )
-        try:
-            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:  # not listening yet, or busy starting
-            pass
-        time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail(f"not ready after 180 s:\n{(root / 'serve.log').read_text()[-3000:]}")
-    yield url
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log_file.close()
+def served(trained_root: Path) -> Iterator[tuple[str, Path]]:
+    with serving(trained_root, slice_overrides(trained_root)) as (url, _, log_path):
+        yield url, log_path
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[str, Path]) -> str:
+    return served[0]
 
 
 def test_a_good_request_gets_probabilities_from_the_champion(server: str) -> None:
@@ -150,6 +105,120 @@ def test_health_and_metrics(server: str) -> None:
     assert "flight_delay_predictions_total" in metrics
 
 
+def in_process_service(
+    root: Path, monkeypatch: pytest.MonkeyPatch, **overrides: object
+) -> FlightDelayService:
+    """The service class built in this process, as a worker builds it, over the lake at `root`."""
+    from serving.__main__ import champion_model_tag
+
+    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(_deep_merge(slice_overrides(root), overrides)))
+    monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", champion_model_tag(settings_for(root)))
+    return FlightDelayService()
+
+
+def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]) -> None:
+    url, log_path = served
+    requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30).raise_for_status()
+    time.sleep(0.5)  # the access line is written after the response
+    worker_lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in worker_lines]
+    assert records, log_path.read_text()[-2000:]
+    assert {record["model_version"] for record in records} == {"1"}
+    access = [r for r in records if r["logger"] == "bentoml.access" and "/predict" in r["message"]]
+    ours = [r for r in records if r["logger"] == "serving" and r["message"].startswith("predicted")]
+    assert access and ours, records[-5:]
+    assert ours[-1]["flights"] == 1 and ours[-1]["level"] == "INFO"
+    # nothing the worker says about a request is left as plain text
+    assert not [
+        line
+        for line in log_path.read_text().splitlines()
+        if "/predict" in line and not line.startswith("{")
+    ]
+
+
+def test_the_online_store_down_means_not_ready_and_a_503(
+    trained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store nobody answers on: the service starts, says it is not ready, and answers 503
+    (counted), never a 500 and never a hang."""
+    down = {"features": {"online_store": {"type": "redis", "connection_string": "127.0.0.1:9"}}}
+    service = in_process_service(trained_root, monkeypatch, **down)
+    # redis-py retries a refused connection three times with backoff: about 7 s, never a hang
+    started = time.monotonic()
+    assert service.__is_ready__() is False
+    assert time.monotonic() - started < 15
+    started = time.monotonic()
+    with pytest.raises(bentoml.exceptions.ServiceUnavailable, match="online feature store"):
+        service.predict([Flight.model_validate(FLIGHT)])
+    assert time.monotonic() - started < 15
+
+
+def test_in_process_predictions_flag_what_the_store_lacks(
+    trained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from features.definitions import feature_table_path
+
+    service = in_process_service(trained_root, monkeypatch)
+    assert service.__is_ready__() is True
+    # A minute after the newest weather reading, from that airport, on a plane whose newest
+    # history is not later: the online store's values are then the ones the flight may use.
+    settings = settings_for(trained_root)
+    weather = pd.read_parquet(feature_table_path(settings, "origin_weather"))
+    reading = weather.loc[weather["event_timestamp"].idxmax()]
+    history = pd.read_parquet(feature_table_path(settings, "aircraft_delay_history"))
+    newest = history.groupby("tailnum")["event_timestamp"].max()
+    plane = newest[newest <= reading["event_timestamp"]].idxmax()
+    known = Flight.model_validate(
+        {
+            **FLIGHT,
+            "tailnum": plane,
+            "origin": reading["origin"],
+            "scheduled_departure": (
+                reading["event_timestamp"] + pd.Timedelta(minutes=1)
+            ).isoformat(),
+        }
+    )
+    unknown = Flight.model_validate({**FLIGHT, "tailnum": None, "origin": "XYZ"})
+    answer = service.predict([known, unknown])
+    assert answer.model_version == "1"
+    first, second = answer.predictions
+    assert first.late == (first.probability_late >= first.threshold)
+    assert {"tail_arr_delay_last", "weather_temp"} <= set(second.missing_features)
+    assert not {"tail_arr_delay_last", "weather_temp"} & set(first.missing_features)
+
+
+def test_sigterm_under_load_finishes_requests_in_flight_then_refuses(trained_root: Path) -> None:
+    big = {"flights": [FLIGHT] * 1000}
+    with (
+        serving(trained_root, slice_overrides(trained_root)) as (url, process, log_path),
+        ThreadPoolExecutor(6) as pool,
+    ):
+        in_flight = [
+            pool.submit(requests.post, f"{url}/predict", json=big, timeout=60) for _ in range(6)
+        ]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and in_progress(url) < 2:
+            time.sleep(0.02)
+        assert in_progress(url) >= 2, "the load never reached the server"
+        process.send_signal(signal.SIGTERM)
+        answers = [future.result() for future in in_flight]
+        assert [a.status_code for a in answers] == [200] * 6, [a.text[:200] for a in answers]
+        assert all(len(a.json()["predictions"]) == 1000 for a in answers)
+        assert process.wait(timeout=60) == 0, log_path.read_text()[-2000:]
+        with pytest.raises(requests.ConnectionError):
+            requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=5)
+
+
+def in_progress(url: str) -> float:
+    """Requests the server is handling now, from its own Prometheus gauge."""
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("bentoml_service_request_in_progress{") and 'endpoint="/predict"' in line
+    )
+
+
 def test_online_vectors_equal_offline_vectors(
     trained_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,13 +232,9 @@ def test_online_vectors_equal_offline_vectors(
     from features.request import REQUEST_FEATURES
     from features.store import feature_store
     from pipelines.train import feature_frame
-    from serving.__main__ import champion_model_tag
-    from serving.service import FlightDelayService
 
     settings = settings_for(trained_root)
-    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(slice_overrides(trained_root)))
-    monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", champion_model_tag(settings))
-    service = FlightDelayService()
+    service = in_process_service(trained_root, monkeypatch)
     store = feature_store(settings)
 
     silver = pd.read_parquet(Path(settings.paths.lake) / "silver" / "flights")
@@ -218,8 +283,6 @@ def test_batch_predict_scores_a_day_like_the_service(
     from pipelines.adapters.storage import StorageLayout
     from pipelines.batch_predict import predictions_dir, scheduled_flights
     from pipelines.train import feature_frame
-    from serving.__main__ import champion_model_tag
-    from serving.service import FlightDelayService
 
     settings = settings_for(trained_root)
     results = run_chain(settings, ("batch-predict",), spark=spark, handoff={"period": "2013-03-10"})
@@ -233,9 +296,7 @@ def test_batch_predict_scores_a_day_like_the_service(
     assert (summary["flights"], summary["model_version"]) == (len(scored), "1")
 
     # The same flights and feature values through the service's own model give the same scores.
-    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(slice_overrides(trained_root)))
-    monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", champion_model_tag(settings))
-    service = FlightDelayService()
+    service = in_process_service(trained_root, monkeypatch)
     flights = scheduled_flights(spark, StorageLayout(settings.paths), "2013-03-10")
     vectors = feature_frame(feature_store(settings), settings, flights).sort_values("flight_id")
     online_scores = service.model.predict(vectors[service.features])

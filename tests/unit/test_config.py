@@ -128,3 +128,27 @@ def test_overrides_from_the_environment_are_merged_last(config_dir: Path) -> Non
     assert load_settings("local", config_dir=config_dir, environ=environ).spark.master == "local[4]"
     with pytest.raises(ConfigError, match="MLOPS_OVERRIDES is not valid JSON"):
         load_settings("local", config_dir=config_dir, environ={"MLOPS_OVERRIDES": "{nope"})
+
+
+def test_an_overlay_naming_another_backend_replaces_the_section() -> None:
+    local = load_settings("local", environ={})
+    redis = local.with_overrides(
+        {"features": {"online_store": {"type": "redis", "connection_string": "h:1"}}}
+    )
+    assert redis.features.online_store == {"type": "redis", "connection_string": "h:1"}
+    # the same back end still merges key by key
+    moved = local.with_overrides({"features": {"online_store": {"path": "/elsewhere/online.db"}}})
+    assert moved.features.online_store == {"type": "sqlite", "path": "/elsewhere/online.db"}
+
+
+def test_the_services_profile_uses_postgres_redis_and_a_tracking_server() -> None:
+    settings = load_settings("services", environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert settings.mlflow.tracking_uri == "http://mlflow:5000"
+    assert settings.mlflow.artifact_location is None  # the server's proxied store
+    assert settings.mlflow.server is not None
+    assert settings.mlflow.server.backend_store_uri.startswith("postgresql+psycopg://")
+    assert Path(settings.mlflow.server.artifacts_destination).is_absolute()
+    assert settings.features.registry["registry_type"] == "sql"
+    assert settings.features.registry["path"].startswith("postgresql+psycopg://")
+    assert settings.features.online_store["type"] == "redis"
+    assert "path" not in settings.features.online_store

@@ -1,0 +1,329 @@
+"""The `services` profile's servers on one machine: `python -m infra.services up|down|status`.
+
+`up` checks that PostgreSQL and Redis answer (printing the command that starts whichever does
+not), creates the databases the profile names, and starts `mlflow server` in the background
+on PostgreSQL with proxied artifacts; `down` stops it. PostgreSQL and Redis are the machine's
+own services: this module never starts or stops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from configs import ConfigError, Settings, load_settings
+from configs.settings import MlflowServerConfig
+
+START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+START_REDIS = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
+    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
+)
+READY_TIMEOUT_S = 90
+
+
+class ServiceDown(RuntimeError):
+    """A server the profile needs does not answer; the message says how to start it."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    target: str
+    ok: bool
+    detail: str
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+def libpq_url(sqlalchemy_url: str) -> str:
+    """`postgresql+psycopg://u@h/db` -> `postgresql://u@h/db` (what psycopg itself takes)."""
+    parts = urlsplit(sqlalchemy_url)
+    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
+
+
+def redacted(url: str) -> str:
+    """A URL safe to print: any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def ensure_database(sqlalchemy_url: str) -> bool:
+    """Create the URL's database if it does not exist (connecting to `postgres`); True if made."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(libpq_url(sqlalchemy_url))
+    name = parts.path.lstrip("/")
+    if not name:
+        raise ConfigError(f"{redacted(sqlalchemy_url)} names no database")
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        if exists:
+            return False
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
+
+
+def drop_database(sqlalchemy_url: str) -> None:
+    """Drop the URL's database (tests use this to leave nothing behind)."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(libpq_url(sqlalchemy_url))
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(parts.path.lstrip("/"))
+            )
+        )
+
+
+def check_postgres(sqlalchemy_url: str) -> Check:
+    import psycopg
+
+    parts = urlsplit(libpq_url(sqlalchemy_url))
+    target = f"{parts.hostname}:{parts.port or 5432}"
+    try:
+        with psycopg.connect(
+            urlunsplit(parts._replace(path="/postgres")), connect_timeout=3
+        ) as connection:
+            version = connection.execute("SHOW server_version").fetchone()
+        return Check("PostgreSQL", target, True, f"version {version[0] if version else '?'}")
+    except psycopg.OperationalError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return Check("PostgreSQL", target, False, f"{first_line}; start it with: {START_POSTGRES}")
+
+
+# -- Redis --------------------------------------------------------------------------------
+def redis_address(connection_string: str) -> tuple[str, int, int]:
+    """Feast's `host:port[,db=N,...]` -> (host, port, db)."""
+    first, *options = connection_string.split(",")
+    host, _, port = first.rpartition(":")
+    db = 0
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.strip() == "db":
+            db = int(value)
+    return host or "127.0.0.1", int(port or 6379), db
+
+
+def check_redis(connection_string: str) -> Check:
+    import redis
+
+    host, port, db = redis_address(connection_string)
+    target = f"{host}:{port}"
+    try:
+        client = redis.Redis(host=host, port=port, db=db, socket_connect_timeout=3)
+        info: dict = client.info("server")  # type: ignore[assignment]  # sync client
+        return Check("Redis", target, True, f"version {info.get('redis_version', '?')}, db {db}")
+    except redis.RedisError as err:
+        return Check("Redis", target, False, f"{err}; start it with: {START_REDIS}")
+
+
+# -- the MLflow server --------------------------------------------------------------------
+def server_url(server: MlflowServerConfig) -> str:
+    return f"http://{server.host}:{server.port}"
+
+
+def pid_file(server: MlflowServerConfig) -> Path:
+    return Path(server.home) / "server.pid"
+
+
+def running_pid(server: MlflowServerConfig) -> int | None:
+    """The pid of the server this module started, if it is still alive."""
+    path = pid_file(server)
+    if not path.is_file():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def healthy(server: MlflowServerConfig, timeout: float = 2.0) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{server_url(server)}/health", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def mlflow_server_command(server: MlflowServerConfig) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        server.backend_store_uri,
+        "--artifacts-destination",
+        server.artifacts_destination,
+        "--serve-artifacts",
+        "--host",
+        server.host,
+        "--port",
+        str(server.port),
+        "--workers",
+        str(server.workers),
+    ]
+
+
+def start_mlflow(server: MlflowServerConfig, timeout: float = READY_TIMEOUT_S) -> int:
+    """Start the tracking server in the background (unless it runs) and wait for /health."""
+    pid = running_pid(server)
+    if pid is not None and healthy(server):
+        return pid
+    if pid is None and healthy(server):
+        raise ServiceDown(
+            f"something else already answers on {server_url(server)}: stop it or change "
+            "mlflow.server.port and mlflow.tracking_uri"
+        )
+    ensure_database(server.backend_store_uri)
+    home = Path(server.home)
+    home.mkdir(parents=True, exist_ok=True)
+    Path(server.artifacts_destination).mkdir(parents=True, exist_ok=True)
+    log_path = home / "server.log"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with log_path.open("a") as log:
+        process = subprocess.Popen(
+            mlflow_server_command(server),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # survives the shell that started it; stopped by `down`
+        )
+    pid_file(server).write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pid_file(server).unlink(missing_ok=True)
+            tail = log_path.read_text()[-2000:]
+            raise ServiceDown(f"mlflow server exited with {process.returncode}:\n{tail}")
+        if healthy(server):
+            return process.pid
+        time.sleep(0.5)
+    stop_mlflow(server)
+    raise ServiceDown(f"mlflow server not healthy after {timeout:.0f} s; see {log_path}")
+
+
+def stop_mlflow(server: MlflowServerConfig, timeout: float = 30) -> bool:
+    """Stop the server this module started (its whole process group); True if one ran."""
+    pid = running_pid(server)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    pid_file(server).unlink(missing_ok=True)
+    return True
+
+
+# -- the commands -------------------------------------------------------------------------
+def backing_checks(settings: Settings) -> list[Check]:
+    """PostgreSQL and Redis, as far as this profile uses them."""
+    checks = []
+    urls = []
+    if settings.mlflow.server is not None:
+        urls.append(settings.mlflow.server.backend_store_uri)
+    if settings.features.registry.get("registry_type") == "sql":
+        urls.append(str(settings.features.registry["path"]))
+    if urls:
+        checks.append(check_postgres(urls[0]))
+    if settings.features.online_store.get("type") == "redis":
+        checks.append(check_redis(str(settings.features.online_store["connection_string"])))
+    return checks
+
+
+def up(settings: Settings) -> int:
+    server = settings.mlflow.server
+    if server is None:
+        print(f"the {settings.env!r} profile has no mlflow.server to start", file=sys.stderr)
+        return 2
+    checks = backing_checks(settings)
+    for check in checks:
+        print(f"{check.name:<11} {check.target:<22} {'ok' if check.ok else 'DOWN'}: {check.detail}")
+    if not all(check.ok for check in checks):
+        return 1
+    if settings.features.registry.get("registry_type") == "sql":
+        ensure_database(str(settings.features.registry["path"]))
+    try:
+        pid = start_mlflow(server)
+    except ServiceDown as err:
+        print(f"MLflow      {server_url(server):<22} DOWN: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"MLflow      {server_url(server):<22} ok: pid {pid}, log {Path(server.home) / 'server.log'}"
+    )
+    return 0
+
+
+def down(settings: Settings) -> int:
+    server = settings.mlflow.server
+    if server is None:
+        print(f"the {settings.env!r} profile has no mlflow.server", file=sys.stderr)
+        return 0
+    stopped = stop_mlflow(server)
+    print("MLflow server stopped" if stopped else "no MLflow server of ours was running")
+    return 0
+
+
+def status(settings: Settings) -> int:
+    checks = backing_checks(settings)
+    if settings.mlflow.server is not None:
+        server = settings.mlflow.server
+        alive = healthy(server)
+        checks.append(
+            Check(
+                "MLflow",
+                server_url(server),
+                alive,
+                "healthy" if alive else "run `make services-up`",
+            )
+        )
+    for check in checks:
+        print(f"{check.name:<11} {check.target:<22} {'ok' if check.ok else 'DOWN'}: {check.detail}")
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.services", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--env", default=None, help="config overlay (default: $MLOPS_ENV or services)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env or os.environ.get("MLOPS_ENV") or "services")
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    return {"up": up, "down": down, "status": status}[args.command](settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Start `python -m serving` for real and wait for it to be ready: shared by the HTTP tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+FLIGHT = {
+    "carrier": "UA",
+    "tailnum": "N14228",
+    "origin": "EWR",
+    "dest": "IAH",
+    "scheduled_departure": "2013-03-10T08:00:00-04:00",
+    "distance": 1400,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(
+    root: Path, overrides: dict[str, Any], env_name: str = "local"
+) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """`python -m serving` with `overrides` over the `env_name` profile, once `/readyz` is 200."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLOPS_ENV": env_name,
+        "MLOPS_OVERRIDES": json.dumps(overrides),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = root / f"serve-{port}.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(url, process, log_path)
+            yield url, process, log_path
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"the server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+            )
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or busy starting
+            pass
+        time.sleep(1)
+    process.kill()
+    pytest.fail(f"not ready after 180 s:\n{log_path.read_text()[-3000:]}")
