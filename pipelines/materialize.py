@@ -46,7 +46,10 @@ def run(settings: Settings) -> StageResult:
             result.notes.append(
                 f"{view}: {interval[0]:%Y-%m-%d %H:%M} -> {interval[1]:%Y-%m-%d %H:%M} UTC"
             )
+    store_config = settings.features.online_store
+    # A file path, or the back end and its first address (never the options: they may hold a password).
     result.outputs["online store"] = str(
-        settings.features.online_store.get("path", settings.features.online_store)
+        store_config.get("path")
+        or f"{store_config.get('type')} {str(store_config.get('connection_string', '')).split(',')[0]}"
     )
     return result

@@ -1,0 +1,181 @@
+"""The `services` profile against real servers on this machine: MLflow on PostgreSQL (started by
+`infra.services`, as `make services-up` does), Feast's SQL registry in PostgreSQL and its online
+store in Redis. The chain runs on the slice, the service answers from Redis, and four trainings
+log to the one tracking server at once without losing anything.
+
+Each run gets its own databases, Feast project and MLflow port, and removes them afterwards.
+Where PostgreSQL or Redis cannot be reached the tests skip with the reason, unless
+MLOPS_REQUIRE_SERVICES=1 (set by .ci/run, which starts them first): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import requests
+
+from configs import Settings, load_settings
+from configs.settings import MlflowServerConfig, _deep_merge
+from infra import services
+from pipelines.adapters.tracking import CHAMPION, Tracker
+from pipelines.chain import CHAIN, run_chain
+from tests.conftest import slice_overrides
+from tests.lake_helpers import problems
+from tests.serving_helpers import FLIGHT, ROOT, free_port, serving
+
+REQUIRED = os.environ.get("MLOPS_REQUIRE_SERVICES") == "1"
+TRAININGS_AT_ONCE = 4
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """A private services profile: (root, overrides over services.yaml)."""
+    shipped = load_settings("services", environ={})
+    down = [check for check in services.backing_checks(shipped) if not check.ok]
+    if down:
+        reason = "; ".join(f"{c.name} at {c.target} is down: {c.detail}" for c in down)
+        if REQUIRED:
+            pytest.fail(f"MLOPS_REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
+    assert shipped.mlflow.server is not None
+    suffix = uuid.uuid4().hex[:8]
+    root = tmp_path_factory.mktemp("services")
+    mlflow_db = with_database(shipped.mlflow.server.backend_store_uri, f"mlops_test_{suffix}_mlflow")
+    feast_db = with_database(str(shipped.features.registry["path"]), f"mlops_test_{suffix}_feast")
+    server = MlflowServerConfig(
+        backend_store_uri=mlflow_db,
+        artifacts_destination=str(root / "mlflow" / "artifacts"),
+        home=str(root / "mlflow"),
+        port=free_port(),
+        workers=2,
+    )
+    layout = {k: v for k, v in slice_overrides(root).items() if k not in ("features", "mlflow")}
+    overrides = _deep_merge(
+        layout,
+        {
+            "features": {
+                "project": f"flight_delay_t{suffix}",
+                "registry": {**shipped.features.registry, "path": feast_db, "cache_ttl_seconds": 0},
+            },
+            "mlflow": {
+                "tracking_uri": services.server_url(server),
+                "artifact_location": None,
+                "server": server.model_dump(),
+            },
+        },
+    )
+    services.ensure_database(feast_db)
+    services.start_mlflow(server)
+    try:
+        yield root, overrides
+    finally:
+        services.stop_mlflow(server)
+        try:
+            from features.store import feature_store
+
+            feature_store(settings(overrides)).teardown()  # this project's keys in Redis
+        finally:
+            services.drop_database(feast_db)
+            services.drop_database(mlflow_db)
+
+
+def settings(overrides: dict[str, Any]) -> Settings:
+    return load_settings("services", environ={}).with_overrides(overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(profile: tuple[Path, dict[str, Any]], spark) -> tuple[Path, dict[str, Any]]:
+    root, overrides = profile
+    results = run_chain(settings(overrides), CHAIN, spark=spark)
+    assert all(r.ok for r in results), problems(results)
+    return profile
+
+
+def test_the_chain_runs_on_postgres_redis_and_the_tracking_server(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    import redis
+
+    from features.store import feature_store
+
+    _, overrides = trained
+    current = settings(overrides)
+    tracker = Tracker(current.mlflow)
+    champion = tracker.alias(CHAMPION)
+    assert champion is not None and champion.version == "1"
+    # artifacts went through the server's proxy into its destination, not to a client path
+    assert tracker.client.get_experiment(tracker.experiment_id).artifact_location.startswith(
+        "mlflow-artifacts:"
+    )
+    destination = Path(overrides["mlflow"]["server"]["artifacts_destination"])
+    assert any(destination.rglob("MLmodel"))
+    # the registry lives in PostgreSQL, the online values in Redis
+    store = feature_store(current)
+    assert {view.name for view in store.list_feature_views()} >= {"aircraft_delay_history"}
+    host, port, db = services.redis_address(current.features.online_store["connection_string"])
+    keys = redis.Redis(host=host, port=port, db=db).scan(count=1000, match="*")[1]
+    assert keys, "nothing was materialized into Redis"
+
+
+def test_the_service_answers_from_redis(trained: tuple[Path, dict[str, Any]]) -> None:
+    root, overrides = trained
+    with serving(root, overrides, env_name="services") as (url, _, _):
+        response = requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model_version"] == "1"
+        assert 0.0 <= body["predictions"][0]["probability_late"] <= 1.0
+        # the plane-attribute view never expires: read from Redis, it cannot be missing
+        assert "plane_seats" not in body["predictions"][0]["missing_features"]
+
+
+def test_four_trainings_at_once_lose_no_run_metric_or_version(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    import json
+
+    _, overrides = trained
+    tracker = Tracker(settings(overrides).mlflow)
+    runs_before = {run.info.run_id for run in tracker.client.search_runs([tracker.experiment_id])}
+    versions_before = {ref.version for ref in tracker.versions()}
+    env = {**os.environ, "MLOPS_ENV": "services", "MLOPS_OVERRIDES": json.dumps(overrides)}
+    trainings = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipelines", "--quiet", "fit"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(TRAININGS_AT_ONCE)
+    ]
+    outputs = [process.communicate(timeout=600)[0] for process in trainings]
+    assert [p.returncode for p in trainings] == [0] * TRAININGS_AT_ONCE, outputs
+
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    new_runs = {run.info.run_id: run for run in runs if run.info.run_id not in runs_before}
+    assert len(new_runs) == TRAININGS_AT_ONCE
+    reference = next(iter(new_runs.values()))
+    assert {"test_roc_auc", "test_pr_auc", "test_brier"} <= set(reference.data.metrics)
+    for run in new_runs.values():
+        assert run.info.status == "FINISHED"
+        assert set(run.data.metrics) == set(reference.data.metrics), run.info.run_id
+        assert set(run.data.params) == set(reference.data.params), run.info.run_id
+    new_versions = [ref for ref in tracker.versions() if ref.version not in versions_before]
+    assert sorted(int(ref.version) for ref in new_versions) == list(
+        range(len(versions_before) + 1, len(versions_before) + 1 + TRAININGS_AT_ONCE)
+    )
+    assert {ref.run_id for ref in new_versions} == set(new_runs)
