@@ -12,6 +12,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PORT ?= 3000
+# The AWS CDK app and its tests, and checkov, each in a venv of its own (their pins clash with
+# the platform's): see infra/requirements.txt.
+INFRA_VENV := .venv-infra
+INFRA_BIN := $(INFRA_VENV)/bin
+INFRA_STAMP := $(INFRA_VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CHECKOV_BIN := $(abspath $(CHECKOV_VENV))/bin/checkov
 
 # Spark binds to loopback; libraries report nothing home.
 export SPARK_LOCAL_IP ?= 127.0.0.1
@@ -20,8 +29,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train test test-fast serve services-up services-down services-status \
-	bench lint format lock clean distclean
+.PHONY: help setup check-java train test test-fast test-infra serve services-up services-down \
+	services-status synth deploy rollback bench lint format lock clean distclean
 
 help: ## Show this help
 	@echo "usage: make <target> [ENV=local|services|aws]"
@@ -38,6 +47,21 @@ $(STAMP): pyproject.toml constraints.txt
 		2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 	$(BIN)/pip check
 	@touch $(STAMP)
+
+$(INFRA_STAMP): infra/requirements.txt infra/constraints.txt
+	@echo "Creating $(INFRA_VENV) (AWS CDK, moto, cfn-lint)..."
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_BIN)/pip install --quiet --disable-pip-version-check -c infra/constraints.txt \
+		-r infra/requirements.txt 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+	$(INFRA_BIN)/pip check
+	@touch $(INFRA_STAMP)
+
+$(CHECKOV_STAMP): infra/checkov-requirements.txt infra/checkov-constraints.txt
+	@echo "Creating $(CHECKOV_VENV)..."
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -c infra/checkov-constraints.txt \
+		-r infra/checkov-requirements.txt 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+	@touch $(CHECKOV_STAMP)
 
 check-java: ## Check that Java 17+ (for Spark) is installed
 	@if ! command -v java >/dev/null 2>&1; then \
@@ -57,8 +81,12 @@ check-java: ## Check that Java 17+ (for Spark) is installed
 train: $(STAMP) ## Run the whole chain on the embedded defaults (ENV=local)
 	$(BIN)/python -m pipelines train
 
-test: $(STAMP) ## Run every test tier: unit, integration (Spark) and end to end
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run every test tier: unit, integration (Spark), end to end, infra
+	$(BIN)/python -m pytest --ignore=tests/infra $(PYTEST_ARGS)
+	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
+
+test-infra: $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
+	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -77,6 +105,19 @@ services-down: $(STAMP) ## Stop the MLflow server started by services-up
 
 services-status: $(STAMP) ## Say whether PostgreSQL, Redis and the MLflow server answer
 	$(BIN)/python -m infra.services status --env $(SERVICES_ENV)
+
+synth: $(INFRA_STAMP) ## Synthesize the AWS stacks into cdk.out/ (offline; needs AWS_REGION)
+	$(INFRA_BIN)/python -m infra.app
+
+deploy: $(INFRA_STAMP) ## ENV=aws: deploy the stacks, push the serving image, roll the service, run Spark on EMR
+	@if [ "$(ENV)" != aws ]; then echo "deploy targets AWS: run 'make deploy ENV=aws'"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy preflight
+	@$(MAKE) setup
+	$(INFRA_BIN)/python -m infra.deploy deploy --app-python $(abspath $(BIN))/python
+
+rollback: $(INFRA_STAMP) ## ENV=aws: roll the serving service back to the previous image (and model)
+	@if [ "$(ENV)" != aws ]; then echo "rollback targets AWS: run 'make rollback ENV=aws' (the registry alias: python -m pipelines rollback)"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy rollback
 
 bench: $(STAMP) ## Benchmarks (not tests): serving latency at a constant rate vs a FastAPI baseline
 	$(BIN)/python -m bench.serving_latency --rate 50 --seconds 30 --repeats 3
@@ -98,8 +139,8 @@ lock: $(STAMP) ## Regenerate constraints.txt from the installed, tested venv
 	@echo "constraints.txt written ($$(grep -vc '^#' constraints.txt) packages)"
 
 clean: ## Remove what runs produce (data/, reports/, caches); keeps .venv
-	rm -rf data reports spark-warehouse metastore_db derby.log .pytest_cache .ruff_cache .mypy_cache
+	rm -rf data reports cdk.out spark-warehouse metastore_db derby.log .pytest_cache .ruff_cache .mypy_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
-distclean: clean ## Also remove .venv
-	rm -rf $(VENV)
+distclean: clean ## Also remove the venvs
+	rm -rf $(VENV) $(INFRA_VENV) $(CHECKOV_VENV)

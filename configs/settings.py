@@ -199,6 +199,84 @@ class PromotionConfig(Strict):
     min_improvement: float = Field(0.001, ge=0.0)
 
 
+class AwsNetworkConfig(Strict):
+    cidr: str = "10.40.0.0/16"
+    max_azs: int = Field(2, ge=2, le=3)
+    # One NAT gateway is cheaper; one per AZ survives the loss of an AZ.
+    nat_gateways: int = Field(1, ge=1, le=3)
+
+
+class AwsDataConfig(Strict):
+    # Raw drops move to infrequent access after this many days; replaced versions expire.
+    landing_infrequent_access_days: int = Field(30, ge=30)
+    noncurrent_version_days: int = Field(90, ge=1)
+    access_log_days: int = Field(365, ge=1)
+    # Keep the buckets (and their data) when the stacks are destroyed.
+    retain_on_delete: bool = True
+
+
+class AwsSparkConfig(Strict):
+    release_label: str = "emr-7.9.0"
+    max_cpu: str = "16 vCPU"
+    max_memory: str = "64 GB"
+    idle_timeout_minutes: int = Field(15, ge=1)
+
+
+class AwsMlflowConfig(Strict):
+    image_tag: str = "mlflow-3.17.2"
+    cpu: int = 512
+    memory_mib: int = 1024
+    desired_tasks: int = Field(1, ge=0)
+    db_instance_class: str = "t4g.micro"
+    db_allocated_gib: int = Field(20, ge=20)
+    db_multi_az: bool = True
+    db_backup_days: int = Field(7, ge=1)
+    port: int = 5000
+
+
+class AwsRedisConfig(Strict):
+    node_type: str = "cache.t4g.micro"
+    # Replicas beside the primary (at least one for automatic failover).
+    replicas: int = Field(1, ge=1, le=5)
+    engine_version: str = "7.1"
+
+
+class AwsServingConfig(Strict):
+    cpu: int = 1024
+    memory_mib: int = 2048
+    min_tasks: int = Field(1, ge=1)
+    max_tasks: int = Field(4, ge=1)
+    target_cpu_percent: int = Field(60, ge=10, le=90)
+    # ALB requests per target per minute at which another task starts.
+    requests_per_target: int = Field(3000, ge=1)
+    port: int = 3000
+    health_check_path: str = "/readyz"
+    # An ACM certificate for HTTPS on the load balancer; empty: HTTP only (a dev account).
+    certificate_arn: str = ""
+    # Who may reach the serving load balancer.
+    allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+
+
+class AwsConfig(Strict):
+    """What the CDK stacks create (names and sizes); the `aws` profile's only infra input."""
+
+    # Prefix of every stack and named resource.
+    name: str = Field("flight-delay", pattern=r"^[a-z][a-z0-9-]{2,24}$")
+    log_retention_days: int = 30
+    network: AwsNetworkConfig = Field(default_factory=AwsNetworkConfig)
+    data: AwsDataConfig = Field(default_factory=AwsDataConfig)
+    spark: AwsSparkConfig = Field(default_factory=AwsSparkConfig)
+    mlflow: AwsMlflowConfig = Field(default_factory=AwsMlflowConfig)
+    redis: AwsRedisConfig = Field(default_factory=AwsRedisConfig)
+    serving: AwsServingConfig = Field(default_factory=AwsServingConfig)
+
+    @model_validator(mode="after")
+    def _task_bounds(self) -> AwsConfig:
+        if self.serving.min_tasks > self.serving.max_tasks:
+            raise ValueError("serving.min_tasks is above serving.max_tasks")
+        return self
+
+
 class Settings(Strict):
     env: str
     project: str = "flight-delay"
@@ -211,6 +289,7 @@ class Settings(Strict):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with `overrides` deep-merged in and validated again (for tests and the CLI)."""

@@ -92,6 +92,7 @@ def run(settings: Settings) -> StageResult:
                 f"Bento {existing.tag} already serves version {champion.version}: not rebuilt"
             )
             result.outputs["bento"] = str(Path(existing.path))
+            result.outputs["bento tag"] = str(existing.tag)
             result.handoff["bento_tag"] = str(existing.tag)
             return result
     # The committed bentofile, plus the exact model and its tag: written beside it for the build.
@@ -121,5 +122,6 @@ def run(settings: Settings) -> StageResult:
         f"Bento {bento.tag} serves {settings.mlflow.registered_model} version {champion.version}"
     )
     result.outputs["bento"] = str(Path(bento.path))
+    result.outputs["bento tag"] = str(bento.tag)
     result.handoff["bento_tag"] = str(bento.tag)
     return result

@@ -52,7 +52,9 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     assert shipped.mlflow.server is not None
     suffix = uuid.uuid4().hex[:8]
     root = tmp_path_factory.mktemp("services")
-    mlflow_db = with_database(shipped.mlflow.server.backend_store_uri, f"mlops_test_{suffix}_mlflow")
+    mlflow_db = with_database(
+        shipped.mlflow.server.backend_store_uri, f"mlops_test_{suffix}_mlflow"
+    )
     feast_db = with_database(str(shipped.features.registry["path"]), f"mlops_test_{suffix}_feast")
     server = MlflowServerConfig(
         backend_store_uri=mlflow_db,
@@ -97,7 +99,7 @@ def settings(overrides: dict[str, Any]) -> Settings:
 
 @pytest.fixture(scope="module")
 def trained(profile: tuple[Path, dict[str, Any]], spark) -> tuple[Path, dict[str, Any]]:
-    root, overrides = profile
+    _, overrides = profile
     results = run_chain(settings(overrides), CHAIN, spark=spark)
     assert all(r.ok for r in results), problems(results)
     return profile

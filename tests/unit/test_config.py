@@ -30,10 +30,25 @@ def test_every_shipped_environment_loads() -> None:
     for env in ("local", "services"):
         assert load_settings(env, environ={}).env == env
     aws = load_settings(
-        "aws", environ={"MLOPS_LANDING_BUCKET": "landing-b", "MLOPS_LAKE_BUCKET": "lake-b"}
+        "aws",
+        environ={
+            "MLOPS_LANDING_BUCKET": "landing-b",
+            "MLOPS_LAKE_BUCKET": "lake-b",
+            "MLOPS_REDIS_ENDPOINT": "redis.internal",
+            "MLOPS_REDIS_AUTH_TOKEN": "token",
+            "MLFLOW_TRACKING_URI": "http://mlflow.internal",
+        },
     )
     assert aws.paths.lake == "s3://lake-b/lake"
     assert aws.spark.master == "yarn"
+    assert aws.features.online_store["connection_string"].startswith("redis.internal:6379,ssl=true")
+    assert aws.features.registry["path"] == "s3://lake-b/feast/registry.db"
+    assert aws.aws.serving.health_check_path == "/readyz"
+
+
+def test_the_aws_profile_names_what_it_misses() -> None:
+    with pytest.raises(ConfigError, match="MLOPS_LAKE_BUCKET is not set"):
+        load_settings("aws", environ={"MLOPS_LANDING_BUCKET": "b"})
 
 
 def test_overlay_merges_into_base(config_dir: Path) -> None:

@@ -1,0 +1,29 @@
+"""The infra's view of the one config object: the `aws:` section of the `aws` profile.
+
+The runtime endpoints in `configs/aws.yaml` (bucket names, the Redis endpoint, the MLflow URI)
+are outputs of these very stacks, set on every task and job at run time; at synth time they do
+not exist yet, so they are filled with markers that no template ever reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from configs import load_settings
+from configs.settings import AwsConfig
+
+RUNTIME_VARIABLES = (
+    "MLOPS_LANDING_BUCKET",
+    "MLOPS_LAKE_BUCKET",
+    "MLOPS_REDIS_ENDPOINT",
+    "MLOPS_REDIS_AUTH_TOKEN",
+    "MLFLOW_TRACKING_URI",
+)
+
+
+def infra_config(environ: Mapping[str, str] | None = None) -> AwsConfig:
+    values = dict(os.environ if environ is None else environ)
+    for name in RUNTIME_VARIABLES:
+        values.setdefault(name, f"set-at-run-time-{name.lower()}")
+    return load_settings("aws", environ=values).aws

@@ -1,0 +1,412 @@
+"""`make deploy ENV=aws` and `make rollback ENV=aws`: put the platform on AWS, or step back.
+
+    python -m infra.deploy deploy     # stacks, image, roll the service, Spark jobs on EMR
+    python -m infra.deploy rollback   # the previous image (and so the previous model)
+    python -m infra.deploy releases   # what was deployed, newest last
+
+Deploy: check credentials, Docker and the CDK CLI first and stop at once, saying what is
+missing; `cdk deploy` the stacks; build the Bento of the champion and containerize it; push it
+to the serving repository under the Bento's version; roll the serving stack to that tag (its
+`ImageTag` parameter, so CloudFormation stays the owner of the service); record the release in
+SSM Parameter Store; run the collect and features jobs on EMR Serverless.
+
+Rollback: roll the serving stack back to the tag of the release before the current one. The
+Bento pins the model version it serves, so the previous image is the previous model; the
+registry's `champion` alias is moved with `python -m pipelines rollback` from inside the VPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from configs.settings import AwsConfig
+from infra.config import infra_config
+from infra.stacks.serving import IMAGE_TAG_PARAMETER, NO_IMAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+CDK_CLI = ["npx", "--yes", "aws-cdk@2"]
+SPARK_JOBS = ("collect", "features")
+JOB_POLL_S = 15
+
+
+class DeployError(RuntimeError):
+    """Deploying cannot go on; the message says what is missing or what failed."""
+
+
+@dataclass(frozen=True)
+class Release:
+    image_tag: str
+    bento: str
+    deployed_at: str
+    kind: str = "deploy"  # deploy | rollback
+
+
+Run = Callable[..., str]  # run(command, input_text=None) -> stdout
+
+
+def run_command(command: Sequence[str], input_text: str | None = None) -> str:
+    """Run a command, echoing it; raise DeployError with its output when it fails."""
+    print("+", " ".join(command), file=sys.stderr)
+    done = subprocess.run(
+        list(command), cwd=ROOT, input=input_text, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise DeployError(f"{command[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+# -- preflight ----------------------------------------------------------------------------
+def check_credentials(session: Any) -> str:
+    """The caller's identity, or a DeployError saying how to provide credentials."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if session.get_credentials() is None:
+        raise DeployError(
+            "no AWS credentials found: set AWS_PROFILE (after `aws sso login` or `aws configure`) "
+            "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, then run again"
+        )
+    if not session.region_name:
+        raise DeployError("no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
+    try:
+        identity = session.client("sts").get_caller_identity()
+    except NoCredentialsError as err:
+        raise DeployError(f"no usable AWS credentials: {err}") from None
+    except (ClientError, BotoCoreError) as err:
+        raise DeployError(f"the AWS credentials were refused: {err}") from None
+    return str(identity["Arn"])
+
+
+def check_tools(which: Callable[[str], str | None] = shutil.which) -> None:
+    missing = []
+    if which("docker") is None:
+        missing.append(
+            "Docker (to build and push the serving image): https://docs.docker.com/get-docker/"
+        )
+    if which("npx") is None:
+        missing.append("Node.js with npx (runs the AWS CDK CLI, aws-cdk@2): https://nodejs.org/")
+    if missing:
+        raise DeployError("missing: " + "; ".join(missing))
+
+
+def check_docker_daemon(run: Run) -> None:
+    try:
+        run(["docker", "info", "--format", "{{.ServerVersion}}"])
+    except DeployError:
+        raise DeployError(
+            "Docker is installed but its daemon does not answer: start Docker, then run again"
+        ) from None
+
+
+# -- stack outputs and releases ------------------------------------------------------------
+def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+    described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def releases_parameter(config: AwsConfig) -> str:
+    return f"/{config.name}/serving/releases"
+
+
+def read_releases(ssm: Any, config: AwsConfig) -> list[Release]:
+    try:
+        value = ssm.get_parameter(Name=releases_parameter(config))["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        return []
+    return [Release(**entry) for entry in json.loads(value)]
+
+
+def record_release(ssm: Any, config: AwsConfig, release: Release, keep: int = 20) -> None:
+    history = [*read_releases(ssm, config), release][-keep:]
+    ssm.put_parameter(
+        Name=releases_parameter(config),
+        Value=json.dumps([asdict(r) for r in history]),
+        Type="String",
+        Overwrite=True,
+    )
+
+
+def current_image_tag(cloudformation: Any, stack: str) -> str:
+    described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+    for parameter in described.get("Parameters", []):
+        if parameter["ParameterKey"] == IMAGE_TAG_PARAMETER:
+            return str(parameter["ParameterValue"])
+    return NO_IMAGE
+
+
+# -- rolling the service -------------------------------------------------------------------
+def roll_service(
+    cloudformation: Any, ecs: Any, stack: str, image_tag: str, *, wait: bool = True
+) -> None:
+    """Point the serving stack at `image_tag` and wait until the service is stable."""
+    described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+    # Every other parameter keeps its value: an SSM-typed one (CDK's BootstrapVersion) is
+    # given the name of its SSM parameter again, from the template, to be resolved anew.
+    declared = _template_parameters(cloudformation, stack)
+    parameters = []
+    for p in described.get("Parameters", []):
+        key = p["ParameterKey"]
+        if key == IMAGE_TAG_PARAMETER:
+            continue
+        spec = declared.get(key, {})
+        value = (
+            spec["Default"]
+            if spec.get("Type", "").startswith("AWS::SSM::")
+            else p["ParameterValue"]
+        )
+        parameters.append({"ParameterKey": key, "ParameterValue": value})
+    parameters.append({"ParameterKey": IMAGE_TAG_PARAMETER, "ParameterValue": image_tag})
+    cloudformation.update_stack(
+        StackName=stack,
+        UsePreviousTemplate=True,
+        Parameters=parameters,
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+    )
+    if not wait:
+        return
+    cloudformation.get_waiter("stack_update_complete").wait(
+        StackName=stack, WaiterConfig={"Delay": 15, "MaxAttempts": 120}
+    )
+    outputs = stack_outputs(cloudformation, stack)
+    ecs.get_waiter("services_stable").wait(
+        cluster=outputs["ClusterName"],
+        services=[outputs["ServiceName"]],
+        WaiterConfig={"Delay": 15, "MaxAttempts": 80},
+    )
+
+
+def _template_parameters(cloudformation: Any, stack: str) -> dict[str, Any]:
+    body = cloudformation.get_template(StackName=stack)["TemplateBody"]
+    template = json.loads(body) if isinstance(body, str) else body
+    return dict(template.get("Parameters", {}))
+
+
+def rollback(session: Any, config: AwsConfig, *, wait: bool = True) -> Release:
+    """Roll the service back to the release before the current one, and record that."""
+    cloudformation, ecs, ssm = (session.client(n) for n in ("cloudformation", "ecs", "ssm"))
+    stack = f"{config.name}-serving"
+    current = current_image_tag(cloudformation, stack)
+    history = read_releases(ssm, config)
+    tags = [release.image_tag for release in history]
+    if current not in tags or tags.index(current) == 0:
+        raise DeployError(
+            f"nothing to roll back to: the service runs {current!r} and no earlier release is recorded"
+        )
+    previous = history[tags.index(current) - 1]
+    print(f"rolling {stack} back from {current} to {previous.image_tag} ({previous.bento})")
+    roll_service(cloudformation, ecs, stack, previous.image_tag, wait=wait)
+    release = Release(previous.image_tag, previous.bento, _now(), kind="rollback")
+    record_release(ssm, config, release)
+    return release
+
+
+# -- Spark on EMR Serverless ----------------------------------------------------------------
+def spark_job_driver(lake_bucket: str, command: str) -> dict[str, Any]:
+    """spark-submit of the same entry point as local: `python -m pipelines <command>`."""
+    code = f"s3://{lake_bucket}/code"
+    return {
+        "sparkSubmit": {
+            "entryPoint": f"{code}/run_pipelines.py",
+            "entryPointArguments": ["--env", "aws", command],
+            "sparkSubmitParameters": " ".join(
+                [
+                    f"--conf spark.archives={code}/pipelines-venv.tar.gz#environment",
+                    "--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python",
+                    "--conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python",
+                    f"--conf spark.emr-serverless.driverEnv.MLOPS_LAKE_BUCKET={lake_bucket}",
+                ]
+            ),
+        }
+    }
+
+
+def upload_spark_code(s3: Any, lake_bucket: str, run: Run, workdir: Path) -> list[str]:
+    """Build the entry point and packed virtualenv (Docker, Amazon Linux) and upload them."""
+    run(
+        [
+            "docker",
+            "build",
+            "-f",
+            "infra/images/emr/Dockerfile",
+            "-o",
+            f"type=local,dest={workdir}",
+            ".",
+        ]
+    )
+    keys = []
+    for name in ("run_pipelines.py", "pipelines-venv.tar.gz"):
+        key = f"code/{name}"
+        s3.upload_file(str(workdir / name), lake_bucket, key)
+        keys.append(f"s3://{lake_bucket}/{key}")
+    return keys
+
+
+def run_spark_jobs(
+    emr: Any,
+    application_id: str,
+    role_arn: str,
+    lake_bucket: str,
+    commands: Sequence[str] = SPARK_JOBS,
+    *,
+    poll_s: float = JOB_POLL_S,
+    timeout_s: float = 3600,
+) -> dict[str, str]:
+    """Run each command as a job, one after another; stop at the first that does not succeed."""
+    states = {}
+    for command in commands:
+        started = emr.start_job_run(
+            applicationId=application_id,
+            executionRoleArn=role_arn,
+            name=f"pipelines-{command}",
+            jobDriver=spark_job_driver(lake_bucket, command),
+            configurationOverrides={
+                "monitoringConfiguration": {
+                    "s3MonitoringConfiguration": {"logUri": f"s3://{lake_bucket}/emr-logs/"}
+                }
+            },
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = emr.get_job_run(applicationId=application_id, jobRunId=started["jobRunId"])[
+                "jobRun"
+            ]["state"]
+            if state in ("SUCCESS", "FAILED", "CANCELLED") or time.monotonic() > deadline:
+                break
+            time.sleep(poll_s)
+        states[command] = state
+        print(f"EMR Serverless job {command}: {state}")
+        if state != "SUCCESS":
+            raise DeployError(
+                f"the {command} job ended {state}: see s3://{lake_bucket}/emr-logs/ "
+                f"(job run {started['jobRunId']})"
+            )
+    return states
+
+
+# -- the whole deploy ----------------------------------------------------------------------
+def deploy(
+    session: Any,
+    config: AwsConfig,
+    *,
+    app_python: str,
+    package_env: str = "local",
+    run: Run = run_command,
+    which: Callable[[str], str | None] = shutil.which,
+    wait: bool = True,
+) -> Release:
+    identity = check_credentials(session)
+    check_tools(which)
+    check_docker_daemon(run)
+    print(f"deploying {config.name} to {session.region_name} as {identity}")
+    infra_python = sys.executable
+    run(
+        [
+            *CDK_CLI,
+            "deploy",
+            "--all",
+            "--require-approval",
+            "never",
+            "--app",
+            f"{infra_python} -m infra.app",
+        ]
+    )
+    cloudformation, ecs, ecr, ssm, emr = (
+        session.client(n) for n in ("cloudformation", "ecs", "ecr", "ssm", "emr-serverless")
+    )
+    serving = stack_outputs(cloudformation, f"{config.name}-serving")
+    lake_bucket = stack_outputs(cloudformation, f"{config.name}-data")["LakeBucket"]
+    # The Bento of the champion, built by the platform's own venv where the registry is.
+    bento = bento_tag(run([app_python, "-m", "pipelines", "--env", package_env, "package"]))
+    image_tag = bento.split(":", 1)[1]
+    image = f"{serving['RepositoryUri']}:{image_tag}"
+    run([app_python, "-m", "bentoml", "containerize", bento, "--image-tag", image])
+    token = ecr.get_authorization_token()["authorizationData"][0]
+    registry = token["proxyEndpoint"]
+    import base64
+
+    user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
+    run(["docker", "login", "--username", user, "--password-stdin", registry], password)
+    run(["docker", "push", image])
+    roll_service(cloudformation, ecs, f"{config.name}-serving", image_tag, wait=wait)
+    release = Release(image_tag, bento, _now())
+    record_release(ssm, config, release)
+    spark = stack_outputs(cloudformation, f"{config.name}-spark")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="emr-code-") as workdir:
+        upload_spark_code(session.client("s3"), lake_bucket, run, Path(workdir))
+    run_spark_jobs(emr, spark["ApplicationId"], spark["JobRoleArn"], lake_bucket)
+    print(f"serving {bento} at {serving['Url']}")
+    return release
+
+
+def bento_tag(package_output: str) -> str:
+    """The tag `python -m pipelines package` reports (`package -> bento tag: name:version`)."""
+    for line in package_output.splitlines():
+        label, _, value = line.strip().partition(": ")
+        if label == "package -> bento tag" and ":" in value:
+            return value.strip()
+    raise DeployError(f"the package stage reported no Bento:\n{package_output[-2000:]}")
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["deploy", "rollback", "releases", "preflight"])
+    parser.add_argument(
+        "--app-python",
+        default=str(ROOT / ".venv" / "bin" / "python"),
+        help="the platform's Python (builds the Bento); default: .venv/bin/python",
+    )
+    parser.add_argument(
+        "--package-env",
+        default=os.environ.get("MLOPS_PACKAGE_ENV", "local"),
+        help="profile whose champion is packaged (where its registry is reachable); default: local",
+    )
+    args = parser.parse_args(argv)
+    import boto3
+
+    session = boto3.session.Session()
+    config = infra_config()
+    try:
+        if args.command == "preflight":
+            print(f"credentials: {check_credentials(session)}")
+            check_tools()
+            check_docker_daemon(run_command)
+            print("ready to deploy")
+        elif args.command == "deploy":
+            deploy(session, config, app_python=args.app_python, package_env=args.package_env)
+        elif args.command == "rollback":
+            check_credentials(session)
+            rollback(session, config)
+        else:
+            check_credentials(session)
+            for release in read_releases(session.client("ssm"), config):
+                print(
+                    f"{release.deployed_at}  {release.kind:<8}  {release.image_tag}  {release.bento}"
+                )
+    except DeployError as err:
+        print(f"{args.command} stopped: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Starts `mlflow server` with basic auth. Refuses to start without an admin password, or with
+# MLflow's published default: a tracking server on AWS is never open.
+set -eu
+: "${DB_HOST:?}" "${DB_NAME:?}" "${DB_USERNAME:?}" "${DB_PASSWORD:?}" "${ARTIFACTS_DESTINATION:?}"
+if [ -z "${MLFLOW_ADMIN_PASSWORD:-}" ] || [ "$MLFLOW_ADMIN_PASSWORD" = "password1234" ]; then
+  echo "refusing to start: MLFLOW_ADMIN_PASSWORD is empty or MLflow's default" >&2
+  exit 64
+fi
+# The auth tables live in their own database (both stores keep an alembic_version table).
+python - <<'PY'
+import os, psycopg
+url = "postgresql://{DB_USERNAME}:{DB_PASSWORD}@{DB_HOST}:5432/{DB_NAME}".format(**os.environ)
+with psycopg.connect(url, autocommit=True) as db:
+    name = os.environ["DB_NAME"] + "_auth"
+    if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+        db.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+PY
+auth_ini="$(mktemp)"
+cat > "$auth_ini" <<INI
+[mlflow]
+default_permission = READ
+database_uri = postgresql+psycopg://${DB_USERNAME}:${DB_PASSWORD}@${DB_HOST}:5432/${DB_NAME}_auth
+admin_username = admin
+admin_password = ${MLFLOW_ADMIN_PASSWORD}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+INI
+export MLFLOW_AUTH_CONFIG_PATH="$auth_ini"
+exec mlflow server \
+  --app-name basic-auth \
+  --backend-store-uri "postgresql+psycopg://${DB_USERNAME}:${DB_PASSWORD}@${DB_HOST}:5432/${DB_NAME}" \
+  --artifacts-destination "$ARTIFACTS_DESTINATION" \
+  --serve-artifacts \
+  --host 0.0.0.0 --port "${PORT:-5000}" --workers "${WORKERS:-2}"

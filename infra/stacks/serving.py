@@ -1,0 +1,202 @@
+"""Serving: the Bento's image in ECR, run on ECS Fargate behind a public load balancer that
+checks `/readyz`, scaled on CPU and on requests per target, logs kept for a set time.
+
+The image tag is a stack parameter (`ImageTag`). Until the first model is deployed it is
+`none`: the service exists with no tasks, and the load balancer answers 503 (not ready, not
+broken). `infra.deploy` rolls a new tag in and can roll back to the previous one.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Duration, Fn, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from configs.settings import AwsConfig
+from infra.stacks.common import allow_secret_decryption, image_repository, log_group, task_secret
+from infra.stacks.data import DataStack, grant_data
+from infra.stacks.feature_store import FeatureStoreStack
+from infra.stacks.network import APP_SUBNETS
+
+NO_IMAGE = "none"
+IMAGE_TAG_PARAMETER = "ImageTag"
+
+
+class ServingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AwsConfig,
+        vpc: ec2.IVpc,
+        data: DataStack,
+        feature_store: FeatureStoreStack,
+        tracking_uri: str,
+        tracking_password: secretsmanager.ISecret,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        serving = config.serving
+        image_tag = CfnParameter(
+            self,
+            IMAGE_TAG_PARAMETER,
+            type="String",
+            default=NO_IMAGE,
+            description="Tag of the serving image in the repository; 'none' runs no task",
+        )
+        has_image = CfnCondition(
+            self,
+            "HasImage",
+            expression=Fn.condition_not(Fn.condition_equals(image_tag.value_as_string, NO_IMAGE)),
+        )
+        self.repository = image_repository(self, f"{config.name}-serving", keep_images=30)
+        cluster = ecs.Cluster(
+            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
+        )
+        self.log_group = log_group(self, "Logs", config.log_retention_days, data.logs_key)
+        task = ecs.FargateTaskDefinition(
+            self, "Task", cpu=serving.cpu, memory_limit_mib=serving.memory_mib
+        )
+        task.add_container(
+            "service",
+            image=ecs.ContainerImage.from_ecr_repository(
+                self.repository, tag=image_tag.value_as_string
+            ),
+            port_mappings=[ecs.PortMapping(container_port=serving.port)],
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="serving", log_group=self.log_group),
+            environment={
+                "MLOPS_ENV": "aws",
+                "MLOPS_LAKE_BUCKET": data.lake.bucket_name,
+                "MLOPS_LANDING_BUCKET": data.landing.bucket_name,
+                "MLOPS_REDIS_ENDPOINT": feature_store.endpoint,
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "MLFLOW_TRACKING_USERNAME": "admin",
+                "OMP_NUM_THREADS": "1",
+                "BENTOML_DO_NOT_TRACK": "true",
+            },
+            secrets={
+                "MLOPS_REDIS_AUTH_TOKEN": task_secret(self, "RedisToken", feature_store.auth_token),
+                "MLFLOW_TRACKING_PASSWORD": task_secret(
+                    self, "TrackingPassword", tracking_password
+                ),
+            },
+            stop_timeout=Duration.seconds(30),  # SIGTERM, then requests in flight finish
+        )
+        allow_secret_decryption(task.obtain_execution_role(), data.key)
+        # The service reads the Feast registry from the lake bucket; nothing else there.
+        grant_data(task.task_role, data.key, read=[(data.lake, "feast/")])
+
+        service_security_group = ec2.SecurityGroup(
+            self,
+            "ServiceSecurityGroup",
+            vpc=vpc,
+            description="Serving tasks",
+            allow_all_outbound=True,
+        )
+        # The online store admits the VPC's private range (with TLS and its AUTH token); a rule
+        # naming this group would make the feature-store stack depend on this one.
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=task,
+            desired_count=serving.min_tasks,
+            vpc_subnets=APP_SUBNETS,
+            security_groups=[service_security_group],
+            assign_public_ip=False,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            health_check_grace_period=Duration.seconds(120),
+        )
+        # No image yet: no task (the load balancer answers 503 until the first deploy).
+        service_resource = self.service.node.default_child
+        service_resource.add_property_override(  # type: ignore[union-attr]
+            "DesiredCount", Fn.condition_if(has_image.logical_id, serving.min_tasks, 0)
+        )
+
+        lb_security_group = ec2.SecurityGroup(
+            self,
+            "LoadBalancerSecurityGroup",
+            vpc=vpc,
+            description="Serving load balancer",
+            allow_all_outbound=False,
+        )
+        https = bool(serving.certificate_arn)
+        for cidr in serving.allowed_cidrs:
+            lb_security_group.add_ingress_rule(
+                ec2.Peer.ipv4(cidr), ec2.Port.tcp(443 if https else 80), "clients"
+            )
+        lb_security_group.add_egress_rule(
+            service_security_group, ec2.Port.tcp(serving.port), "to the service"
+        )
+        service_security_group.add_ingress_rule(
+            lb_security_group, ec2.Port.tcp(serving.port), "from the load balancer"
+        )
+        self.balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            internet_facing=True,
+            security_group=lb_security_group,
+            drop_invalid_header_fields=True,
+        )
+        self.balancer.log_access_logs(data.access_logs, prefix="alb/serving")
+        if https:
+            listener = self.balancer.add_listener(
+                "Https",
+                port=443,
+                certificates=[elbv2.ListenerCertificate.from_arn(serving.certificate_arn)],
+                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+                open=False,
+            )
+        else:
+            listener = self.balancer.add_listener("Http", port=80, open=False)
+        self.target_group = listener.add_targets(
+            "Service",
+            port=serving.port,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.service],
+            health_check=elbv2.HealthCheck(
+                path=serving.health_check_path,
+                healthy_http_codes="200",
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+            deregistration_delay=Duration.seconds(30),
+        )
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=serving.min_tasks, max_capacity=serving.max_tasks
+        )
+        scaling.scale_on_cpu_utilization(
+            "Cpu",
+            target_utilization_percent=serving.target_cpu_percent,
+            scale_in_cooldown=Duration.seconds(120),
+            scale_out_cooldown=Duration.seconds(30),
+        )
+        scaling.scale_on_request_count(
+            "Requests",
+            requests_per_target=serving.requests_per_target,
+            target_group=self.target_group,
+            scale_in_cooldown=Duration.seconds(120),
+            scale_out_cooldown=Duration.seconds(30),
+        )
+        # Autoscaling must not start tasks before there is an image either.
+        target = scaling.node.find_child("Target").node.default_child
+        target.add_property_override(  # type: ignore[attr-defined]
+            "MinCapacity", Fn.condition_if(has_image.logical_id, serving.min_tasks, 0)
+        )
+        target.add_property_override(  # type: ignore[attr-defined]
+            "MaxCapacity", Fn.condition_if(has_image.logical_id, serving.max_tasks, 0)
+        )
+        scheme = "https" if https else "http"
+        CfnOutput(self, "Url", value=f"{scheme}://{self.balancer.load_balancer_dns_name}")
+        CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)
+        CfnOutput(self, "ClusterName", value=cluster.cluster_name)
+        CfnOutput(self, "ServiceName", value=self.service.service_name)

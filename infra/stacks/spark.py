@@ -1,0 +1,80 @@
+"""Spark: an EMR Serverless application and the job role its runs assume. The jobs are the
+same entry points as local (`python -m pipelines collect|features|batch-predict`), started by
+`infra.deploy` with spark-submit against the code bundle it uploads to the lake bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_emrserverless as emr
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from configs.settings import AwsConfig
+from infra.stacks.data import DataStack, grant_data
+from infra.stacks.network import APP_SUBNETS
+
+CODE_PREFIX = "code/"  # the uploaded entry point and packed virtualenv
+LOG_PREFIX = "emr-logs/"
+
+
+class SparkStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AwsConfig,
+        vpc: ec2.IVpc,
+        data: DataStack,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        spark = config.spark
+        self.job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("emr-serverless.amazonaws.com"),
+            description="Spark jobs of the chain: read landing, read and write the lake",
+        )
+        grant_data(
+            self.job_role,
+            data.key,
+            read=[(data.landing, ""), (data.lake, CODE_PREFIX)],
+            write=[
+                (data.lake, "lake/"),
+                (data.lake, "quarantine/"),
+                (data.lake, "reports/"),
+                (data.lake, "feast/"),
+                (data.lake, LOG_PREFIX),
+            ],
+        )
+        security_group = ec2.SecurityGroup(
+            self,
+            "JobSecurityGroup",
+            vpc=vpc,
+            description="EMR Serverless jobs",
+            allow_all_outbound=True,
+        )
+        self.application = emr.CfnApplication(
+            self,
+            "Application",
+            name=f"{config.name}-spark",
+            release_label=spark.release_label,
+            type="SPARK",
+            maximum_capacity=emr.CfnApplication.MaximumAllowedResourcesProperty(
+                cpu=spark.max_cpu, memory=spark.max_memory
+            ),
+            auto_start_configuration=emr.CfnApplication.AutoStartConfigurationProperty(
+                enabled=True
+            ),
+            auto_stop_configuration=emr.CfnApplication.AutoStopConfigurationProperty(
+                enabled=True, idle_timeout_minutes=spark.idle_timeout_minutes
+            ),
+            network_configuration=emr.CfnApplication.NetworkConfigurationProperty(
+                subnet_ids=vpc.select_subnets(subnet_type=APP_SUBNETS.subnet_type).subnet_ids,
+                security_group_ids=[security_group.security_group_id],
+            ),
+        )
+        CfnOutput(self, "ApplicationId", value=self.application.attr_application_id)
+        CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)

@@ -1,0 +1,57 @@
+"""The infra tier: runs in .venv-infra (AWS CDK, moto, cfn-lint), fully offline.
+
+One synthesis of the app per test run, from the shipped `configs/aws.yaml`, for a fixed test
+region; AWS calls go to moto with fake credentials, never to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REGION = "eu-west-1"  # any region: the stacks take theirs from the deploying credentials
+os.environ["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """(the stacks by concern, the cloud assembly folder) of one synthesis."""
+    from infra.app import build_app
+    from infra.config import infra_config
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app, stacks = build_app(infra_config(environ={}), REGION, outdir=str(outdir))
+    app.synth()
+    return stacks, outdir
+
+
+@pytest.fixture(scope="session")
+def templates(synthesized: tuple[dict[str, Any], Path]) -> dict[str, dict[str, Any]]:
+    stacks, outdir = synthesized
+    return {
+        concern: json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
+        for concern, stack in stacks.items()
+    }
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A boto3 session on moto (in process), with fake credentials."""
+    import boto3
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield boto3.session.Session(region_name=REGION)

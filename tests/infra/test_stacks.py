@@ -1,0 +1,246 @@
+"""CDK assertions per stack: what each promises about security, health and scale."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from configs.settings import AwsConfig
+from infra.config import infra_config
+
+
+@pytest.fixture(scope="module")
+def config() -> AwsConfig:
+    return infra_config(environ={})
+
+
+def template(synthesized: tuple[dict[str, Any], Any], concern: str) -> Template:
+    stacks, _ = synthesized
+    return Template.from_stack(stacks[concern])
+
+
+def test_every_stack_is_named_from_the_config(synthesized, config: AwsConfig) -> None:
+    stacks, _ = synthesized
+    assert sorted(stacks) == sorted(
+        ["network", "data", "spark", "mlflow", "feature-store", "serving"]
+    )
+    assert all(stack.stack_name == f"{config.name}-{concern}" for concern, stack in stacks.items())
+
+
+def test_network_has_private_subnets_and_flow_logs(synthesized, config: AwsConfig) -> None:
+    network = template(synthesized, "network")
+    network.has_resource_properties("AWS::EC2::VPC", {"CidrBlock": config.network.cidr})
+    subnets = network.find_resources("AWS::EC2::Subnet")
+    private = [s for s in subnets.values() if not s["Properties"]["MapPublicIpOnLaunch"]]
+    assert len(private) == 2 * config.network.max_azs  # app and data subnets in every AZ
+    network.resource_count_is("AWS::EC2::NatGateway", config.network.nat_gateways)
+    network.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "REJECT"})
+
+
+def test_data_buckets_are_encrypted_versioned_private_and_tls_only(synthesized) -> None:
+    data = template(synthesized, "data")
+    buckets = data.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 3
+    for name, bucket in buckets.items():
+        properties = bucket["Properties"]
+        assert properties["VersioningConfiguration"] == {"Status": "Enabled"}, name
+        assert properties["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, name
+        encryption = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        algorithm = encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        assert algorithm == ("AES256" if name.startswith("AccessLogs") else "aws:kms"), name
+        assert properties["LifecycleConfiguration"]["Rules"], name
+    for policy in data.find_resources("AWS::S3::BucketPolicy").values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
+        )
+    data.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_landing_drops_move_to_infrequent_access(synthesized, config: AwsConfig) -> None:
+    landing = next(
+        b
+        for n, b in template(synthesized, "data").find_resources("AWS::S3::Bucket").items()
+        if n.startswith("Landing")
+    )
+    (rule,) = landing["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Transitions"] == [
+        {
+            "StorageClass": "STANDARD_IA",
+            "TransitionInDays": config.data.landing_infrequent_access_days,
+        }
+    ]
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+
+
+def test_spark_runs_on_emr_serverless_in_private_subnets(synthesized, config: AwsConfig) -> None:
+    spark = template(synthesized, "spark")
+    spark.has_resource_properties(
+        "AWS::EMRServerless::Application",
+        {
+            "ReleaseLabel": config.spark.release_label,
+            "Type": "SPARK",
+            "AutoStopConfiguration": {
+                "Enabled": True,
+                "IdleTimeoutMinutes": config.spark.idle_timeout_minutes,
+            },
+            "NetworkConfiguration": Match.object_like({"SubnetIds": Match.any_value()}),
+        },
+    )
+    spark.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": Match.object_like(
+                {
+                    "Statement": [
+                        Match.object_like(
+                            {"Principal": {"Service": "emr-serverless.amazonaws.com"}}
+                        )
+                    ]
+                }
+            )
+        },
+    )
+
+
+def test_mlflow_is_internal_encrypted_and_authenticated(synthesized) -> None:
+    mlflow = template(synthesized, "mlflow")
+    mlflow.has_resource_properties(
+        "AWS::RDS::DBInstance",
+        {
+            "StorageEncrypted": True,
+            "PubliclyAccessible": False,
+            "DeletionProtection": True,
+            "Engine": "postgres",
+        },
+    )
+    mlflow.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::LoadBalancer", {"Scheme": "internal"}
+    )
+    (task,) = mlflow.find_resources("AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    secrets = {s["Name"] for s in container["Secrets"]}
+    # the admin password comes from Secrets Manager; the image refuses a missing or default one
+    assert {"MLFLOW_ADMIN_PASSWORD", "DB_PASSWORD"} <= secrets
+    assert not any("PASSWORD" in e["Name"] for e in container.get("Environment", []))
+
+
+def test_online_store_is_redis_encrypted_with_an_auth_token(synthesized, config: AwsConfig) -> None:
+    store = template(synthesized, "feature-store")
+    store.has_resource_properties(
+        "AWS::ElastiCache::ReplicationGroup",
+        {
+            "Engine": "redis",
+            "AtRestEncryptionEnabled": True,
+            "TransitEncryptionEnabled": True,
+            "AutomaticFailoverEnabled": True,
+            "NumCacheClusters": 1 + config.redis.replicas,
+            "CacheNodeType": config.redis.node_type,
+        },
+    )
+    (group,) = store.find_resources("AWS::ElastiCache::ReplicationGroup").values()
+    # a dynamic reference resolved by CloudFormation: the token never appears in the template
+    assert "{{resolve:secretsmanager:" in json.dumps(group["Properties"]["AuthToken"])
+
+
+def test_serving_checks_readyz_and_scales_on_cpu_and_requests(
+    synthesized, config: AwsConfig
+) -> None:
+    serving = template(synthesized, "serving")
+    serving.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {"HealthCheckPath": "/readyz", "Port": config.serving.port, "Matcher": {"HttpCode": "200"}},
+    )
+    policies = serving.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
+    metrics = {
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"][
+            "PredefinedMetricSpecification"
+        ]["PredefinedMetricType"]
+        for p in policies.values()
+    }
+    assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+    serving.has_resource_properties(
+        "AWS::Logs::LogGroup", {"RetentionInDays": config.log_retention_days}
+    )
+    serving.has_resource_properties(
+        "AWS::ECR::Repository",
+        {"ImageScanningConfiguration": {"ScanOnPush": True}, "ImageTagMutability": "IMMUTABLE"},
+    )
+
+
+def test_serving_runs_no_task_until_an_image_is_deployed(synthesized, config: AwsConfig) -> None:
+    serving = template(synthesized, "serving")
+    assert serving.to_json()["Parameters"]["ImageTag"]["Default"] == "none"
+    serving.has_resource_properties(
+        "AWS::ECS::Service",
+        {"DesiredCount": {"Fn::If": ["HasImage", config.serving.min_tasks, 0]}},
+    )
+    (task,) = serving.find_resources("AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert {"Ref": "ImageTag"} in container["Image"]["Fn::Join"][1]  # the image follows the tag
+    serving.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"MinCapacity": {"Fn::If": ["HasImage", config.serving.min_tasks, 0]}},
+    )
+
+
+def test_task_roles_are_separate_from_execution_roles(synthesized) -> None:
+    for concern in ("serving", "mlflow"):
+        (task,) = template(synthesized, concern).find_resources("AWS::ECS::TaskDefinition").values()
+        properties = task["Properties"]
+        assert properties["TaskRoleArn"] != properties["ExecutionRoleArn"], concern
+
+
+def _statements(templates: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for concern, body in templates.items():
+        for name, resource in body["Resources"].items():
+            if resource["Type"] == "AWS::IAM::Policy":
+                for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                    found.append((f"{concern}/{name}", statement))
+    return found
+
+
+def test_no_wildcard_actions_and_no_wildcard_data_access(templates) -> None:
+    statements = _statements(templates)
+    assert statements
+    for where, statement in statements:
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        assert "*" not in actions, where
+        for action in actions:
+            service = action.split(":", 1)[0]
+            if service in ("s3", "kms", "secretsmanager"):
+                assert "*" not in action, f"{where}: {action}"
+        if any(a.startswith("s3:") for a in actions):
+            resources = (
+                statement["Resource"]
+                if isinstance(statement["Resource"], list)
+                else [statement["Resource"]]
+            )
+            assert "*" not in resources, where
+
+
+def test_the_spark_role_writes_only_its_prefixes_of_the_lake(templates) -> None:
+    writes = [
+        statement
+        for where, statement in _statements(templates)
+        if where.startswith("spark/") and "s3:PutObject" in statement["Action"]
+    ]
+    prefixes = sorted(
+        str(part)
+        for statement in writes
+        for part in statement["Resource"]["Fn::Join"][1]
+        if isinstance(part, str)
+    )
+    assert prefixes == sorted(["/emr-logs/*", "/feast/*", "/lake/*", "/quarantine/*", "/reports/*"])
