@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
@@ -124,9 +123,10 @@ VIEWS: dict[str, tuple[Entity, timedelta, list[tuple[str, PrimitiveFeastType, st
 }
 
 
-def feature_table_path(settings: Settings, view: str) -> Path:
-    """Where the features stage writes a view's table (one parquet file, replaced atomically)."""
-    return Path(settings.paths.lake) / "features" / f"{view}.parquet"
+def feature_table_path(settings: Settings, view: str) -> str:
+    """Where the features stage writes a view's table (one parquet file, replaced atomically):
+    a local path or an s3:// URI, as the lake is."""
+    return f"{settings.paths.lake.rstrip('/')}/features/{view}.parquet"
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def build_repo(settings: Settings) -> FeatureRepo:
     for name, (entity, ttl, fields) in VIEWS.items():
         source = FileSource(
             name=f"{name}_source",
-            path=str(feature_table_path(settings, name)),
+            path=feature_table_path(settings, name),
             timestamp_field=EVENT_TIMESTAMP,
             file_format=ParquetFormat(),
         )

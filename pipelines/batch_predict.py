@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import SparkSession
@@ -22,17 +20,19 @@ from pyspark.sql import functions as F
 
 from configs import Settings
 from features.store import feature_store
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageFailed, StageResult
 from pipelines.train import ROW_ID, entity_frame, feature_frame
 
+SUMMARY = "_summary.json"
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
 
 
-def predictions_dir(settings: Settings, period: str) -> Path:
-    return Path(settings.paths.lake) / "predictions" / f"period={period}"
+def predictions_dir(settings: Settings, period: str) -> str:
+    return fs.join(settings.paths.lake, "predictions", f"period={period}")
 
 
 def scheduled_flights(spark: SparkSession, layout: StorageLayout, period: str) -> pd.DataFrame:
@@ -94,8 +94,8 @@ def run(
         }
     )
     target = predictions_dir(settings, period)
-    temp = target.parent / f"_tmp-{uuid.uuid4().hex[:8]}"
-    spark.createDataFrame(output).coalesce(1).write.partitionBy("date").parquet(str(temp))
+    temp = fs.join(fs.parent(target), f"_tmp-{uuid.uuid4().hex[:8]}")
+    spark.createDataFrame(output).coalesce(1).write.partitionBy("date").parquet(temp)
     missing = frame[inputs].isna().sum()
     flagged = int(output["late"].sum())
     summary = {
@@ -110,15 +110,13 @@ def run(
         "missing_features": {name: int(count) for name, count in missing.items() if count},
         "scored_at": scored_at.isoformat(),
     }
-    (temp / "_summary.json").write_text(json.dumps(summary, indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    temp.rename(target)
+    fs.write_text(fs.join(temp, SUMMARY), json.dumps(summary, indent=2))
+    layout.publish(temp, target, commit_last=SUMMARY)
     result.rows_in = len(flights)
     result.rows_out = len(output)
     result.notes.append(
         f"{period}: {len(output):,} flights scored with version {champion.version}; "
         f"{flagged:,} flagged late ({flagged / len(output):.0%})"
     )
-    result.outputs["predictions"] = str(target)
+    result.outputs["predictions"] = target
     return result

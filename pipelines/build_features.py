@@ -9,12 +9,9 @@ silver it was built from has not changed, the stage does nothing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -22,6 +19,7 @@ from configs import Settings
 from features import transforms
 from features.definitions import VIEWS, build_repo, feature_table_path, service_name
 from features.store import feature_store
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_silver, read_snapshot
 from pipelines.adapters.quality import QualityGate, row_expectations
 from pipelines.adapters.storage import StorageLayout
@@ -69,25 +67,25 @@ def compute_tables(
     }
 
 
-def write_single_parquet(frame: DataFrame, staging: Path) -> Path:
+def write_single_parquet(frame: DataFrame, staging: str) -> str:
     """Write `frame` as one parquet file inside `staging` (Feast's file sources read one file)."""
-    folder = staging / f"_tmp-{uuid.uuid4().hex[:8]}"
-    frame.coalesce(1).write.mode("error").parquet(str(folder))
-    (part,) = folder.glob("part-*.parquet")
-    target = staging / f"{uuid.uuid4().hex[:8]}.parquet"
-    part.rename(target)
-    shutil.rmtree(folder)
+    folder = fs.join(staging, f"_tmp-{uuid.uuid4().hex[:8]}")
+    frame.coalesce(1).write.mode("error").parquet(folder)
+    (part,) = [name for name in fs.children(folder) if name.startswith("part-")]
+    target = fs.join(staging, f"{uuid.uuid4().hex[:8]}.parquet")
+    fs.move(fs.join(folder, part), target)
+    fs.delete_tree(folder)
     return target
 
 
 def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageResult:
     result = StageResult("features")
     layout = StorageLayout(settings.paths)
-    manifest_path = layout.lake / "features" / MANIFEST
+    manifest_path = fs.join(layout.lake, "features", MANIFEST)
     state = silver_state(layout)
-    result.outputs["feature tables"] = str(layout.lake / "features")
-    if manifest_path.is_file() and all(feature_table_path(settings, v).is_file() for v in VIEWS):
-        manifest = json.loads(manifest_path.read_text())
+    result.outputs["feature tables"] = fs.join(layout.lake, "features")
+    if fs.is_file(manifest_path) and all(fs.is_file(feature_table_path(settings, v)) for v in VIEWS):
+        manifest = json.loads(fs.read_text(manifest_path))
         if manifest.get("silver") == state and manifest.get("service") == service_name(settings):
             result.notes.append(
                 "silver unchanged since the feature tables were built: nothing to rebuild"
@@ -99,9 +97,9 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
     tables = compute_tables(spark, settings, layout)
     gate = QualityGate(layout.reports)
     label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    staging = layout.lake / "features" / f"_staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    written: dict[str, Path] = {}
+    staging = fs.join(layout.lake, "features", f"_staging-{uuid.uuid4().hex[:8]}")
+    fs.make_dirs(staging)
+    written: dict[str, str] = {}
     gate_results: dict[str, str] = {}
     try:
         for view, frame in tables.items():
@@ -109,7 +107,7 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
             rules = settings.quality.tables.get(view)
             if rules is not None:
                 outcome = gate.validate(view, frame, row_expectations(rules), label)
-                gate_results[view] = outcome.result_files[0].name if outcome.result_files else ""
+                gate_results[view] = fs.name(outcome.result_files[0]) if outcome.result_files else ""
                 if not outcome.success:
                     for failure in outcome.failures:
                         result.fail(f"{view}: {failure}")
@@ -125,11 +123,12 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
             )
             return result
         for view, path in written.items():
-            os.replace(path, feature_table_path(settings, view))
+            fs.move(path, feature_table_path(settings, view))  # replaces the previous table
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        fs.delete_tree(staging)
     register(settings, result)
-    manifest_path.write_text(
+    fs.write_text(
+        manifest_path,
         json.dumps(
             {
                 "silver": state,

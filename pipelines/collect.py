@@ -14,13 +14,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from configs import Settings
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_snapshot
 from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
 from pipelines.results import StageResult
@@ -43,7 +43,7 @@ class FileCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def inspect_file(path: Path, expected_columns: list[str]) -> FileCheck:
+def inspect_file(path: str, expected_columns: list[str]) -> FileCheck:
     """Encoding, header and completeness of a raw CSV drop, in one streaming pass."""
     check = FileCheck()
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
@@ -51,7 +51,7 @@ def inspect_file(path: Path, expected_columns: list[str]) -> FileCheck:
     newlines = 0
     last_byte = b""
     offset = 0
-    with path.open("rb") as handle:
+    with fs.open_input(path) as handle:
         while chunk := handle.read(_CHUNK):
             try:
                 text = decoder.decode(chunk)
@@ -306,7 +306,7 @@ class _Collector:
 
     def quarantine(
         self, item: DropPlan, reasons: list[str], examples: list[dict] | None = None
-    ) -> Path:
+    ) -> str:
         where = self.layout.quarantine(
             item.drop,
             item.content_hash,
@@ -318,7 +318,7 @@ class _Collector:
                 "reasons": reasons,
                 "examples": examples or [],
                 "quarantined_at": self.ingested_at.isoformat(),
-                "source_file": str(item.drop.path),
+                "source_file": item.drop.path,
             },
         )
         log.warning(
@@ -337,7 +337,7 @@ class _Collector:
             self.quarantine(item, check.problems)
             return DropOutcome(False, check.data_lines, 0, check.problems)
         raw = self.spark.read.csv(
-            str(item.drop.path),
+            item.drop.path,
             schema=raw_schema(check.header),
             header=True,
             mode="PERMISSIVE",
@@ -371,7 +371,7 @@ class _Collector:
                 table=source.name,
                 drop_id=item.drop.drop_id,
                 content_hash=item.content_hash,
-                source_file=item.drop.path.name,
+                source_file=fs.name(item.drop.path),
                 ingested_at=self.ingested_at.isoformat(),
                 rows_in=rows_in,
                 rows_out=rows_out,
@@ -393,7 +393,7 @@ class _Collector:
             raise RuntimeError("no airports data in the lake: collect the airports drop first")
         return transform(typed, timezones)
 
-    def _write(self, frame: DataFrame, table_dir: Path, marker: DropMarker, source: Source) -> None:
+    def _write(self, frame: DataFrame, table_dir: str, marker: DropMarker, source: Source) -> None:
         frame = with_ingest_metadata(
             frame, marker.content_hash, marker.source_file, self.ingested_at
         )
@@ -401,7 +401,7 @@ class _Collector:
         writer = frame.coalesce(1).write.mode("error")
         if source.monthly:
             writer = writer.partitionBy("date")
-        writer.parquet(str(temp))
+        writer.parquet(temp)
         StorageLayout.write_marker(temp, marker)
         self.layout.publish(temp, StorageLayout.drop_dir(table_dir, marker.drop_id))
 
@@ -472,8 +472,8 @@ def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
             "replace the drop upstream, or remove it from the landing zone, and run again"
         )
     result.outputs |= {
-        "bronze": str(layout.lake / "bronze"),
-        "staged silver": str(layout.lake / "_staging" / "silver"),
-        "quarantine": str(layout.quarantine_root),
+        "bronze": fs.join(layout.lake, "bronze"),
+        "staged silver": fs.join(layout.lake, "_staging", "silver"),
+        "quarantine": layout.quarantine_root,
     }
     return result

@@ -8,14 +8,13 @@ overwritten: landing the same data again changes nothing.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 from configs import Settings
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
 from pipelines.results import StageFailed, StageResult
 from pipelines.sources import SOURCES, Source
@@ -51,17 +50,14 @@ def split_into_drops(
     return drops
 
 
-def write_drop(rows: pd.DataFrame, target: Path) -> bool:
+def write_drop(rows: pd.DataFrame, target: str) -> bool:
     """Write a drop atomically. Returns False (and writes nothing) when it is already there."""
     content = rows.to_csv(index=False, lineterminator="\n").encode("utf-8")
-    if target.exists():
-        if target.read_bytes() != content:
+    if fs.exists(target):
+        if fs.read_bytes(target) != content:
             log.warning("%s is already landed with other content; left as it is", target)
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    temp.write_bytes(content)
-    os.replace(temp, target)
+    fs.write_bytes(target, content)
     return True
 
 
@@ -86,5 +82,5 @@ def run(settings: Settings) -> StageResult:
                 existing += 1
         log.info("land %s: %d drop(s)", source.name, len(drops))
     result.notes.append(f"{written} drop(s) landed, {existing} already there")
-    result.outputs["landing"] = str(layout.landing)
+    result.outputs["landing"] = layout.landing
     return result

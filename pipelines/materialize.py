@@ -16,14 +16,14 @@ from configs import Settings
 from features.definitions import build_repo, feature_table_path
 from features.names import EVENT_TIMESTAMP
 from features.store import feature_store, materialize_incrementally
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageResult
 
 
 def event_range(settings: Settings, view: str) -> tuple[datetime, datetime]:
-    column = pq.read_table(feature_table_path(settings, view), columns=[EVENT_TIMESTAMP])[
-        EVENT_TIMESTAMP
-    ]
+    filesystem, path = fs.resolve(feature_table_path(settings, view))
+    column = pq.read_table(path, columns=[EVENT_TIMESTAMP], filesystem=filesystem)[EVENT_TIMESTAMP]
     bounds = pc.min_max(column)
     return bounds["min"].as_py(), bounds["max"].as_py()
 

@@ -18,6 +18,7 @@ from jinja2 import Environment, select_autoescape
 
 from configs import Settings
 from features.definitions import describe
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
 from pipelines.results import StageResult
 
@@ -180,7 +181,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             result.notes.append("no model version yet: nothing to report")
             return result
         version = versions[-1].version
-    target = Path(settings.paths.reports) / "model" / f"version-{version}"
+    target = fs.join(settings.paths.reports, "model", f"version-{version}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         context = build_context(settings, tracker, version, folder)
@@ -189,10 +190,9 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             shutil.rmtree(folder / scratch, ignore_errors=True)
         with mlflow.start_run(run_id=context["run_id"]):
             mlflow.log_artifacts(str(folder), artifact_path="report")
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(folder, target)
-    result.outputs["report"] = str(target / "index.html")
+        fs.delete_tree(target)
+        fs.local_copy_of_tree(folder, target)
+    result.outputs["report"] = fs.join(target, "index.html")
     champion = tracker.alias(CHAMPION)
     if champion is not None:
         scores = tracker.run_metrics(champion.run_id)
@@ -203,5 +203,5 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
                 for name in ("roc_auc", "pr_auc", "brier", "precision", "recall")
             )
         )
-    result.notes.append(f"report for version {version}: {target / 'index.html'}")
+    result.notes.append(f"report for version {version}: {fs.join(target, 'index.html')}")
     return result

@@ -24,6 +24,7 @@ from features.definitions import build_repo, service_name
 from features.names import EVENT_TIMESTAMP
 from features.request import CATEGORICAL_FEATURES, REQUEST_FEATURES, request_features
 from features.store import feature_store
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import Tracker
 from pipelines.results import StageFailed, StageResult
@@ -280,10 +281,10 @@ def lineage(settings: Settings, layout: StorageLayout, frame: pd.DataFrame) -> d
         }
         for table in ("flights", "weather", "planes", "airports", "airlines")
     }
-    manifest = layout.lake / "features" / "_manifest.json"
+    manifest = fs.join(layout.lake, "features", "_manifest.json")
     return {
         "landing_drops": drops,
-        "feature_tables": json.loads(manifest.read_text()) if manifest.is_file() else {},
+        "feature_tables": json.loads(fs.read_text(manifest)) if fs.is_file(manifest) else {},
         "feature_service": {
             "name": service_name(settings),
             "version": settings.features.service_version,
@@ -297,8 +298,8 @@ def lineage(settings: Settings, layout: StorageLayout, frame: pd.DataFrame) -> d
 
 
 def _gate_results(layout: StorageLayout, table: str, drop_id: str) -> list[str]:
-    gate = StorageLayout.drop_dir(layout.silver(table), drop_id) / "_gate.json"
-    return json.loads(gate.read_text()).get("results", []) if gate.is_file() else []
+    gate = fs.join(StorageLayout.drop_dir(layout.silver(table), drop_id), "_gate.json")
+    return json.loads(fs.read_text(gate)).get("results", []) if fs.is_file(gate) else []
 
 
 def run(settings: Settings, handoff: dict[str, str]) -> StageResult:

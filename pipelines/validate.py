@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from configs import Settings
 from configs.settings import TableQuality
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_drops, read_silver
 from pipelines.adapters.quality import (
     GateResult,
@@ -62,9 +62,9 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
     result = StageResult("validate")
     layout = StorageLayout(settings.paths)
     result.outputs |= {
-        "silver": str(layout.lake / "silver"),
-        "validation results": str(QualityGate.results_dir_for(layout.reports)),
-        "data docs": str(QualityGate.docs_dir_for(layout.reports) / "index.html"),
+        "silver": fs.join(layout.lake, "silver"),
+        "validation results": QualityGate.results_dir_for(layout.reports),
+        "data docs": fs.join(QualityGate.docs_dir_for(layout.reports), "index.html"),
     }
     pending = {table: layout.drops_in(layout.staging(table)) for table in settings.quality.tables}
     pending = {table: drops for table, drops in pending.items() if drops}
@@ -118,8 +118,8 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
 def _publish(layout: StorageLayout, table: str, drop_id: str, outcomes: list[GateResult]) -> None:
     """Move a staged drop into silver, with a record of the gate results that let it in."""
     staged = StorageLayout.drop_dir(layout.staging(table), drop_id)
-    results = [path.name for outcome in outcomes for path in outcome.result_files]
-    (staged / "_gate.json").write_text(json.dumps({"results": results}, indent=2))
+    results = [fs.name(path) for outcome in outcomes for path in outcome.result_files]
+    fs.write_text(fs.join(staged, "_gate.json"), json.dumps({"results": results}, indent=2))
     layout.publish(staged, StorageLayout.drop_dir(layout.silver(table), drop_id))
 
 
@@ -135,11 +135,12 @@ def _quarantine_staged(
         "stage": "validate",
         "reasons": failures,
         "quarantined_at": now.isoformat(),
-        "source_file": str(landed.path),
+        "source_file": landed.path,
     }
-    if landed.path.is_file():
+    if fs.is_file(landed.path):
         layout.quarantine(landed, digest, reason)
+    # Renamed aside first (locally atomic), so a crash never leaves half a staged drop.
     staged_dir = StorageLayout.drop_dir(layout.staging(table), drop_id)
-    trash = staged_dir.parent / f"_trash-{drop_id}"
-    staged_dir.rename(trash)
-    shutil.rmtree(trash)
+    trash = fs.join(fs.parent(staged_dir), f"_trash-{drop_id}")
+    fs.move(staged_dir, trash)
+    fs.delete_tree(trash)

@@ -25,11 +25,11 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 def silver_digest(settings: Settings) -> dict[str, str]:
-    return tree_digest(StorageLayout(settings.paths).lake / "silver")
+    return tree_digest(Path(StorageLayout(settings.paths).lake) / "silver")
 
 
 def read_landed(settings: Settings, table: str, drop_id: str) -> pd.DataFrame:
-    path = StorageLayout(settings.paths).landing_file(table, drop_id)
+    path = Path(StorageLayout(settings.paths).landing_file(table, drop_id))
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
@@ -40,7 +40,7 @@ def land_new_flights_drop(
     if frame is None:
         frame = read_landed(settings, "flights", "2013-01")
         frame["month"] = str(int(drop_id[-2:]))
-    target = StorageLayout(settings.paths).landing_file("flights", drop_id)
+    target = Path(StorageLayout(settings.paths).landing_file("flights", drop_id))
     target.write_text(frame.to_csv(index=False, lineterminator="\n"))
     return target
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyspark.sql import DataFrame, SparkSession
 
 from pipelines.adapters.storage import StorageLayout
 
 
-def read_drops(spark: SparkSession, table_dir: Path, drop_ids: list[str]) -> DataFrame | None:
+def read_drops(spark: SparkSession, table_dir: str, drop_ids: list[str]) -> DataFrame | None:
     """The given committed drops of one table, with `drop_id` (and `date`) as columns."""
     if not drop_ids:
         return None
-    paths = [str(StorageLayout.drop_dir(table_dir, drop_id)) for drop_id in sorted(drop_ids)]
-    return spark.read.option("basePath", str(table_dir)).parquet(*paths)
+    paths = [StorageLayout.drop_dir(table_dir, drop_id) for drop_id in sorted(drop_ids)]
+    return spark.read.option("basePath", table_dir).parquet(*paths)
 
 
 def read_silver(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
@@ -18,6 +17,7 @@ from great_expectations.core.result_format import ResultFormat
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from configs.settings import TableQuality
+from pipelines.adapters import filesystem as fs
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class GateResult:
     success: bool
     evaluated: int
     failures: list[FailedExpectation] = field(default_factory=list)
-    result_files: list[Path] = field(default_factory=list)
+    result_files: list[str] = field(default_factory=list)  # locations of the JSON results
 
 
 def row_expectations(rules: TableQuality) -> list[gxe.Expectation]:
@@ -76,7 +76,7 @@ def drop_count_expectations(rules: TableQuality) -> list[gxe.Expectation]:
 class QualityGate:
     """Runs suites on Spark or pandas frames and keeps JSON results and HTML Data Docs."""
 
-    def __init__(self, reports_dir: Path) -> None:
+    def __init__(self, reports_dir: str) -> None:
         self.reports_dir = reports_dir
         self.results_dir = self.results_dir_for(reports_dir)
         self.docs_dir = self.docs_dir_for(reports_dir)
@@ -90,10 +90,7 @@ class QualityGate:
             site_name="reports",
             site_config={
                 "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(self.docs_dir),
-                },
+                "store_backend": _docs_backend(self.docs_dir),
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
@@ -101,12 +98,12 @@ class QualityGate:
         self._pandas_source: Any = None
 
     @staticmethod
-    def results_dir_for(reports_dir: Path) -> Path:
-        return reports_dir / "validation"
+    def results_dir_for(reports_dir: str) -> str:
+        return fs.join(reports_dir, "validation")
 
     @staticmethod
-    def docs_dir_for(reports_dir: Path) -> Path:
-        return reports_dir / "data_docs"
+    def docs_dir_for(reports_dir: str) -> str:
+        return fs.join(reports_dir, "data_docs")
 
     def validate(
         self,
@@ -147,9 +144,10 @@ class QualityGate:
             evaluated=len(validation_result.results),
             failures=[_describe(r) for r in validation_result.results if not r.success],
         )
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        result_file = self.results_dir / f"{asset_name}.json"
-        result_file.write_text(json.dumps(validation_result.to_json_dict(), indent=2, default=str))
+        result_file = fs.join(self.results_dir, f"{asset_name}.json")
+        fs.write_text(
+            result_file, json.dumps(validation_result.to_json_dict(), indent=2, default=str)
+        )
         result.result_files.append(result_file)
         return result
 
@@ -161,6 +159,14 @@ class QualityGate:
         if self._pandas_source is None:
             self._pandas_source = self.context.data_sources.add_pandas(name="pandas")
         return self._pandas_source
+
+
+def _docs_backend(docs_dir: str) -> dict[str, str]:
+    """Where GX writes Data Docs: a local folder, or a bucket prefix on S3."""
+    if docs_dir.startswith("s3://"):
+        bucket, _, prefix = docs_dir.removeprefix("s3://").partition("/")
+        return {"class_name": "TupleS3StoreBackend", "bucket": bucket, "prefix": prefix}
+    return {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir}
 
 
 def _describe(result: Any) -> FailedExpectation:

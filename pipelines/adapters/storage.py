@@ -1,6 +1,6 @@
 """The only module that knows the storage layout of the landing zone, lake and quarantine.
 
-Layout (local; the same shape under s3:// on AWS):
+Layout (local folders, or the same shape under s3:// on AWS):
 
     landing/<table>/<drop_id>.csv                      raw drops, as delivered (never modified)
     lake/bronze/<table>/drop_id=<id>/[date=<d>/]*.parquet   typed, with ingest metadata
@@ -8,23 +8,22 @@ Layout (local; the same shape under s3:// on AWS):
     lake/silver/<table>/drop_id=<id>/[date=<d>/]*.parquet   clean and gated: what downstream reads
     quarantine/<table>/<drop_id>-<hash>/               a copy of a refused drop and reason.json
 
-A drop directory is written under a temporary name and renamed into place, and carries its
-own `_drop.json` marker: a crash leaves the previous state readable, and readers (Spark,
-pyarrow, DuckDB) skip names starting with `_`.
+A drop directory is written under a temporary name and moved into place, and carries its own
+`_drop.json` marker, written last: a crash leaves the previous state readable, readers go
+through the markers, and Spark, pyarrow and DuckDB skip names starting with `_`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from configs.settings import Paths
+from pipelines.adapters import filesystem as fs
 
 MARKER = "_drop.json"
 REASON = "reason.json"
@@ -35,7 +34,7 @@ _HASH_CHUNK = 1 << 20
 class LandedDrop:
     table: str
     drop_id: str
-    path: Path
+    path: str  # a location: local path or s3:// URI
 
 
 @dataclass(frozen=True)
@@ -53,119 +52,125 @@ class DropMarker:
 
 
 class StorageLayout:
+    """Where each zone's tables and drops live. Locations are strings (local paths or s3://
+    URIs); every file operation goes through `pipelines.adapters.filesystem`."""
+
     def __init__(self, paths: Paths) -> None:
-        for name in ("landing", "lake", "quarantine", "reports"):
-            if "://" in getattr(paths, name):
-                raise NotImplementedError(
-                    f"paths.{name} is {getattr(paths, name)!r}: object-store paths are read by the "
-                    "cluster jobs of the aws profile, not by a local run"
-                )
-        self.landing = Path(paths.landing)
-        self.lake = Path(paths.lake)
-        self.quarantine_root = Path(paths.quarantine)
-        self.reports = Path(paths.reports)
+        self.landing = paths.landing
+        self.lake = paths.lake
+        self.quarantine_root = paths.quarantine
+        self.reports = paths.reports
 
     # -- where things live ------------------------------------------------------------
-    def landing_dir(self, table: str) -> Path:
-        return self.landing / table
+    def landing_dir(self, table: str) -> str:
+        return fs.join(self.landing, table)
 
-    def landing_file(self, table: str, drop_id: str) -> Path:
-        return self.landing_dir(table) / f"{drop_id}.csv"
+    def landing_file(self, table: str, drop_id: str) -> str:
+        return fs.join(self.landing_dir(table), f"{drop_id}.csv")
 
-    def bronze(self, table: str) -> Path:
-        return self.lake / "bronze" / table
+    def bronze(self, table: str) -> str:
+        return fs.join(self.lake, "bronze", table)
 
-    def staging(self, table: str) -> Path:
-        return self.lake / "_staging" / "silver" / table
+    def staging(self, table: str) -> str:
+        return fs.join(self.lake, "_staging", "silver", table)
 
-    def silver(self, table: str) -> Path:
-        return self.lake / "silver" / table
+    def silver(self, table: str) -> str:
+        return fs.join(self.lake, "silver", table)
 
-    def quarantine_dir(self, table: str, drop_id: str, content_hash: str) -> Path:
+    def quarantine_dir(self, table: str, drop_id: str, content_hash: str) -> str:
         digest = content_hash.removeprefix("sha256:")
-        return self.quarantine_root / table / f"{drop_id}-{digest[:12]}"
+        return fs.join(self.quarantine_root, table, f"{drop_id}-{digest[:12]}")
 
     @staticmethod
-    def drop_dir(table_dir: Path, drop_id: str) -> Path:
-        return table_dir / f"drop_id={drop_id}"
+    def drop_dir(table_dir: str, drop_id: str) -> str:
+        return fs.join(table_dir, f"drop_id={drop_id}")
 
     # -- landing ----------------------------------------------------------------------
     def landed_drops(self, table: str) -> list[LandedDrop]:
         folder = self.landing_dir(table)
-        if not folder.is_dir():
-            return []
-        return [LandedDrop(table, path.stem, path) for path in sorted(folder.glob("*.csv"))]
+        return [
+            LandedDrop(table, name.removesuffix(".csv"), fs.join(folder, name))
+            for name in fs.children(folder)
+            if name.endswith(".csv")
+        ]
 
     # -- drop state -------------------------------------------------------------------
-    def drops_in(self, table_dir: Path) -> dict[str, DropMarker]:
-        """Committed drops under a bronze, staging or silver table directory."""
+    def drops_in(self, table_dir: str) -> dict[str, DropMarker]:
+        """Committed drops (those with a marker) under a bronze, staging or silver table."""
         markers = {}
-        if table_dir.is_dir():
-            for marker_file in sorted(table_dir.glob(f"drop_id=*/{MARKER}")):
-                marker = DropMarker(**json.loads(marker_file.read_text()))
+        for name in fs.children(table_dir):
+            if not name.startswith("drop_id="):
+                continue
+            marker_file = fs.join(table_dir, name, MARKER)
+            if fs.is_file(marker_file):
+                marker = DropMarker(**json.loads(fs.read_text(marker_file)))
                 markers[marker.drop_id] = marker
         return markers
 
     def quarantined(self, table: str, drop_id: str, content_hash: str) -> dict | None:
-        reason = self.quarantine_dir(table, drop_id, content_hash) / REASON
-        return json.loads(reason.read_text()) if reason.is_file() else None
+        reason = fs.join(self.quarantine_dir(table, drop_id, content_hash), REASON)
+        return json.loads(fs.read_text(reason)) if fs.is_file(reason) else None
 
     def read_silver_columns(self, table: str, columns: list[str]) -> pd.DataFrame | None:
         """Published silver of `table` as pandas (no Spark), read through the drop markers."""
         drops = self.drops_in(self.silver(table))
         if not drops:
             return None
-        frames = [
-            pd.read_parquet(self.drop_dir(self.silver(table), drop_id), columns=columns)
-            for drop_id in sorted(drops)
-        ]
+        frames = []
+        for drop_id in sorted(drops):
+            filesystem, path = fs.resolve(self.drop_dir(self.silver(table), drop_id))
+            frames.append(pd.read_parquet(path, columns=columns, filesystem=filesystem))
         return pd.concat(frames, ignore_index=True)
 
     # -- atomic writes ----------------------------------------------------------------
-    def temp_dir(self, table_dir: Path, drop_id: str) -> Path:
-        """A fresh directory beside `table_dir`'s drops, invisible to readers until published."""
-        table_dir.mkdir(parents=True, exist_ok=True)
-        return table_dir / f"_tmp-{drop_id}-{uuid.uuid4().hex[:8]}"
+    def temp_dir(self, table_dir: str, drop_id: str) -> str:
+        """A fresh location beside `table_dir`'s drops, invisible to readers until published."""
+        fs.make_dirs(table_dir)
+        return fs.join(table_dir, f"_tmp-{drop_id}-{uuid.uuid4().hex[:8]}")
 
     @staticmethod
-    def write_marker(drop_dir: Path, marker: DropMarker) -> None:
-        (drop_dir / MARKER).write_text(json.dumps(asdict(marker), indent=2))
+    def write_marker(drop_dir: str, marker: DropMarker) -> None:
+        fs.write_text(fs.join(drop_dir, MARKER), json.dumps(asdict(marker), indent=2))
 
-    def publish(self, source_dir: Path, target_dir: Path) -> None:
-        """Move a complete drop directory into place, replacing any previous one atomically."""
-        target_dir.parent.mkdir(parents=True, exist_ok=True)
+    def publish(self, source_dir: str, target_dir: str, commit_last: str = MARKER) -> None:
+        """Move a complete drop directory into place, replacing any previous one.
+
+        Locally the previous drop is renamed aside and the new one renamed in: readers see
+        one or the other. On S3 the previous drop is removed first, then the new one copied
+        with its marker last: for that moment the drop is absent, never half there.
+        """
+        fs.make_dirs(fs.parent(target_dir))
         trash = None
-        if target_dir.exists():
-            trash = target_dir.parent / f"_trash-{uuid.uuid4().hex[:8]}"
-            target_dir.rename(trash)
-        source_dir.rename(target_dir)
+        if fs.exists(target_dir):
+            trash = fs.join(fs.parent(target_dir), f"_trash-{uuid.uuid4().hex[:8]}")
+            fs.move(target_dir, trash, commit_last=commit_last)
+        fs.move(source_dir, target_dir, commit_last=commit_last)
         if trash is not None:
-            shutil.rmtree(trash)
+            fs.delete_tree(trash)
 
     def clean_temporaries(self) -> int:
         """Remove what a crashed run left behind (`_tmp-*`, `_trash-*`); returns how many."""
         removed = 0
-        if self.lake.is_dir():
-            for leftover in [*self.lake.glob("**/_tmp-*"), *self.lake.glob("**/_trash-*")]:
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                    removed += 1
+        for folder in fs.walk_dirs(self.lake):
+            if fs.name(folder).startswith(("_tmp-", "_trash-")) and fs.exists(folder):
+                fs.delete_tree(folder)
+                removed += 1
         return removed
 
-    def quarantine(self, drop: LandedDrop, content_hash: str, reason: dict) -> Path:
+    def quarantine(self, drop: LandedDrop, content_hash: str, reason: dict) -> str:
         """Keep a copy of a refused drop and why it was refused. The landing file stays."""
         target = self.quarantine_dir(drop.table, drop.drop_id, content_hash)
-        temp = target.parent / f"_tmp-{uuid.uuid4().hex[:8]}"
-        temp.mkdir(parents=True)
-        shutil.copy2(drop.path, temp / drop.path.name)
-        (temp / REASON).write_text(json.dumps(reason, indent=2, default=str))
+        temp = fs.join(fs.parent(target), f"_tmp-{uuid.uuid4().hex[:8]}")
+        fs.make_dirs(temp)
+        fs.copy_file(drop.path, fs.join(temp, fs.name(drop.path)))
+        fs.write_text(fs.join(temp, REASON), json.dumps(reason, indent=2, default=str))
         self.publish(temp, target)
         return target
 
 
-def content_hash(path: Path) -> str:
+def content_hash(location: str) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with fs.open_input(location) as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
     return "sha256:" + digest.hexdigest()

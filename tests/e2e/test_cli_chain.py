@@ -61,7 +61,7 @@ def test_train_runs_the_chain_then_a_bad_drop_stops_it(tmp_path: Path, spark, ca
 
     settings = settings_for(tmp_path)
     before = silver_digest(settings)
-    bad = StorageLayout(settings.paths).landing_file("flights", "2013-04")
+    bad = Path(StorageLayout(settings.paths).landing_file("flights", "2013-04"))
     bad.write_text("year,month\n2013,4\n")
 
     assert cli.main([*flags, "train"]) == cli.EXIT_FAILED

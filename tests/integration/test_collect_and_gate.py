@@ -4,6 +4,7 @@ of bad drop quarantined or gated while the silver that was there stays exactly a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,7 +22,7 @@ from tests.lake_helpers import (
 
 
 def silver_flights(settings) -> pd.DataFrame:
-    folder = StorageLayout(settings.paths).silver("flights")
+    folder = Path(StorageLayout(settings.paths).silver("flights"))
     return pd.read_parquet(folder)
 
 
@@ -45,7 +46,7 @@ def test_baseline_silver_holds_every_flight_once_in_utc(lake) -> None:
 
 def test_every_zone_has_its_gate_results_and_data_docs(lake) -> None:
     layout = StorageLayout(lake.paths)
-    results = list((layout.reports / "validation").glob("*.json"))
+    results = list((Path(layout.reports) / "validation").glob("*.json"))
     assert {p.name.split("_2")[0] for p in results} >= {
         "flights",
         "weather",
@@ -54,19 +55,19 @@ def test_every_zone_has_its_gate_results_and_data_docs(lake) -> None:
         "planes",
     }
     assert all(json.loads(p.read_text())["success"] for p in results)
-    assert (layout.reports / "data_docs" / "index.html").is_file()
+    assert (Path(layout.reports) / "data_docs" / "index.html").is_file()
     assert len(layout.drops_in(layout.bronze("flights"))) == 3
     assert layout.drops_in(layout.staging("flights")) == {}
 
 
 def test_running_again_changes_nothing(lake, spark) -> None:
     layout = StorageLayout(lake.paths)
-    before = tree_digest(layout.lake)
+    before = tree_digest(Path(layout.lake))
     results = chain(lake, spark)
     assert all(r.ok for r in results)
     assert "0 collected, 27 already collected" not in results[1].notes[0]  # the slice has 9 drops
     assert results[1].notes[0].startswith("0 collected, 9 already collected")
-    assert tree_digest(layout.lake) == before
+    assert tree_digest(Path(layout.lake)) == before
 
 
 def mutate_row(column: str, value: str, row: int = 3):
@@ -141,12 +142,12 @@ def test_a_corrupted_drop_stops_the_run_and_silver_is_untouched(
     assert message in problems(results)
     assert silver_digest(lake) == before
     layout = StorageLayout(lake.paths)
-    (reason_file,) = (layout.quarantine_root / "flights").glob("2013-04-*/reason.json")
+    (reason_file,) = (Path(layout.quarantine_root) / "flights").glob("2013-04-*/reason.json")
     reason = json.loads(reason_file.read_text())
     assert reason["stage"] == stage
     assert (reason_file.parent / "2013-04.csv").is_file()
     assert layout.drops_in(layout.staging("flights")) == {}
-    assert layout.landing_file("flights", "2013-04").is_file()  # the delivery itself is kept
+    assert Path(layout.landing_file("flights", "2013-04")).is_file()  # the delivery itself is kept
 
 
 @pytest.mark.parametrize(
@@ -169,7 +170,7 @@ def test_broken_files_are_quarantined(lake, spark, content, message) -> None:
     assert message in json.dumps(
         [
             json.loads(p.read_text())
-            for p in StorageLayout(lake.paths).quarantine_root.rglob("reason.json")
+            for p in Path(StorageLayout(lake.paths).quarantine_root).rglob("reason.json")
         ]
     )
     assert silver_digest(lake) == before
@@ -193,7 +194,7 @@ def test_exact_duplicate_rows_are_dropped_and_the_drop_goes_through(lake, spark)
 
 def test_a_changed_redelivery_under_the_same_id_is_a_conflict(lake, spark) -> None:
     before = silver_digest(lake)
-    january = StorageLayout(lake.paths).landing_file("flights", "2013-01")
+    january = Path(StorageLayout(lake.paths).landing_file("flights", "2013-01"))
     january.write_text(january.read_text().replace(",UA,", ",AA,", 1))
     results = chain(lake, spark)
     assert not results[1].ok
@@ -220,7 +221,7 @@ def test_the_quarantine_threshold_is_configurable(lake, spark) -> None:
     target = land_new_flights_drop(lake, "2013-04")
     target.write_bytes(b"")
     tolerant = settings_for(
-        StorageLayout(lake.paths).landing.parent, collect={"max_quarantined_share": 0.5}
+        Path(StorageLayout(lake.paths).landing).parent, collect={"max_quarantined_share": 0.5}
     )
     results = chain(tolerant, spark)
     assert all(r.ok for r in results), problems(results)

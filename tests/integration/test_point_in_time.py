@@ -20,7 +20,7 @@ def ts(*values: str) -> pd.Series:
 
 
 def write(settings, view: str, frame: pd.DataFrame) -> None:
-    path = feature_table_path(settings, view)
+    path = Path(feature_table_path(settings, view))
     path.parent.mkdir(parents=True, exist_ok=True)
     _, _, fields = VIEWS[view]
     for name, _, _ in fields:  # features a test does not care about are missing values

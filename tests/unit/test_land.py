@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -37,7 +39,7 @@ def test_land_writes_drops_that_keep_the_source_text(make_settings) -> None:
     landed_rows = [
         line
         for drop in layout.landed_drops("flights")
-        for line in drop.path.read_text().splitlines()[1:]
+        for line in Path(drop.path).read_text().splitlines()[1:]
     ]
     assert sorted(landed_rows) == sorted(source_rows[1:])  # "NA" and every number as delivered
     assert (
@@ -53,7 +55,7 @@ def test_land_writes_drops_that_keep_the_source_text(make_settings) -> None:
 def test_landing_again_changes_nothing_and_never_overwrites(make_settings) -> None:
     settings = make_settings()
     land.run(settings)
-    january = StorageLayout(settings.paths).landing_file("flights", "2013-01")
+    january = Path(StorageLayout(settings.paths).landing_file("flights", "2013-01"))
     january.write_text(january.read_text() + "tampered\n")
     before = january.read_bytes()
     again = land.run(settings)

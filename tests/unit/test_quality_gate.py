@@ -53,7 +53,7 @@ def test_good_data_passes_and_results_are_kept(gate: QualityGate, rules) -> None
     assert result.success, [str(f) for f in result.failures]
     saved = json.loads(Path(result.result_files[0]).read_text())
     assert saved["success"] is True
-    assert (gate.docs_dir / "index.html").is_file()
+    assert (Path(gate.docs_dir) / "index.html").is_file()
 
 
 @pytest.mark.parametrize(
