@@ -84,7 +84,9 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
     manifest_path = fs.join(layout.lake, "features", MANIFEST)
     state = silver_state(layout)
     result.outputs["feature tables"] = fs.join(layout.lake, "features")
-    if fs.is_file(manifest_path) and all(fs.is_file(feature_table_path(settings, v)) for v in VIEWS):
+    if fs.is_file(manifest_path) and all(
+        fs.is_file(feature_table_path(settings, v)) for v in VIEWS
+    ):
         manifest = json.loads(fs.read_text(manifest_path))
         if manifest.get("silver") == state and manifest.get("service") == service_name(settings):
             result.notes.append(
@@ -107,7 +109,9 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
             rules = settings.quality.tables.get(view)
             if rules is not None:
                 outcome = gate.validate(view, frame, row_expectations(rules), label)
-                gate_results[view] = fs.name(outcome.result_files[0]) if outcome.result_files else ""
+                gate_results[view] = (
+                    fs.name(outcome.result_files[0]) if outcome.result_files else ""
+                )
                 if not outcome.success:
                     for failure in outcome.failures:
                         result.fail(f"{view}: {failure}")
@@ -137,7 +141,7 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
                 "built_at": label,
             },
             indent=2,
-        )
+        ),
     )
     return result
 

@@ -199,7 +199,9 @@ def move(source: str, target: str, *, commit_last: str | None = None) -> None:
     ]
     files.sort(key=lambda p: posixpath.basename(p) == commit_last)
     for path in files:
-        filesystem.copy_file(path, posixpath.join(target_path, posixpath.relpath(path, source_path)))
+        filesystem.copy_file(
+            path, posixpath.join(target_path, posixpath.relpath(path, source_path))
+        )
     filesystem.delete_dir(source_path)
 
 

@@ -292,7 +292,9 @@ def test_batch_predict_scores_a_day_like_the_service(
     assert len(scored) == (silver["date"].astype(str) == "2013-03-10").sum()
     assert set(scored["model_version"]) == {"1"}
     assert scored["probability_late"].between(0, 1).all()
-    summary = json.loads((Path(predictions_dir(settings, "2013-03-10")) / "_summary.json").read_text())
+    summary = json.loads(
+        (Path(predictions_dir(settings, "2013-03-10")) / "_summary.json").read_text()
+    )
     assert (summary["flights"], summary["model_version"]) == (len(scored), "1")
 
     # The same flights and feature values through the service's own model give the same scores.
