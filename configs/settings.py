@@ -64,6 +64,7 @@ class LandConfig(Strict):
 
 
 class SparkConfig(Strict):
+    # Empty: whatever spark-submit was given (EMR Serverless sets its own master).
     master: str = "local[*]"
     app_name: str = "flight-delay-mlops"
     driver_memory: str = "4g"

@@ -142,29 +142,45 @@ class FeatureRepo:
 
     @property
     def feature_names(self) -> list[str]:
-        """The service's features, in the order declared in VIEWS.
+        return declared_feature_names()
 
-        Not read back from the Feast objects: Feast does not keep the declared order of a
-        view's fields (it varies between processes), and a model's column order must not.
-        """
-        names = {view.name for view in self.views}
-        return [
-            feature
-            for view, (_, _, fields) in VIEWS.items()
-            if view in names
-            for feature, _, _ in fields
-        ]
+
+def declared_feature_names() -> list[str]:
+    """The service's features, in the order declared in VIEWS.
+
+    Not read back from the Feast objects: Feast does not keep the declared order of a view's
+    fields (it varies between processes), and a model's column order must not.
+    """
+    return [feature for _, _, fields in VIEWS.values() for feature, _, _ in fields]
+
+
+def _source(settings: Settings, view: str) -> Any:
+    """The view's batch source: a parquet file, read by the configured offline store.
+
+    Feast's Spark offline store (the aws profile, on EMR) only reads SparkSources; the others
+    read FileSources. Both point at the same file.
+    """
+    path = feature_table_path(settings, view)
+    if settings.features.offline_store.get("type") == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
+
+        return SparkSource(
+            name=f"{view}_source", path=path, file_format="parquet", timestamp_field=EVENT_TIMESTAMP
+        )
+    return FileSource(
+        name=f"{view}_source",
+        path=path,
+        timestamp_field=EVENT_TIMESTAMP,
+        file_format=ParquetFormat(),
+    )
 
 
 def build_repo(settings: Settings) -> FeatureRepo:
     views: list[Any] = []  # FeatureService wants its own union type
     for name, (entity, ttl, fields) in VIEWS.items():
-        source = FileSource(
-            name=f"{name}_source",
-            path=feature_table_path(settings, name),
-            timestamp_field=EVENT_TIMESTAMP,
-            file_format=ParquetFormat(),
-        )
+        source = _source(settings, name)
         schema = [Field(name=entity.join_key, dtype=String)]
         schema += [
             Field(name=feature, dtype=dtype, description=text) for feature, dtype, text in fields

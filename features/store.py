@@ -13,8 +13,16 @@ from configs import Settings
 log = logging.getLogger(__name__)
 
 
-def feature_store(settings: Settings) -> FeatureStore:
-    """A FeatureStore configured from settings: registry, online and offline stores by type."""
+# What an online-only client (the service) declares as its offline store: it never reads one,
+# and loading the configured one could drag in Spark (the aws profile's offline store).
+ONLINE_ONLY_OFFLINE_STORE = {"type": "duckdb"}
+
+
+def feature_store(settings: Settings, *, online_only: bool = False) -> FeatureStore:
+    """A FeatureStore configured from settings: registry, online and offline stores by type.
+
+    `online_only` is for readers of the online store alone (serving).
+    """
     features = settings.features
     for store in (features.registry, features.online_store):
         path = store.get("path")
@@ -29,7 +37,7 @@ def feature_store(settings: Settings) -> FeatureStore:
         provider="local",
         registry=features.registry,
         online_store=features.online_store,
-        offline_store=features.offline_store,
+        offline_store=ONLINE_ONLY_OFFLINE_STORE if online_only else features.offline_store,
         entity_key_serialization_version=3,
         repo_path=str(Path(__file__).resolve().parent),
     )

@@ -56,9 +56,6 @@ def build_app(
     network = NetworkStack(
         app, stack_name(config, "network"), config=config, logs_key=data.logs_key, env=env
     )
-    spark = SparkStack(
-        app, stack_name(config, "spark"), config=config, vpc=network.vpc, data=data, env=env
-    )
     mlflow = MlflowStack(
         app, stack_name(config, "mlflow"), config=config, vpc=network.vpc, data=data, env=env
     )
@@ -68,6 +65,15 @@ def build_app(
         config=config,
         vpc=network.vpc,
         key=data.key,
+        env=env,
+    )
+    spark = SparkStack(
+        app,
+        stack_name(config, "spark"),
+        config=config,
+        vpc=network.vpc,
+        data=data,
+        secrets=[feature_store.auth_token, mlflow.admin_password],
         env=env,
     )
     serving = ServingStack(

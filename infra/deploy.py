@@ -211,9 +211,14 @@ def rollback(session: Any, config: AwsConfig, *, wait: bool = True) -> Release:
 
 
 # -- Spark on EMR Serverless ----------------------------------------------------------------
-def spark_job_driver(lake_bucket: str, command: str) -> dict[str, Any]:
-    """spark-submit of the same entry point as local: `python -m pipelines <command>`."""
+def spark_job_driver(lake_bucket: str, command: str, environment: dict[str, str]) -> dict[str, Any]:
+    """spark-submit of the same entry point as local: `python -m pipelines <command>`, with the
+    aws profile's endpoints (and the ARNs of its secrets) in the driver's environment."""
     code = f"s3://{lake_bucket}/code"
+    driver_env = [
+        f"--conf spark.emr-serverless.driverEnv.{name}={value}"
+        for name, value in sorted(environment.items())
+    ]
     return {
         "sparkSubmit": {
             "entryPoint": f"{code}/run_pipelines.py",
@@ -223,10 +228,27 @@ def spark_job_driver(lake_bucket: str, command: str) -> dict[str, Any]:
                     f"--conf spark.archives={code}/pipelines-venv.tar.gz#environment",
                     "--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python",
                     "--conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python",
-                    f"--conf spark.emr-serverless.driverEnv.MLOPS_LAKE_BUCKET={lake_bucket}",
+                    *driver_env,
                 ]
             ),
         }
+    }
+
+
+def job_environment(cloudformation: Any, config: AwsConfig) -> dict[str, str]:
+    """What the aws profile reads from the environment, from the stacks' outputs."""
+    data = stack_outputs(cloudformation, f"{config.name}-data")
+    store = stack_outputs(cloudformation, f"{config.name}-feature-store")
+    mlflow = stack_outputs(cloudformation, f"{config.name}-mlflow")
+    return {
+        "MLOPS_ENV": "aws",
+        "MLOPS_LANDING_BUCKET": data["LandingBucket"],
+        "MLOPS_LAKE_BUCKET": data["LakeBucket"],
+        "MLOPS_REDIS_ENDPOINT": store["RedisEndpoint"],
+        "MLOPS_REDIS_AUTH_TOKEN_SECRET_ARN": store["RedisAuthTokenSecret"],
+        "MLFLOW_TRACKING_URI": mlflow["TrackingUri"],
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD_SECRET_ARN": mlflow["AdminPasswordSecret"],
     }
 
 
@@ -256,6 +278,7 @@ def run_spark_jobs(
     application_id: str,
     role_arn: str,
     lake_bucket: str,
+    environment: dict[str, str],
     commands: Sequence[str] = SPARK_JOBS,
     *,
     poll_s: float = JOB_POLL_S,
@@ -268,7 +291,7 @@ def run_spark_jobs(
             applicationId=application_id,
             executionRoleArn=role_arn,
             name=f"pipelines-{command}",
-            jobDriver=spark_job_driver(lake_bucket, command),
+            jobDriver=spark_job_driver(lake_bucket, command, environment),
             configurationOverrides={
                 "monitoringConfiguration": {
                     "s3MonitoringConfiguration": {"logUri": f"s3://{lake_bucket}/emr-logs/"}
@@ -345,7 +368,13 @@ def deploy(
 
     with tempfile.TemporaryDirectory(prefix="emr-code-") as workdir:
         upload_spark_code(session.client("s3"), lake_bucket, run, Path(workdir))
-    run_spark_jobs(emr, spark["ApplicationId"], spark["JobRoleArn"], lake_bucket)
+    run_spark_jobs(
+        emr,
+        spark["ApplicationId"],
+        spark["JobRoleArn"],
+        lake_bucket,
+        job_environment(cloudformation, config),
+    )
     print(f"serving {bento} at {serving['Url']}")
     return release
 

@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import Field
 
 from configs import load_settings
-from features.definitions import build_repo
+from features.definitions import declared_feature_names, service_name
 from features.online import OnlineStoreUnavailable, online_features
 from features.request import request_features
 from features.store import feature_store
@@ -75,9 +75,8 @@ class FlightDelayService:
         # The native booster, not the pyfunc wrapper: missing online features are NaN by design,
         # and LightGBM routes them as it learned to; the feature order comes from the model.
         self.model = mlflow.lightgbm.load_model(stored.path_of("mlflow_model"))
-        self.repo = build_repo(self.settings)
-        self.store = feature_store(self.settings)
-        self.service = self.store.get_feature_service(self.repo.service.name)
+        self.store = feature_store(self.settings, online_only=True)
+        self.service = self.store.get_feature_service(service_name(self.settings))
         log.info(
             "serving model version %s with %d features",
             self.model_version,
@@ -96,7 +95,7 @@ class FlightDelayService:
         )
         frame = pd.concat([request, online], axis=1)
         inputs = frame[self.features].astype("float64")
-        absent = frame[self.repo.feature_names].isna()
+        absent = frame[declared_feature_names()].isna()
         missing = [[name for name, gone in row.items() if gone] for _, row in absent.iterrows()]
         return inputs, missing
 

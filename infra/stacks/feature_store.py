@@ -76,3 +76,4 @@ class FeatureStoreStack(Stack):
         )
         self.endpoint = self.redis.attr_primary_end_point_address
         CfnOutput(self, "RedisEndpoint", value=self.endpoint)
+        CfnOutput(self, "RedisAuthTokenSecret", value=self.auth_token.secret_arn)

@@ -8,9 +8,11 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_emrserverless as emr
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
+from infra.stacks.common import allow_secret_decryption
 from infra.stacks.data import DataStack, grant_data
 from infra.stacks.network import APP_SUBNETS
 
@@ -27,6 +29,7 @@ class SparkStack(Stack):
         config: AwsConfig,
         vpc: ec2.IVpc,
         data: DataStack,
+        secrets: list[secretsmanager.ISecret],
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -49,6 +52,14 @@ class SparkStack(Stack):
                 (data.lake, LOG_PREFIX),
             ],
         )
+        # The entry point reads the online store's token and MLflow's password itself.
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[secret.secret_arn for secret in secrets],
+            )
+        )
+        allow_secret_decryption(self.job_role, data.key)
         security_group = ec2.SecurityGroup(
             self,
             "JobSecurityGroup",

@@ -15,9 +15,12 @@ _FAST_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 def get_spark(config: SparkConfig) -> SparkSession:
     """Return the process's Spark session, creating it on first use."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder
+    # Empty: the master spark-submit was given (EMR Serverless sets its own).
+    if config.master:
+        builder = builder.master(config.master)
     builder = (
-        SparkSession.builder.master(config.master)
-        .appName(config.app_name)
+        builder.appName(config.app_name)
         .config("spark.driver.memory", config.driver_memory)
         .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
         # Timestamps are instants in UTC everywhere; local clock times are converted on entry.

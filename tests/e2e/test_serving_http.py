@@ -4,6 +4,7 @@ slice, checked over HTTP for readiness, good answers and 4xx for client mistakes
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -311,3 +312,32 @@ def test_batch_predict_refuses_a_bad_period(trained_root: Path, spark) -> None:
         settings_for(trained_root), ("batch-predict",), spark=spark, handoff={"period": "2013-13"}
     )
     assert not results[0].ok and "--date YYYY-MM-DD or --month YYYY-MM" in problems(results)
+
+
+def test_batch_predict_with_the_spark_offline_store_scores_the_same(
+    trained_root: Path, spark, tmp_path: Path
+) -> None:
+    """The aws profile joins point-in-time in Spark (on EMR), not DuckDB: the same flights get
+    the same scores either way."""
+    from pipelines.batch_predict import predictions_dir
+
+    root = tmp_path / "spark-store"
+    shutil.copytree(trained_root, root, ignore=shutil.ignore_patterns("serve-*.log"))
+    duckdb_settings = settings_for(root)
+    spark_settings = duckdb_settings.with_overrides(
+        {"features": {"offline_store": {"type": "spark"}}}
+    )
+    day = "2013-03-10"
+    for current in (duckdb_settings, spark_settings):
+        # `features` registers the repository again, with Spark sources for the Spark store
+        results = run_chain(
+            current, ("features", "batch-predict"), spark=spark, handoff={"period": day}
+        )
+        assert all(r.ok for r in results), problems(results)
+        scored = pd.read_parquet(predictions_dir(current, day)).sort_values("flight_id")
+        if current is duckdb_settings:
+            expected = scored
+    assert list(scored["flight_id"]) == list(expected["flight_id"])
+    assert list(scored["probability_late"]) == pytest.approx(
+        list(expected["probability_late"]), abs=1e-12
+    )

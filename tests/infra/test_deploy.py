@@ -18,7 +18,7 @@ from infra import deploy
 from infra.config import infra_config
 from tests.infra.moto_templates import for_moto
 
-ORDER = ("data", "network", "spark", "mlflow", "feature-store", "serving")
+ORDER = ("data", "network", "mlflow", "feature-store", "spark", "serving")
 BOOTSTRAP_VERSION = "/cdk-bootstrap/hnb659fds/version"  # what `cdk bootstrap` leaves in SSM
 
 
@@ -133,6 +133,15 @@ def test_deploy_rolls_the_service_records_the_release_and_runs_spark(
     (application,) = emr.list_applications()["applications"]
     runs = emr.list_job_runs(applicationId=application["id"])["jobRuns"]
     assert sorted(r["name"] for r in runs) == ["pipelines-collect", "pipelines-features"]
+    (first, *_) = runs
+    driver = emr.get_job_run(applicationId=application["id"], jobRunId=first["id"])["jobRun"][
+        "jobDriver"
+    ]["sparkSubmit"]
+    assert driver["entryPointArguments"][:2] == ["--env", "aws"]
+    parameters = driver["sparkSubmitParameters"]
+    assert f"driverEnv.MLOPS_LAKE_BUCKET={lake}" in parameters
+    assert "driverEnv.MLOPS_REDIS_AUTH_TOKEN_SECRET_ARN=" in parameters
+    assert "MLOPS_REDIS_AUTH_TOKEN=" not in parameters  # a secret's ARN, never its value
 
 
 def test_rollback_restores_the_previous_image(aws, synthesized, templates) -> None:
@@ -177,6 +186,7 @@ def test_a_failed_spark_job_stops_the_deploy_with_where_to_look(aws) -> None:
             application["applicationId"],
             "arn:aws:iam::123456789012:role/r",
             "lake",
+            {"MLOPS_LAKE_BUCKET": "lake"},
             poll_s=0,
         )
 
@@ -211,3 +221,18 @@ def test_make_deploy_without_credentials_stops_at_once_and_says_what_is_missing(
     assert done.returncode == 2
     assert "no AWS credentials found" in done.stderr
     assert "AWS_PROFILE" in done.stderr
+
+
+def test_the_emr_entry_point_reads_its_secrets_by_arn(aws, monkeypatch) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "infra" / "images" / "emr" / "run_pipelines.py"
+    spec = importlib.util.spec_from_file_location("run_pipelines", path)
+    assert spec is not None and spec.loader is not None
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    arn = aws.client("secretsmanager").create_secret(Name="token", SecretString="s3cr3t")["ARN"]
+    monkeypatch.setenv("MLOPS_REDIS_AUTH_TOKEN_SECRET_ARN", arn)
+    monkeypatch.setenv("MLOPS_REDIS_AUTH_TOKEN", "not-read-yet")  # restored after the test
+    entry.load_secrets()
+    assert os.environ["MLOPS_REDIS_AUTH_TOKEN"] == "s3cr3t"

@@ -40,7 +40,8 @@ def test_every_shipped_environment_loads() -> None:
         },
     )
     assert aws.paths.lake == "s3://lake-b/lake"
-    assert aws.spark.master == "yarn"
+    assert aws.spark.master == ""  # spark-submit decides on EMR
+    assert aws.features.offline_store == {"type": "spark"}
     assert aws.features.online_store["connection_string"].startswith("redis.internal:6379,ssl=true")
     assert aws.features.registry["path"] == "s3://lake-b/feast/registry.db"
     assert aws.aws.serving.health_check_path == "/readyz"
