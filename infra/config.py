@@ -13,6 +13,11 @@ from collections.abc import Mapping
 from configs import load_settings
 from configs.settings import AwsConfig
 
+# The serving stack's image parameter, shared by the stack and the deploy scripts (which must
+# not import the CDK: preflight answers in a second, without Node).
+IMAGE_TAG_PARAMETER = "ImageTag"
+NO_IMAGE = "none"
+
 RUNTIME_VARIABLES = (
     "MLOPS_LANDING_BUCKET",
     "MLOPS_LAKE_BUCKET",

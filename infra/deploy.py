@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from configs.settings import AwsConfig
-from infra.config import infra_config
-from infra.stacks.serving import IMAGE_TAG_PARAMETER, NO_IMAGE
+from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE, infra_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CDK_CLI = ["npx", "--yes", "aws-cdk@2"]
-SPARK_JOBS = ("collect", "features")
+# The data stages of the chain, as `python -m pipelines` runs them locally.
+SPARK_JOBS = ("collect", "validate", "features")
 JOB_POLL_S = 15
 
 
@@ -211,7 +211,9 @@ def rollback(session: Any, config: AwsConfig, *, wait: bool = True) -> Release:
 
 
 # -- Spark on EMR Serverless ----------------------------------------------------------------
-def spark_job_driver(lake_bucket: str, command: str, environment: dict[str, str]) -> dict[str, Any]:
+def spark_job_driver(
+    lake_bucket: str, command: Sequence[str], environment: dict[str, str]
+) -> dict[str, Any]:
     """spark-submit of the same entry point as local: `python -m pipelines <command>`, with the
     aws profile's endpoints (and the ARNs of its secrets) in the driver's environment."""
     code = f"s3://{lake_bucket}/code"
@@ -222,7 +224,7 @@ def spark_job_driver(lake_bucket: str, command: str, environment: dict[str, str]
     return {
         "sparkSubmit": {
             "entryPoint": f"{code}/run_pipelines.py",
-            "entryPointArguments": ["--env", "aws", command],
+            "entryPointArguments": ["--env", "aws", *command],
             "sparkSubmitParameters": " ".join(
                 [
                     f"--conf spark.archives={code}/pipelines-venv.tar.gz#environment",
@@ -279,18 +281,20 @@ def run_spark_jobs(
     role_arn: str,
     lake_bucket: str,
     environment: dict[str, str],
-    commands: Sequence[str] = SPARK_JOBS,
+    commands: Sequence[Sequence[str]] = tuple((job,) for job in SPARK_JOBS),
     *,
     poll_s: float = JOB_POLL_S,
     timeout_s: float = 3600,
 ) -> dict[str, str]:
-    """Run each command as a job, one after another; stop at the first that does not succeed."""
+    """Run each command (`python -m pipelines` arguments) as a job, one after another; stop at
+    the first that does not succeed."""
     states = {}
     for command in commands:
+        label = " ".join(command)
         started = emr.start_job_run(
             applicationId=application_id,
             executionRoleArn=role_arn,
-            name=f"pipelines-{command}",
+            name=f"pipelines-{command[0]}",
             jobDriver=spark_job_driver(lake_bucket, command, environment),
             configurationOverrides={
                 "monitoringConfiguration": {
@@ -306,11 +310,11 @@ def run_spark_jobs(
             if state in ("SUCCESS", "FAILED", "CANCELLED") or time.monotonic() > deadline:
                 break
             time.sleep(poll_s)
-        states[command] = state
-        print(f"EMR Serverless job {command}: {state}")
+        states[label] = state
+        print(f"EMR Serverless job {label}: {state}")
         if state != "SUCCESS":
             raise DeployError(
-                f"the {command} job ended {state}: see s3://{lake_bucket}/emr-logs/ "
+                f"the {label} job ended {state}: see s3://{lake_bucket}/emr-logs/ "
                 f"(job run {started['jobRunId']})"
             )
     return states
@@ -388,6 +392,21 @@ def bento_tag(package_output: str) -> str:
     raise DeployError(f"the package stage reported no Bento:\n{package_output[-2000:]}")
 
 
+def run_on_emr(session: Any, config: AwsConfig, command: Sequence[str]) -> dict[str, str]:
+    """One `python -m pipelines` command as an EMR Serverless job (the deployed code)."""
+    cloudformation = session.client("cloudformation")
+    spark = stack_outputs(cloudformation, f"{config.name}-spark")
+    environment = job_environment(cloudformation, config)
+    return run_spark_jobs(
+        session.client("emr-serverless"),
+        spark["ApplicationId"],
+        spark["JobRoleArn"],
+        environment["MLOPS_LAKE_BUCKET"],
+        environment,
+        [tuple(command)],
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
@@ -398,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["deploy", "rollback", "releases", "preflight"])
+    parser.add_argument("command", choices=["deploy", "rollback", "releases", "preflight", "spark"])
+    parser.add_argument(
+        "pipeline_args",
+        nargs=argparse.REMAINDER,
+        help="with `spark`: a `python -m pipelines` command to run on EMR, e.g. batch-predict --month 2013-12",
+    )
     parser.add_argument(
         "--app-python",
         default=str(ROOT / ".venv" / "bin" / "python"),
@@ -422,6 +446,13 @@ def main(argv: list[str] | None = None) -> int:
             print("ready to deploy")
         elif args.command == "deploy":
             deploy(session, config, app_python=args.app_python, package_env=args.package_env)
+        elif args.command == "spark":
+            check_credentials(session)
+            if not args.pipeline_args:
+                raise DeployError(
+                    "say which command to run, e.g. `spark batch-predict --month 2013-12`"
+                )
+            run_on_emr(session, config, args.pipeline_args)
         elif args.command == "rollback":
             check_credentials(session)
             rollback(session, config)

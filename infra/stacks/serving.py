@@ -16,13 +16,11 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
+from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE
 from infra.stacks.common import allow_secret_decryption, image_repository, log_group, task_secret
 from infra.stacks.data import DataStack, grant_data
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.network import APP_SUBNETS
-
-NO_IMAGE = "none"
-IMAGE_TAG_PARAMETER = "ImageTag"
 
 
 class ServingStack(Stack):

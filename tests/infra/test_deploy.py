@@ -132,7 +132,11 @@ def test_deploy_rolls_the_service_records_the_release_and_runs_spark(
     emr = aws.client("emr-serverless")
     (application,) = emr.list_applications()["applications"]
     runs = emr.list_job_runs(applicationId=application["id"])["jobRuns"]
-    assert sorted(r["name"] for r in runs) == ["pipelines-collect", "pipelines-features"]
+    assert sorted(r["name"] for r in runs) == [
+        "pipelines-collect",
+        "pipelines-features",
+        "pipelines-validate",
+    ]
     (first, *_) = runs
     driver = emr.get_job_run(applicationId=application["id"], jobRunId=first["id"])["jobRun"][
         "jobDriver"
@@ -165,6 +169,20 @@ def test_rollback_restores_the_previous_image(aws, synthesized, templates) -> No
     with pytest.raises(deploy.DeployError, match="nothing to roll back to"):
         deploy.rollback(aws, config)
     assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "first1"
+
+
+def test_batch_predict_runs_on_emr_with_the_same_entry_point(aws, synthesized, templates) -> None:
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    states = deploy.run_on_emr(aws, config, ["batch-predict", "--month", "2013-12"])
+    assert states == {"batch-predict --month 2013-12": "SUCCESS"}
+    emr = aws.client("emr-serverless")
+    (application,) = emr.list_applications()["applications"]
+    (run,) = emr.list_job_runs(applicationId=application["id"])["jobRuns"]
+    driver = emr.get_job_run(applicationId=application["id"], jobRunId=run["id"])["jobRun"][
+        "jobDriver"
+    ]["sparkSubmit"]
+    assert driver["entryPointArguments"] == ["--env", "aws", "batch-predict", "--month", "2013-12"]
 
 
 def test_a_failed_spark_job_stops_the_deploy_with_where_to_look(aws) -> None:
