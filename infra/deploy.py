@@ -18,11 +18,13 @@ registry's `champion` alias is moved with `python -m pipelines rollback` from in
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -281,7 +283,7 @@ def run_spark_jobs(
     role_arn: str,
     lake_bucket: str,
     environment: dict[str, str],
-    commands: Sequence[Sequence[str]] = tuple((job,) for job in SPARK_JOBS),
+    commands: Sequence[Sequence[str]],
     *,
     poll_s: float = JOB_POLL_S,
     timeout_s: float = 3600,
@@ -347,40 +349,39 @@ def deploy(
             f"{infra_python} -m infra.app",
         ]
     )
-    cloudformation, ecs, ecr, ssm, emr = (
-        session.client(n) for n in ("cloudformation", "ecs", "ecr", "ssm", "emr-serverless")
-    )
+    cloudformation, ecs, ssm = (session.client(n) for n in ("cloudformation", "ecs", "ssm"))
     serving = stack_outputs(cloudformation, f"{config.name}-serving")
-    lake_bucket = stack_outputs(cloudformation, f"{config.name}-data")["LakeBucket"]
-    # The Bento of the champion, built by the platform's own venv where the registry is.
-    bento = bento_tag(run([app_python, "-m", "pipelines", "--env", package_env, "package"]))
-    image_tag = bento.split(":", 1)[1]
-    image = f"{serving['RepositoryUri']}:{image_tag}"
-    run([app_python, "-m", "bentoml", "containerize", bento, "--image-tag", image])
-    token = ecr.get_authorization_token()["authorizationData"][0]
-    registry = token["proxyEndpoint"]
-    import base64
-
-    user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
-    run(["docker", "login", "--username", user, "--password-stdin", registry], password)
-    run(["docker", "push", image])
+    bento, image_tag = push_serving_image(
+        session.client("ecr"), run, app_python, package_env, serving["RepositoryUri"]
+    )
     roll_service(cloudformation, ecs, f"{config.name}-serving", image_tag, wait=wait)
     release = Release(image_tag, bento, _now())
     record_release(ssm, config, release)
-    spark = stack_outputs(cloudformation, f"{config.name}-spark")
-    import tempfile
-
+    lake_bucket = stack_outputs(cloudformation, f"{config.name}-data")["LakeBucket"]
     with tempfile.TemporaryDirectory(prefix="emr-code-") as workdir:
         upload_spark_code(session.client("s3"), lake_bucket, run, Path(workdir))
-    run_spark_jobs(
-        emr,
-        spark["ApplicationId"],
-        spark["JobRoleArn"],
-        lake_bucket,
-        job_environment(cloudformation, config),
-    )
+    run_on_emr(session, config, [(job,) for job in SPARK_JOBS])
     print(f"serving {bento} at {serving['Url']}")
     return release
+
+
+def push_serving_image(
+    ecr: Any, run: Run, app_python: str, package_env: str, repository_uri: str
+) -> tuple[str, str]:
+    """Build the champion's Bento (the platform's venv, where the registry is), containerize
+    it and push it under the Bento's version. Returns (Bento tag, image tag)."""
+    bento = bento_tag(run([app_python, "-m", "pipelines", "--env", package_env, "package"]))
+    image_tag = bento.split(":", 1)[1]
+    image = f"{repository_uri}:{image_tag}"
+    run([app_python, "-m", "bentoml", "containerize", bento, "--image-tag", image])
+    token = ecr.get_authorization_token()["authorizationData"][0]
+    user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
+    run(
+        ["docker", "login", "--username", user, "--password-stdin", token["proxyEndpoint"]],
+        password,
+    )
+    run(["docker", "push", image])
+    return bento, image_tag
 
 
 def bento_tag(package_output: str) -> str:
@@ -392,8 +393,10 @@ def bento_tag(package_output: str) -> str:
     raise DeployError(f"the package stage reported no Bento:\n{package_output[-2000:]}")
 
 
-def run_on_emr(session: Any, config: AwsConfig, command: Sequence[str]) -> dict[str, str]:
-    """One `python -m pipelines` command as an EMR Serverless job (the deployed code)."""
+def run_on_emr(
+    session: Any, config: AwsConfig, commands: Sequence[Sequence[str]]
+) -> dict[str, str]:
+    """`python -m pipelines` commands as EMR Serverless jobs, in order (the deployed code)."""
     cloudformation = session.client("cloudformation")
     spark = stack_outputs(cloudformation, f"{config.name}-spark")
     environment = job_environment(cloudformation, config)
@@ -403,7 +406,7 @@ def run_on_emr(session: Any, config: AwsConfig, command: Sequence[str]) -> dict[
         spark["JobRoleArn"],
         environment["MLOPS_LAKE_BUCKET"],
         environment,
-        [tuple(command)],
+        commands,
     )
 
 
@@ -452,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise DeployError(
                     "say which command to run, e.g. `spark batch-predict --month 2013-12`"
                 )
-            run_on_emr(session, config, args.pipeline_args)
+            run_on_emr(session, config, [args.pipeline_args])
         elif args.command == "rollback":
             check_credentials(session)
             rollback(session, config)

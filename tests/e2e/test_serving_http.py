@@ -103,7 +103,13 @@ def test_health_and_metrics(server: str) -> None:
     assert requests.get(f"{server}/livez", timeout=5).status_code == 200
     requests.post(f"{server}/predict", json={"flights": [FLIGHT]}, timeout=30)
     metrics = requests.get(f"{server}/metrics", timeout=5).text
-    assert "flight_delay_predictions_total" in metrics
+    assert 'flight_delay_predictions_total{model_version="1"}' in metrics
+    # latency histograms, per endpoint
+    assert any(
+        line.startswith("bentoml_service_request_duration_seconds_bucket{")
+        and 'endpoint="/predict"' in line
+        for line in metrics.splitlines()
+    ), metrics[:2000]
 
 
 def in_process_service(

@@ -174,7 +174,7 @@ def test_rollback_restores_the_previous_image(aws, synthesized, templates) -> No
 def test_batch_predict_runs_on_emr_with_the_same_entry_point(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
     config = infra_config(environ={})
-    states = deploy.run_on_emr(aws, config, ["batch-predict", "--month", "2013-12"])
+    states = deploy.run_on_emr(aws, config, [["batch-predict", "--month", "2013-12"]])
     assert states == {"batch-predict --month 2013-12": "SUCCESS"}
     emr = aws.client("emr-serverless")
     (application,) = emr.list_applications()["applications"]
@@ -205,6 +205,7 @@ def test_a_failed_spark_job_stops_the_deploy_with_where_to_look(aws) -> None:
             "arn:aws:iam::123456789012:role/r",
             "lake",
             {"MLOPS_LAKE_BUCKET": "lake"},
+            [("collect",)],
             poll_s=0,
         )
 
