@@ -7,6 +7,7 @@ definitions and request-feature code as training, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from datetime import UTC, datetime
@@ -83,6 +84,10 @@ class FlightDelayService:
             len(self.features),
             extra={"bentoml_model": str(stored.tag), "feature_service": self.service.name},
         )
+        # Everything loaded so far (libraries, model, registry) lives as long as the worker:
+        # moved out of the collector's view, full collections no longer walk it on a request.
+        gc.collect()
+        gc.freeze()
 
     def vectors(self, flights: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
         """Model inputs for `flights` (online features + request features) and what was missing."""

@@ -3,6 +3,7 @@ slice, checked over HTTP for readiness, good answers and 4xx for client mistakes
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import signal
@@ -120,7 +121,9 @@ def in_process_service(
 
     monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(_deep_merge(slice_overrides(root), overrides)))
     monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", champion_model_tag(settings_for(root)))
-    return FlightDelayService()
+    service = FlightDelayService()
+    gc.unfreeze()  # the service freezes the worker's heap; this test process is not a worker
+    return service
 
 
 def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]) -> None:
