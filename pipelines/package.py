@@ -7,6 +7,7 @@ what the gate promoted. The Bento holds its own Dockerfile (env/docker/Dockerfil
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 BENTOFILE = ROOT / "serving" / "bentofile.yaml"
 MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"  # read by serving.service
+# The LightGBM flavour's model file, and the metadata key of its sha256 (checked by serving:
+# LightGBM aborts the whole process on a truncated model file instead of raising).
+MODEL_FILE = "model.lgb"
+MODEL_DIGEST = "model_sha256"
 
 
 def _bentoml(settings: Settings) -> Any:
@@ -57,16 +62,22 @@ def import_champion(settings: Settings, tracker: Tracker) -> tuple[Any, Any]:
         if stored.info.labels.get("mlflow_run_id") == champion.run_id:
             return champion, stored
     metadata = tracker.mlflow.models.get_model_info(champion.uri).metadata or {}
-    stored = bentoml.mlflow.import_model(
-        name,
-        model_uri=champion.uri,
-        labels={"mlflow_model_version": champion.version, "mlflow_run_id": champion.run_id},
-        metadata={
-            "threshold": metadata["threshold"],
-            "features": metadata["features"],
-            "feature_service": metadata["feature_service"],
-        },
-    )
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        # Imported from a local copy, so the digest the service checks is of exactly these bytes.
+        local = Path(
+            tracker.mlflow.artifacts.download_artifacts(artifact_uri=champion.uri, dst_path=tmp)
+        )
+        stored = bentoml.mlflow.import_model(
+            name,
+            model_uri=str(local),
+            labels={"mlflow_model_version": champion.version, "mlflow_run_id": champion.run_id},
+            metadata={
+                "threshold": metadata["threshold"],
+                "features": metadata["features"],
+                "feature_service": metadata["feature_service"],
+                MODEL_DIGEST: hashlib.sha256((local / MODEL_FILE).read_bytes()).hexdigest(),
+            },
+        )
     return champion, stored
 
 

@@ -8,10 +8,12 @@ definitions and request-feature code as training, so the two cannot drift apart.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import os
 from datetime import UTC, datetime
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import bentoml
 import mlflow
@@ -34,6 +36,8 @@ from serving.schemas import (
 )
 
 MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"
+MODEL_FILE = "model.lgb"  # as pipelines.package records it
+MODEL_DIGEST = "model_sha256"
 log = logging.getLogger("serving")
 
 PREDICTIONS = bentoml.metrics.Counter(
@@ -53,6 +57,47 @@ STORE_FAILURES = bentoml.metrics.Counter(
 )
 
 
+class ModelUnavailable(RuntimeError):
+    """The model the service must serve is missing, unreadable or not the one described."""
+
+
+def load_booster(tag: str, path: str, features: list[str], digest: str | None) -> Any:
+    """The LightGBM booster at `path`, checked against the digest and the inputs its metadata
+    recorded when it was packaged.
+
+    The native booster, not the pyfunc wrapper: missing online features are NaN by design, and
+    LightGBM routes them as it learned to. A missing or corrupt artifact stops the service from
+    starting (so it never becomes ready), with a message saying which model and what to do.
+    """
+    model_file = Path(path) / MODEL_FILE
+    if not model_file.is_file():
+        raise ModelUnavailable(
+            f"model {tag} has no {MODEL_FILE} in {path}: the artifact is missing; "
+            "rebuild the Bento with `python -m pipelines package`"
+        )
+    if digest is None:
+        log.warning("model %s carries no %s: its file cannot be checked", tag, MODEL_DIGEST)
+    elif hashlib.sha256(model_file.read_bytes()).hexdigest() != digest:
+        # Checked before LightGBM reads it: LightGBM aborts the process on a truncated file.
+        raise ModelUnavailable(
+            f"model {tag}: {model_file} does not match the digest recorded when it was "
+            "packaged; the artifact is corrupt: rebuild the Bento with `python -m pipelines package`"
+        )
+    try:
+        booster = mlflow.lightgbm.load_model(path)
+    except Exception as err:  # a missing file, a truncated model, a bad MLmodel: all the same here
+        raise ModelUnavailable(
+            f"model {tag} cannot be loaded from {path} ({type(err).__name__}: {err}); the "
+            "artifact is missing or corrupt: rebuild the Bento with `python -m pipelines package`"
+        ) from err
+    if list(booster.feature_name()) != features:
+        raise ModelUnavailable(
+            f"model {tag} takes {booster.feature_name()} but its metadata says {features}: "
+            "the artifact does not match its description"
+        )
+    return booster
+
+
 @bentoml.service(
     name="flight_delay_service",
     traffic={"timeout": 10, "max_concurrency": 64},
@@ -67,15 +112,24 @@ class FlightDelayService:
             raise RuntimeError(
                 f"{MODEL_TAG_ENV} is not set: serve a Bento built by `python -m pipelines package`"
             )
-        stored = bentoml.models.get(tag)
+        try:
+            stored = bentoml.models.get(tag)
+        except bentoml.exceptions.NotFound:
+            raise ModelUnavailable(
+                f"model {tag} is not in the BentoML store ({os.environ.get('BENTOML_HOME')}): "
+                "rebuild the Bento with `python -m pipelines package`"
+            ) from None
         metadata = stored.info.metadata
         self.model_version = str(stored.info.labels.get("mlflow_model_version", stored.tag.version))
         use_json_logs(self.model_version)
         self.features: list[str] = [str(name) for name in metadata["features"]]  # type: ignore[union-attr]
         self.threshold = float(str(metadata["threshold"]))
-        # The native booster, not the pyfunc wrapper: missing online features are NaN by design,
-        # and LightGBM routes them as it learned to; the feature order comes from the model.
-        self.model = mlflow.lightgbm.load_model(stored.path_of("mlflow_model"))
+        self.model = load_booster(
+            tag,
+            stored.path_of("mlflow_model"),
+            self.features,
+            str(metadata[MODEL_DIGEST]) if MODEL_DIGEST in metadata else None,  # type: ignore[operator]
+        )
         self.store = feature_store(self.settings, online_only=True)
         self.service = self.store.get_feature_service(service_name(self.settings))
         log.info(

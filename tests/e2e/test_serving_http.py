@@ -350,3 +350,36 @@ def test_batch_predict_with_the_spark_offline_store_scores_the_same(
     assert list(scored["probability_late"]) == pytest.approx(
         list(expected["probability_late"]), abs=1e-12
     )
+
+
+def test_a_missing_model_stops_the_service_with_what_to_do(
+    trained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.service import ModelUnavailable
+
+    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(slice_overrides(trained_root)))
+    monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", "flight_delay:doesnotexist")
+    with pytest.raises(ModelUnavailable, match=r"flight_delay:doesnotexist is not in the BentoML"):
+        FlightDelayService()
+
+
+def test_a_corrupt_model_file_stops_the_service_with_a_message(
+    trained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The champion's model file truncated in the store: the service refuses to start (so it
+    never becomes ready) and says which model and what to do; the file is put back after."""
+    from serving.__main__ import champion_model_tag
+    from serving.service import ModelUnavailable
+
+    tag = champion_model_tag(settings_for(trained_root))
+    (model_file,) = Path(bentoml.models.get(tag).path_of("mlflow_model")).glob("model.lgb")
+    intact = model_file.read_bytes()
+    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(slice_overrides(trained_root)))
+    monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", tag)
+    try:
+        model_file.write_bytes(intact[: len(intact) // 3])
+        with pytest.raises(ModelUnavailable, match=rf"model {tag}: .* the artifact is corrupt"):
+            FlightDelayService()
+    finally:
+        model_file.write_bytes(intact)
+    assert model_file.read_bytes() == intact
