@@ -53,6 +53,9 @@ class LandConfig(Strict):
     months: list[str] = Field(default_factory=list)
     # Drop id of the reference tables (airports, airlines, planes), delivered once.
     snapshot_id: str = "2013"
+    # Scale factor for benchmarks: N lands the source N times, copy k moved k years later
+    # with its own tail numbers (a new fleet), so 1 is the real data, 10 about 3.4M flights.
+    scale_factor: int = Field(1, ge=1, le=99)
 
     @field_validator("months")
     @classmethod
@@ -82,6 +85,9 @@ class CollectConfig(Strict):
     extra_timezones: dict[str, str] = Field(default_factory=dict)
     # How many example bad rows a quarantine reason file lists.
     examples_in_reason: int = Field(5, ge=0)
+    # New drops of one table collected by one Spark job: fewer jobs (each costs seconds of
+    # scheduling), memory bounded by this many drops whatever the size of the backlog.
+    drops_per_job: int = Field(24, ge=1)
 
 
 class Range(Strict):

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
 PROBLEMS = "_problems"
+# Which drop a row came from, while drops are collected together; written as the partition
+# directory `drop_id=<id>`, which is the drop's directory in the lake.
+DROP_ID = "drop_id"
 _CHUNK = 1 << 20
 
 
@@ -94,6 +97,11 @@ def raw_schema(header: list[str]) -> T.StructType:
     return T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
 
 
+def _carried(frame: DataFrame) -> list[str]:
+    """Bookkeeping columns the transforms pass through untouched (the drop id, when present)."""
+    return [DROP_ID] if DROP_ID in frame.columns else []
+
+
 def parse(raw: DataFrame, source: Source) -> DataFrame:
     """Cast each column to its contract type; `_problems` lists what did not parse, per row."""
     typed = [F.col(name).try_cast(kind).alias(name) for name, kind in source.columns.items()]
@@ -108,7 +116,11 @@ def parse(raw: DataFrame, source: Source) -> DataFrame:
         )
         for name, kind in source.columns.items()
     ]
-    return raw.select(*typed, F.filter(F.array(*problems), lambda p: p.isNotNull()).alias(PROBLEMS))
+    return raw.select(
+        *typed,
+        F.filter(F.array(*problems), lambda p: p.isNotNull()).alias(PROBLEMS),
+        *_carried(raw),
+    )
 
 
 def _local_to_utc(day: Column, hhmm: Column, zone: Column, plus_days: Column | int = 0) -> Column:
@@ -183,6 +195,7 @@ def flights_to_silver(flights: DataFrame, timezones: DataFrame) -> DataFrame:
         "time_hour",
         F.date_format(day, "yyyy-MM-dd").alias("date"),
         F.concat(F.col(PROBLEMS), F.filter(tz_problems, lambda p: p.isNotNull())).alias(PROBLEMS),
+        *_carried(flights),
     )
 
 
@@ -204,7 +217,12 @@ def weather_to_silver(weather: DataFrame, timezones: DataFrame) -> DataFrame:
         "visib",
     ]
     return weather.select(
-        "origin", "time_hour", *measures, F.date_format(day, "yyyy-MM-dd").alias("date"), PROBLEMS
+        "origin",
+        "time_hour",
+        *measures,
+        F.date_format(day, "yyyy-MM-dd").alias("date"),
+        PROBLEMS,
+        *_carried(weather),
     )
 
 
@@ -215,20 +233,19 @@ SILVER_TRANSFORMS: dict[str, Callable[[DataFrame, DataFrame], DataFrame]] = {
 
 
 def bronze_frame(typed: DataFrame, source: Source) -> DataFrame:
-    columns = [*source.column_names]
+    columns = [*source.column_names, *_carried(typed)]
     if source.monthly:
         day = F.make_date("year", "month", "day")
         return typed.select(*columns, F.date_format(day, "yyyy-MM-dd").alias("date"))
     return typed.select(*columns)
 
 
-def with_ingest_metadata(
-    frame: DataFrame, marker_hash: str, source_file: str, ingested_at: datetime
-) -> DataFrame:
-    return frame.select(
-        "*",
-        F.lit(marker_hash).alias("_content_hash"),
-        F.lit(source_file).alias("_source_file"),
+def with_ingest_metadata(frame: DataFrame, drops: DataFrame, ingested_at: datetime) -> DataFrame:
+    """Each row with its drop's content hash and file name (`drops`: one row per drop id)."""
+    return frame.join(F.broadcast(drops), DROP_ID).select(
+        *frame.columns,
+        "_content_hash",
+        "_source_file",
         F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
     )
 
@@ -330,59 +347,120 @@ class _Collector:
         )
         return where
 
-    def collect(self, item: DropPlan, source: Source, timezones: DataFrame | None) -> DropOutcome:
-        """Collect one new drop: stage it whole, or quarantine it whole."""
-        check = inspect_file(item.drop.path, source.column_names)
-        if check.problems:
-            self.quarantine(item, check.problems)
-            return DropOutcome(False, check.data_lines, 0, check.problems)
+    def collect(
+        self, items: list[DropPlan], source: Source, timezones: DataFrame | None
+    ) -> dict[str, DropOutcome]:
+        """Collect new drops of one table in one Spark job: each drop is staged whole or
+        quarantined whole, on its own merits. Returns the outcome per drop id."""
+        outcomes: dict[str, DropOutcome] = {}
+        by_header: dict[tuple[str, ...], list[DropPlan]] = {}
+        for item in items:
+            check = inspect_file(item.drop.path, source.column_names)
+            if check.problems:
+                self.quarantine(item, check.problems)
+                outcomes[item.drop.drop_id] = DropOutcome(
+                    False, check.data_lines, 0, check.problems
+                )
+            else:
+                by_header.setdefault(tuple(check.header), []).append(item)
+        for header, group in by_header.items():
+            outcomes |= self._collect_parsed(group, list(header), source, timezones)
+        return outcomes
+
+    def _read(self, items: list[DropPlan], header: list[str]) -> DataFrame:
+        """The drops' rows as text, each with its drop id (a drop's file is `<drop_id>.csv`)."""
         raw = self.spark.read.csv(
-            item.drop.path,
-            schema=raw_schema(check.header),
+            [item.drop.path for item in items],
+            schema=raw_schema(header),
             header=True,
             mode="PERMISSIVE",
             columnNameOfCorruptRecord=CORRUPT,
             nullValue=self.settings.collect.null_token,
             encoding="UTF-8",
         )
-        typed = parse(raw, source).cache()
+        file_name = F.col("_metadata.file_name")
+        return raw.withColumn(DROP_ID, F.regexp_replace(file_name, r"\.csv$", ""))
+
+    def _collect_parsed(
+        self,
+        items: list[DropPlan],
+        header: list[str],
+        source: Source,
+        timezones: DataFrame | None,
+    ) -> dict[str, DropOutcome]:
+        by_id = {item.drop.drop_id: item for item in items}
+        typed = parse(self._read(items, header), source).cache()
         try:
             candidate = self._to_silver(typed, source, timezones).cache()
-            bad = candidate.where(F.size(PROBLEMS) > 0)
-            bad_rows = bad.count()
-            rows_in = typed.count()
-            if bad_rows:
-                examples = [
-                    {"problems": row[PROBLEMS]}
-                    for row in bad.select(PROBLEMS)
-                    .limit(self.settings.collect.examples_in_reason)
-                    .collect()
-                ]
-                first = "; ".join(examples[0]["problems"]) if examples else ""
-                reasons = [
-                    f"{bad_rows} of {rows_in} row(s) do not parse or cannot be placed in time"
-                    f" (first: {first})"
-                ]
-                self.quarantine(item, reasons, examples)
-                return DropOutcome(False, rows_in, 0, reasons)
-            silver = candidate.drop(PROBLEMS).dropDuplicates()
-            rows_out = silver.count()
-            marker = DropMarker(
-                table=source.name,
-                drop_id=item.drop.drop_id,
-                content_hash=item.content_hash,
-                source_file=fs.name(item.drop.path),
-                ingested_at=self.ingested_at.isoformat(),
-                rows_in=rows_in,
-                rows_out=rows_out,
-                duplicates_dropped=rows_in - rows_out,
-            )
-            bronze = bronze_frame(typed, source)
-            self._write(bronze, self.layout.bronze(source.name), marker, source)
-            self._write(silver, self.layout.staging(source.name), marker, source)
-            return DropOutcome(True, rows_in, rows_out)
+            is_bad = (F.size(PROBLEMS) > 0).cast("long")
+            stats = {
+                row[DROP_ID]: (row["rows"], row["bad"])
+                for row in candidate.groupBy(DROP_ID)
+                .agg(F.count(F.lit(1)).alias("rows"), F.sum(is_bad).alias("bad"))
+                .collect()
+            }
+            outcomes: dict[str, DropOutcome] = {}
+            for drop_id, item in by_id.items():
+                rows_in, bad_rows = stats.get(drop_id, (0, 0))
+                if bad_rows or not rows_in:
+                    reasons = self._refuse(item, candidate, rows_in, bad_rows)
+                    outcomes[drop_id] = DropOutcome(False, rows_in, 0, reasons)
+            good = sorted(set(by_id) - set(outcomes))
+            if not good:
+                return outcomes
+            keep = F.col(DROP_ID).isin(good)
+            silver = candidate.where(keep).drop(PROBLEMS).dropDuplicates().cache()
+            rows_out: dict[str, int] = {
+                row[DROP_ID]: row["count"] for row in silver.groupBy(DROP_ID).count().collect()
+            }
+            markers = {
+                drop_id: DropMarker(
+                    table=source.name,
+                    drop_id=drop_id,
+                    content_hash=by_id[drop_id].content_hash,
+                    source_file=fs.name(by_id[drop_id].drop.path),
+                    ingested_at=self.ingested_at.isoformat(),
+                    rows_in=stats[drop_id][0],
+                    rows_out=rows_out[drop_id],
+                    duplicates_dropped=stats[drop_id][0] - rows_out[drop_id],
+                )
+                for drop_id in good
+            }
+            bronze = bronze_frame(typed.where(keep), source)
+            self._write(bronze, self.layout.bronze(source.name), markers, source)
+            self._write(silver, self.layout.staging(source.name), markers, source)
+            silver.unpersist()
+            candidate.unpersist()
+            for drop_id, marker in markers.items():
+                outcomes[drop_id] = DropOutcome(True, marker.rows_in, marker.rows_out)
+            return outcomes
         finally:
             typed.unpersist()
+
+    def _refuse(
+        self, item: DropPlan, candidate: DataFrame, rows_in: int, bad_rows: int
+    ) -> list[str]:
+        """Quarantine a drop with rows that do not parse; returns the reasons."""
+        if not rows_in:
+            reasons = ["no row of the file could be read"]
+            self.quarantine(item, reasons)
+            return reasons
+        examples = [
+            {"problems": row[PROBLEMS]}
+            for row in candidate.where(
+                (F.col(DROP_ID) == item.drop.drop_id) & (F.size(PROBLEMS) > 0)
+            )
+            .select(PROBLEMS)
+            .limit(self.settings.collect.examples_in_reason)
+            .collect()
+        ]
+        first = "; ".join(examples[0]["problems"]) if examples else ""
+        reasons = [
+            f"{bad_rows} of {rows_in} row(s) do not parse or cannot be placed in time"
+            f" (first: {first})"
+        ]
+        self.quarantine(item, reasons, examples)
+        return reasons
 
     @staticmethod
     def _to_silver(typed: DataFrame, source: Source, timezones: DataFrame | None) -> DataFrame:
@@ -393,17 +471,28 @@ class _Collector:
             raise RuntimeError("no airports data in the lake: collect the airports drop first")
         return transform(typed, timezones)
 
-    def _write(self, frame: DataFrame, table_dir: str, marker: DropMarker, source: Source) -> None:
-        frame = with_ingest_metadata(
-            frame, marker.content_hash, marker.source_file, self.ingested_at
+    def _write(
+        self, frame: DataFrame, table_dir: str, markers: dict[str, DropMarker], source: Source
+    ) -> None:
+        """Write the drops in one job, then publish each drop's directory with its marker.
+
+        Spark writes `drop_id=<id>/[date=<d>/]` under a temporary folder, which is exactly a
+        drop's directory in the lake; each is moved into place once its marker is in it.
+        """
+        drops = self.spark.createDataFrame(
+            [(m.drop_id, m.content_hash, m.source_file) for m in markers.values()],
+            f"{DROP_ID} string, _content_hash string, _source_file string",
         )
-        temp = self.layout.temp_dir(table_dir, marker.drop_id)
-        writer = frame.coalesce(1).write.mode("error")
-        if source.monthly:
-            writer = writer.partitionBy("date")
-        writer.parquet(temp)
-        StorageLayout.write_marker(temp, marker)
-        self.layout.publish(temp, StorageLayout.drop_dir(table_dir, marker.drop_id))
+        frame = with_ingest_metadata(frame, drops, self.ingested_at)
+        partitions = [DROP_ID, "date"] if source.monthly else [DROP_ID]
+        temp = self.layout.temp_dir(table_dir, "batch")
+        # One task per drop and day: one file per partition directory.
+        frame.repartition(*partitions).write.mode("error").partitionBy(*partitions).parquet(temp)
+        for drop_id, marker in markers.items():
+            written = StorageLayout.drop_dir(temp, drop_id)
+            StorageLayout.write_marker(written, marker)
+            self.layout.publish(written, StorageLayout.drop_dir(table_dir, drop_id))
+        fs.delete_tree(temp)
 
 
 def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
@@ -419,9 +508,6 @@ def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
             f"no drops in the landing zone {layout.landing}: run `python -m pipelines land` first"
         )
         return result
-    new = [
-        (source, item) for source in SOURCES for item in plans[source.name] if item.state == "new"
-    ]
     counts = {"collected": 0, "already collected": 0, "awaiting gate": 0, "quarantined": 0}
     for items in plans.values():
         for item in items:
@@ -439,28 +525,42 @@ def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
                 counts["quarantined"] += 1
                 result.problems.append(f"{item.drop.table}/{item.drop.drop_id}: {item.detail}")
     timezones: DataFrame | None = None
-    for index, (source, item) in enumerate(new, start=1):
-        if source.name in SILVER_TRANSFORMS and timezones is None:
+    batch_size = settings.collect.drops_per_job
+    for source in SOURCES:
+        todo = [item for item in plans[source.name] if item.state == "new"]
+        if source.name in SILVER_TRANSFORMS and todo and timezones is None:
             timezones = collector.timezones()
             if timezones is not None:
                 timezones = timezones.cache()
-        log.info("collect %s/%s [%d/%d]", source.name, item.drop.drop_id, index, len(new))
-        try:
-            outcome = collector.collect(item, source, timezones)
-        except RuntimeError as err:
-            result.fail(f"{source.name}/{item.drop.drop_id}: {err}")
-            continue
-        result.rows_in += outcome.rows_in
-        result.rows_out += outcome.rows_out
-        if outcome.accepted:
-            counts["collected"] += 1
-        else:
-            counts["quarantined"] += 1
-            where = layout.quarantine_dir(source.name, item.drop.drop_id, item.content_hash)
-            result.problems.append(
-                f"{source.name}/{item.drop.drop_id} quarantined: {'; '.join(outcome.reasons)}"
-                f" (details: {where}/reason.json)"
+        for first in range(0, len(todo), batch_size):
+            batch = todo[first : first + batch_size]
+            log.info(
+                "collect %s: drops %s..%s [%d-%d of %d new]",
+                source.name,
+                batch[0].drop.drop_id,
+                batch[-1].drop.drop_id,
+                first + 1,
+                first + len(batch),
+                len(todo),
             )
+            try:
+                outcomes = collector.collect(batch, source, timezones)
+            except RuntimeError as err:
+                result.fail(f"{source.name}: {err}")
+                continue
+            for item in batch:
+                outcome = outcomes[item.drop.drop_id]
+                result.rows_in += outcome.rows_in
+                result.rows_out += outcome.rows_out
+                if outcome.accepted:
+                    counts["collected"] += 1
+                    continue
+                counts["quarantined"] += 1
+                where = layout.quarantine_dir(source.name, item.drop.drop_id, item.content_hash)
+                result.problems.append(
+                    f"{source.name}/{item.drop.drop_id} quarantined: {'; '.join(outcome.reasons)}"
+                    f" (details: {where}/reason.json)"
+                )
     share = counts["quarantined"] / total
     result.notes.append(
         ", ".join(f"{n} {label}" for label, n in counts.items()) + f" (of {total} landed)"

@@ -72,3 +72,45 @@ def test_months_filter_that_matches_nothing_fails(make_settings) -> None:
 def test_missing_source_file_is_named(make_settings, tmp_path) -> None:
     with pytest.raises(land.StageFailed, match="source file for airlines not found"):
         land.run(make_settings(land={"source_dir": str(tmp_path / "nowhere")}))
+
+
+def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
+    flights = pd.DataFrame(
+        {
+            "year": ["2013", "2013"],
+            "month": ["12", "1"],
+            "tailnum": ["N14228", "NA"],
+            "time_hour": ["2014-01-01T02:00:00Z", "2013-01-01T10:00:00Z"],
+        }
+    )
+    moved = land.replicate(flights, FLIGHTS, 3)
+    assert moved["year"].tolist() == ["2016", "2016"]
+    # A late-December departure is in January UTC: its stamp moves with its own year.
+    assert moved["time_hour"].tolist() == ["2017-01-01T02:00:00Z", "2016-01-01T10:00:00Z"]
+    assert moved["tailnum"].tolist() == ["N14228S03", "NA"]  # missing stays missing
+    assert flights["year"].tolist() == ["2013", "2013"]  # the source frame is not touched
+    planes = land.replicate(pd.DataFrame({"tailnum": ["N1"], "year": ["1999"]}), PLANES, 2)
+    assert planes.to_dict("records") == [{"tailnum": "N1S02", "year": "1999"}]  # built in 1999
+
+
+def test_scale_factor_lands_every_copy_as_new_drops(make_settings) -> None:
+    settings = make_settings(land={"scale_factor": 3})
+    result = land.run(settings)
+    layout = StorageLayout(settings.paths)
+    assert result.ok
+    assert [d.drop_id for d in layout.landed_drops("flights")] == [
+        f"{year}-{month:02d}" for year in (2013, 2014, 2015) for month in (1, 2, 3)
+    ]
+    assert [d.drop_id for d in layout.landed_drops("planes")] == ["2013"]
+    planes = pd.read_csv(layout.landing_file("planes", "2013"), dtype=str)
+    source_planes = pd.read_csv(SLICE_DIR / "planes.csv", dtype=str)
+    assert len(planes) == 3 * len(source_planes) and planes["tailnum"].is_unique
+    airports = pd.read_csv(layout.landing_file("airports", "2013"), dtype=str)
+    assert len(airports) == len(pd.read_csv(SLICE_DIR / "airports.csv", dtype=str))
+    source_flights = pd.read_csv(SLICE_DIR / "flights.csv", dtype=str, keep_default_na=False)
+    copy = pd.read_csv(layout.landing_file("flights", "2015-02"), dtype=str, keep_default_na=False)
+    original = source_flights[source_flights["month"] == "2"]
+    assert len(copy) == len(original)
+    assert copy["dep_delay"].tolist() == original["dep_delay"].tolist()
+    expected_tails = [t if t in ("", "NA") else f"{t}S02" for t in original["tailnum"]]
+    assert copy["tailnum"].tolist() == expected_tails
