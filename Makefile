@@ -119,13 +119,20 @@ rollback: $(INFRA_STAMP) ## ENV=aws: roll the serving service back to the previo
 	@if [ "$(ENV)" != aws ]; then echo "rollback targets AWS: run 'make rollback ENV=aws' (the registry alias: python -m pipelines rollback)"; exit 2; fi
 	$(INFRA_BIN)/python -m infra.deploy rollback
 
-bench: $(STAMP) ## Benchmarks (not tests): serving latency at a constant rate vs a FastAPI baseline
-	$(BIN)/python -m bench.serving_latency --rate 50 --seconds 30 --repeats 3
+# Each benchmark writes bench/results/<name>.json (and a plot); bench.report fills BENCHMARKS.md.
+BENCHES ?= scale pit_join online_read serving_latency train_stages
+bench: $(STAMP) ## Benchmarks, not tests (about 1.5 h; BENCHES="serving_latency" for one): results in BENCHMARKS.md
+	@if [ ! -f data/feast/online.db ]; then echo "no trained platform in data/: running make train first"; $(MAKE) train; fi
+	@for name in $(BENCHES); do \
+		echo "== bench.$$name"; \
+		$(BIN)/python -m bench.$$name || exit 1; \
+	done
+	$(BIN)/python -m bench.report
 
 lint: $(STAMP) ## Lint, check formatting and type-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs pipelines features serving infra
+	$(BIN)/mypy configs pipelines features serving infra bench
 
 format: $(STAMP) ## Fix lint findings that can be fixed and format the code
 	$(BIN)/ruff check --fix .
@@ -139,7 +146,7 @@ lock: $(STAMP) ## Regenerate constraints.txt from the installed, tested venv
 	@echo "constraints.txt written ($$(grep -vc '^#' constraints.txt) packages)"
 
 clean: ## Remove what runs produce (data/, reports/, caches); keeps .venv
-	rm -rf data reports cdk.out spark-warehouse metastore_db derby.log .pytest_cache .ruff_cache .mypy_cache
+	rm -rf data reports bench/work cdk.out spark-warehouse metastore_db derby.log .pytest_cache .ruff_cache .mypy_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean ## Also remove the venvs

@@ -1,12 +1,19 @@
-"""Serving latency at a constant request rate: the BentoML service against a plain FastAPI app
-with the same model and feature read, measured in the same run.
+"""Serving latency at constant request rates: the BentoML service (with and without adaptive
+batching) against a plain FastAPI app and `mlflow models serve`, in the same run.
 
-    make bench            # or: .venv/bin/python -m bench.serving_latency --rate 50 --seconds 30
+    make bench    # or: .venv/bin/python -m bench.serving_latency --rates 25,50,100 --seconds 60
 
-Needs `make train` first. Each server runs alone, started fresh for each repeat, with a 5 s
-warm-up that is not counted. The client is open-loop: request i is sent at start + i/rate whatever
-happened to earlier ones, so a slow server shows up as latency, not as a lower rate. Client and
-servers share the machine's cores: compare the two servers, not absolute figures across machines.
+Needs `make train` first. Servers, each alone on the machine, started fresh per repeat:
+- `bentoml`: `POST /predict`, the platform's service (one worker);
+- `bentoml-batching`: `POST /predict_batch` of the same service, adaptive batching on;
+- `fastapi`: the same model file, feature read and schema in plain FastAPI (async endpoint);
+- `mlflow`: `mlflow models serve` of the champion from the registry. It cannot read the online
+  store, so it is sent the finished model inputs: it measures the model server alone, a floor
+  under what the feature-reading servers can reach.
+A 5 s warm-up per server is not counted; then each rate runs in turn. The client is
+open-loop: request i is sent at start + i/rate whatever happened to earlier ones, so a slow
+server shows up as latency and errors, not as a lower rate. Client and servers share the
+machine's cores: compare the servers, not absolute figures across machines.
 """
 
 from __future__ import annotations
@@ -20,23 +27,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-BODY = {
-    "flights": [
-        {
-            "carrier": "UA",
-            "tailnum": "N14228",
-            "origin": "EWR",
-            "dest": "IAH",
-            "scheduled_departure": "2013-12-31T08:00:00-05:00",
-            "distance": 1400,
-        }
-    ]
+from bench.common import RESULTS, ROOT, print_table, write_result
+
+FLIGHT = {
+    "carrier": "UA",
+    "tailnum": "N14228",
+    "origin": "EWR",
+    "dest": "IAH",
+    "scheduled_departure": "2013-12-31T08:00:00-05:00",
+    "distance": 1400,
 }
+BODY = {"flights": [FLIGHT]}
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -45,13 +50,15 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     )
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+def wait_until_up(
+    url: str, body: dict[str, Any], process: subprocess.Popen, timeout: float = 180
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            response = httpx.post(f"{url}/predict", json=BODY, timeout=5)
+            response = httpx.post(url, json=body, timeout=5)
             if response.status_code == 200:
                 return
         except httpx.HTTPError:
@@ -60,7 +67,9 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 180) -> 
     raise RuntimeError(f"{url} not answering after {timeout} s")
 
 
-async def constant_rate(url: str, rate: float, seconds: float) -> dict[str, float]:
+async def constant_rate(
+    url: str, body: dict[str, Any], rate: float, seconds: float
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     total = int(rate * seconds)
@@ -71,7 +80,7 @@ async def constant_rate(url: str, rate: float, seconds: float) -> dict[str, floa
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
             sent = time.perf_counter()
             try:
-                response = await client.post(f"{url}/predict", json=BODY)
+                response = await client.post(url, json=body)
                 if response.status_code != 200:
                     errors += 1
                     return
@@ -94,14 +103,92 @@ async def constant_rate(url: str, rate: float, seconds: float) -> dict[str, floa
     }
 
 
+def mlflow_body(settings: Any, tag: str) -> dict[str, Any]:
+    """The model inputs the feature-reading servers compute for FLIGHT, as MLflow's scoring
+    server takes them (`dataframe_split`)."""
+    import bentoml
+    import pandas as pd
+
+    from features.definitions import service_name
+    from features.online import online_features
+    from features.request import request_features
+    from features.store import feature_store
+    from serving.schemas import Flight, flights_frame
+
+    features = [str(f) for f in bentoml.models.get(tag).info.metadata["features"]]  # type: ignore[union-attr]
+    store = feature_store(settings, online_only=True)
+    frame = flights_frame([Flight(**FLIGHT)])
+    request = request_features(
+        frame,
+        carriers=settings.features.carriers,
+        origins=list(settings.features.origin_timezones),
+        origin_timezones=settings.features.origin_timezones,
+    )
+    online = online_features(store, store.get_feature_service(service_name(settings)), frame)
+    inputs = pd.concat([request, online], axis=1)[features].astype("float64")
+    return {"dataframe_split": json.loads(inputs.to_json(orient="split", index=False))}
+
+
+def servers(settings: Any, tag: str) -> dict[str, tuple[list[str], str, dict[str, Any]]]:
+    """name -> (command, URL to post to, body)."""
+    model_uri = f"models:/{settings.mlflow.registered_model}@champion"
+    return {
+        "bentoml": (
+            [sys.executable, "-m", "serving", "--port", "3100"],
+            "http://127.0.0.1:3100/predict",
+            BODY,
+        ),
+        "bentoml-batching": (
+            [sys.executable, "-m", "serving", "--port", "3100"],
+            "http://127.0.0.1:3100/predict_batch",
+            BODY,
+        ),
+        "fastapi": (
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.fastapi_baseline:app",
+                "--port",
+                "3101",
+                "--log-level",
+                "warning",
+            ],
+            "http://127.0.0.1:3101/predict",
+            BODY,
+        ),
+        "mlflow": (
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "--workers",
+                "1",
+                "--port",
+                "3102",
+            ],
+            "http://127.0.0.1:3102/invocations",
+            mlflow_body(settings, tag),
+        ),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rate", type=float, default=50)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rates", default="25,50,100", help="requests per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=60, help="per rate")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--servers", default="bentoml,bentoml-batching,fastapi,mlflow")
     args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
 
     from configs import load_settings
     from serving.__main__ import champion_model_tag
@@ -114,65 +201,92 @@ def main() -> int:
         "FLIGHT_DELAY_MODEL_TAG": tag,
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    servers = {
-        "bentoml": ([sys.executable, "-m", "serving", "--port", "3100"], "http://127.0.0.1:3100"),
-        "fastapi": (
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.fastapi_baseline:app",
-                "--port",
-                "3101",
-                "--log-level",
-                "warning",
-            ],
-            "http://127.0.0.1:3101",
-        ),
+    chosen = {n: v for n, v in servers(settings, tag).items() if n in args.servers.split(",")}
+    runs: dict[str, dict[float, list[dict[str, float]]]] = {
+        name: {rate: [] for rate in rates} for name in chosen
     }
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-    # One server at a time: with both up, the idle one's background work skewed the other's tail.
-    # Alternating per repeat spreads drift of the machine over both alike.
-    for _ in range(args.repeats):
-        for name, (command, url) in servers.items():
+    # One server at a time: with two up, the idle one's background work skewed the other's
+    # tail. Alternating per repeat spreads drift of the machine over all alike.
+    for repeat in range(args.repeats):
+        for name, (command, url, body) in chosen.items():
             process = start(command, env, RESULTS / f"serving_{name}.log")
             try:
-                wait_until_up(url, process)
-                asyncio.run(constant_rate(url, args.rate, 5))  # warm-up, not counted
-                runs[name].append(asyncio.run(constant_rate(url, args.rate, args.seconds)))
+                wait_until_up(url, body, process)
+                asyncio.run(constant_rate(url, body, rates[0], 5))  # warm-up, not counted
+                for rate in rates:
+                    figures = asyncio.run(constant_rate(url, body, rate, args.seconds))
+                    runs[name][rate].append(figures)
+                    print(
+                        f"  run {repeat + 1}: {name} at {rate:g}/s: p50 {figures['p50_ms']:.1f} ms,"
+                        f" p99 {figures['p99_ms']:.1f} ms, {figures['success_rate']:.2%} ok"
+                    )
             finally:
                 process.terminate()
                 process.wait(timeout=30)
-    summary = {
+    summary: dict[str, dict[str, Any]] = {
         name: {
-            "p50_ms": statistics.median(r["p50_ms"] for r in results),
-            "p99_ms": statistics.median(r["p99_ms"] for r in results),
-            "success_rate": min(r["success_rate"] for r in results),
-            "runs": results,
+            f"{rate:g}": {
+                "p50_ms": statistics.median(r["p50_ms"] for r in results),
+                "p99_ms": statistics.median(r["p99_ms"] for r in results),
+                "success_rate": min(r["success_rate"] for r in results),
+                "errors": sum(int(r["errors"]) for r in results),
+                "requests": sum(int(r["requests"]) for r in results),
+                "runs": results,
+            }
+            for rate, results in by_rate.items()
         }
-        for name, results in runs.items()
+        for name, by_rate in runs.items()
     }
-    record = {
-        "rate_per_s": args.rate,
+    record: dict[str, Any] = {
+        "rates_per_s": rates,
         "seconds": args.seconds,
         "repeats": args.repeats,
         "model": tag,
         "results": summary,
     }
-    (RESULTS / "serving_latency.json").write_text(json.dumps(record, indent=2))
+    if "bentoml" in summary and "fastapi" in summary:
+        record["bentoml_p50_over_fastapi"] = {
+            key: summary["bentoml"][key]["p50_ms"] / summary["fastapi"][key]["p50_ms"]
+            for key in summary["bentoml"]
+        }
+    write_result("serving_latency", record)
+    _plot(summary, rates)
     print(
-        f"constant {args.rate:g} req/s, {args.seconds:g} s x {args.repeats} (median of runs), model {tag}"
+        f"constant rate, {args.seconds:g} s per rate, median of {args.repeats} run(s), model {tag}"
     )
-    print(f"{'server':<10} {'p50 ms':>8} {'p99 ms':>8} {'success':>9}")
-    for name, figures in summary.items():
-        print(
-            f"{name:<10} {figures['p50_ms']:>8.1f} {figures['p99_ms']:>8.1f} {figures['success_rate']:>9.2%}"
-        )
-    ratio = summary["bentoml"]["p50_ms"] / summary["fastapi"]["p50_ms"]
-    print(f"BentoML p50 / FastAPI p50 = {ratio:.2f}")
+    print_table(
+        ["server", "rate/s", "p50 ms", "p99 ms", "success", "errors"],
+        [
+            [name, key, f["p50_ms"], f["p99_ms"], f"{f['success_rate']:.2%}", f["errors"]]
+            for name, by_rate in summary.items()
+            for key, f in by_rate.items()
+        ],
+    )
+    for key, ratio in record.get("bentoml_p50_over_fastapi", {}).items():
+        print(f"at {key}/s: BentoML p50 / FastAPI p50 = {ratio:.2f}")
     return 0
+
+
+def _plot(summary: dict[str, Any], rates: list[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for name, by_rate in summary.items():
+        for axis, stat in zip(axes, ("p50_ms", "p99_ms"), strict=True):
+            axis.plot(rates, [by_rate[f"{r:g}"][stat] for r in rates], marker="o", label=name)
+    axes[0].set(xlabel="requests per second", ylabel="ms", title="p50 latency")
+    axes[1].set(xlabel="requests per second", ylabel="ms", title="p99 latency")
+    axes[1].axhline(50, color="grey", linestyle="--", label="p99 target (50 req/s)")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "serving_latency.png", dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

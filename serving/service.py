@@ -38,6 +38,8 @@ from serving.schemas import (
 MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"
 MODEL_FILE = "model.lgb"  # as pipelines.package records it
 MODEL_DIGEST = "model_sha256"
+# /predict_batch: how long a request may wait for others to share its batch.
+BATCH_MAX_LATENCY_MS = 1000
 log = logging.getLogger("serving")
 
 PREDICTIONS = bentoml.metrics.Counter(
@@ -177,11 +179,8 @@ class FlightDelayService:
             return False
         return self.model is not None
 
-    @bentoml.api
-    def predict(
-        self,
-        flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
-    ) -> PredictResponse:
+    def score(self, flights: list[Flight]) -> list[Prediction]:
+        """Predictions for `flights`, in order; a failing online store becomes a 503."""
         frame = flights_frame(flights)
         try:
             inputs, missing = self.vectors(frame)
@@ -215,6 +214,30 @@ class FlightDelayService:
                 "defaulted_flights": sum(1 for absent in missing if absent),
             },
         )
+        return predictions
+
+    @bentoml.api
+    def predict(
+        self,
+        flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
+    ) -> PredictResponse:
         return PredictResponse(
-            predictions=predictions, model_version=self.model_version, answered_at=datetime.now(UTC)
+            predictions=self.score(flights),
+            model_version=self.model_version,
+            answered_at=datetime.now(UTC),
         )
+
+    @bentoml.api(
+        batchable=True,
+        batch_dim=0,
+        max_batch_size=MAX_FLIGHTS_PER_REQUEST,
+        max_latency_ms=BATCH_MAX_LATENCY_MS,
+    )
+    def predict_batch(
+        self,
+        flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
+    ) -> list[Prediction]:
+        """The same predictions with adaptive batching: concurrent requests are merged into
+        one feature read and one model call, then split again; the answer is the list of
+        predictions alone (each carries the model version)."""
+        return self.score(flights)

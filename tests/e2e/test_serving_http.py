@@ -60,6 +60,30 @@ def test_a_good_request_gets_probabilities_from_the_champion(server: str) -> Non
     )  # an aircraft the store has never seen
 
 
+def test_the_batching_endpoint_answers_like_predict(server: str) -> None:
+    """/predict_batch (adaptive batching) scores each flight exactly as /predict does, also
+    when concurrent requests are merged into one batch."""
+    flights = [FLIGHT, {**FLIGHT, "tailnum": "N00000", "carrier": "AA"}]
+    expected = requests.post(f"{server}/predict", json={"flights": flights}, timeout=30).json()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(
+                lambda flight: requests.post(
+                    f"{server}/predict_batch", json={"flights": [flight]}, timeout=30
+                ),
+                flights * 4,
+            )
+        )
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    for answer, want in zip(answers, expected["predictions"] * 4, strict=True):
+        (got,) = answer.json()
+        assert got["probability_late"] == pytest.approx(want["probability_late"], abs=1e-12)
+        assert got["missing_features"] == want["missing_features"]
+        assert got["model_version"] == "1"
+    refused = requests.post(f"{server}/predict_batch", json={"flights": []}, timeout=30)
+    assert 400 <= refused.status_code < 500, refused.text
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -1,0 +1,178 @@
+"""The point-in-time training set: Feast's historical retrieval against a hand-written DuckDB
+ASOF JOIN on the same feature tables and the same flights, outputs checked identical.
+
+    .venv/bin/python -m bench.pit_join --repeats 3      # after `make train`
+
+Each engine runs in its own process (peak memory is its own), on every flight of silver that
+arrived (what `fit` trains on). The time is the join alone: from the entity frame in memory
+to the joined frame in memory. The DuckDB query gives each flight, per feature view, the
+newest row at or before its scheduled departure and no older than the view's TTL (zero: no
+limit): Feast's documented point-in-time rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.common import WORK, measure, median, print_table, python, write_result
+
+OUT = WORK / "pit"
+
+
+def entities(settings: Any) -> pd.DataFrame:
+    from pipelines.adapters.storage import StorageLayout
+    from pipelines.train import LABEL_COLUMNS, ROW_ID, label_frame
+
+    flights = StorageLayout(settings.paths).read_silver_columns("flights", LABEL_COLUMNS)
+    if flights is None:
+        raise SystemExit("no silver flights: run `make train` first")
+    frame = label_frame(flights, settings.training.late_minutes)
+    return frame[[ROW_ID, "tailnum", "origin", "carrier", "route", "event_timestamp"]]
+
+
+def feast_join(settings: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    from features.definitions import build_repo
+    from features.store import feature_store
+
+    store = feature_store(settings)
+    service = store.get_feature_service(build_repo(settings).service.name)
+    return store.get_historical_features(entity_df=frame, features=service).to_df()
+
+
+def duckdb_join(settings: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    import duckdb
+
+    from features.definitions import VIEWS, feature_table_path
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET threads = 2")
+    con.register("entities", frame)
+    selects, joins = ["e.*"], []
+    for index, (view, (entity, ttl, fields)) in enumerate(VIEWS.items()):
+        key, alias = entity.join_key, f"v{index}"
+        names = [name for name, _, _ in fields]
+        path = feature_table_path(settings, view)
+        joins.append(
+            f"ASOF LEFT JOIN (SELECT {key}, event_timestamp AS _ts, {', '.join(names)} "
+            f"FROM read_parquet('{path}')) {alias} "
+            f"ON e.{key} = {alias}.{key} AND e.event_timestamp >= {alias}._ts"
+        )
+        seconds = int(ttl.total_seconds())
+        for name in names:
+            if seconds:
+                fresh = f"e.event_timestamp - {alias}._ts <= INTERVAL {seconds} SECOND"
+                selects.append(f"CASE WHEN {fresh} THEN {alias}.{name} END AS {name}")
+            else:
+                selects.append(f"{alias}.{name}")
+    query = f"SELECT {', '.join(selects)} FROM entities e {' '.join(joins)}"
+    return con.execute(query).df()
+
+
+def worker(engine: str, out: Path) -> None:
+    from configs import load_settings
+
+    settings = load_settings()
+    frame = entities(settings)
+    started = time.perf_counter()
+    joined = (feast_join if engine == "feast" else duckdb_join)(settings, frame)
+    seconds = time.perf_counter() - started
+    joined.to_parquet(out / f"{engine}.parquet", index=False)
+    print(json.dumps({"engine": engine, "join_seconds": seconds, "rows": len(joined)}))
+
+
+def compare(out: Path) -> dict[str, Any]:
+    """Feature values per flight: equal, or both missing."""
+    from features.definitions import declared_feature_names
+    from pipelines.train import ROW_ID
+
+    names = declared_feature_names()
+    feast = pd.read_parquet(out / "feast.parquet").set_index(ROW_ID).sort_index()
+    duck = pd.read_parquet(out / "duckdb.parquet").set_index(ROW_ID).sort_index()
+    same_rows = feast.index.equals(duck.index)
+    mismatched = {}
+    if same_rows:
+        for name in names:
+            left = pd.to_numeric(feast[name], errors="coerce").to_numpy("float64")
+            right = pd.to_numeric(duck[name], errors="coerce").to_numpy("float64")
+            equal = np.isclose(left, right, rtol=0, atol=1e-9) | (np.isnan(left) & np.isnan(right))
+            if (~equal).sum():
+                mismatched[name] = int((~equal).sum())
+    return {
+        "rows_feast": len(feast),
+        "rows_duckdb": len(duck),
+        "same_flights": bool(same_rows),
+        "mismatched_values": mismatched,
+        "identical": bool(same_rows and not mismatched),
+        "values_compared": len(feast) * len(names),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--worker", choices=["feast", "duckdb"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.worker:
+        worker(args.worker, OUT)
+        return 0
+    runs: dict[str, list[dict[str, float]]] = {"feast": [], "duckdb": []}
+    for _ in range(args.repeats):
+        for engine in runs:  # alternating, so drift of the machine hits both alike
+            run = measure(python("-m", "bench.pit_join", "--worker", engine))
+            figures = json.loads(run.output.strip().splitlines()[-1])
+            runs[engine].append(
+                {
+                    "seconds": figures["join_seconds"],
+                    "peak_gib": run.peak_gib,
+                    "rows": figures["rows"],
+                }
+            )
+            print(f"  {engine}: join {figures['join_seconds']:.2f} s, peak {run.peak_gib:.2f} GiB")
+    check = compare(OUT)
+    summary: dict[str, dict[str, Any]] = {
+        engine: {
+            "seconds": median([r["seconds"] for r in results]),
+            "peak_gib": median([r["peak_gib"] for r in results]),
+            "runs": results,
+        }
+        for engine, results in runs.items()
+    }
+    ratios = {
+        "time": summary["feast"]["seconds"] / summary["duckdb"]["seconds"],
+        "memory": summary["feast"]["peak_gib"] / summary["duckdb"]["peak_gib"],
+    }
+    write_result(
+        "pit_join",
+        {
+            "repeats": args.repeats,
+            "entities": check["rows_feast"],
+            "results": summary,
+            "ratios": ratios,
+            "check": check,
+        },
+    )
+    print_table(
+        ["engine", "join s", "peak GiB (process)"],
+        [[name, s["seconds"], s["peak_gib"]] for name, s in summary.items()],
+    )
+    print(f"Feast / DuckDB: time {ratios['time']:.2f}x, memory {ratios['memory']:.2f}x")
+    print(f"outputs identical: {check['identical']} ({check['values_compared']:,} values compared)")
+    if not check["identical"]:
+        print(json.dumps(check, indent=2), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

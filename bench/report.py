@@ -1,0 +1,302 @@
+"""Write the measured figures into BENCHMARKS.md from `bench/results/*.json`.
+
+    .venv/bin/python -m bench.report
+
+Only the block between the `results` markers is generated (targets, tables, plots); the rest
+of BENCHMARKS.md is written by hand. A benchmark that has not been run shows as "not run".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, ROOT
+
+DOCUMENT = ROOT / "BENCHMARKS.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(met: bool, detail: str) -> str:
+    return f"**met** ({detail})" if met else f"**missed** ({detail})"
+
+
+def targets(results: dict[str, dict[str, Any] | None]) -> list[list[str]]:
+    rows = []
+    serving = results["serving_latency"]
+    if serving and "50" in serving["results"].get("bentoml", {}):
+        at50 = serving["results"]["bentoml"]["50"]
+        met = at50["p99_ms"] <= 50 and at50["success_rate"] >= 0.999
+        rows.append(
+            [
+                "Serving: p99 <= 50 ms at 50 req/s, >= 99.9% success (2 cores)",
+                verdict(
+                    met,
+                    f"p99 {at50['p99_ms']:.1f} ms, {at50['success_rate']:.2%} of "
+                    f"{at50['requests']:,} requests",
+                ),
+            ]
+        )
+        ratio = serving.get("bentoml_p50_over_fastapi", {}).get("50")
+        if ratio is not None:
+            rows.append(
+                [
+                    "BentoML p50 <= 1.5x the FastAPI baseline (50 req/s)",
+                    verdict(ratio <= 1.5, f"{ratio:.2f}x"),
+                ]
+            )
+    else:
+        rows.append(["Serving targets", "not run"])
+    for store in ("sqlite", "redis"):
+        online = results[f"online_read_{store}"]
+        if online:
+            worst = max(online["cases"][size]["p50_ratio"] for size in online["cases"])
+            detail = ", ".join(
+                f"{size} flight(s): {case['p50_ratio']:.1f}x at p50, {case['p99_ratio']:.1f}x at p99"
+                for size, case in online["cases"].items()
+            )
+            rows.append(
+                [
+                    f"Feast online read <= 10x the direct read ({store})",
+                    verdict(worst <= 10, detail),
+                ]
+            )
+    pit = results["pit_join"]
+    if pit:
+        ratio = pit["ratios"]["time"]
+        rows.append(
+            [
+                "Point-in-time join <= 2x the DuckDB baseline, identical output",
+                verdict(
+                    ratio <= 2 and pit["check"]["identical"],
+                    f"{ratio:.2f}x the time, {pit['ratios']['memory']:.2f}x the memory; output "
+                    + ("identical" if pit["check"]["identical"] else "DIFFERENT"),
+                ),
+            ]
+        )
+    else:
+        rows.append(["Point-in-time join", "not run"])
+    scale = results["scale"]
+    if scale and scale.get("growth"):
+        exponent = scale["growth"]["spark collect+features"]
+        peak = max(f["spark_peak_gib"] for f in scale["factors"])
+        first, last = scale["factors"][0], scale["factors"][-1]
+        rows.append(
+            [
+                f"Collect + features no worse than linear from scale {first['scale_factor']} to "
+                f"{last['scale_factor']}, peak memory < 16 GiB",
+                verdict(
+                    exponent <= 1.0 and peak < 16,
+                    f"time grows as data^{exponent:.2f}; "
+                    f"{last['spark_collect_features_seconds'] / first['spark_collect_features_seconds']:.1f}x "
+                    f"the time for {last['flights'] / first['flights']:.0f}x the flights; "
+                    f"peak {peak:.1f} GiB",
+                ),
+            ]
+        )
+    else:
+        rows.append(["Collect + features scaling", "not run"])
+    return rows
+
+
+def scale_section(scale: dict[str, Any]) -> str:
+    rows = []
+    for f in scale["factors"]:
+        steps = f["steps"]
+        rows.append(
+            [
+                f["scale_factor"],
+                f["flights"],
+                steps["collect"]["seconds"],
+                steps["validate"]["seconds"],
+                steps["features"]["seconds"],
+                f["spark_collect_features_seconds"],
+                f["spark_rows_per_second"],
+                f["spark_peak_gib"],
+                steps["duckdb"]["seconds"],
+                f["duckdb_rows_per_second"],
+                steps["duckdb"]["peak_gib"],
+                f["spark_collect_features_seconds"] / steps["duckdb"]["seconds"],
+                "yes" if f["features_identical"] else "NO",
+            ]
+        )
+    growth = "\n".join(
+        f"- {label}: time grows as data^{value:.2f} (1.00 = linear)"
+        for label, value in scale["growth"].items()
+    )
+    return (
+        table(
+            [
+                "scale",
+                "flights",
+                "collect s",
+                "validate s",
+                "features s",
+                "Spark collect+features s",
+                "Spark rows/s",
+                "Spark peak GiB",
+                "DuckDB s",
+                "DuckDB rows/s",
+                "DuckDB peak GiB",
+                "Spark / DuckDB",
+                "same features",
+            ],
+            rows,
+        )
+        + f"\n\nRepeats per scale factor: {scale['factors'][0]['repeats']} (median). Rows/s counts "
+        "flights and weather rows landed.\n\n"
+        + growth
+        + "\n\n![collect and features at scale](bench/results/scale.png)"
+    )
+
+
+def serving_section(serving: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            rate,
+            f["p50_ms"],
+            f["p99_ms"],
+            f"{f['success_rate']:.2%}",
+            f["errors"],
+            f["requests"],
+        ]
+        for name, by_rate in serving["results"].items()
+        for rate, f in by_rate.items()
+    ]
+    ratios = ", ".join(
+        f"{rate}/s: {ratio:.2f}x"
+        for rate, ratio in serving.get("bentoml_p50_over_fastapi", {}).items()
+    )
+    return (
+        table(["server", "req/s", "p50 ms", "p99 ms", "success", "errors", "requests"], rows)
+        + f"\n\n{serving['seconds']:g} s per rate, median of {serving['repeats']} run(s) per server; "
+        f"model `{serving['model']}`. BentoML p50 / FastAPI p50: {ratios}."
+        + "\n\n![serving latency](bench/results/serving_latency.png)"
+    )
+
+
+def online_section(online: dict[str, Any]) -> str:
+    rows = [
+        [
+            size,
+            c["feast"]["p50_ms"],
+            c["feast"]["p99_ms"],
+            c["direct"]["p50_ms"],
+            c["direct"]["p99_ms"],
+            c["p50_ratio"],
+            c["p99_ratio"],
+        ]
+        for size, c in online["cases"].items()
+    ]
+    return (
+        table(
+            [
+                "flights per read",
+                "Feast p50 ms",
+                "Feast p99 ms",
+                "direct p50 ms",
+                "direct p99 ms",
+                "p50 ratio",
+                "p99 ratio",
+            ],
+            rows,
+        )
+        + f"\n\nStore: {online['store']}; {online['reads']} timed reads per case and reader, "
+        "alternating, after 20 untimed; values checked equal between the two readers."
+    )
+
+
+def pit_section(pit: dict[str, Any]) -> str:
+    rows = [[engine, r["seconds"], r["peak_gib"]] for engine, r in pit["results"].items()]
+    check = pit["check"]
+    return (
+        table(["engine", "join s (median)", "process peak GiB"], rows)
+        + f"\n\n{pit['entities']:,} flights (every arrived flight of silver, what `fit` trains on), "
+        f"{pit['repeats']} runs per engine. Output identical: "
+        f"{'yes' if check['identical'] else 'NO'} ({check['values_compared']:,} feature values "
+        f"compared; mismatches: {check['mismatched_values'] or 'none'})."
+    )
+
+
+def train_section(train: dict[str, Any]) -> str:
+    summary = train["summary"]
+    total = summary["total_seconds"]
+    rows = [[name, s, f"{s / total:.0%}"] for name, s in summary["stages"].items()]
+    rows.append(["start-up outside the stages", summary["outside_stages_seconds"], ""])
+    rows.append(["total", total, "100%"])
+    return (
+        table(["stage", "seconds", "share"], rows)
+        + f"\n\nFrom an empty workspace, median of {train['repeats']} run(s); peak memory "
+        f"{summary['peak_gib']:.2f} GiB."
+    )
+
+
+def render() -> str:
+    names = [
+        "scale",
+        "pit_join",
+        "online_read_sqlite",
+        "online_read_redis",
+        "serving_latency",
+        "train_stages",
+    ]
+    results = {name: load(name) for name in names}
+    measured = [r for r in results.values() if r]
+    parts = [START, "", "## Targets", "", table(["target", "result"], targets(results)), ""]
+    if measured:
+        m = measured[0]["machine"]
+        parts += [
+            f"Machine: {m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, "
+            f"Python {m['python']}, {m['java']}. Measured "
+            + ", ".join(f"{r['benchmark']} {r['measured_at']}" for r in measured)
+            + ".",
+            "",
+        ]
+    sections = [
+        ("Collect + features at scale (Spark vs DuckDB)", "scale", scale_section),
+        ("Point-in-time training set (Feast vs DuckDB ASOF JOIN)", "pit_join", pit_section),
+        ("Online features, SQLite (Feast vs direct read)", "online_read_sqlite", online_section),
+        ("Online features, Redis (Feast vs direct read)", "online_read_redis", online_section),
+        ("Serving at constant rates", "serving_latency", serving_section),
+        ("`make train` by stage", "train_stages", train_section),
+    ]
+    for title, name, render_section in sections:
+        record = results[name]
+        parts += [f"## {title}", "", render_section(record) if record else "Not run yet.", ""]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def main() -> int:
+    text = DOCUMENT.read_text() if DOCUMENT.is_file() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        raise SystemExit(f"{DOCUMENT} has no {START} ... {END} block to fill")
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    DOCUMENT.write_text(before + render() + after)
+    print(f"wrote {Path(DOCUMENT).relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

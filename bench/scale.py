@@ -1,0 +1,255 @@
+"""Collect + features at scale: the platform's Spark stages on 1x, 10x and 30x the 2013 flights,
+against the same transforms in DuckDB (`bench.duckdb_pipeline`) in the same run.
+
+    .venv/bin/python -m bench.scale --factors 1,10,30 --repeats 1
+
+For each scale factor the data is landed once (`land.scale_factor`, no download) into
+`bench/work/scale-<N>/`; then each repeat starts from an empty lake and runs, each in its
+own process: `collect`, `validate` (the Great Expectations gate that publishes silver),
+`features` (feature tables, their gate, Feast registration), then the DuckDB script.
+Figures per step: wall time, rows per second and the peak memory of the process tree (the
+JVM included). The DuckDB feature tables are checked against Spark's, row for row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from bench.common import (
+    WORK,
+    measure,
+    median,
+    print_table,
+    python,
+    workspace_env,
+    write_result,
+)
+from bench.duckdb_pipeline import KEYS
+
+SPARK_STAGES = ("collect", "validate", "features")
+
+
+def land(folder: Path, factor: int) -> dict[str, Any]:
+    """Land the scaled data once; later runs reuse it (landing is not what is measured)."""
+    stamp = folder / "landed.json"
+    if stamp.is_file() and json.loads(stamp.read_text()).get("scale_factor") == factor:
+        return json.loads(stamp.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    env = workspace_env(folder, {"land": {"scale_factor": factor}})
+    run = measure(python("-m", "pipelines", "-q", "land"), env)
+    landing = folder / "data" / "landing"
+    flights = sum(_data_lines(p) for p in (landing / "flights").glob("*.csv"))
+    weather = sum(_data_lines(p) for p in (landing / "weather").glob("*.csv"))
+    record = {
+        "scale_factor": factor,
+        "flights": flights,
+        "weather_rows": weather,
+        "landing_bytes": sum(p.stat().st_size for p in landing.rglob("*.csv")),
+        "land_seconds": run.seconds,
+    }
+    stamp.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def _data_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle) - 1
+
+
+def reset(folder: Path) -> None:
+    """Everything but the landing zone: each repeat collects from scratch."""
+    for part in ("data/lake", "data/quarantine", "data/feast", "reports", "duckdb"):
+        shutil.rmtree(folder / part, ignore_errors=True)
+
+
+def run_once(folder: Path, factor: int) -> dict[str, dict[str, float]]:
+    env = workspace_env(folder, {"land": {"scale_factor": factor}})
+    steps: dict[str, dict[str, float]] = {}
+    for stage in SPARK_STAGES:
+        run = measure(python("-m", "pipelines", "-q", stage), env)
+        steps[stage] = {"seconds": run.seconds, "peak_gib": run.peak_gib}
+        print(f"  sf {factor} {stage}: {run.seconds:.1f} s, peak {run.peak_gib:.2f} GiB")
+    landing, out = folder / "data" / "landing", folder / "duckdb"
+    run = measure(
+        python("-m", "bench.duckdb_pipeline", "--landing", str(landing), "--out", str(out)), env
+    )
+    steps["duckdb"] = {"seconds": run.seconds, "peak_gib": run.peak_gib}
+    print(f"  sf {factor} duckdb: {run.seconds:.1f} s, peak {run.peak_gib:.2f} GiB")
+    return steps
+
+
+def compare(folder: Path) -> dict[str, dict[str, int]]:
+    """Rows of each feature table found in one engine's output and not the other's."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET threads = 2")
+    differences = {}
+    for view in KEYS:
+        spark = f"'{folder / 'data' / 'lake' / 'features' / f'{view}.parquet'}'"
+        duck = f"'{folder / 'duckdb' / f'{view}.parquet'}'"
+        columns = con.execute(f"DESCRIBE SELECT * FROM {spark}").fetchall()
+
+        def normalized(source: str, columns: list[Any] = columns) -> str:
+            parts = []
+            for name, kind, *_ in columns:
+                if kind.startswith("TIMESTAMP"):
+                    parts.append(f"{name}::TIMESTAMPTZ AS {name}")
+                elif kind in ("DOUBLE", "FLOAT"):  # summation order differs in the last bits
+                    parts.append(f"round({name}, 9) AS {name}")
+                else:
+                    parts.append(f"{name}::{kind} AS {name}")
+            return f"SELECT {', '.join(parts)} FROM {source}"
+
+        def count(query: str) -> int:
+            return int(con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0])  # type: ignore[index]
+
+        differences[view] = {
+            "rows": count(normalized(spark)),
+            "only_spark": count(f"{normalized(spark)} EXCEPT ALL {normalized(duck)}"),
+            "only_duckdb": count(f"{normalized(duck)} EXCEPT ALL {normalized(spark)}"),
+        }
+    return differences
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--factors", default="1,10,30", help="comma-separated scale factors")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per scale factor (median)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep bench/work/scale-<N> (default: remove the lake)"
+    )
+    args = parser.parse_args()
+    factors = [int(f) for f in args.factors.split(",")]
+    results: list[dict[str, Any]] = []
+    for factor in factors:
+        folder = WORK / f"scale-{factor}"
+        landed = land(folder, factor)
+        print(f"scale factor {factor}: {landed['flights']:,} flights landed")
+        runs = []
+        for _ in range(args.repeats):
+            reset(folder)
+            runs.append(run_once(folder, factor))
+        differences = compare(folder)
+        steps: dict[str, dict[str, Any]] = {
+            step: {
+                "seconds": median([run[step]["seconds"] for run in runs]),
+                "peak_gib": max(run[step]["peak_gib"] for run in runs),
+                "runs_seconds": [run[step]["seconds"] for run in runs],
+            }
+            for step in (*SPARK_STAGES, "duckdb")
+        }
+        spark_seconds = steps["collect"]["seconds"] + steps["features"]["seconds"]
+        rows = landed["flights"] + landed["weather_rows"]
+        results.append(
+            {
+                **landed,
+                "repeats": args.repeats,
+                "steps": steps,
+                "spark_collect_features_seconds": spark_seconds,
+                "spark_all_seconds": spark_seconds + steps["validate"]["seconds"],
+                "spark_rows_per_second": rows / spark_seconds,
+                "duckdb_rows_per_second": rows / steps["duckdb"]["seconds"],
+                "spark_peak_gib": max(steps[s]["peak_gib"] for s in SPARK_STAGES),
+                "features_identical": all(
+                    d["only_spark"] == 0 and d["only_duckdb"] == 0 for d in differences.values()
+                ),
+                "differences": differences,
+            }
+        )
+        if not args.keep:
+            reset(folder)
+    growth = _growth(results)
+    write_result("scale", {"factors": results, "growth": growth})
+    _plot(results)
+    print_table(
+        [
+            "scale",
+            "flights",
+            "collect s",
+            "validate s",
+            "features s",
+            "duckdb s",
+            "peak GiB",
+            "same",
+        ],
+        [
+            [
+                r["scale_factor"],
+                r["flights"],
+                r["steps"]["collect"]["seconds"],
+                r["steps"]["validate"]["seconds"],
+                r["steps"]["features"]["seconds"],
+                r["steps"]["duckdb"]["seconds"],
+                r["spark_peak_gib"],
+                "yes" if r["features_identical"] else "NO",
+            ]
+            for r in results
+        ],
+    )
+    for label, exponent in growth.items():
+        print(f"{label}: time grows as data^{exponent:.2f} (1.00 = linear)")
+    return 0
+
+
+def _growth(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Exponent k in time ~ data^k between the smallest and largest factor (1 = linear)."""
+    if len(results) < 2:
+        return {}
+    low, high = results[0], results[-1]
+    scale = math.log(high["flights"] / low["flights"])
+    return {
+        "spark collect+features": math.log(
+            high["spark_collect_features_seconds"] / low["spark_collect_features_seconds"]
+        )
+        / scale,
+        "spark collect+validate+features": math.log(
+            high["spark_all_seconds"] / low["spark_all_seconds"]
+        )
+        / scale,
+        "duckdb": math.log(high["steps"]["duckdb"]["seconds"] / low["steps"]["duckdb"]["seconds"])
+        / scale,
+    }
+
+
+def _plot(results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.common import RESULTS
+
+    flights = [r["flights"] / 1e6 for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, key in (
+        ("Spark collect", "collect"),
+        ("Spark validate (GX)", "validate"),
+        ("Spark features", "features"),
+        ("DuckDB (collect + features)", "duckdb"),
+    ):
+        left.plot(flights, [r["steps"][key]["seconds"] for r in results], marker="o", label=label)
+    left.set(xlabel="flights (millions)", ylabel="wall time (s)", title="Time by stage")
+    left.legend()
+    right.plot(flights, [r["spark_peak_gib"] for r in results], marker="o", label="Spark (max)")
+    right.plot(
+        flights, [r["steps"]["duckdb"]["peak_gib"] for r in results], marker="o", label="DuckDB"
+    )
+    right.axhline(16, color="grey", linestyle="--", label="target 16 GiB")
+    right.set(xlabel="flights (millions)", ylabel="peak memory (GiB)", title="Peak memory")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scale.png", dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
