@@ -25,6 +25,9 @@ import pandas as pd
 from bench.common import WORK, measure, median, print_table, python, write_result
 
 OUT = WORK / "pit"
+# feast: the platform's configured offline store; feast-duckdb-stock: Feast's own DuckDB store
+# (its range join), for comparison; duckdb: the hand-written ASOF JOIN baseline.
+ENGINES = ("feast", "feast-duckdb-stock", "duckdb")
 
 
 def entities(settings: Any) -> pd.DataFrame:
@@ -38,10 +41,12 @@ def entities(settings: Any) -> pd.DataFrame:
     return frame[[ROW_ID, "tailnum", "origin", "carrier", "route", "event_timestamp"]]
 
 
-def feast_join(settings: Any, frame: pd.DataFrame) -> pd.DataFrame:
+def feast_join(settings: Any, frame: pd.DataFrame, stock: bool = False) -> pd.DataFrame:
     from features.definitions import build_repo
     from features.store import feature_store
 
+    if stock:  # Feast's own DuckDB store (ibis), instead of the platform's configured one
+        settings = settings.with_overrides({"features": {"offline_store": {"type": "duckdb"}}})
     store = feature_store(settings)
     service = store.get_feature_service(build_repo(settings).service.name)
     return store.get_historical_features(entity_df=frame, features=service).to_df()
@@ -83,19 +88,22 @@ def worker(engine: str, out: Path) -> None:
     settings = load_settings()
     frame = entities(settings)
     started = time.perf_counter()
-    joined = (feast_join if engine == "feast" else duckdb_join)(settings, frame)
+    if engine == "duckdb":
+        joined = duckdb_join(settings, frame)
+    else:
+        joined = feast_join(settings, frame, stock=engine == "feast-duckdb-stock")
     seconds = time.perf_counter() - started
     joined.to_parquet(out / f"{engine}.parquet", index=False)
     print(json.dumps({"engine": engine, "join_seconds": seconds, "rows": len(joined)}))
 
 
-def compare(out: Path) -> dict[str, Any]:
-    """Feature values per flight: equal, or both missing."""
+def compare(out: Path, engine: str) -> dict[str, Any]:
+    """Feature values per flight of `engine` against the DuckDB baseline: equal, or both missing."""
     from features.definitions import declared_feature_names
     from pipelines.train import ROW_ID
 
     names = declared_feature_names()
-    feast = pd.read_parquet(out / "feast.parquet").set_index(ROW_ID).sort_index()
+    feast = pd.read_parquet(out / f"{engine}.parquet").set_index(ROW_ID).sort_index()
     duck = pd.read_parquet(out / "duckdb.parquet").set_index(ROW_ID).sort_index()
     same_rows = feast.index.equals(duck.index)
     mismatched = {}
@@ -121,13 +129,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--worker", choices=["feast", "duckdb"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.worker:
         worker(args.worker, OUT)
         return 0
-    runs: dict[str, list[dict[str, float]]] = {"feast": [], "duckdb": []}
+    runs: dict[str, list[dict[str, float]]] = {engine: [] for engine in ENGINES}
     for _ in range(args.repeats):
         for engine in runs:  # alternating, so drift of the machine hits both alike
             run = measure(python("-m", "bench.pit_join", "--worker", engine))
@@ -140,7 +148,8 @@ def main() -> int:
                 }
             )
             print(f"  {engine}: join {figures['join_seconds']:.2f} s, peak {run.peak_gib:.2f} GiB")
-    check = compare(OUT)
+    checks = {engine: compare(OUT, engine) for engine in ENGINES if engine != "duckdb"}
+    check = checks["feast"]
     summary: dict[str, dict[str, Any]] = {
         engine: {
             "seconds": median([r["seconds"] for r in results]),
@@ -150,8 +159,11 @@ def main() -> int:
         for engine, results in runs.items()
     }
     ratios = {
-        "time": summary["feast"]["seconds"] / summary["duckdb"]["seconds"],
-        "memory": summary["feast"]["peak_gib"] / summary["duckdb"]["peak_gib"],
+        engine: {
+            "time": summary[engine]["seconds"] / summary["duckdb"]["seconds"],
+            "memory": summary[engine]["peak_gib"] / summary["duckdb"]["peak_gib"],
+        }
+        for engine in checks
     }
     write_result(
         "pit_join",
@@ -159,18 +171,24 @@ def main() -> int:
             "repeats": args.repeats,
             "entities": check["rows_feast"],
             "results": summary,
-            "ratios": ratios,
+            "ratios": ratios["feast"],
             "check": check,
+            "ratios_by_engine": ratios,
+            "checks_by_engine": checks,
         },
     )
     print_table(
         ["engine", "join s", "peak GiB (process)"],
         [[name, s["seconds"], s["peak_gib"]] for name, s in summary.items()],
     )
-    print(f"Feast / DuckDB: time {ratios['time']:.2f}x, memory {ratios['memory']:.2f}x")
-    print(f"outputs identical: {check['identical']} ({check['values_compared']:,} values compared)")
-    if not check["identical"]:
-        print(json.dumps(check, indent=2), file=sys.stderr)
+    for engine, ratio in ratios.items():
+        same = checks[engine]
+        print(
+            f"{engine} / DuckDB: time {ratio['time']:.2f}x, memory {ratio['memory']:.2f}x;"
+            f" identical: {same['identical']} ({same['values_compared']:,} values compared)"
+        )
+        if not same["identical"]:
+            print(json.dumps(same, indent=2), file=sys.stderr)
     return 0
 
 

@@ -137,7 +137,9 @@ class FeaturesConfig(Strict):
     online_store: dict[str, Any] = Field(
         default_factory=lambda: {"type": "sqlite", "path": "data/feast/online.db"}
     )
-    offline_store: dict[str, Any] = Field(default_factory=lambda: {"type": "duckdb"})
+    offline_store: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "features.offline_store.AsofDuckDBOfflineStore"}
+    )
     # Window sizes of the rolling features.
     aircraft_recent_arrivals: int = Field(5, ge=1)
     aircraft_late_rate_arrivals: int = Field(10, ge=1)

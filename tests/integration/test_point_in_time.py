@@ -16,7 +16,7 @@ from tests.conftest import settings_for
 
 
 def ts(*values: str) -> pd.Series:
-    return pd.Series(pd.to_datetime(list(values), utc=True))
+    return pd.Series(pd.to_datetime(list(values), utc=True, format="ISO8601"))
 
 
 def write(settings, view: str, frame: pd.DataFrame) -> None:
@@ -124,7 +124,7 @@ def test_no_value_from_after_the_departure_gets_in(store_with_history) -> None:
         store,
         settings,
         labels_at(
-            "2013-01-01T08:30",
+            "2013-01-01T08:30:00",
             "2013-01-01T09:59",
             "2013-01-01T10:00",
             "2013-01-01T11:59",
@@ -163,3 +163,52 @@ def test_training_rows_carry_no_post_departure_columns(store_with_history) -> No
         "cancelled",
         "diverted",
     } & set(frame.columns)
+
+
+@pytest.mark.parametrize("full_feature_names", [False, True])
+def test_the_asof_join_store_answers_exactly_as_feasts_own(
+    store_with_history, full_feature_names: bool
+) -> None:
+    """The platform's offline store (an ASOF JOIN) against Feast's own DuckDB store (a range
+    join, then the newest row): same rows, same values, at the TTL's edges too."""
+    from features.offline_store import ArrowRetrievalJob
+
+    settings, store = store_with_history
+    stock = feature_store(
+        settings.with_overrides({"features": {"offline_store": {"type": "duckdb"}}})
+    )
+    entities = labels_at(
+        "2013-01-01T08:00:00",  # a weather reading exactly then
+        "2013-01-01T08:30:00",
+        "2013-01-01T09:00:00",  # an arrival exactly then
+        "2013-01-01T10:00:00",
+        "2013-01-01T12:00:00",  # exactly the weather view's 2 h TTL after the 10:00 reading
+        "2013-01-01T12:00:01",  # one second past it
+        "2013-01-02T00:00:00",
+        "2013-02-01T00:00:00",  # everything but the plane's attributes expired
+    )[["flight_id", "tailnum", "origin", "carrier", "route", "event_timestamp"]]
+    entities.loc[1, "tailnum"] = "N404"  # an aircraft the tables never saw
+    service = store.get_feature_service(build_repo(settings).service.name)
+    job = store.get_historical_features(
+        entity_df=entities, features=service, full_feature_names=full_feature_names
+    )
+    assert isinstance(job, ArrowRetrievalJob)  # the fast path, not a silent fallback
+    ours = job.to_df().set_index("flight_id").sort_index()
+    feasts = (
+        stock.get_historical_features(
+            entity_df=entities, features=service, full_feature_names=full_feature_names
+        )
+        .to_df()
+        .set_index("flight_id")
+        .sort_index()
+    )
+    assert sorted(ours.columns) == sorted(feasts.columns)
+    assert ours.index.tolist() == feasts.index.tolist() == sorted(entities["flight_id"])
+    features = [c for c in feasts.columns if c not in entities.columns]
+    assert len(features) == len(build_repo(settings).feature_names)
+    for column in features:
+        left = pd.to_numeric(ours[column]).to_numpy("float64")
+        right = pd.to_numeric(feasts[column]).to_numpy("float64")
+        assert np.array_equal(left, right, equal_nan=True), column
+    weather = "origin_weather__weather_temp" if full_feature_names else "weather_temp"
+    assert ours[weather].tolist()[4:6] == [40.0, pytest.approx(np.nan, nan_ok=True)]
