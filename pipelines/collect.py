@@ -476,18 +476,26 @@ class _Collector:
     ) -> None:
         """Write the drops in one job, then publish each drop's directory with its marker.
 
-        Spark writes `drop_id=<id>/[date=<d>/]` under a temporary folder, which is exactly a
-        drop's directory in the lake; each is moved into place once its marker is in it.
+        Spark writes `drop_id=<id>/` under a temporary folder, which is exactly a drop's
+        directory in the lake; each is moved into place once its marker is in it. A drop is
+        one file, its rows in date order (parquet's statistics then prune by date): a file per
+        day and drop made thousands of small files at scale, whose writing and listing cost
+        more than the data (BENCHMARKS.md, collect + features at scale).
         """
         drops = self.spark.createDataFrame(
             [(m.drop_id, m.content_hash, m.source_file) for m in markers.values()],
             f"{DROP_ID} string, _content_hash string, _source_file string",
         )
         frame = with_ingest_metadata(frame, drops, self.ingested_at)
-        partitions = [DROP_ID, "date"] if source.monthly else [DROP_ID]
+        order = ["date"] if source.monthly else []
         temp = self.layout.temp_dir(table_dir, "batch")
-        # One task per drop and day: one file per partition directory.
-        frame.repartition(*partitions).write.mode("error").partitionBy(*partitions).parquet(temp)
+        (
+            frame.repartition(DROP_ID)
+            .sortWithinPartitions(DROP_ID, *order)
+            .write.mode("error")
+            .partitionBy(DROP_ID)
+            .parquet(temp)
+        )
         for drop_id, marker in markers.items():
             written = StorageLayout.drop_dir(temp, drop_id)
             StorageLayout.write_marker(written, marker)

@@ -3,9 +3,9 @@
 Layout (local folders, or the same shape under s3:// on AWS):
 
     landing/<table>/<drop_id>.csv                      raw drops, as delivered (never modified)
-    lake/bronze/<table>/drop_id=<id>/[date=<d>/]*.parquet   typed, with ingest metadata
+    lake/bronze/<table>/drop_id=<id>/*.parquet         typed, with ingest metadata
     lake/_staging/silver/<table>/drop_id=<id>/...      clean, waiting for the quality gate
-    lake/silver/<table>/drop_id=<id>/[date=<d>/]*.parquet   clean and gated: what downstream reads
+    lake/silver/<table>/drop_id=<id>/*.parquet         clean and gated: what downstream reads
     quarantine/<table>/<drop_id>-<hash>/               a copy of a refused drop and reason.json
 
 A drop directory is written under a temporary name and moved into place, and carries its own
