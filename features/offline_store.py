@@ -4,9 +4,10 @@ Feast's own DuckDB store (through ibis) joins each flight to every feature row o
 is older than the flight and within the view's TTL, then keeps the newest with a window
 function: the intermediate result grows with the rows each key has inside the TTL (about 30
 per flight for a 30-day route view), and on the training set it took about 9x the time of an
-ASOF JOIN (BENCHMARKS.md, point-in-time join). An ASOF JOIN finds the newest row at or before each flight
-directly. The rule is Feast's, unchanged: per view, the newest row of the flight's key stamped
-at or before the flight's event time and, when the view has a TTL, no older than the TTL.
+ASOF JOIN (BENCHMARKS.md, point-in-time join). An ASOF JOIN finds the newest row at or before
+each flight directly. The rule is Feast's, unchanged: per view, the newest row of the flight's
+key stamped at or before the flight's event time and, when the view has a TTL, no older than
+the TTL.
 
 It takes the fast path when it gives the same answer as Feast's join, and hands everything
 else to Feast's implementation: entity rows as a DataFrame, parquet FileSources without field
