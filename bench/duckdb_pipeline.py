@@ -48,7 +48,14 @@ def _local_to_utc(day: str, hhmm: str, zone: str, plus_days: int = 0) -> str:
         f"(({day} + INTERVAL {plus_days} DAY)::TIMESTAMP"
         f" + to_seconds(floor({hhmm} / 100) * 3600 + ({hhmm} % 100) * 60))"
     )
-    return f"timezone('UTC', timezone({zone}, {wall_clock}))"
+    instant = f"timezone({zone}, {wall_clock})"
+    # A wall-clock time in the hour clocks go back happens twice: ICU takes the second,
+    # Spark (java.time) the first. Take the first, as the platform does.
+    earlier = f"({instant} - INTERVAL 1 HOUR)"
+    return (
+        f"timezone('UTC', CASE WHEN timezone({zone}, {earlier}) = {wall_clock} "
+        f"THEN {earlier} ELSE {instant} END)"
+    )
 
 
 def build(settings: Settings, landing: Path, out: Path, threads: int) -> dict[str, int]:

@@ -85,7 +85,7 @@ def run_once(folder: Path, factor: int) -> dict[str, dict[str, float]]:
     return steps
 
 
-def compare(folder: Path) -> dict[str, dict[str, int]]:
+def compare(folder: Path) -> dict[str, dict[str, Any]]:
     """Rows of each feature table found in one engine's output and not the other's."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -110,10 +110,19 @@ def compare(folder: Path) -> dict[str, dict[str, int]]:
         def count(query: str) -> int:
             return int(con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0])  # type: ignore[index]
 
+        def examples(query: str) -> list[dict[str, str]]:
+            rows = con.execute(f"SELECT * FROM ({query}) ORDER BY ALL LIMIT 5")
+            names = [d[0] for d in rows.description]
+            return [dict(zip(names, map(str, row), strict=True)) for row in rows.fetchall()]
+
+        only_spark = f"{normalized(spark)} EXCEPT ALL {normalized(duck)}"
+        only_duck = f"{normalized(duck)} EXCEPT ALL {normalized(spark)}"
         differences[view] = {
             "rows": count(normalized(spark)),
-            "only_spark": count(f"{normalized(spark)} EXCEPT ALL {normalized(duck)}"),
-            "only_duckdb": count(f"{normalized(duck)} EXCEPT ALL {normalized(spark)}"),
+            "only_spark": count(only_spark),
+            "only_duckdb": count(only_duck),
+            "examples_only_spark": examples(only_spark),
+            "examples_only_duckdb": examples(only_duck),
         }
     return differences
 
@@ -126,6 +135,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs per scale factor (median)")
     parser.add_argument(
         "--keep", action="store_true", help="keep bench/work/scale-<N> (default: remove the lake)"
+    )
+    parser.add_argument(
+        "--name", default="scale", help="results file name (bench/results/<name>.json, .png)"
     )
     args = parser.parse_args()
     factors = [int(f) for f in args.factors.split(",")]
@@ -168,8 +180,8 @@ def main() -> int:
         if not args.keep:
             reset(folder)
     growth = _growth(results)
-    write_result("scale", {"factors": results, "growth": growth})
-    _plot(results)
+    write_result(args.name, {"factors": results, "growth": growth})
+    _plot(results, args.name)
     print_table(
         [
             "scale",
@@ -220,7 +232,7 @@ def _growth(results: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _plot(results: list[dict[str, Any]]) -> None:
+def _plot(results: list[dict[str, Any]], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,7 +259,7 @@ def _plot(results: list[dict[str, Any]]) -> None:
     right.set(xlabel="flights (millions)", ylabel="peak memory (GiB)", title="Peak memory")
     right.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "scale.png", dpi=100)
+    fig.savefig(RESULTS / f"{name}.png", dpi=100)
     plt.close(fig)
 
 
