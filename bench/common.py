@@ -196,3 +196,28 @@ def workspace_env(folder: Path, extra: dict[str, Any] | None = None) -> dict[str
     for key, value in (extra or {}).items():
         overrides[key] = {**overrides.get(key, {}), **value}
     return {"MLOPS_ENV": "local", "MLOPS_OVERRIDES": json.dumps(overrides)}
+
+
+def bar_chart(
+    name: str, title: str, ylabel: str, groups: Sequence[str], series: dict[str, Sequence[float]]
+) -> Path:
+    """Grouped bars, one group per entry of `groups`, one bar per series: results/<name>.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(series))
+    for index, (label, values) in enumerate(series.items()):
+        positions = [g + index * width for g in range(len(groups))]
+        axis.bar(positions, values, width=width, label=label)
+    axis.set_xticks([g + width * (len(series) - 1) / 2 for g in range(len(groups))], list(groups))
+    axis.set(ylabel=ylabel, title=title)
+    axis.legend()
+    fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.common import print_table, write_result
+from bench.common import bar_chart, print_table, write_result
 from features.definitions import VIEWS
 
 
@@ -145,6 +145,20 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
+def plot(kind: str, cases: dict[str, Any]) -> None:
+    groups = [f"{size} flight(s), {stat}" for size in cases for stat in ("p50", "p99")]
+    bar_chart(
+        f"online_read_{kind}",
+        f"Online feature reads ({kind})",
+        "ms per read",
+        groups,
+        {
+            reader: [cases[size][reader][f"{stat}_ms"] for size in cases for stat in ("p50", "p99")]
+            for reader in ("feast", "direct")
+        },
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,6 +214,7 @@ def main() -> int:
                 cases[str(size)]["feast"][f"{stat}_ms"] / cases[str(size)]["direct"][f"{stat}_ms"]
             )
     write_result(f"online_read_{kind}", {"store": kind, "reads": args.reads, "cases": cases})
+    plot(kind, cases)
     print(f"online store: {kind}; {args.reads} reads per case and reader")
     print_table(
         ["flights", "Feast p50 ms", "Feast p99 ms", "direct p50 ms", "direct p99 ms", "p50 ratio"],

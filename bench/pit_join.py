@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import WORK, measure, median, print_table, python, write_result
+from bench.common import WORK, bar_chart, measure, median, print_table, python, write_result
 
 OUT = WORK / "pit"
 # feast: the platform's configured offline store; feast-duckdb-stock: Feast's own DuckDB store
@@ -124,6 +124,17 @@ def compare(out: Path, engine: str) -> dict[str, Any]:
     }
 
 
+def plot(summary: dict[str, dict[str, Any]]) -> None:
+    engines = list(summary)
+    bar_chart(
+        "pit_join",
+        "Point-in-time training set",
+        "seconds (join) / GiB (process peak)",
+        ["join time (s)", "peak memory (GiB)"],
+        {e: [summary[e]["seconds"], summary[e]["peak_gib"]] for e in engines},
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -177,6 +188,7 @@ def main() -> int:
             "checks_by_engine": checks,
         },
     )
+    plot(summary)
     print_table(
         ["engine", "join s", "peak GiB (process)"],
         [[name, s["seconds"], s["peak_gib"]] for name, s in summary.items()],

@@ -118,6 +118,10 @@ def targets(results: dict[str, dict[str, Any] | None]) -> list[list[str]]:
     return rows
 
 
+def _runs(count: int) -> str:
+    return "One run" if count == 1 else f"Median of {count} runs"
+
+
 def scale_section(scale: dict[str, Any]) -> str:
     rows = []
     for f in scale["factors"]:
@@ -162,7 +166,7 @@ def scale_section(scale: dict[str, Any]) -> str:
             ],
             rows,
         )
-        + f"\n\nRepeats per scale factor: {scale['factors'][0]['repeats']} (median). Rows/s counts "
+        + f"\n\n{_runs(scale['factors'][0]['repeats'])} per scale factor. Rows/s counts "
         "flights and weather rows landed.\n\n"
         + growth
         + "\n\n![collect and features at scale](bench/results/scale.png)"
@@ -223,6 +227,7 @@ def online_section(online: dict[str, Any]) -> str:
         )
         + f"\n\nStore: {online['store']}; {online['reads']} timed reads per case and reader, "
         "alternating, after 20 untimed; values checked equal between the two readers."
+        + f"\n\n![online reads](bench/results/online_read_{online['store']}.png)"
     )
 
 
@@ -235,6 +240,13 @@ def pit_section(pit: dict[str, Any]) -> str:
         f"{pit['repeats']} runs per engine. Output identical: "
         f"{'yes' if check['identical'] else 'NO'} ({check['values_compared']:,} feature values "
         f"compared; mismatches: {check['mismatched_values'] or 'none'})."
+        + "".join(
+            f" {engine}: {r['time']:.2f}x the baseline's time, {r['memory']:.2f}x its memory, "
+            f"output {'identical' if pit['checks_by_engine'][engine]['identical'] else 'DIFFERENT'}."
+            for engine, r in pit.get("ratios_by_engine", {}).items()
+        )
+        + " (`feast`: the platform's configured offline store; `feast-duckdb-stock`: Feast's own "
+        "DuckDB store.)" + "\n\n![point-in-time join](bench/results/pit_join.png)"
     )
 
 
@@ -248,6 +260,7 @@ def train_section(train: dict[str, Any]) -> str:
         table(["stage", "seconds", "share"], rows)
         + f"\n\nFrom an empty workspace, median of {train['repeats']} run(s); peak memory "
         f"{summary['peak_gib']:.2f} GiB."
+        + "\n\n![make train by stage](bench/results/train_stages.png)"
     )
 
 
@@ -287,7 +300,24 @@ def render() -> str:
     return "\n".join(parts)
 
 
+def missing_plots() -> None:
+    """Draw the plot of a benchmark whose figures are recorded but whose plot is not (from the
+    recorded figures alone)."""
+    from bench import online_read, pit_join, train_stages
+
+    for name, draw in (
+        ("pit_join", lambda r: pit_join.plot(r["results"])),
+        ("online_read_sqlite", lambda r: online_read.plot("sqlite", r["cases"])),
+        ("online_read_redis", lambda r: online_read.plot("redis", r["cases"])),
+        ("train_stages", lambda r: train_stages.plot(r["summary"])),
+    ):
+        record = load(name)
+        if record and not (RESULTS / f"{name}.png").is_file():
+            draw(record)
+
+
 def main() -> int:
+    missing_plots()
     text = DOCUMENT.read_text() if DOCUMENT.is_file() else f"# Benchmarks\n\n{START}\n{END}\n"
     if START not in text or END not in text:
         raise SystemExit(f"{DOCUMENT} has no {START} ... {END} block to fill")

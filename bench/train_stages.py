@@ -15,7 +15,16 @@ import re
 import shutil
 from typing import Any
 
-from bench.common import WORK, measure, median, print_table, python, workspace_env, write_result
+from bench.common import (
+    WORK,
+    bar_chart,
+    measure,
+    median,
+    print_table,
+    python,
+    workspace_env,
+    write_result,
+)
 
 # One line of the chain's summary: stage, status, rows in, rows out, seconds.
 SUMMARY_LINE = re.compile(
@@ -30,6 +39,17 @@ def stage_seconds(output: str) -> dict[str, float]:
         if match := SUMMARY_LINE.match(line.strip()):
             found[match["stage"]] = float(match["seconds"])
     return found
+
+
+def plot(summary: dict[str, Any]) -> None:
+    stages = {**summary["stages"], "start-up": summary["outside_stages_seconds"]}
+    bar_chart(
+        "train_stages",
+        "make train by stage",
+        "seconds",
+        list(stages),
+        {"median": list(stages.values())},
+    )
 
 
 def main() -> int:
@@ -58,6 +78,7 @@ def main() -> int:
         ),
     }
     write_result("train_stages", {"repeats": args.repeats, "summary": summary, "runs": runs})
+    plot(summary)
     total = summary["total_seconds"]
     rows = [
         [name, seconds, f"{seconds / total:.0%}"] for name, seconds in summary["stages"].items()
