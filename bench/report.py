@@ -95,6 +95,22 @@ def targets(results: dict[str, dict[str, Any] | None]) -> list[list[str]]:
         )
     else:
         rows.append(["Point-in-time join", "not run"])
+    soak = results["soak"]
+    if soak:
+        memory = soak["memory_gib"]
+        latency = soak["latency"]
+        rows.append(
+            [
+                f"Soak: {soak['minutes']:g} min at {soak['rate_per_s']:g} req/s, zero errors, "
+                "bounded memory",
+                verdict(
+                    latency["errors"] == 0 and memory["bounded"],
+                    f"{int(latency['errors'])} errors in {int(latency['requests']):,} requests; "
+                    f"memory {memory['first_minute_peak']:.2f} GiB in the first minute, "
+                    f"{memory['last_minute_peak']:.2f} GiB in the last",
+                ),
+            ]
+        )
     scale = results["scale"]
     if scale and scale.get("growth"):
         exponent = scale["growth"]["spark collect+features"]
@@ -264,6 +280,35 @@ def train_section(train: dict[str, Any]) -> str:
     )
 
 
+def soak_section(soak: dict[str, Any]) -> str:
+    latency, memory = soak["latency"], soak["memory_gib"]
+    return (
+        table(
+            [
+                "requests",
+                "errors",
+                "p50 ms",
+                "p99 ms",
+                "memory, 1st min (GiB)",
+                "memory, last min (GiB)",
+            ],
+            [
+                [
+                    int(latency["requests"]),
+                    int(latency["errors"]),
+                    latency["p50_ms"],
+                    latency["p99_ms"],
+                    memory["first_minute_peak"],
+                    memory["last_minute_peak"],
+                ]
+            ],
+        )
+        + f"\n\nThe BentoML service at a constant {soak['rate_per_s']:g} requests/s for "
+        f"{soak['minutes']:g} minutes after a 10 s warm-up; memory of the server's process tree "
+        "sampled every second." + "\n\n![soak](bench/results/soak.png)"
+    )
+
+
 def render() -> str:
     names = [
         "scale",
@@ -272,6 +317,7 @@ def render() -> str:
         "online_read_redis",
         "serving_latency",
         "train_stages",
+        "soak",
     ]
     results = {name: load(name) for name in names}
     measured = [r for r in results.values() if r]
@@ -292,6 +338,7 @@ def render() -> str:
         ("Online features, Redis (Feast vs direct read)", "online_read_redis", online_section),
         ("Serving at constant rates", "serving_latency", serving_section),
         ("`make train` by stage", "train_stages", train_section),
+        ("Soak", "soak", soak_section),
     ]
     for title, name, render_section in sections:
         record = results[name]

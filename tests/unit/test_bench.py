@@ -46,6 +46,7 @@ def test_growth_is_the_exponent_of_time_against_data() -> None:
 def _results(**overrides: dict | None) -> dict:
     base: dict = {name: None for name in ("scale", "pit_join", "serving_latency")}
     base |= {"online_read_sqlite": None, "online_read_redis": None, "train_stages": None}
+    base |= {"soak": None}
     return base | overrides
 
 
