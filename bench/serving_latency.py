@@ -202,6 +202,8 @@ def main() -> int:
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
         "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        # `mlflow models serve` runs `uvicorn` by name: the venv's scripts must be on the PATH.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     chosen = {n: v for n, v in servers(settings, tag).items() if n in args.servers.split(",")}
