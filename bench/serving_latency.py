@@ -210,13 +210,19 @@ def main() -> int:
     runs: dict[str, dict[float, list[dict[str, float]]]] = {
         name: {rate: [] for rate in rates} for name in chosen
     }
+    failures: dict[str, list[str]] = {}
     # One server at a time: with two up, the idle one's background work skewed the other's
     # tail. Alternating per repeat spreads drift of the machine over all alike.
     for repeat in range(args.repeats):
         for name, (command, url, body) in chosen.items():
             process = start(command, env, RESULTS / f"serving_{name}.log")
             try:
-                wait_until_up(url, body, process)
+                try:
+                    wait_until_up(url, body, process)
+                except RuntimeError as err:  # one server failing must not lose the others' runs
+                    failures.setdefault(name, []).append(str(err))
+                    print(f"  run {repeat + 1}: {name} did not start: {err}", file=sys.stderr)
+                    continue
                 asyncio.run(constant_rate(url, body, rates[0], 5))  # warm-up, not counted
                 for rate in rates:
                     figures = asyncio.run(constant_rate(url, body, rate, args.seconds))
@@ -239,8 +245,10 @@ def main() -> int:
                 "runs": results,
             }
             for rate, results in by_rate.items()
+            if results
         }
         for name, by_rate in runs.items()
+        if any(by_rate.values())
     }
     record: dict[str, Any] = {
         "rates_per_s": rates,
@@ -248,6 +256,7 @@ def main() -> int:
         "repeats": args.repeats,
         "model": tag,
         "results": summary,
+        "failures": failures,
     }
     if "bentoml" in summary and "fastapi" in summary:
         record["bentoml_p50_over_fastapi"] = {
