@@ -291,8 +291,9 @@ def _plot(summary: dict[str, Any], rates: list[float]) -> None:
     for name, by_rate in summary.items():
         for axis, stat in zip(axes, ("p50_ms", "p99_ms"), strict=True):
             axis.plot(rates, [by_rate[f"{r:g}"][stat] for r in rates], marker="o", label=name)
-    axes[0].set(xlabel="requests per second", ylabel="ms", title="p50 latency")
-    axes[1].set(xlabel="requests per second", ylabel="ms", title="p99 latency")
+    # Log scale: a saturated server is seconds, the others milliseconds.
+    axes[0].set(xlabel="requests per second", ylabel="ms (log)", title="p50 latency", yscale="log")
+    axes[1].set(xlabel="requests per second", ylabel="ms (log)", title="p99 latency", yscale="log")
     axes[1].axhline(50, color="grey", linestyle="--", label="p99 target (50 req/s)")
     axes[1].legend()
     fig.tight_layout()
