@@ -123,6 +123,36 @@ def parse(raw: DataFrame, source: Source) -> DataFrame:
     )
 
 
+def dated_outside_drop(typed: DataFrame) -> DataFrame:
+    """Monthly drops: a row must be dated in its drop's month, and its UTC hour (`time_hour`)
+    must be within a day of that date. A row from another month, typically a future one (an
+    export or a clock gone wrong), is a problem of its row, so the drop is quarantined whole.
+
+    The reference is the drop's own month, not the wall clock: collect replays history, and
+    `land.scale_factor` moves copies of 2013 into later years by design.
+    """
+    row_date = F.make_date("year", "month", "day")
+    period = F.date_format(row_date, "yyyy-MM")
+    problems = F.array(
+        F.when(
+            ~F.col(DROP_ID).startswith(period),
+            F.concat(F.lit("dated "), period, F.lit(", outside its drop "), F.col(DROP_ID)),
+        ),
+        F.when(
+            F.abs(F.datediff(F.to_date("time_hour"), row_date)) > 1,
+            F.concat(
+                F.lit("time_hour "),
+                F.col("time_hour").cast("string"),
+                F.lit(" is not on the row's date "),
+                row_date.cast("string"),
+            ),
+        ),
+    )
+    return typed.withColumn(
+        PROBLEMS, F.concat(F.col(PROBLEMS), F.filter(problems, lambda p: p.isNotNull()))
+    )
+
+
 def _local_to_utc(day: Column, hhmm: Column, zone: Column, plus_days: Column | int = 0) -> Column:
     """A local wall-clock time (date + hhmm) in `zone` as a UTC instant."""
     wall_clock = F.timestamp_seconds(
@@ -389,7 +419,10 @@ class _Collector:
         timezones: DataFrame | None,
     ) -> dict[str, DropOutcome]:
         by_id = {item.drop.drop_id: item for item in items}
-        typed = parse(self._read(items, header), source).cache()
+        typed = parse(self._read(items, header), source)
+        if source.monthly:
+            typed = dated_outside_drop(typed)
+        typed = typed.cache()
         try:
             candidate = self._to_silver(typed, source, timezones).cache()
             is_bad = (F.size(PROBLEMS) > 0).cast("long")
