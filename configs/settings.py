@@ -170,6 +170,12 @@ class MlflowConfig(Strict):
     artifact_location: str | None = "data/mlflow/artifacts"
     experiment: str = "flight-delay"
     registered_model: str = "flight_delay"
+    # How hard the client tries a tracking server that does not answer before the stage fails:
+    # retries per request (with exponential backoff from `request_backoff_s`) and the timeout of
+    # one request. The defaults give up on a dead server in about 15 s, not MLflow's minutes.
+    request_retries: int = Field(3, ge=0)
+    request_backoff_s: int = Field(1, ge=0)
+    request_timeout_s: int = Field(60, ge=1)
     server: MlflowServerConfig | None = None
 
 

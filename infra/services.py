@@ -2,14 +2,20 @@
 
 `up` checks that PostgreSQL and Redis answer (printing the command that starts whichever does
 not), creates the databases the profile names, and starts `mlflow server` in the background
-on PostgreSQL with proxied artifacts; `down` stops it. PostgreSQL and Redis are the machine's
-own services: this module never starts or stops them.
+on PostgreSQL with proxied artifacts and basic authentication; `down` stops it. PostgreSQL and
+Redis are the machine's own services: this module never starts or stops them.
+
+The tracking server is never open: its admin account is MLFLOW_TRACKING_USERNAME (default
+`admin`) with the password MLFLOW_TRACKING_PASSWORD, the same variables MLflow's clients read,
+and it refuses to start without a password, with MLflow's published default, or with one
+shorter than 12 characters.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,10 +33,85 @@ START_REDIS = (
     "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
 )
 READY_TIMEOUT_S = 90
+USERNAME_VARIABLE = "MLFLOW_TRACKING_USERNAME"
+PASSWORD_VARIABLE = "MLFLOW_TRACKING_PASSWORD"
+SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+# MLflow's published default admin password, and others a scanner tries first.
+DEFAULT_PASSWORDS = frozenset({"password1234", "password", "admin", "mlflow", "changeme"})
+MIN_PASSWORD_LENGTH = 12
 
 
 class ServiceDown(RuntimeError):
     """A server the profile needs does not answer; the message says how to start it."""
+
+
+class InsecureSetup(ServiceDown):
+    """The tracking server would start without proper authentication: it is not started."""
+
+
+def admin_credentials(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """The tracking server's admin account, from the environment; refuses weak passwords."""
+    env = os.environ if environ is None else environ
+    username = env.get(USERNAME_VARIABLE) or "admin"
+    password = env.get(PASSWORD_VARIABLE, "")
+    how = (
+        f"export {PASSWORD_VARIABLE}=<a password of {MIN_PASSWORD_LENGTH}+ characters> "
+        f"(and {USERNAME_VARIABLE}, default admin); training and serving read the same variables"
+    )
+    if not password:
+        raise InsecureSetup(
+            f"{PASSWORD_VARIABLE} is not set: the tracking server requires authentication; {how}"
+        )
+    if password.lower() in DEFAULT_PASSWORDS or password.lower() == username.lower():
+        raise InsecureSetup(
+            f"{PASSWORD_VARIABLE} is a default or guessable password: refusing to start; {how}"
+        )
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InsecureSetup(
+            f"{PASSWORD_VARIABLE} has {len(password)} characters, fewer than "
+            f"{MIN_PASSWORD_LENGTH}: refusing to start; {how}"
+        )
+    return username, password
+
+
+def flask_secret_key(server: MlflowServerConfig) -> str:
+    """The key MLflow's auth app signs its CSRF tokens with: MLFLOW_FLASK_SERVER_SECRET_KEY if
+    set, else one made for this server on first start and kept in its home (owner-only)."""
+    if key := os.environ.get(SECRET_KEY_VARIABLE):
+        return key
+    path = Path(server.home) / "flask_secret_key"
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def write_auth_config(server: MlflowServerConfig, username: str, password: str) -> Path:
+    """MLflow's basic-auth config (readable by this user only), its user store beside it.
+
+    The admin account is created with this password when the user store is first made; change
+    it later through MLflow's API (`update_user_password`), not here.
+    """
+    home = Path(server.home)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "basic_auth.ini"
+    text = (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{(home / 'basic_auth.db').resolve()}\n"
+        f"admin_username = {username}\n"
+        f"admin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+    return path
 
 
 @dataclass(frozen=True)
@@ -183,6 +264,8 @@ def mlflow_server_command(server: MlflowServerConfig) -> list[str]:
         str(server.port),
         "--workers",
         str(server.workers),
+        "--app-name",
+        "basic-auth",
     ]
 
 
@@ -196,12 +279,19 @@ def start_mlflow(server: MlflowServerConfig, timeout: float = READY_TIMEOUT_S) -
             f"something else already answers on {server_url(server)}: stop it or change "
             "mlflow.server.port and mlflow.tracking_uri"
         )
-    ensure_database(server.backend_store_uri)
+    username, password = admin_credentials()
+    if server.backend_store_uri.startswith("postgresql"):
+        ensure_database(server.backend_store_uri)
     home = Path(server.home)
     home.mkdir(parents=True, exist_ok=True)
     Path(server.artifacts_destination).mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(server, username, password)),
+        SECRET_KEY_VARIABLE: flask_secret_key(server),
+    }
     with log_path.open("a") as log:
         process = subprocess.Popen(
             mlflow_server_command(server),

@@ -26,7 +26,7 @@ from features.request import CATEGORICAL_FEATURES, REQUEST_FEATURES, request_fea
 from features.store import feature_store
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
-from pipelines.adapters.tracking import Tracker
+from pipelines.adapters.tracking import Tracker, TrackingUnavailable, tracking_errors
 from pipelines.results import StageFailed, StageResult
 
 log = logging.getLogger(__name__)
@@ -302,6 +302,28 @@ def _gate_results(layout: StorageLayout, table: str, drop_id: str) -> list[str]:
     return json.loads(fs.read_text(gate)).get("results", []) if fs.is_file(gate) else []
 
 
+def _recording_failed(tracker: Tracker, run_id: str | None, err: BaseException) -> StageFailed:
+    """The tracking server failed mid-run: undo any registration, say what state things are in."""
+    cause = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    try:
+        discarded = tracker.discard_versions_of_run(run_id) if run_id else []
+        registry = (
+            f"version(s) {', '.join(discarded)} of this run were deleted"
+            if discarded
+            else "no model version was registered"
+        )
+    except tracking_errors():
+        registry = (
+            f"nothing was promoted; if `python -m pipelines promotions` lists a version of run "
+            f"{run_id}, it is incomplete: delete it"
+        )
+    return TrackingUnavailable(
+        f"MLflow at {tracker.config.tracking_uri} failed while recording the training run "
+        f"{run_id or '(not started)'} ({cause}); {registry}, and the champion is unchanged. "
+        "Run the training again once MLflow answers."
+    )
+
+
 def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     import lightgbm as lgb
     import mlflow
@@ -335,78 +357,89 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
 
     tracker = Tracker(settings.mlflow)
     record = lineage(settings, layout, frame)
-    with (
-        mlflow.start_run(experiment_id=tracker.experiment_id) as active,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        folder = Path(tmp)
-        mlflow.log_params(
-            {
-                **{f"lgb.{k}": v for k, v in lightgbm_params(settings).items()},
-                "best_iteration": booster.best_iteration,
-                "threshold": float(threshold),
-                "threshold_rule": str(settings.training.threshold),
-                "late_minutes": settings.training.late_minutes,
-                "split.validation_start": settings.training.split.validation_start,
-                "split.test_start": settings.training.split.test_start,
-                "feature_service": service_name(settings),
-                "n_features": len(features),
-            }
-        )
-        mlflow.log_metrics(
-            {
-                **{f"test_{k}": v for k, v in test_metrics.items()},
-                **{f"validation_{k}": v for k, v in validation_metrics.items()},
-                "test_rows": float(len(split.test)),
-            }
-        )
-        mlflow.set_tags(
-            {
-                "feature_service": service_name(settings),
-                "training_rows": str(len(frame)),
-                "training_from": record["training_set"]["from"],
-                "training_to": record["training_set"]["to"],
-                "last_flight_date": frame["flight_date"].max().date().isoformat(),
-            }
-        )
-        (folder / "features.json").write_text(json.dumps(features, indent=2))
-        (folder / "lineage.json").write_text(json.dumps(record, indent=2))
-        (folder / "feature_importance.json").write_text(
-            importance.sort_values(ascending=False).to_json(indent=2)
-        )
-        test_set = split.test[[ROW_ID, "flight_date", *features, LABEL]].assign(score=test_scores)
-        test_set.to_parquet(folder / "test_set.parquet", index=False)
-        for path in (
-            "features.json",
-            "lineage.json",
-            "feature_importance.json",
-            "test_set.parquet",
+    run_id = None
+    try:
+        with (
+            mlflow.start_run(experiment_id=tracker.experiment_id) as active,
+            tempfile.TemporaryDirectory() as tmp,
         ):
-            mlflow.log_artifact(str(folder / path), artifact_path="evaluation")
-        for plot in plot_all(folder, split.test[LABEL].to_numpy(), test_scores, importance):
-            mlflow.log_artifact(str(plot), artifact_path="plots")
-        example = split.test[features].head(5)
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            # Inferred from the whole test set, so columns that can be missing are marked optional.
-            signature=infer_signature(split.test[features], test_scores),
-            input_example=example,
-            pip_requirements=[
-                f"lightgbm=={lgb.__version__}",
-                f"pandas=={pd.__version__}",
-                f"numpy=={np.__version__}",
-            ],
-            metadata={
-                "threshold": float(threshold),
-                "features": features,
-                "feature_service": service_name(settings),
-            },
-            registered_model_name=settings.mlflow.registered_model,
-        )
-        run_id = active.info.run_id
-    version = str(info.registered_model_version)
-    tracker.tag_version(version, {"run_id": run_id, "feature_service": service_name(settings)})
+            run_id = active.info.run_id
+            folder = Path(tmp)
+            mlflow.log_params(
+                {
+                    **{f"lgb.{k}": v for k, v in lightgbm_params(settings).items()},
+                    "best_iteration": booster.best_iteration,
+                    "threshold": float(threshold),
+                    "threshold_rule": str(settings.training.threshold),
+                    "late_minutes": settings.training.late_minutes,
+                    "split.validation_start": settings.training.split.validation_start,
+                    "split.test_start": settings.training.split.test_start,
+                    "feature_service": service_name(settings),
+                    "n_features": len(features),
+                }
+            )
+            mlflow.log_metrics(
+                {
+                    **{f"test_{k}": v for k, v in test_metrics.items()},
+                    **{f"validation_{k}": v for k, v in validation_metrics.items()},
+                    "test_rows": float(len(split.test)),
+                }
+            )
+            mlflow.set_tags(
+                {
+                    "feature_service": service_name(settings),
+                    "training_rows": str(len(frame)),
+                    "training_from": record["training_set"]["from"],
+                    "training_to": record["training_set"]["to"],
+                    "last_flight_date": frame["flight_date"].max().date().isoformat(),
+                }
+            )
+            (folder / "features.json").write_text(json.dumps(features, indent=2))
+            (folder / "lineage.json").write_text(json.dumps(record, indent=2))
+            (folder / "feature_importance.json").write_text(
+                importance.sort_values(ascending=False).to_json(indent=2)
+            )
+            test_set = split.test[[ROW_ID, "flight_date", *features, LABEL]].assign(
+                score=test_scores
+            )
+            test_set.to_parquet(folder / "test_set.parquet", index=False)
+            for path in (
+                "features.json",
+                "lineage.json",
+                "feature_importance.json",
+                "test_set.parquet",
+            ):
+                mlflow.log_artifact(str(folder / path), artifact_path="evaluation")
+            for plot in plot_all(folder, split.test[LABEL].to_numpy(), test_scores, importance):
+                mlflow.log_artifact(str(plot), artifact_path="plots")
+            example = split.test[features].head(5)
+            info = mlflow.lightgbm.log_model(
+                booster,
+                name="model",
+                # Inferred from the whole test set, so columns that can be missing are marked optional.
+                signature=infer_signature(split.test[features], test_scores),
+                input_example=example,
+                pip_requirements=[
+                    f"lightgbm=={lgb.__version__}",
+                    f"pandas=={pd.__version__}",
+                    f"numpy=={np.__version__}",
+                ],
+                metadata={
+                    "threshold": float(threshold),
+                    "features": features,
+                    "feature_service": service_name(settings),
+                },
+            )
+            # Registered last, with its tags in the same call: a version exists complete or not
+            # at all, and only once every artifact of its run is stored.
+            registered = mlflow.register_model(
+                info.model_uri,
+                settings.mlflow.registered_model,
+                tags={"run_id": run_id, "feature_service": service_name(settings)},
+            )
+    except tracking_errors() as err:
+        raise _recording_failed(tracker, run_id, err) from err
+    version = str(registered.version)
     result.rows_in = len(frame)
     result.rows_out = len(split.test)
     result.notes.append(

@@ -85,6 +85,16 @@ class MlflowStack(Stack):
                 exclude_punctuation=True, password_length=32
             ),
         )
+        # Signs the auth app's CSRF tokens; one key for every task behind the load balancer.
+        self.flask_secret_key = secretsmanager.Secret(
+            self,
+            "FlaskSecretKey",
+            description=f"{config.name}: MLflow server secret key (CSRF tokens of the auth app)",
+            encryption_key=data.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=64
+            ),
+        )
         cluster = ecs.Cluster(
             self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
@@ -109,6 +119,9 @@ class MlflowStack(Stack):
                 "DB_USERNAME": task_secret(self, "DbUser", database_secret, "username"),
                 "DB_PASSWORD": task_secret(self, "DbPassword", database_secret, "password"),
                 "MLFLOW_ADMIN_PASSWORD": task_secret(self, "Admin", self.admin_password),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": task_secret(
+                    self, "FlaskKey", self.flask_secret_key
+                ),
             },
             readonly_root_filesystem=False,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.settings import MlflowConfig
+from pipelines.results import StageFailed
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,16 @@ EVIDENCE = "gate.evidence"  # JSON: the metrics that decided
 PREVIOUS_CHAMPION = "gate.previous_champion"
 
 
-class TrackingUnavailable(RuntimeError):
-    """The tracking server or registry cannot be reached."""
+class TrackingUnavailable(StageFailed):
+    """The tracking server or registry cannot be reached (the stage fails with this message)."""
+
+
+def tracking_errors() -> tuple[type[BaseException], ...]:
+    """What the MLflow client raises when its server or store fails (not a bug of ours)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, requests.RequestException, OSError)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,10 @@ class Tracker:
 
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # Read by the client at each request (its HTTP session is cached per value).
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(config.request_retries)
+        os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(config.request_backoff_s)
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(config.request_timeout_s)
         if config.tracking_uri.startswith("sqlite:///"):
             Path(config.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
@@ -98,6 +111,20 @@ class Tracker:
     def versions(self) -> list[ModelRef]:
         found = self.client.search_model_versions(f"name = '{self.config.registered_model}'")
         return sorted((self._ref(v) for v in found), key=lambda ref: int(ref.version))
+
+    def versions_of_run(self, run_id: str) -> list[ModelRef]:
+        found = self.client.search_model_versions(
+            f"name = '{self.config.registered_model}' and run_id = '{run_id}'"
+        )
+        return [self._ref(v) for v in found]
+
+    def discard_versions_of_run(self, run_id: str) -> list[str]:
+        """Delete the versions registered from a run that failed; returns their numbers."""
+        gone = []
+        for ref in self.versions_of_run(run_id):
+            self.client.delete_model_version(self.config.registered_model, ref.version)
+            gone.append(ref.version)
+        return gone
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.config.registered_model, alias, version)

@@ -1,7 +1,8 @@
 """The `services` profile against real servers on this machine: MLflow on PostgreSQL (started by
-`infra.services`, as `make services-up` does), Feast's SQL registry in PostgreSQL and its online
-store in Redis. The chain runs on the slice, the service answers from Redis, and four trainings
-log to the one tracking server at once without losing anything.
+`infra.services`, as `make services-up` does, with basic authentication), Feast's SQL registry
+in PostgreSQL and its online store in Redis. The chain runs on the slice, the service answers
+from Redis, four trainings log to the one tracking server at once without losing anything, the
+server refuses requests without the right credentials, and the password is in no log or output.
 
 Each run gets its own databases, Feast project and MLflow port, and removes them afterwards.
 Where PostgreSQL or Redis cannot be reached the tests skip with the reason, unless
@@ -79,11 +80,15 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
         },
     )
     services.ensure_database(feast_db)
-    services.start_mlflow(server)
-    try:
-        yield root, overrides
-    finally:
-        services.stop_mlflow(server)
+    with pytest.MonkeyPatch.context() as env:
+        # The admin account of this run's server; the clients (and subprocesses) read the same.
+        env.setenv(services.USERNAME_VARIABLE, "platform-admin")
+        env.setenv(services.PASSWORD_VARIABLE, f"t-{uuid.uuid4().hex}")
+        services.start_mlflow(server)
+        try:
+            yield root, overrides
+        finally:
+            services.stop_mlflow(server)
         try:
             from features.store import feature_store
 
@@ -129,6 +134,34 @@ def test_the_chain_runs_on_postgres_redis_and_the_tracking_server(
     host, port, db = services.redis_address(current.features.online_store["connection_string"])
     keys = redis.Redis(host=host, port=port, db=db).scan(count=1000, match="*")[1]
     assert keys, "nothing was materialized into Redis"
+
+
+def test_the_tracking_server_requires_the_credentials(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    _, overrides = trained
+    url = f"{overrides['mlflow']['tracking_uri']}/api/2.0/mlflow/registered-models/search"
+    username = os.environ[services.USERNAME_VARIABLE]
+    password = os.environ[services.PASSWORD_VARIABLE]
+    assert requests.get(url, timeout=10).status_code == 401
+    assert requests.get(url, auth=(username, "password1234"), timeout=10).status_code == 401
+    answer = requests.get(url, auth=(username, password), timeout=10)
+    assert answer.status_code == 200
+    assert [m["name"] for m in answer.json()["registered_models"]] == ["flight_delay"]
+
+
+def test_the_password_is_in_no_log_or_output(trained: tuple[Path, dict[str, Any]]) -> None:
+    root, overrides = trained
+    password = os.environ[services.PASSWORD_VARIABLE].encode()
+    auth_config = Path(overrides["mlflow"]["server"]["home"]) / "basic_auth.ini"
+    assert auth_config.stat().st_mode & 0o777 == 0o600  # where MLflow needs it, for us only
+    leaked = [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and path != auth_config and password in path.read_bytes()
+    ]
+    assert leaked == []
+    assert any(root.rglob("server.log")) and any(root.rglob("*.html"))  # logs and reports exist
 
 
 def test_the_service_answers_from_redis(trained: tuple[Path, dict[str, Any]]) -> None:

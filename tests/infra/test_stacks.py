@@ -130,7 +130,7 @@ def test_mlflow_is_internal_encrypted_and_authenticated(synthesized) -> None:
     (container,) = task["Properties"]["ContainerDefinitions"]
     secrets = {s["Name"] for s in container["Secrets"]}
     # the admin password comes from Secrets Manager; the image refuses a missing or default one
-    assert {"MLFLOW_ADMIN_PASSWORD", "DB_PASSWORD"} <= secrets
+    assert {"MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "DB_PASSWORD"} <= secrets
     assert not any("PASSWORD" in e["Name"] for e in container.get("Environment", []))
 
 

@@ -1,10 +1,17 @@
 #!/bin/sh
-# Starts `mlflow server` with basic auth. Refuses to start without an admin password, or with
-# MLflow's published default: a tracking server on AWS is never open.
+# Starts `mlflow server` with basic auth. Refuses to start without an admin password, with
+# MLflow's published default or with one shorter than 12 characters: a tracking server on AWS
+# is never open. The same rule as `make services-up` (infra/services.py).
 set -eu
 : "${DB_HOST:?}" "${DB_NAME:?}" "${DB_USERNAME:?}" "${DB_PASSWORD:?}" "${ARTIFACTS_DESTINATION:?}"
-if [ -z "${MLFLOW_ADMIN_PASSWORD:-}" ] || [ "$MLFLOW_ADMIN_PASSWORD" = "password1234" ]; then
-  echo "refusing to start: MLFLOW_ADMIN_PASSWORD is empty or MLflow's default" >&2
+: "${MLFLOW_FLASK_SERVER_SECRET_KEY:?the auth app needs a secret key shared by every task}"
+case "$(printf '%s' "${MLFLOW_ADMIN_PASSWORD:-}" | tr '[:upper:]' '[:lower:]')" in
+  ""|password1234|password|admin|mlflow|changeme)
+    echo "refusing to start: MLFLOW_ADMIN_PASSWORD is empty or a default password" >&2
+    exit 64 ;;
+esac
+if [ "${#MLFLOW_ADMIN_PASSWORD}" -lt 12 ]; then
+  echo "refusing to start: MLFLOW_ADMIN_PASSWORD has fewer than 12 characters" >&2
   exit 64
 fi
 # The auth tables live in their own database (both stores keep an alembic_version table).
