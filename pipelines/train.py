@@ -302,21 +302,26 @@ def _gate_results(layout: StorageLayout, table: str, drop_id: str) -> list[str]:
     return json.loads(fs.read_text(gate)).get("results", []) if fs.is_file(gate) else []
 
 
-def _recording_failed(tracker: Tracker, run_id: str | None, err: BaseException) -> StageFailed:
+def _recording_failed(
+    tracker: Tracker, run_id: str | None, registering: bool, err: BaseException
+) -> StageFailed:
     """The tracking server failed mid-run: undo any registration, say what state things are in."""
     cause = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-    try:
-        discarded = tracker.discard_versions_of_run(run_id) if run_id else []
-        registry = (
-            f"version(s) {', '.join(discarded)} of this run were deleted"
-            if discarded
-            else "no model version was registered"
-        )
-    except tracking_errors():
-        registry = (
-            f"nothing was promoted; if `python -m pipelines promotions` lists a version of run "
-            f"{run_id}, it is incomplete: delete it"
-        )
+    if not registering:
+        registry = "no model version was registered"
+    else:
+        try:
+            discarded = tracker.discard_versions_of_run(run_id) if run_id else []
+            registry = (
+                f"version(s) {', '.join(discarded)} of this run were deleted"
+                if discarded
+                else "no model version was registered"
+            )
+        except tracking_errors():
+            registry = (
+                f"nothing was promoted; if `python -m pipelines promotions` lists a version of "
+                f"run {run_id}, delete it: its run did not finish"
+            )
     return TrackingUnavailable(
         f"MLflow at {tracker.config.tracking_uri} failed while recording the training run "
         f"{run_id or '(not started)'} ({cause}); {registry}, and the champion is unchanged. "
@@ -358,6 +363,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     tracker = Tracker(settings.mlflow)
     record = lineage(settings, layout, frame)
     run_id = None
+    registering = False
     try:
         with (
             mlflow.start_run(experiment_id=tracker.experiment_id) as active,
@@ -432,13 +438,14 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             )
             # Registered last, with its tags in the same call: a version exists complete or not
             # at all, and only once every artifact of its run is stored.
+            registering = True
             registered = mlflow.register_model(
                 info.model_uri,
                 settings.mlflow.registered_model,
                 tags={"run_id": run_id, "feature_service": service_name(settings)},
             )
     except tracking_errors() as err:
-        raise _recording_failed(tracker, run_id, err) from err
+        raise _recording_failed(tracker, run_id, registering, err) from err
     version = str(registered.version)
     result.rows_in = len(frame)
     result.rows_out = len(split.test)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class Tracker:
 
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        if os.environ.get("MLFLOW_TRACKING_PASSWORD"):  # the servers' admin user by default
+            os.environ.setdefault("MLFLOW_TRACKING_USERNAME", "admin")
         # Read by the client at each request (its HTTP session is cached per value).
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(config.request_retries)
         os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(config.request_backoff_s)
@@ -84,6 +87,11 @@ class Tracker:
             else:
                 experiment_id = experiment.experiment_id
         except Exception as err:  # the client raises many kinds; all mean "cannot track"
+            if re.search(r"error code 40[13]\b", str(err)):
+                raise TrackingUnavailable(
+                    f"MLflow at {config.tracking_uri} refused the credentials: export "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the server's account)"
+                ) from err
             raise TrackingUnavailable(
                 f"MLflow at {config.tracking_uri} is not reachable: {err}"
             ) from err
