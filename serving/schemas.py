@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 MAX_FLIGHTS_PER_REQUEST = 1000
+# Departures the service scores: well inside what pandas' nanosecond timestamps hold
+# (1677-2262); anything outside is a client mistake, not a flight.
+EARLIEST_DEPARTURE = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_DEPARTURE = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class Flight(BaseModel):
@@ -20,6 +24,16 @@ class Flight(BaseModel):
     # With its UTC offset, e.g. 2013-12-30T05:15:00-05:00.
     scheduled_departure: AwareDatetime = Field(examples=["2013-12-30T05:15:00-05:00"])
     distance: float = Field(gt=0, le=10000, allow_inf_nan=False, examples=[1400])
+
+    @field_validator("scheduled_departure")
+    @classmethod
+    def _plausible_departure(cls, value: datetime) -> datetime:
+        if not EARLIEST_DEPARTURE <= value < LATEST_DEPARTURE:
+            raise ValueError(
+                f"must be on or after {EARLIEST_DEPARTURE:%Y-%m-%d} and before "
+                f"{LATEST_DEPARTURE:%Y-%m-%d} (UTC)"
+            )
+        return value
 
 
 def flights_frame(flights: list[Flight]) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from features.definitions import declared_feature_names, service_name
 from features.online import OnlineStoreUnavailable, online_features
 from features.request import request_features
 from features.store import feature_store
+from serving.guard import JsonBodiesOnly
 from serving.logs import use_json_logs
 from serving.schemas import (
     MAX_FLIGHTS_PER_REQUEST,
@@ -40,6 +41,9 @@ MODEL_FILE = "model.lgb"  # as pipelines.package records it
 MODEL_DIGEST = "model_sha256"
 # /predict_batch: how long a request may wait for others to share its batch.
 BATCH_MAX_LATENCY_MS = 1000
+# The largest body the APIs read: 1,000 flights take about 200 kB as JSON; 1 MiB leaves room
+# for formatting and escapes. Larger ones are refused (413) before they are parsed.
+MAX_BODY_BYTES = 1 << 20
 log = logging.getLogger("serving")
 
 PREDICTIONS = bentoml.metrics.Counter(
@@ -241,3 +245,10 @@ class FlightDelayService:
         one feature read and one model call, then split again; the answer is the list of
         predictions alone (each carries the model version)."""
         return self.score(flights)
+
+
+# Client mistakes in the body itself (not JSON, too large) answered 415/413 before BentoML's
+# parser sees them; see serving/guard.py.
+FlightDelayService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
+    JsonBodiesOnly, paths=frozenset({"/predict", "/predict_batch"}), max_bytes=MAX_BODY_BYTES
+)

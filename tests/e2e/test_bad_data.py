@@ -150,14 +150,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
-    root = tmp_path_factory.mktemp("trained")
-    results = run_chain(settings_for(root), CHAIN, spark=spark)
-    assert all(r.ok for r in results), problems(results)
-    return root
-
-
 def platform_state(settings: Settings, root: Path) -> dict[str, object]:
     """What a bad delivery must not change: published data, features, stores, the champion."""
     lake = Path(StorageLayout(settings.paths).lake)
@@ -177,7 +169,7 @@ def test_a_bad_delivery_is_refused_and_nothing_published_changes(
     trained_root: Path, tmp_path: Path, spark, case: Case
 ) -> None:
     root = tmp_path / "platform"
-    shutil.copytree(trained_root, root)
+    shutil.copytree(trained_root, root, ignore=shutil.ignore_patterns("serve-*.log"))
     settings = settings_for(root)
     layout = StorageLayout(settings.paths)
     before = platform_state(settings, root)

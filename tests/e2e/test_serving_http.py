@@ -8,7 +8,6 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,32 +17,12 @@ import pytest
 import requests
 
 from configs.settings import _deep_merge
-from pipelines.chain import CHAIN, run_chain
+from pipelines.chain import run_chain
 from serving.schemas import Flight
 from serving.service import FlightDelayService
 from tests.conftest import settings_for, slice_overrides
 from tests.lake_helpers import problems
 from tests.serving_helpers import FLIGHT, serving
-
-
-@pytest.fixture(scope="module")
-def trained_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
-    """The whole chain run once on the slice: a champion, materialized features, a Bento."""
-    root = tmp_path_factory.mktemp("served")
-    results = run_chain(settings_for(root), CHAIN, spark=spark)
-    assert all(r.ok for r in results), problems(results)
-    return root
-
-
-@pytest.fixture(scope="module")
-def served(trained_root: Path) -> Iterator[tuple[str, Path]]:
-    with serving(trained_root, slice_overrides(trained_root)) as (url, _, log_path):
-        yield url, log_path
-
-
-@pytest.fixture(scope="module")
-def server(served: tuple[str, Path]) -> str:
-    return served[0]
 
 
 def test_a_good_request_gets_probabilities_from_the_champion(server: str) -> None:

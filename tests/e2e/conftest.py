@@ -1,0 +1,36 @@
+"""Fixtures shared by the end-to-end modules: the whole chain trained once on the slice, and
+the champion served over HTTP once, for every module that only reads them (tests that change
+anything work on a copy, or put back what they changed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.chain import CHAIN, run_chain
+from tests.conftest import settings_for, slice_overrides
+from tests.lake_helpers import problems
+from tests.serving_helpers import serving
+
+
+@pytest.fixture(scope="session")
+def trained_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
+    """The whole chain run once on the slice: a champion, materialized features, a Bento."""
+    root = tmp_path_factory.mktemp("served")
+    results = run_chain(settings_for(root), CHAIN, spark=spark)
+    assert all(r.ok for r in results), problems(results)
+    return root
+
+
+@pytest.fixture(scope="session")
+def served(trained_root: Path) -> Iterator[tuple[str, Path]]:
+    """`python -m serving` over the trained champion: (its URL, its log file)."""
+    with serving(trained_root, slice_overrides(trained_root)) as (url, _, log_path):
+        yield url, log_path
+
+
+@pytest.fixture(scope="session")
+def server(served: tuple[str, Path]) -> str:
+    return served[0]
