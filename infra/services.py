@@ -34,8 +34,8 @@ START_REDIS = (
 )
 READY_TIMEOUT_S = 90
 USERNAME_VARIABLE = "MLFLOW_TRACKING_USERNAME"
-PASSWORD_VARIABLE = "MLFLOW_TRACKING_PASSWORD"
-SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+PASSWORD_VARIABLE = "MLFLOW_TRACKING_PASSWORD"  # pragma: allowlist secret
+SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"  # pragma: allowlist secret
 # MLflow's published default admin password, and others a scanner tries first.
 DEFAULT_PASSWORDS = frozenset({"password1234", "password", "admin", "mlflow", "changeme"})
 MIN_PASSWORD_LENGTH = 12

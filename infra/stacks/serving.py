@@ -22,6 +22,9 @@ from infra.stacks.data import DataStack, grant_data
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.network import APP_SUBNETS
 
+# BentoML's generated Dockerfile runs the service as `bentoml` (uid and gid 1034).
+BENTO_USER = "1034:1034"
+
 
 class ServingStack(Stack):
     def __init__(
@@ -83,6 +86,9 @@ class ServingStack(Stack):
                 ),
             },
             stop_timeout=Duration.seconds(30),  # SIGTERM, then requests in flight finish
+            # The Bento image's own non-root user (BentoML's Dockerfile: bentoml, uid 1034),
+            # stated here too so the task never runs as root whatever the image says.
+            user=BENTO_USER,
         )
         allow_secret_decryption(task.obtain_execution_role(), data.key)
         # The service reads the Feast registry from the lake bucket; nothing else there.

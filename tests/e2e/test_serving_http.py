@@ -22,6 +22,7 @@ from serving.schemas import Flight
 from serving.service import FlightDelayService
 from tests.conftest import settings_for, slice_overrides
 from tests.lake_helpers import problems
+from tests.secrets_scan import ENTROPY, findings
 from tests.serving_helpers import FLIGHT, serving
 
 
@@ -386,3 +387,14 @@ def test_a_corrupt_model_file_stops_the_service_with_a_message(
     finally:
         model_file.write_bytes(intact)
     assert model_file.read_bytes() == intact
+
+
+def test_logs_reports_and_run_records_hold_no_secret(
+    served: tuple[str, Path], trained_root: Path
+) -> None:
+    """Whatever the chain and the service wrote (logs, gate results, Data Docs, the model
+    report, MLflow's run records) passes the secrets scan (see tests/secrets_scan.py)."""
+    text = {".log", ".json", ".html", ".yaml", ".yml", ".txt", ".md", ".csv", ".ini"}
+    outputs = [p for p in trained_root.rglob("*") if p.is_file() and p.suffix in text]
+    assert {p.suffix for p in outputs} >= {".log", ".json", ".html"}
+    assert findings([*outputs, served[1]], ignore=ENTROPY) == []

@@ -45,7 +45,14 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
 
     # The Bento is pinned to the champion and holds its Dockerfile.
     bento = Path(by_stage["package"].outputs["bento"])
-    assert (bento / "env" / "docker" / "Dockerfile").is_file()
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text().splitlines()
+    # The image runs as BentoML's non-root user (uid 1034, as the AWS task states), from the
+    # last USER line to the entrypoint.
+    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    assert users and users[-1] == "bentoml"
+    assert "ARG BENTO_USER_UID=1034" in dockerfile
+    last_user = max(i for i, line in enumerate(dockerfile) if line.startswith("USER "))
+    assert any(line.startswith("ENTRYPOINT") for line in dockerfile[last_user:])
     bento_info = (bento / "bento.yaml").read_text()
     assert "mlflow_model_version: '1'" in bento_info
     assert "FLIGHT_DELAY_MODEL_TAG" in bento_info

@@ -177,6 +177,13 @@ def test_serving_checks_readyz_and_scales_on_cpu_and_requests(
     )
 
 
+def test_the_serving_task_runs_as_the_bento_s_non_root_user(synthesized) -> None:
+    serving = template(synthesized, "serving")
+    (task,) = serving.find_resources("AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert container["User"] == "1034:1034"  # BentoML's `bentoml` user, not root
+
+
 def test_serving_runs_no_task_until_an_image_is_deployed(synthesized, config: AwsConfig) -> None:
     serving = template(synthesized, "serving")
     assert serving.to_json()["Parameters"]["ImageTag"]["Default"] == "none"

@@ -11,42 +11,42 @@ import pytest
 from configs.settings import MlflowServerConfig
 from infra import services
 
+# Passwords of the tests themselves (audited for the secrets scan: none is a real secret).
+MLFLOW_DEFAULT = "password1234"  # pragma: allowlist secret
+STRONG = "k7#Lq9!vR2xT"  # pragma: allowlist secret
+
+
+def environ(password: str | None, user: str | None = None) -> dict[str, str]:
+    env = {} if password is None else {services.PASSWORD_VARIABLE: password}
+    return env | ({services.USERNAME_VARIABLE: user} if user else {})
+
 
 @pytest.mark.parametrize(
-    ("environ", "message"),
+    ("env", "message"),
     [
-        ({}, "MLFLOW_TRACKING_PASSWORD is not set"),
-        ({"MLFLOW_TRACKING_PASSWORD": ""}, "MLFLOW_TRACKING_PASSWORD is not set"),
-        ({"MLFLOW_TRACKING_PASSWORD": "password1234"}, "default or guessable"),
-        ({"MLFLOW_TRACKING_PASSWORD": "PASSWORD1234"}, "default or guessable"),
-        (
-            {
-                "MLFLOW_TRACKING_USERNAME": "data-team-admin",
-                "MLFLOW_TRACKING_PASSWORD": "data-team-admin",
-            },
-            "default or guessable",
-        ),
-        ({"MLFLOW_TRACKING_PASSWORD": "short-pw"}, "8 characters, fewer than 12"),
+        (environ(None), "MLFLOW_TRACKING_PASSWORD is not set"),
+        (environ(""), "MLFLOW_TRACKING_PASSWORD is not set"),
+        (environ(MLFLOW_DEFAULT), "default or guessable"),
+        (environ(MLFLOW_DEFAULT.upper()), "default or guessable"),
+        (environ("data-team-admin", user="data-team-admin"), "default or guessable"),
+        (environ("short-pw"), "8 characters, fewer than 12"),
     ],
     ids=["unset", "empty", "mlflow-default", "default-upper", "same-as-user", "short"],
 )
-def test_weak_or_missing_passwords_are_refused(environ: dict[str, str], message: str) -> None:
+def test_weak_or_missing_passwords_are_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(services.InsecureSetup, match=message) as refused:
-        services.admin_credentials(environ)
+        services.admin_credentials(env)
     assert "export MLFLOW_TRACKING_PASSWORD=" in str(refused.value)
 
 
 def test_a_strong_password_is_taken_with_the_default_user() -> None:
-    assert services.admin_credentials({"MLFLOW_TRACKING_PASSWORD": "k7#Lq9!vR2xT"}) == (
-        "admin",
-        "k7#Lq9!vR2xT",
-    )
+    assert services.admin_credentials(environ(STRONG)) == ("admin", STRONG)
 
 
 def test_the_server_is_not_started_with_mlflow_s_default_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "password1234")
+    monkeypatch.setenv(services.PASSWORD_VARIABLE, MLFLOW_DEFAULT)
     started: list[object] = []
     monkeypatch.setattr(services.subprocess, "Popen", lambda *a, **k: started.append(a))
     server = MlflowServerConfig(
@@ -61,10 +61,10 @@ def test_the_server_is_not_started_with_mlflow_s_default_password(
 
 def test_the_auth_config_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     server = MlflowServerConfig(backend_store_uri="sqlite:///x.db", home=str(tmp_path))
-    path = services.write_auth_config(server, "admin", "k7#Lq9!vR2xT")
+    path = services.write_auth_config(server, "admin", STRONG)
     assert path.stat().st_mode & 0o777 == 0o600
     text = path.read_text()
-    assert "admin_password = k7#Lq9!vR2xT" in text
+    assert f"admin_password = {STRONG}" in text
     assert f"sqlite:///{(tmp_path / 'basic_auth.db').resolve()}" in text
     assert "--app-name" in services.mlflow_server_command(server)
 
@@ -96,7 +96,7 @@ def run_entrypoint(tmp_path: Path, password: str) -> subprocess.CompletedProcess
     )
 
 
-@pytest.mark.parametrize("password", ["", "password1234", "Password1234", "mlflow", "short-pw"])
+@pytest.mark.parametrize("password", ["", MLFLOW_DEFAULT, "Password1234", "mlflow", "short-pw"])
 def test_the_aws_image_refuses_weak_admin_passwords(tmp_path: Path, password: str) -> None:
     ran = run_entrypoint(tmp_path, password)
     assert ran.returncode == 64, ran
@@ -105,6 +105,6 @@ def test_the_aws_image_refuses_weak_admin_passwords(tmp_path: Path, password: st
 
 
 def test_the_aws_image_starts_the_auth_app_with_a_strong_password(tmp_path: Path) -> None:
-    ran = run_entrypoint(tmp_path, "Zq8vN3kLp0Ws4TbX")
+    ran = run_entrypoint(tmp_path, STRONG)
     assert ran.returncode == 0, ran.stderr
     assert "mlflow server --app-name basic-auth" in ran.stdout

@@ -12,7 +12,7 @@ import sys
 # variable the config reads -> variable holding the ARN of the secret with its value
 SECRETS = {
     "MLOPS_REDIS_AUTH_TOKEN": "MLOPS_REDIS_AUTH_TOKEN_SECRET_ARN",
-    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD_SECRET_ARN",
+    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD_SECRET_ARN",  # pragma: allowlist secret
 }
 
 
