@@ -3,11 +3,15 @@ slice, checked over HTTP for readiness, good answers and 4xx for client mistakes
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import shutil
 import signal
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from serving.service import FlightDelayService
 from tests.conftest import settings_for, slice_overrides
 from tests.lake_helpers import problems
 from tests.secrets_scan import ENTROPY, findings
-from tests.serving_helpers import FLIGHT, serving
+from tests.serving_helpers import FLIGHT, free_port, serving
 
 
 def test_a_good_request_gets_probabilities_from_the_champion(server: str) -> None:
@@ -165,6 +169,74 @@ def test_the_online_store_down_means_not_ready_and_a_503(
     with pytest.raises(bentoml.exceptions.ServiceUnavailable, match="online feature store"):
         service.predict([Flight.model_validate(FLIGHT)])
     assert time.monotonic() - started < 15
+
+
+@contextlib.contextmanager
+def private_redis(port: int, folder: Path) -> Iterator[subprocess.Popen]:
+    """A Redis server of this test's own (the machine's one is shared: never stopped here)."""
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def store_failures() -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "flight_delay_online_store_failures_total", {"model_version": "1"}
+    )
+    return value or 0.0
+
+
+def test_the_online_store_going_down_while_serving_then_coming_back(
+    trained_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Redis stops under a running service: not ready and a counted 503 within a bounded time,
+    never a 500 or a hang; when it is back, the same service is ready and answers again."""
+    port = free_port()
+    store = {
+        "type": "redis",
+        "connection_string": f"127.0.0.1:{port},socket_connect_timeout=1,socket_timeout=1",
+    }
+    flight = [Flight.model_validate(FLIGHT)]
+    with private_redis(port, tmp_path):
+        service = in_process_service(trained_root, monkeypatch, features={"online_store": store})
+        assert service.__is_ready__() is True
+        assert service.predict(flight).model_version == "1"
+    failures = store_failures()
+    started = time.monotonic()
+    assert service.__is_ready__() is False
+    with pytest.raises(bentoml.exceptions.ServiceUnavailable, match="online feature store"):
+        service.predict(flight)
+    assert time.monotonic() - started < 30  # bounded: redis-py's retries, then the answer
+    assert store_failures() == failures + 1
+    with private_redis(port, tmp_path):
+        assert service.__is_ready__() is True
+        assert service.predict(flight).model_version == "1"
 
 
 def test_in_process_predictions_flag_what_the_store_lacks(
