@@ -16,6 +16,27 @@ from pythonjsonlogger.json import JsonFormatter
 # Attributes BentoML's tracing filter adds only to build its text line: not worth a field.
 _TEXT_ONLY_ATTRS = ("levelname_bracketed", "trace_msg", "component", "color_message")
 SERVICE_LOGGER = "serving"
+# Where BentoML logs a failed request, with its traceback, whatever the cause.
+BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
+
+
+class ClientMistakesAsWarnings(logging.Filter):
+    """A request refused by the schema (a 400) is the client's mistake, not the service's: one
+    WARNING line naming the route and the fields, instead of an ERROR with a traceback (which
+    would bury real failures and page someone for every bad request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            fields = sorted({".".join(map(str, e["loc"])) or "(body)" for e in error.errors()})
+            record.msg = "client mistake on %s [%s]: %d validation error(s) in %s"
+            where = tuple(record.args)[:2] if isinstance(record.args, tuple) else ("?", "?")
+            record.args = (*where, error.error_count(), ", ".join(fields[:5]))
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def json_formatter(model_version: str) -> JsonFormatter:
@@ -40,5 +61,8 @@ def use_json_logs(model_version: str) -> None:
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.captureWarnings(True)  # library warnings become JSON lines too, not bare stderr
+    http = logging.getLogger(BENTOML_HTTP_LOGGER)
+    if not any(isinstance(f, ClientMistakesAsWarnings) for f in http.filters):
+        http.addFilter(ClientMistakesAsWarnings())
     # The service's own lines (one per request) are INFO; BentoML leaves the root at WARNING.
     logging.getLogger(SERVICE_LOGGER).setLevel(logging.INFO)

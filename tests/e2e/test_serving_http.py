@@ -137,6 +137,10 @@ def in_process_service(
 def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]) -> None:
     url, log_path = served
     requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30).raise_for_status()
+    refused = requests.post(
+        f"{url}/predict", json={"flights": [{**FLIGHT, "distance": -1}]}, timeout=30
+    )
+    assert refused.status_code == 400
     time.sleep(0.5)  # the access line is written after the response
     worker_lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in worker_lines]
@@ -146,6 +150,11 @@ def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]
     ours = [r for r in records if r["logger"] == "serving" and r["message"].startswith("predicted")]
     assert access and ours, records[-5:]
     assert ours[-1]["flights"] == 1 and ours[-1]["level"] == "INFO"
+    # a client's mistake is one WARNING naming the field, not an ERROR with a traceback
+    mistakes = [r for r in records if r["message"].startswith("client mistake on /predict")]
+    assert mistakes and mistakes[-1]["level"] == "WARNING", records[-5:]
+    assert "flights.0.distance" in mistakes[-1]["message"]
+    assert not [r for r in records if "ValidationError" in r.get("exc_info", "")]
     # nothing the worker says about a request is left as plain text
     assert not [
         line
