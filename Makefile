@@ -6,6 +6,9 @@ MAKEFLAGS += --no-print-directory
 
 ENV ?= local
 export MLOPS_ENV := $(ENV)
+# The use case to run (a package under usecases/).
+USECASE ?= flight_delay
+export MLOPS_USECASE := $(USECASE)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,7 +36,7 @@ export DO_NOT_TRACK := 1
 	services-status synth deploy rollback bench audit lint format lock clean distclean
 
 help: ## Show this help
-	@echo "usage: make <target> [ENV=local|services|aws]"
+	@echo "usage: make <target> [ENV=local|services|aws] [USECASE=<name under usecases/>]"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## Create .venv and install the pinned stack (checks Java 17+ first)
@@ -122,18 +125,18 @@ rollback: $(INFRA_STAMP) ## ENV=aws: roll the serving service back to the previo
 # Each benchmark writes bench/results/<name>.json (and a plot); bench.report fills BENCHMARKS.md.
 BENCHES ?= scale pit_join online_read serving_latency train_stages soak
 bench: $(STAMP) ## Benchmarks, not tests (about 1.5 h; BENCHES="serving_latency" for one): results in BENCHMARKS.md
-	@if [ ! -f data/feast/online.db ]; then echo "no trained platform in data/: running make train first"; $(MAKE) train; fi
+	@if [ ! -f data/$(USECASE)/feast/online.db ]; then echo "no trained platform in data/: running make train first"; $(MAKE) train; fi
 	@for name in $(BENCHES); do \
 		echo "== bench.$$name"; \
 		$(BIN)/python -m bench.$$name || exit 1; \
 	done
 	$(BIN)/python -m bench.report
 
-# Every locked version (the platform's, the infra venv's, checkov's) against PyPI's advisory
-# API. A finding accepted for now is listed with its reason in RELIABILITY.md (Security) and
+# Every locked version (the platform's, the infra venv's, checkov's) against the package
+# index's advisory API. A finding accepted for now is listed with its reason in RELIABILITY.md (Security) and
 # its id added here; --strict fails on any package the service could not look up.
 AUDIT_IGNORE ?=
-audit: $(STAMP) ## Audit every locked dependency for known vulnerabilities (pip-audit; needs pypi.org)
+audit: $(STAMP) ## Audit every locked dependency for known vulnerabilities (pip-audit; needs the advisory service)
 	$(BIN)/pip-audit --strict --no-deps --disable-pip --progress-spinner off \
 		-r constraints.txt -r infra/constraints.txt -r infra/checkov-constraints.txt \
 		$(foreach id,$(AUDIT_IGNORE),--ignore-vuln $(id))
@@ -141,7 +144,7 @@ audit: $(STAMP) ## Audit every locked dependency for known vulnerabilities (pip-
 lint: $(STAMP) ## Lint, check formatting and type-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs pipelines features serving infra bench
+	$(BIN)/mypy configs pipelines features serving infra bench usecases
 
 format: $(STAMP) ## Fix lint findings that can be fixed and format the code
 	$(BIN)/ruff check --fix .

@@ -221,3 +221,20 @@ def bar_chart(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def flight_views() -> dict[str, tuple[Any, Any, list[tuple[str, str, str]]]]:
+    """The flight use case's views as (entity with its join_key, ttl, [(feature, type, words)]):
+    the benchmarks measure that use case (its DuckDB baseline is written for its tables)."""
+    from types import SimpleNamespace
+
+    from usecases.flight_delay import USECASE
+
+    return {
+        view.name: (
+            SimpleNamespace(join_key=USECASE.entity(view.entity).join_key),
+            view.ttl,
+            [(f.name, f.dtype, f.description) for f in view.features],
+        )
+        for view in USECASE.views
+    }

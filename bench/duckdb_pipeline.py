@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 
 from configs import Settings, load_settings
-from features.names import ON_TIME_MINUTES, WEATHER_MEASURES
-from pipelines.sources import FLIGHTS, WEATHER, Source
+from usecases.contract import Source
+from usecases.flight_delay import SOURCES
+from usecases.flight_delay.features import WEATHER_FEATURES as WEATHER_MEASURES
+
+# The baseline is the flight use case's transforms written for DuckDB.
+FLIGHTS, WEATHER = (next(s for s in SOURCES if s.name == name) for name in ("flights", "weather"))
 
 # View -> its key columns (with event_timestamp): how bench.scale lines rows up.
 KEYS = {
@@ -65,7 +70,7 @@ def build(settings: Settings, landing: Path, out: Path, threads: int) -> dict[st
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET temp_directory = '{out / '_spill'}'")
     null = settings.collect.null_token
-    extra = settings.collect.extra_timezones
+    extra = settings.params["extra_timezones"]
     extra_rows = ", ".join(f"('{faa}', '{zone}')" for faa, zone in sorted(extra.items()))
     con.execute(
         f"""
@@ -119,7 +124,7 @@ def build(settings: Settings, landing: Path, out: Path, threads: int) -> dict[st
             nullstr = '{null}')
         """
     )
-    config = settings.features
+    config = SimpleNamespace(**settings.params)
     con.execute(
         """
         CREATE VIEW arrivals AS SELECT * FROM flights
@@ -135,7 +140,7 @@ def build(settings: Settings, landing: Path, out: Path, threads: int) -> dict[st
                     avg(arr_delay) OVER ({by_arrival} ROWS BETWEEN
                         {config.aircraft_recent_arrivals - 1} PRECEDING AND CURRENT ROW)
                         AS tail_arr_delay_mean_recent,
-                    avg(CASE WHEN arr_delay > {ON_TIME_MINUTES} THEN 1.0 ELSE 0.0 END)
+                    avg(CASE WHEN arr_delay > {config.late_minutes} THEN 1.0 ELSE 0.0 END)
                         OVER ({by_arrival} ROWS BETWEEN
                         {config.aircraft_late_rate_arrivals - 1} PRECEDING AND CURRENT ROW)
                         AS tail_late_rate_recent,
@@ -154,9 +159,11 @@ def build(settings: Settings, landing: Path, out: Path, threads: int) -> dict[st
             FROM weather c LEFT JOIN weather p
                 ON c.origin = p.origin AND c.time_hour = p.time_hour + INTERVAL 1 HOUR
         """,
-        "carrier_on_time": _rolling("carrier", "carrier", config.carrier_window_days),
+        "carrier_on_time": _rolling(
+            "carrier", "carrier", config.carrier_window_days, config.late_minutes
+        ),
         "route_on_time": _rolling(
-            "route", "concat_ws('-', origin, dest)", config.route_window_days
+            "route", "concat_ws('-', origin, dest)", config.route_window_days, config.late_minutes
         ),
         "plane_attributes": f"""
             SELECT tailnum, TIMESTAMP '{settings.land.snapshot_id}-01-01 00:00:00' AS event_timestamp,
@@ -173,11 +180,11 @@ def build(settings: Settings, landing: Path, out: Path, threads: int) -> dict[st
     return rows
 
 
-def _rolling(key: str, expression: str, days: int) -> str:
+def _rolling(key: str, expression: str, days: int, late_minutes: float) -> str:
     return f"""
         WITH daily AS (
             SELECT {expression} AS {key}, arr_utc::DATE AS day, count(*) AS arrivals,
-                sum(CASE WHEN arr_delay <= {ON_TIME_MINUTES} THEN 1 ELSE 0 END) AS on_time
+                sum(CASE WHEN arr_delay <= {late_minutes} THEN 1 ELSE 0 END) AS on_time
             FROM arrivals GROUP BY ALL
         )
         SELECT {key}, (day + INTERVAL 1 DAY)::TIMESTAMP AS event_timestamp,

@@ -19,9 +19,12 @@ from pydantic import Field
 from configs import load_settings
 from features.definitions import build_repo
 from features.online import online_features
-from features.request import request_features
 from features.store import feature_store
-from serving.schemas import MAX_FLIGHTS_PER_REQUEST, Flight, flights_frame
+from usecases.flight_delay import USECASE
+from usecases.flight_delay.request import Flight, flights_frame
+from usecases.flight_delay.rows import request_features
+
+MAX_FLIGHTS_PER_REQUEST = USECASE.request.max_items
 
 settings = load_settings()
 stored = bentoml.models.get(os.environ["FLIGHT_DELAY_MODEL_TAG"])
@@ -43,15 +46,9 @@ async def predict(
     ],
 ) -> dict:
     frame = flights_frame(flights)
-    request = request_features(
-        frame,
-        carriers=settings.features.carriers,
-        origins=list(settings.features.origin_timezones),
-        origin_timezones=settings.features.origin_timezones,
-    )
-    inputs = pd.concat([request, online_features(store, service, frame)], axis=1)[features].astype(
-        "float64"
-    )
+    request = request_features(frame, settings.params)
+    online = online_features(store, service, USECASE, frame)
+    inputs = pd.concat([request, online], axis=1)[features].astype("float64")
     scores = np.asarray(model.predict(inputs), dtype="float64")
     return {
         "predictions": [

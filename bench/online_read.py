@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.common import bar_chart, print_table, write_result
-from features.definitions import VIEWS
+from bench.common import bar_chart, flight_views, print_table, write_result
+
+VIEWS = flight_views()
 
 
 def sample_flights(settings: Any, count: int) -> list[dict[str, str]]:
@@ -59,7 +60,7 @@ class DirectSqlite:
 
         self.serialize, self.entity_key, self.value = serialize_entity_key, EntityKey, Value
         self.connection = sqlite3.connect(settings.features.online_store["path"])
-        self.project = settings.features.project
+        self.project = settings.names.feast_project
 
     def key(self, join_key: str, value: str) -> bytes:
         proto = self.entity_key(join_keys=[join_key], entity_values=[self.value(string_val=value)])
@@ -101,7 +102,7 @@ class DirectRedis:
             settings.features.online_store["connection_string"].split(",")[0].partition(":")
         )
         self.client = redis.Redis(host=host, port=int(port or 6379))
-        self.project = settings.features.project
+        self.project = settings.names.feast_project
 
     def read(self, rows: list[dict[str, str]]) -> dict[str, list[Any]]:
         pipe = self.client.pipeline(transaction=False)

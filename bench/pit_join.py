@@ -32,12 +32,12 @@ ENGINES = ("feast", "feast-duckdb-stock", "duckdb")
 
 def entities(settings: Any) -> pd.DataFrame:
     from pipelines.adapters.storage import StorageLayout
-    from pipelines.train import LABEL_COLUMNS, ROW_ID, label_frame
+    from usecases.flight_delay.rows import ROW_ID, SILVER_COLUMNS, labelled
 
-    flights = StorageLayout(settings.paths).read_silver_columns("flights", LABEL_COLUMNS)
+    flights = StorageLayout(settings.paths).read_silver_columns("flights", list(SILVER_COLUMNS))
     if flights is None:
         raise SystemExit("no silver flights: run `make train` first")
-    frame = label_frame(flights, settings.training.late_minutes)
+    frame = labelled(flights, settings.params)
     return frame[[ROW_ID, "tailnum", "origin", "carrier", "route", "event_timestamp"]]
 
 
@@ -55,7 +55,10 @@ def feast_join(settings: Any, frame: pd.DataFrame, stock: bool = False) -> pd.Da
 def duckdb_join(settings: Any, frame: pd.DataFrame) -> pd.DataFrame:
     import duckdb
 
-    from features.definitions import VIEWS, feature_table_path
+    from bench.common import flight_views
+    from features.definitions import feature_table_path
+
+    VIEWS = flight_views()
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -99,10 +102,10 @@ def worker(engine: str, out: Path) -> None:
 
 def compare(out: Path, engine: str) -> dict[str, Any]:
     """Feature values per flight of `engine` against the DuckDB baseline: equal, or both missing."""
-    from features.definitions import declared_feature_names
-    from pipelines.train import ROW_ID
+    from usecases.flight_delay import USECASE
+    from usecases.flight_delay.rows import ROW_ID
 
-    names = declared_feature_names()
+    names = USECASE.stored_features
     feast = pd.read_parquet(out / f"{engine}.parquet").set_index(ROW_ID).sort_index()
     duck = pd.read_parquet(out / "duckdb.parquet").set_index(ROW_ID).sort_index()
     same_rows = feast.index.equals(duck.index)

@@ -111,27 +111,24 @@ def mlflow_body(settings: Any, tag: str) -> dict[str, Any]:
 
     from features.definitions import service_name
     from features.online import online_features
-    from features.request import request_features
     from features.store import feature_store
-    from serving.schemas import Flight, flights_frame
+    from usecases.flight_delay import USECASE
+    from usecases.flight_delay.request import Flight, flights_frame
+    from usecases.flight_delay.rows import request_features
 
     features = [str(f) for f in bentoml.models.get(tag).info.metadata["features"]]  # type: ignore[union-attr]
     store = feature_store(settings, online_only=True)
     frame = flights_frame([Flight(**FLIGHT)])
-    request = request_features(
-        frame,
-        carriers=settings.features.carriers,
-        origins=list(settings.features.origin_timezones),
-        origin_timezones=settings.features.origin_timezones,
-    )
-    online = online_features(store, store.get_feature_service(service_name(settings)), frame)
+    request = request_features(frame, settings.params)
+    service = store.get_feature_service(service_name(settings))
+    online = online_features(store, service, USECASE, frame)
     inputs = pd.concat([request, online], axis=1)[features].astype("float64")
     return {"dataframe_split": json.loads(inputs.to_json(orient="split", index=False))}
 
 
 def servers(settings: Any, tag: str) -> dict[str, tuple[list[str], str, dict[str, Any]]]:
     """name -> (command, URL to post to, body)."""
-    model_uri = f"models:/{settings.mlflow.registered_model}@champion"
+    model_uri = f"models:/{settings.names.registered_model}@champion"
     return {
         "bentoml": (
             [sys.executable, "-m", "serving", "--port", "3100"],

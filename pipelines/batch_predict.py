@@ -1,8 +1,8 @@
-"""Batch predict: score a day's or a month's scheduled flights with the champion.
+"""Batch predict: score a day's or a month's rows of the use case with the champion.
 
-Spark reads the scheduled flights from silver and writes the scores; features come from the
-offline store point-in-time, as of each flight's scheduled departure, through the same
-`feature_frame` as training; the model is the exact version `champion` points to.
+Spark reads the rows to score from silver and writes the scores; features come from the
+offline store point-in-time, as of each row's event time, through the same model-input
+assembly as training; the model is the exact version `champion` points to.
 Output: `lake/predictions/period=<day or month>/` (parquet) and a `_summary.json` beside it.
 """
 
@@ -25,7 +25,9 @@ from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageFailed, StageResult
-from pipelines.train import ROW_ID, entity_frame, feature_frame
+from pipelines.train import feature_frame
+from usecases import load as load_usecase
+from usecases.contract import EVENT_TIMESTAMP, UseCase
 
 SUMMARY = "_summary.json"
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
@@ -35,24 +37,22 @@ def predictions_dir(settings: Settings, period: str) -> str:
     return fs.join(settings.paths.lake, "predictions", f"period={period}")
 
 
-def scheduled_flights(spark: SparkSession, layout: StorageLayout, period: str) -> pd.DataFrame:
-    """Every flight scheduled in `period` (a day YYYY-MM-DD or a month YYYY-MM), as known at scheduling."""
-    silver = read_silver(spark, layout, "flights")
+def rows_to_score(
+    spark: SparkSession, layout: StorageLayout, usecase: UseCase, period: str
+) -> pd.DataFrame:
+    """Every row of the use case's examples table dated in `period` (a day YYYY-MM-DD or a
+    month YYYY-MM), as entity rows."""
+    examples = usecase.examples
+    silver = read_silver(spark, layout, examples.table)
     if silver is None:
-        raise StageFailed("no published silver flights: run the chain first")
-    selected = silver.where(F.col("date").startswith(period)).select(
-        "flight_id",
-        "tailnum",
-        "origin",
-        "dest",
-        "carrier",
-        "distance",
-        "sched_dep_utc",
-        "flight_date",
+        raise StageFailed(f"no published silver {examples.table}: run the chain first")
+    frame = pd.DataFrame(
+        silver.where(F.col("date").startswith(period)).select(*examples.columns).toPandas()
     )
-    frame = pd.DataFrame(selected.toPandas())
-    frame["sched_dep_utc"] = pd.to_datetime(frame["sched_dep_utc"], utc=True)
-    return entity_frame(frame)
+    for column, kind in frame.dtypes.items():
+        if pd.api.types.is_datetime64_any_dtype(kind) and getattr(kind, "tz", None) is None:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return examples.entity_frame(frame)
 
 
 def run(
@@ -63,47 +63,48 @@ def run(
         raise StageFailed(
             f"batch-predict needs --date YYYY-MM-DD or --month YYYY-MM, got {period!r}"
         )
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     champion = tracker.alias(CHAMPION)
     if champion is None:
         raise StageFailed("there is no champion model yet: run `make train` first")
     spark = spark_session()
     layout = StorageLayout(settings.paths)
-    flights = scheduled_flights(spark, layout, period)
-    if flights.empty:
-        raise StageFailed(f"no scheduled flights in silver for {period}")
-    frame = feature_frame(feature_store(settings), settings, flights)
+    usecase = load_usecase(settings.usecase)
+    row_id, outcome = usecase.examples.row_id, usecase.outcome
+    rows = rows_to_score(spark, layout, usecase, period)
+    if rows.empty:
+        raise StageFailed(f"no {usecase.examples.table} in silver for {period}")
+    frame = feature_frame(feature_store(settings), settings, rows)
     booster = tracker.load_booster(champion)
     inputs = list(booster.feature_name())
     threshold = float(tracker.run_params(champion.run_id)["threshold"])
     scores = booster.predict(frame[inputs])
     scored_at = datetime.now(UTC).replace(microsecond=0)
+    keys = [key for key in usecase.join_keys if key in frame.columns]
     output = pd.DataFrame(
         {
-            ROW_ID: frame[ROW_ID],
-            "carrier": frame["carrier"],
-            "origin": frame["origin"],
-            "route": frame["route"],
-            "sched_dep_utc": frame["sched_dep_utc"],
-            "probability_late": scores,
-            "late": scores >= threshold,
+            row_id: frame[row_id],
+            **{key: frame[key] for key in keys},
+            EVENT_TIMESTAMP: frame[EVENT_TIMESTAMP],
+            outcome.score_field: scores,
+            outcome.decision_field: scores >= threshold,
             "threshold": threshold,
             "model_version": champion.version,
             "scored_at": scored_at,
-            "date": frame["flight_date"].dt.strftime("%Y-%m-%d"),
+            "date": pd.to_datetime(frame[usecase.examples.split_column]).dt.strftime("%Y-%m-%d"),
         }
     )
     target = predictions_dir(settings, period)
     temp = fs.join(fs.parent(target), f"_tmp-{uuid.uuid4().hex[:8]}")
     spark.createDataFrame(output).coalesce(1).write.partitionBy("date").parquet(temp)
     missing = frame[inputs].isna().sum()
-    flagged = int(output["late"].sum())
+    flagged = int(output[outcome.decision_field].sum())
     summary = {
         "period": period,
-        "flights": len(output),
-        "flagged_late": flagged,
-        "mean_probability_late": float(output["probability_late"].mean()),
-        "model": settings.mlflow.registered_model,
+        "rows": len(output),
+        "flagged": flagged,
+        f"mean_{outcome.score_field}": float(output[outcome.score_field].mean()),
+        "model": settings.names.registered_model,
         "model_version": champion.version,
         "run_id": champion.run_id,
         "threshold": threshold,
@@ -112,11 +113,11 @@ def run(
     }
     fs.write_text(fs.join(temp, SUMMARY), json.dumps(summary, indent=2))
     layout.publish(temp, target, commit_last=SUMMARY)
-    result.rows_in = len(flights)
+    result.rows_in = len(rows)
     result.rows_out = len(output)
     result.notes.append(
-        f"{period}: {len(output):,} flights scored with version {champion.version}; "
-        f"{flagged:,} flagged late ({flagged / len(output):.0%})"
+        f"{period}: {len(output):,} {outcome.items} scored with version {champion.version}; "
+        f"{flagged:,} flagged {outcome.positive} ({flagged / len(output):.0%})"
     )
     result.outputs["predictions"] = target
     return result

@@ -16,22 +16,22 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 
 from configs import Settings
-from features import transforms
-from features.definitions import VIEWS, build_repo, feature_table_path, service_name
+from features.definitions import build_repo, feature_table_path, service_name
 from features.store import feature_store
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_silver, read_snapshot
 from pipelines.adapters.quality import QualityGate, row_expectations
 from pipelines.adapters.storage import StorageLayout
 from pipelines.results import StageResult
+from usecases import load as load_usecase
+from usecases.contract import FeatureContext, UseCase, resolve
 
 MANIFEST = "_manifest.json"
 
 
-def silver_state(
-    layout: StorageLayout, tables: tuple[str, ...] = ("flights", "weather", "planes")
-) -> dict:
+def silver_state(layout: StorageLayout, usecase: UseCase) -> dict:
     """Which silver drops (and their content hashes) the features are built from."""
+    tables = sorted({table for view in usecase.views for table in view.inputs})
     return {
         table: {
             drop_id: marker.content_hash
@@ -44,27 +44,24 @@ def silver_state(
 def compute_tables(
     spark: SparkSession, settings: Settings, layout: StorageLayout
 ) -> dict[str, DataFrame]:
-    flights = read_silver(spark, layout, "flights")
-    weather = read_silver(spark, layout, "weather")
-    planes = read_snapshot(spark, layout, "planes")
-    if flights is None or weather is None or planes is None:
-        missing = [
-            n
-            for n, f in (("flights", flights), ("weather", weather), ("planes", planes))
-            if f is None
-        ]
+    """Each view's table, from its transform over published silver (monthly tables: every
+    published drop; reference tables: the newest snapshot)."""
+    usecase = load_usecase(settings.usecase)
+    monthly = {source.name: source.monthly for source in usecase.sources}
+    needed = sorted({table for view in usecase.views for table in view.inputs})
+    frames = {
+        table: (read_silver if monthly[table] else read_snapshot)(spark, layout, table)
+        for table in needed
+    }
+    missing = [table for table, frame in frames.items() if frame is None]
+    if missing:
         raise RuntimeError(
             f"no published silver for {', '.join(missing)}: run collect and validate first"
         )
-    planes_valid_from = f"{settings.land.snapshot_id}-01-01 00:00:00"
-    config = settings.features
-    return {
-        "aircraft_delay_history": transforms.aircraft_delay_history(flights, config),
-        "origin_weather": transforms.origin_weather(weather),
-        "carrier_on_time": transforms.carrier_on_time(flights, config),
-        "route_on_time": transforms.route_on_time(flights, config),
-        "plane_attributes": transforms.plane_attributes(planes, planes_valid_from),
-    }
+    context = FeatureContext(
+        silver=frames.__getitem__, params=settings.params, snapshot_id=settings.land.snapshot_id
+    )
+    return {view.name: resolve(view.transform)(context) for view in usecase.views}
 
 
 def write_single_parquet(frame: DataFrame, staging: str) -> str:
@@ -82,10 +79,11 @@ def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageR
     result = StageResult("features")
     layout = StorageLayout(settings.paths)
     manifest_path = fs.join(layout.lake, "features", MANIFEST)
-    state = silver_state(layout)
+    usecase = load_usecase(settings.usecase)
+    state = silver_state(layout, usecase)
     result.outputs["feature tables"] = fs.join(layout.lake, "features")
     if fs.is_file(manifest_path) and all(
-        fs.is_file(feature_table_path(settings, v)) for v in VIEWS
+        fs.is_file(feature_table_path(settings, view.name)) for view in usecase.views
     ):
         manifest = json.loads(fs.read_text(manifest_path))
         if manifest.get("silver") == state and manifest.get("service") == service_name(settings):

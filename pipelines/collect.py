@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -24,15 +24,14 @@ from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_snapshot
 from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
 from pipelines.results import StageResult
-from pipelines.sources import SOURCES, Source
+from usecases import load as load_usecase
+from usecases.contract import DROP_ID, PROBLEMS, SilverContext, Source, carried, resolve
 
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
-PROBLEMS = "_problems"
-# Which drop a row came from, while drops are collected together; written as the partition
-# directory `drop_id=<id>`, which is the drop's directory in the lake.
-DROP_ID = "drop_id"
+# Which drop a row came from (DROP_ID), while drops are collected together, is written as the
+# partition directory `drop_id=<id>`, which is the drop's directory in the lake.
 _CHUNK = 1 << 20
 
 
@@ -97,11 +96,6 @@ def raw_schema(header: list[str]) -> T.StructType:
     return T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
 
 
-def _carried(frame: DataFrame) -> list[str]:
-    """Bookkeeping columns the transforms pass through untouched (the drop id, when present)."""
-    return [DROP_ID] if DROP_ID in frame.columns else []
-
-
 def parse(raw: DataFrame, source: Source) -> DataFrame:
     """Cast each column to its contract type; `_problems` lists what did not parse, per row."""
     typed = [F.col(name).try_cast(kind).alias(name) for name, kind in source.columns.items()]
@@ -119,153 +113,52 @@ def parse(raw: DataFrame, source: Source) -> DataFrame:
     return raw.select(
         *typed,
         F.filter(F.array(*problems), lambda p: p.isNotNull()).alias(PROBLEMS),
-        *_carried(raw),
+        *carried(raw.columns),
     )
 
 
-def dated_outside_drop(typed: DataFrame) -> DataFrame:
-    """Monthly drops: a row must be dated in its drop's month, and its UTC hour (`time_hour`)
-    must be within a day of that date. A row from another month, typically a future one (an
-    export or a clock gone wrong), is a problem of its row, so the drop is quarantined whole.
+def dated_outside_drop(typed: DataFrame, source: Source) -> DataFrame:
+    """Monthly drops: a row must be dated in its drop's month, and its UTC instant (the
+    source's `instant_column`, if any) within a day of that date. A row from another month,
+    typically a future one (an export or a clock gone wrong), is a problem of its row, so the
+    drop is quarantined whole.
 
     The reference is the drop's own month, not the wall clock: collect replays history, and
-    `land.scale_factor` moves copies of 2013 into later years by design.
+    `land.scale_factor` moves copies of the data into later years by design.
     """
-    row_date = F.make_date("year", "month", "day")
+    assert source.date_sql is not None
+    row_date = F.expr(source.date_sql)
     period = F.date_format(row_date, "yyyy-MM")
-    problems = F.array(
+    checks = [
         F.when(
             ~F.col(DROP_ID).startswith(period),
             F.concat(F.lit("dated "), period, F.lit(", outside its drop "), F.col(DROP_ID)),
-        ),
-        F.when(
-            F.abs(F.datediff(F.to_date("time_hour"), row_date)) > 1,
-            F.concat(
-                F.lit("time_hour "),
-                F.col("time_hour").cast("string"),
-                F.lit(" is not on the row's date "),
-                row_date.cast("string"),
-            ),
-        ),
-    )
+        )
+    ]
+    if source.instant_column:
+        instant = F.col(source.instant_column)
+        checks.append(
+            F.when(
+                F.abs(F.datediff(F.to_date(instant), row_date)) > 1,
+                F.concat(
+                    F.lit(f"{source.instant_column} "),
+                    instant.cast("string"),
+                    F.lit(" is not on the row's date "),
+                    row_date.cast("string"),
+                ),
+            )
+        )
+    problems = F.array(*checks)
     return typed.withColumn(
         PROBLEMS, F.concat(F.col(PROBLEMS), F.filter(problems, lambda p: p.isNotNull()))
     )
 
 
-def _local_to_utc(day: Column, hhmm: Column, zone: Column, plus_days: Column | int = 0) -> Column:
-    """A local wall-clock time (date + hhmm) in `zone` as a UTC instant."""
-    wall_clock = F.timestamp_seconds(
-        F.unix_timestamp(F.date_add(day, plus_days).cast("timestamp"))
-        + (F.floor(hhmm / 100) * 3600 + (hhmm % 100) * 60)
-    )
-    return F.to_utc_timestamp(wall_clock, zone)
-
-
-def _plus_minutes(instant: Column, minutes: Column) -> Column:
-    return F.timestamp_seconds(F.unix_timestamp(instant) + minutes.cast("long") * 60)
-
-
-def flights_to_silver(flights: DataFrame, timezones: DataFrame) -> DataFrame:
-    """Clean flights: UTC instants, a flight key, cancelled/diverted flags, one row per flight.
-
-    Scheduled times are local clock times (departure at the origin, arrival at the
-    destination); actual times are the schedule plus the reported delay, which avoids
-    guessing the day of an after-midnight arrival.
-    """
-    origin_tz = timezones.select(F.col("faa").alias("origin"), F.col("tzone").alias("_origin_tz"))
-    dest_tz = timezones.select(F.col("faa").alias("dest"), F.col("tzone").alias("_dest_tz"))
-    day = F.make_date("year", "month", "day")
-    sched_dep = _local_to_utc(day, F.col("sched_dep_time"), F.col("_origin_tz"))
-    arr_same_day = _local_to_utc(day, F.col("sched_arr_time"), F.col("_dest_tz"))
-    arr_next_day = _local_to_utc(day, F.col("sched_arr_time"), F.col("_dest_tz"), 1)
-    frame = (
-        flights.join(F.broadcast(origin_tz), "origin", "left")
-        .join(F.broadcast(dest_tz), "dest", "left")
-        .withColumn("sched_dep_utc", sched_dep)
-        .withColumn(
-            "sched_arr_utc",
-            F.when(arr_same_day > F.col("sched_dep_utc"), arr_same_day).otherwise(arr_next_day),
-        )
-    )
-    tz_problems = F.array(
-        F.when(
-            F.col("_origin_tz").isNull(),
-            F.concat(F.lit("no time zone for origin "), F.col("origin")),
-        ),
-        F.when(
-            F.col("_dest_tz").isNull(),
-            F.concat(F.lit("no time zone for destination "), F.col("dest")),
-        ),
-    )
-    return frame.select(
-        F.concat_ws(
-            "-",
-            F.col("carrier"),
-            F.col("flight"),
-            F.date_format("sched_dep_utc", "yyyyMMdd'T'HHmm'Z'"),
-        ).alias("flight_id"),
-        day.alias("flight_date"),
-        "carrier",
-        "flight",
-        "tailnum",
-        "origin",
-        "dest",
-        "distance",
-        F.floor(F.col("sched_dep_time") / 100).cast("int").alias("sched_dep_local_hour"),
-        "sched_dep_utc",
-        "sched_arr_utc",
-        "dep_delay",
-        "arr_delay",
-        "air_time",
-        _plus_minutes(F.col("sched_dep_utc"), F.col("dep_delay")).alias("dep_utc"),
-        _plus_minutes(F.col("sched_arr_utc"), F.col("arr_delay")).alias("arr_utc"),
-        F.col("dep_delay").isNull().alias("cancelled"),
-        (F.col("dep_delay").isNotNull() & F.col("arr_delay").isNull()).alias("diverted"),
-        "time_hour",
-        F.date_format(day, "yyyy-MM-dd").alias("date"),
-        F.concat(F.col(PROBLEMS), F.filter(tz_problems, lambda p: p.isNotNull())).alias(PROBLEMS),
-        *_carried(flights),
-    )
-
-
-def weather_to_silver(weather: DataFrame, timezones: DataFrame) -> DataFrame:
-    """Hourly weather keyed by origin and the upstream's UTC hour (`time_hour`).
-
-    The local hour is ambiguous when clocks go back; the upstream's UTC stamp is not.
-    """
-    day = F.make_date("year", "month", "day")
-    measures = [
-        "temp",
-        "dewp",
-        "humid",
-        "wind_dir",
-        "wind_speed",
-        "wind_gust",
-        "precip",
-        "pressure",
-        "visib",
-    ]
-    return weather.select(
-        "origin",
-        "time_hour",
-        *measures,
-        F.date_format(day, "yyyy-MM-dd").alias("date"),
-        PROBLEMS,
-        *_carried(weather),
-    )
-
-
-SILVER_TRANSFORMS: dict[str, Callable[[DataFrame, DataFrame], DataFrame]] = {
-    "flights": flights_to_silver,
-    "weather": weather_to_silver,
-}
-
-
 def bronze_frame(typed: DataFrame, source: Source) -> DataFrame:
-    columns = [*source.column_names, *_carried(typed)]
+    columns = [*source.column_names, *carried(typed.columns)]
     if source.monthly:
-        day = F.make_date("year", "month", "day")
+        assert source.date_sql is not None
+        day = F.expr(source.date_sql)
         return typed.select(*columns, F.date_format(day, "yyyy-MM-dd").alias("date"))
     return typed.select(*columns)
 
@@ -336,20 +229,22 @@ class _Collector:
         self.settings = settings
         self.layout = layout
         self.ingested_at = datetime.now(UTC).replace(microsecond=0)
+        self._tables: dict[str, DataFrame] = {}
+        self.context = SilverContext(table=self.reference_table, params=settings.params)
 
     @property
     def spark(self) -> SparkSession:
         return self._spark()
 
-    def timezones(self) -> DataFrame | None:
-        airports = read_snapshot(self.spark, self.layout, "airports", include_staged=True)
-        if airports is None:
-            return None
-        extra = self.spark.createDataFrame(
-            sorted(self.settings.collect.extra_timezones.items()), "faa string, tzone string"
-        )
-        known = airports.where(F.col("tzone").isNotNull()).select("faa", "tzone")
-        return known.join(extra, "faa", "left_anti").unionByName(extra)
+    def reference_table(self, name: str) -> DataFrame:
+        """A reference table a silver transform reads: the newest snapshot, staged or published
+        (read once per run)."""
+        if name not in self._tables:
+            table = read_snapshot(self.spark, self.layout, name, include_staged=True)
+            if table is None:
+                raise RuntimeError(f"no {name} data in the lake: collect the {name} drop first")
+            self._tables[name] = table.cache()
+        return self._tables[name]
 
     def quarantine(
         self, item: DropPlan, reasons: list[str], examples: list[dict] | None = None
@@ -377,9 +272,7 @@ class _Collector:
         )
         return where
 
-    def collect(
-        self, items: list[DropPlan], source: Source, timezones: DataFrame | None
-    ) -> dict[str, DropOutcome]:
+    def collect(self, items: list[DropPlan], source: Source) -> dict[str, DropOutcome]:
         """Collect new drops of one table in one Spark job: each drop is staged whole or
         quarantined whole, on its own merits. Returns the outcome per drop id."""
         outcomes: dict[str, DropOutcome] = {}
@@ -394,7 +287,7 @@ class _Collector:
             else:
                 by_header.setdefault(tuple(check.header), []).append(item)
         for header, group in by_header.items():
-            outcomes |= self._collect_parsed(group, list(header), source, timezones)
+            outcomes |= self._collect_parsed(group, list(header), source)
         return outcomes
 
     def _read(self, items: list[DropPlan], header: list[str]) -> DataFrame:
@@ -416,15 +309,14 @@ class _Collector:
         items: list[DropPlan],
         header: list[str],
         source: Source,
-        timezones: DataFrame | None,
     ) -> dict[str, DropOutcome]:
         by_id = {item.drop.drop_id: item for item in items}
         typed = parse(self._read(items, header), source)
         if source.monthly:
-            typed = dated_outside_drop(typed)
+            typed = dated_outside_drop(typed, source)
         typed = typed.cache()
         try:
-            candidate = self._to_silver(typed, source, timezones).cache()
+            candidate = self._to_silver(typed, source).cache()
             is_bad = (F.size(PROBLEMS) > 0).cast("long")
             stats = {
                 row[DROP_ID]: (row["rows"], row["bad"])
@@ -495,14 +387,10 @@ class _Collector:
         self.quarantine(item, reasons, examples)
         return reasons
 
-    @staticmethod
-    def _to_silver(typed: DataFrame, source: Source, timezones: DataFrame | None) -> DataFrame:
-        transform = SILVER_TRANSFORMS.get(source.name)
-        if transform is None:  # reference tables are kept as delivered
+    def _to_silver(self, typed: DataFrame, source: Source) -> DataFrame:
+        if source.silver is None:  # reference tables are kept as delivered
             return typed
-        if timezones is None:
-            raise RuntimeError("no airports data in the lake: collect the airports drop first")
-        return transform(typed, timezones)
+        return resolve(source.silver)(typed, self.context)
 
     def _write(
         self, frame: DataFrame, table_dir: str, markers: dict[str, DropMarker], source: Source
@@ -542,7 +430,8 @@ def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
     if removed := layout.clean_temporaries():
         result.notes.append(f"removed {removed} leftover temporary folder(s) of an interrupted run")
     collector = _Collector(spark, settings, layout)
-    plans = {source.name: plan(layout, source) for source in SOURCES}
+    sources = load_usecase(settings.usecase).sources
+    plans = {source.name: plan(layout, source) for source in sources}
     total = sum(len(items) for items in plans.values())
     if total == 0:
         result.fail(
@@ -565,14 +454,9 @@ def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
                 collector.quarantine(item, [item.detail])
                 counts["quarantined"] += 1
                 result.problems.append(f"{item.drop.table}/{item.drop.drop_id}: {item.detail}")
-    timezones: DataFrame | None = None
     batch_size = settings.collect.drops_per_job
-    for source in SOURCES:
+    for source in sources:
         todo = [item for item in plans[source.name] if item.state == "new"]
-        if source.name in SILVER_TRANSFORMS and todo and timezones is None:
-            timezones = collector.timezones()
-            if timezones is not None:
-                timezones = timezones.cache()
         for first in range(0, len(todo), batch_size):
             batch = todo[first : first + batch_size]
             log.info(
@@ -585,7 +469,7 @@ def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
                 len(todo),
             )
             try:
-                outcomes = collector.collect(batch, source, timezones)
+                outcomes = collector.collect(batch, source)
             except RuntimeError as err:
                 result.fail(f"{source.name}: {err}")
                 continue

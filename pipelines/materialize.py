@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 
 from configs import Settings
 from features.definitions import build_repo, feature_table_path
-from features.names import EVENT_TIMESTAMP
 from features.store import feature_store, materialize_incrementally
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageResult
+from usecases.contract import EVENT_TIMESTAMP
 
 
 def event_range(settings: Settings, view: str) -> tuple[datetime, datetime]:
@@ -30,7 +30,7 @@ def event_range(settings: Settings, view: str) -> tuple[datetime, datetime]:
 
 def run(settings: Settings) -> StageResult:
     result = StageResult("materialize")
-    champion = Tracker(settings.mlflow).alias(CHAMPION)
+    champion = Tracker(settings).alias(CHAMPION)
     if champion is None:
         result.notes.append("no champion yet: nothing to serve, nothing materialized")
         return result

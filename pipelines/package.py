@@ -8,6 +8,7 @@ what the gate promoted. The Bento holds its own Dockerfile (env/docker/Dockerfil
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -17,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from configs import Settings
+from configs import Settings, handoff
+from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageResult
 
@@ -25,11 +27,9 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENTOFILE = ROOT / "serving" / "bentofile.yaml"
-MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"  # read by serving.service
-# The LightGBM flavour's model file, and the metadata key of its sha256 (checked by serving:
-# LightGBM aborts the whole process on a truncated model file instead of raising).
+# The LightGBM flavour's model file, whose sha256 serving checks (LightGBM aborts the whole
+# process on a truncated model file instead of raising).
 MODEL_FILE = "model.lgb"
-MODEL_DIGEST = "model_sha256"
 
 
 def _bentoml(settings: Settings) -> Any:
@@ -53,13 +53,13 @@ def import_champion(settings: Settings, tracker: Tracker) -> tuple[Any, Any]:
     champion = tracker.alias(CHAMPION)
     if champion is None:
         raise LookupError("there is no champion model yet: nothing to package")
-    name = settings.mlflow.registered_model
+    name = settings.names.registered_model
     try:
         known = bentoml.models.list(name)
     except bentoml.exceptions.NotFound:
         known = []
     for stored in known:
-        if stored.info.labels.get("mlflow_run_id") == champion.run_id:
+        if stored.info.labels.get(handoff.RUN_LABEL) == champion.run_id:
             return champion, stored
     metadata = tracker.mlflow.models.get_model_info(champion.uri).metadata or {}
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
@@ -70,47 +70,52 @@ def import_champion(settings: Settings, tracker: Tracker) -> tuple[Any, Any]:
         stored = bentoml.mlflow.import_model(
             name,
             model_uri=str(local),
-            labels={"mlflow_model_version": champion.version, "mlflow_run_id": champion.run_id},
+            labels={handoff.VERSION_LABEL: champion.version, handoff.RUN_LABEL: champion.run_id},
             metadata={
-                "threshold": metadata["threshold"],
-                "features": metadata["features"],
-                "feature_service": metadata["feature_service"],
-                MODEL_DIGEST: hashlib.sha256((local / MODEL_FILE).read_bytes()).hexdigest(),
+                handoff.THRESHOLD_KEY: metadata["threshold"],
+                handoff.FEATURES_KEY: metadata["features"],
+                handoff.FEATURE_SERVICE_LABEL: metadata["feature_service"],
+                handoff.DIGEST_KEY: hashlib.sha256((local / MODEL_FILE).read_bytes()).hexdigest(),
             },
         )
     return champion, stored
 
 
-def _bentos(bentoml: Any) -> list[Any]:
+def _bentos(bentoml: Any, name: str) -> list[Any]:
     try:
-        return list(bentoml.bentos.list("flight_delay_service"))
+        return list(bentoml.bentos.list(name))
     except bentoml.exceptions.NotFound:
         return []
 
 
 def run(settings: Settings) -> StageResult:
     result = StageResult("package")
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     try:
         champion, stored = import_champion(settings, tracker)
     except LookupError as err:
         result.notes.append(str(err))
         return result
     bentoml = _bentoml(settings)
-    for existing in _bentos(bentoml):
-        if existing.info.labels.get("mlflow_run_id") == champion.run_id:
+    names = settings.names
+    for existing in _bentos(bentoml, names.bento):
+        if existing.info.labels.get(handoff.RUN_LABEL) == champion.run_id:
             result.notes.append(
                 f"Bento {existing.tag} already serves version {champion.version}: not rebuilt"
             )
             result.outputs["bento"] = str(Path(existing.path))
             result.outputs["bento tag"] = str(existing.tag)
             result.handoff["bento_tag"] = str(existing.tag)
+            _write_handoff(settings, result, str(existing.tag), champion.version)
             return result
     # The committed bentofile, plus the exact model and its tag: written beside it for the build.
     spec = yaml.safe_load(BENTOFILE.read_text())
+    spec["service"] = f"serving.service:{names.service_class}"
+    spec["name"] = names.bento
     spec["models"] = [str(stored.tag)]
     spec["envs"] = [
-        {"name": MODEL_TAG_ENV, "value": str(stored.tag)},
+        {"name": names.model_tag_variable, "value": str(stored.tag)},
+        {"name": "MLOPS_USECASE", "value": settings.usecase},
         # One OpenMP thread per worker: threaded LightGBM under concurrent requests ruins the tail.
         {"name": "OMP_NUM_THREADS", "value": "1"},
     ]
@@ -123,16 +128,36 @@ def run(settings: Settings) -> StageResult:
             pinned.name,
             build_ctx=str(ROOT),
             labels={
-                "mlflow_model_version": champion.version,
-                "mlflow_run_id": champion.run_id,
-                "feature_service": champion.tags.get("feature_service", ""),
+                handoff.VERSION_LABEL: champion.version,
+                handoff.RUN_LABEL: champion.run_id,
+                handoff.FEATURE_SERVICE_LABEL: champion.tags.get("feature_service", ""),
             },
         )
     tracker.tag_version(champion.version, {"bento_tag": str(bento.tag)})
     result.notes.append(
-        f"Bento {bento.tag} serves {settings.mlflow.registered_model} version {champion.version}"
+        f"Bento {bento.tag} serves {settings.names.registered_model} version {champion.version}"
     )
     result.outputs["bento"] = str(Path(bento.path))
     result.outputs["bento tag"] = str(bento.tag)
     result.handoff["bento_tag"] = str(bento.tag)
+    _write_handoff(settings, result, str(bento.tag), champion.version)
     return result
+
+
+def _write_handoff(settings: Settings, result: StageResult, bento_tag: str, version: str) -> None:
+    """What this stage produced, for `infra` to read (never the summary printed for people)."""
+    target = fs.join(settings.paths.reports, handoff.PACKAGE_FILE)
+    fs.write_text(
+        target,
+        json.dumps(
+            {
+                "bento_tag": bento_tag,
+                "bento_name": settings.names.bento,
+                "model_version": version,
+                "model_tag_variable": settings.names.model_tag_variable,
+                "usecase": settings.usecase,
+            },
+            indent=2,
+        ),
+    )
+    result.outputs["handoff"] = target

@@ -1,7 +1,7 @@
 """Promote: the champion/challenger gate, plus rollback and the history of decisions.
 
 A new model version becomes `champion` only if its test metrics pass every absolute bound in
-`promotion` (configs) and it beats the current champion, scored on the same test flights, by
+`promotion` (configs) and it beats the current champion, scored on the same test rows, by
 `promotion.min_improvement` on the primary metric. Otherwise it is tagged `challenger` and the
 chain ends normally with the reason. Every decision is written on the version as tags.
 """
@@ -30,13 +30,11 @@ from pipelines.adapters.tracking import (
     Tracker,
     dumps,
 )
+from pipelines.evaluation import LOWER_IS_BETTER, evaluate
 from pipelines.results import StageFailed, StageResult
-from pipelines.train import LABEL, evaluate
+from usecases import load as load_usecase
 
 log = logging.getLogger(__name__)
-
-# Metrics where lower is better; the others are higher-is-better.
-LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
 
 @dataclass
@@ -70,13 +68,13 @@ def decide(
         gain = -gain
     verdict = (
         f"{metric} {candidate[metric]:.4f} against the champion's {champion[metric]:.4f} "
-        f"on the same test flights ({gain:+.4f}; at least +{rules.min_improvement} needed)"
+        f"on the same test rows ({gain:+.4f}; at least +{rules.min_improvement} needed)"
     )
     return Decision(gain >= rules.min_improvement, [verdict])
 
 
 def _score_on(
-    tracker: Tracker, model: ModelRef, test_set: pd.DataFrame, threshold: float
+    tracker: Tracker, model: ModelRef, test_set: pd.DataFrame, threshold: float, label: str
 ) -> dict[str, float]:
     booster = tracker.load_booster(model)
     features = list(booster.feature_name())
@@ -86,12 +84,12 @@ def _score_on(
             f"the champion (version {model.version}) needs features the new test set lacks: {missing}; "
             "a changed feature set needs a new FeatureService version and an explicit promotion"
         )
-    return evaluate(test_set[LABEL].to_numpy(), booster.predict(test_set[features]), threshold)
+    return evaluate(test_set[label].to_numpy(), booster.predict(test_set[features]), threshold)
 
 
 def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     result = StageResult("promote")
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     number = handoff.get("model_version") or _newest_undecided(tracker)
     if number is None:
         result.notes.append("no new model version waiting for a decision")
@@ -109,7 +107,13 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     champion_metrics = None
     if champion is not None and champion.version != candidate.version:
         champion_threshold = float(tracker.run_params(champion.run_id)["threshold"])
-        champion_metrics = _score_on(tracker, champion, test_set, champion_threshold)
+        champion_metrics = _score_on(
+            tracker,
+            champion,
+            test_set,
+            champion_threshold,
+            load_usecase(settings.usecase).examples.label,
+        )
     decision = decide(candidate_metrics, champion_metrics, settings.promotion)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     evidence = {
@@ -134,7 +138,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
         )
     current = tracker.alias(CHAMPION)
     if current is not None:
-        result.outputs["champion"] = f"{settings.mlflow.registered_model} version {current.version}"
+        result.outputs["champion"] = f"{settings.names.registered_model} version {current.version}"
         result.handoff["champion_version"] = current.version
     result.handoff["decided_version"] = candidate.version
     return result
@@ -148,7 +152,7 @@ def _newest_undecided(tracker: Tracker) -> str | None:
 def rollback(settings: Settings) -> StageResult:
     """Point `champion` back at the version it replaced."""
     result = StageResult("rollback")
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     current = tracker.alias(CHAMPION)
     if current is None:
         result.fail("there is no champion to roll back")
@@ -166,13 +170,13 @@ def rollback(settings: Settings) -> StageResult:
     result.notes.append(
         f"champion rolled back from version {current.version} to version {previous}"
     )
-    result.outputs["champion"] = f"{settings.mlflow.registered_model} version {previous}"
+    result.outputs["champion"] = f"{settings.names.registered_model} version {previous}"
     return result
 
 
 def promotion_history(settings: Settings) -> list[dict[str, str]]:
     """Every gate decision, oldest first: version, decision, when, why, and its run."""
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     champion = tracker.alias(CHAMPION)
     return [
         {

@@ -1,8 +1,8 @@
 """Report: one HTML page per model version, written for a manager rather than an engineer.
 
-It answers: what is the question, how often are flights late, how good is the model in plain
-words, what drives delays, did the data pass its checks, and how does it compare with the
-model in service. Saved under `reports/model/version-<n>/` and as an artifact of the run.
+It answers: what is the question, how often the outcome happens, how good the model is in
+plain words, what drives it, did the data pass its checks, and how does it compare with the
+model in service. The words come from the use case (`Outcome`). Saved under `reports/model/version-<n>/` and as an artifact of the run.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import mlflow
 from jinja2 import Environment, select_autoescape
 
 from configs import Settings
-from features.definitions import describe
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
 from pipelines.results import StageResult
+from usecases import load as load_usecase
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Flight delay model, version {{ version }}</title>
+<title>{{ question }} Model version {{ version }}</title>
 <style>
  body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; line-height: 1.5; color: #222; padding: 0 1rem; }
  h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
@@ -32,40 +32,37 @@ TEMPLATE = """<!doctype html>
  table { border-collapse: collapse; } td, th { padding: .2rem .8rem; border-bottom: 1px solid #eee; text-align: left; }
  img { max-width: 100%; border: 1px solid #eee; margin: .5rem 0; } .note { color: #666; font-size: .9rem; }
 </style></head><body>
-<h1>Will this flight arrive late? Model version {{ version }}</h1>
-<p class="note">Learned from flights before {{ validation_start }}, tuned on flights up to {{ test_start }},
-and tested on the {{ test_rows }} flights from {{ test_start }} to {{ data_to }}, which it never saw while learning.
+<h1>{{ question }} Model version {{ version }}</h1>
+<p class="note">Learned from {{ items }} before {{ validation_start }}, tuned on {{ items }} up to {{ test_start }},
+and tested on the {{ test_rows }} {{ items }} from {{ test_start }} to {{ data_to }}, which it never saw while learning.
 MLflow run {{ run_id }}.</p>
 
 <h2>The question</h2>
-<p>When a flight leaving New York is scheduled, will it arrive more than {{ late_minutes }} minutes late?
-The model answers with a probability, using only what is known before departure: the plane's recent
-delays, the weather at the airport, the airline's and the route's recent punctuality, the plane itself,
-and the time of day, week and year.</p>
+<p>{{ explanation }}</p>
 
-<h2>How often flights are late</h2>
-<p class="big">{{ late_in_10 }} in 10 flights in the test period arrived late ({{ late_pct }}).</p>
+<h2>How often {{ items }} are {{ positive }}</h2>
+<p class="big">{{ positive_in_10 }} in 10 {{ items }} in the test period were {{ positive }} ({{ positive_pct }}).</p>
 
 <h2>How well the model does</h2>
 <ul class="big">
- <li>Of the flights it flags as likely late, <b>{{ precision_in_10 }} in 10</b> did arrive late.</li>
- <li>Of the flights that did arrive late, it flagged <b>{{ recall_in_10 }} in 10</b>.</li>
- <li>It flags {{ flagged_pct }} of all flights.</li>
+ <li>Of the {{ items }} it flags as likely {{ positive }}, <b>{{ precision_in_10 }} in 10</b> were {{ positive }}.</li>
+ <li>Of the {{ items }} that were {{ positive }}, it flagged <b>{{ recall_in_10 }} in 10</b>.</li>
+ <li>It flags {{ flagged_pct }} of all {{ items }}.</li>
 </ul>
-<p>Picking one late and one on-time flight at random, the model rates the late one as riskier
+<p>Picking one {{ positive }} and one other of the {{ items }} at random, the model rates the {{ positive }} one higher
 {{ auc_pct }} of the time (50% would be guessing). Its probabilities can be read as chances:
-on average they are {{ calibration_points }} percentage points away from how often flights really
-were late (see the calibration chart below).</p>
+on average they are {{ calibration_points }} percentage points away from how often {{ items }} really
+were {{ positive }} (see the calibration chart below).</p>
 
-<h2>What drives delays</h2>
+<h2>What drives the prediction</h2>
 <p>The things the model leans on most, most important first:</p>
 <ol>{% for item in drivers %}<li>{{ item.text }} <span class="note">({{ item.share }} of the model's signal)</span></li>{% endfor %}</ol>
 <img src="feature_importance.png" alt="feature importance">
 
 <h2>Did the data pass its checks?</h2>
 <p class="{{ 'ok' if data_ok else 'no' }} big">{{ data_summary }}</p>
-<p class="note">Every monthly delivery of flights and weather is checked (complete, well formed, values in range,
-no duplicate flights) before anything is built from it. Detailed results: reports/data_docs/index.html.</p>
+<p class="note">Every delivery of data is checked (complete, well formed, values in range,
+no duplicates) before anything is built from it. Detailed results: reports/data_docs/index.html.</p>
 
 <h2>Compared with the model in service</h2>
 <p class="{{ 'ok' if promoted else 'no' }} big">{{ decision_text }}</p>
@@ -100,6 +97,8 @@ def _pct(value: float) -> str:
 def build_context(
     settings: Settings, tracker: Tracker, version: str, folder: Path
 ) -> dict[str, Any]:
+    usecase = load_usecase(settings.usecase)
+    outcome = usecase.outcome
     ref = tracker.version(version)
     run = tracker.client.get_run(ref.run_id)
     metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
@@ -138,19 +137,22 @@ def build_context(
         "version": version,
         "run_id": ref.run_id,
         "validation_start": params.get("split.validation_start"),
-        "data_to": tags.get("last_flight_date", tags.get("training_to", "")[:10]),
+        "data_to": tags.get("last_example_date", tags.get("training_to", "")[:10]),
         "calibration_points": f"{metrics.get('test_calibration_error', float('nan')) * 100:.1f}",
         "test_start": params.get("split.test_start"),
         "test_rows": f"{int(metrics.get('test_rows', 0)):,}",
-        "late_minutes": f"{float(params.get('late_minutes', 15)):g}",
-        "late_in_10": _in_10(metrics["test_late_rate"]),
-        "late_pct": _pct(metrics["test_late_rate"]),
+        "question": outcome.question,
+        "items": outcome.items,
+        "positive": outcome.positive,
+        "explanation": outcome.explanation.format(**settings.params),
+        "positive_in_10": _in_10(metrics["test_positive_rate"]),
+        "positive_pct": _pct(metrics["test_positive_rate"]),
         "precision_in_10": _in_10(metrics["test_precision"]),
         "recall_in_10": _in_10(metrics["test_recall"]),
         "flagged_pct": _pct(metrics["test_flagged_rate"]),
         "auc_pct": _pct(metrics["test_roc_auc"]),
         "drivers": [
-            {"text": describe(name).capitalize(), "share": _pct(share)}
+            {"text": usecase.describe(name).capitalize(), "share": _pct(share)}
             for name, share in list(importance.items())[:5]
         ],
         "data_ok": checked > 0 and gated == checked,
@@ -173,7 +175,7 @@ def render(context: dict[str, Any]) -> str:
 
 def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     result = StageResult("report")
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     version = handoff.get("decided_version") or handoff.get("model_version")
     if version is None:
         versions = tracker.versions()
@@ -197,7 +199,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     if champion is not None:
         scores = tracker.run_metrics(champion.run_id)
         result.notes.append(
-            f"champion: {settings.mlflow.registered_model} version {champion.version}; test "
+            f"champion: {settings.names.registered_model} version {champion.version}; test "
             + ", ".join(
                 f"{name} {scores[f'test_{name}']:.3f}"
                 for name in ("roc_auc", "pr_auc", "brier", "precision", "recall")

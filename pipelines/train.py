@@ -1,9 +1,8 @@
-"""Train: a point-in-time training set from Feast, a LightGBM model, one tracked MLflow run.
+"""Train: a point-in-time training set from Feast, a model, one tracked MLflow run.
 
-The label frame is every flight that arrived (cancelled and diverted flights have no arrival
-delay to learn; the model answers "will it arrive late, if it flies"), stamped with its
-scheduled departure. Feast joins each flight with the feature values known at that moment;
-nothing recorded after departure (dep_delay, actual times, air_time) is among the inputs.
+The use case turns silver into labelled entity rows, stamped with the moment of prediction;
+Feast joins each row with the feature values known at that moment, and nothing the use case
+declares as known only afterwards (`never_inputs`) may be among the model's inputs.
 """
 
 from __future__ import annotations
@@ -20,108 +19,36 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from configs import Settings
-from features.definitions import build_repo, service_name
-from features.names import EVENT_TIMESTAMP
-from features.request import CATEGORICAL_FEATURES, REQUEST_FEATURES, request_features
+from features.definitions import service_name
+from features.inputs import InputsError, offline_frame
 from features.store import feature_store
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import Tracker, TrackingUnavailable, tracking_errors
+from pipelines.evaluation import best_f1_threshold, evaluate
 from pipelines.results import StageFailed, StageResult
+from usecases import load as load_usecase
+from usecases.contract import EVENT_TIMESTAMP, UseCase
 
 log = logging.getLogger(__name__)
-
-LABEL = "late"
-ROW_ID = "flight_id"
-# Known only after the plane has left: never an input.
-POST_DEPARTURE_COLUMNS = frozenset(
-    {
-        "dep_delay",
-        "arr_delay",
-        "dep_utc",
-        "arr_utc",
-        "air_time",
-        "dep_time",
-        "arr_time",
-        "cancelled",
-        "diverted",
-    }
-)
-LABEL_COLUMNS = [
-    "flight_id",
-    "tailnum",
-    "origin",
-    "dest",
-    "carrier",
-    "distance",
-    "sched_dep_utc",
-    "flight_date",
-    "arr_delay",
-    "cancelled",
-    "diverted",
-]
-UNKNOWN_TAILNUM = "UNKNOWN"
-
-
-def entity_frame(flights: pd.DataFrame) -> pd.DataFrame:
-    """Silver flights as Feast entity rows: keys, event time (the scheduled departure) and the
-    request inputs. Used for training (with a label added) and for batch scoring."""
-    return pd.DataFrame(
-        {
-            ROW_ID: flights["flight_id"],
-            "tailnum": flights["tailnum"].fillna(UNKNOWN_TAILNUM),
-            "origin": flights["origin"],
-            "carrier": flights["carrier"],
-            "route": flights["origin"] + "-" + flights["dest"],
-            "distance": flights["distance"],
-            "sched_dep_utc": flights["sched_dep_utc"],
-            EVENT_TIMESTAMP: flights["sched_dep_utc"],
-            "flight_date": pd.to_datetime(flights["flight_date"]),
-        }
-    ).reset_index(drop=True)
-
-
-def label_frame(flights: pd.DataFrame, late_minutes: float) -> pd.DataFrame:
-    """One row per flight that arrived: entity keys, event time, request inputs and the label."""
-    arrived = flights[~flights["cancelled"] & ~flights["diverted"] & flights["arr_delay"].notna()]
-    labelled = entity_frame(arrived)
-    labelled[LABEL] = (arrived["arr_delay"] > late_minutes).astype("int64").to_numpy()
-    return labelled
 
 
 def model_features(settings: Settings) -> list[str]:
     """The model's inputs, in order: request-time features, then the FeatureService's."""
-    return [*REQUEST_FEATURES, *build_repo(settings).feature_names]
+    return load_usecase(settings.usecase).model_inputs
 
 
-def feature_frame(store: Any, settings: Settings, flights: pd.DataFrame) -> pd.DataFrame:
-    """Flights (labelled or not) joined point-in-time with the FeatureService, plus the request
-    features: the training set for `fit`, the scoring frame for `batch-predict`."""
-    repo = build_repo(settings)
-    entity_columns = [ROW_ID, "tailnum", "origin", "carrier", "route", EVENT_TIMESTAMP]
-    service = store.get_feature_service(repo.service.name)
-    joined = store.get_historical_features(
-        entity_df=flights[entity_columns], features=service
-    ).to_df()
-    if len(joined) != len(flights) or joined[ROW_ID].duplicated().any():
-        raise StageFailed(
-            f"the point-in-time join returned {len(joined)} rows for {len(flights)} flights; "
-            "every flight must come back exactly once"
-        )
-    features = joined[[ROW_ID, *repo.feature_names]]
-    frame = flights.merge(features, on=ROW_ID, how="left", validate="one_to_one")
-    request = request_features(
-        frame,
-        carriers=settings.features.carriers,
-        origins=list(settings.features.origin_timezones),
-        origin_timezones=settings.features.origin_timezones,
-    )
-    frame = pd.concat([frame, request.drop(columns=["distance"])], axis=1)
-    # Every input as float64: offline, Feast returns ints as floats where a value is missing,
-    # and online a missing value is None; one dtype keeps training and serving alike.
-    inputs = model_features(settings)
-    frame[inputs] = frame[inputs].astype("float64")
-    return frame.sort_values([EVENT_TIMESTAMP, ROW_ID]).reset_index(drop=True)
+def feature_frame(store: Any, settings: Settings, rows: pd.DataFrame) -> pd.DataFrame:
+    """Entity rows joined point-in-time with their features (see features.inputs)."""
+    try:
+        return offline_frame(store, settings, rows)
+    except InputsError as err:
+        raise StageFailed(str(err)) from err
+
+
+def leaked_inputs(usecase: UseCase) -> list[str]:
+    """Model inputs the use case declares as known only after the moment of prediction."""
+    return sorted(usecase.examples.never_inputs & set(usecase.model_inputs))
 
 
 @dataclass
@@ -131,17 +58,17 @@ class Split:
     test: pd.DataFrame
 
 
-def split_by_date(frame: pd.DataFrame, settings: Settings) -> Split:
+def split_by_date(frame: pd.DataFrame, settings: Settings, label: str, column: str) -> Split:
     validation_start = pd.Timestamp(settings.training.split.validation_start)
     test_start = pd.Timestamp(settings.training.split.test_start)
-    dates = frame["flight_date"]
+    dates = pd.to_datetime(frame[column])
     split = Split(
         train=frame[dates < validation_start],
         validation=frame[(dates >= validation_start) & (dates < test_start)],
         test=frame[dates >= test_start],
     )
     for part in ("train", "validation", "test"):
-        if getattr(split, part).empty or getattr(split, part)[LABEL].nunique() < 2:
+        if getattr(split, part).empty or getattr(split, part)[label].nunique() < 2:
             raise StageFailed(
                 f"the {part} split is empty or has one class only: check training.split "
                 f"({settings.training.split.validation_start}, {settings.training.split.test_start}) "
@@ -161,17 +88,18 @@ def lightgbm_params(settings: Settings) -> dict[str, Any]:
     }
 
 
-def fit(split: Split, features: list[str], settings: Settings) -> Any:
+def fit(split: Split, features: list[str], settings: Settings, usecase: UseCase) -> Any:
     import lightgbm as lgb
 
-    categorical = [c for c in CATEGORICAL_FEATURES if c in features]
+    label = usecase.examples.label
+    categorical = [c for c in usecase.request.categorical if c in features]
     train = lgb.Dataset(
         split.train[features],
-        split.train[LABEL],
+        split.train[label],
         categorical_feature=categorical,
         free_raw_data=False,
     )
-    validation = lgb.Dataset(split.validation[features], split.validation[LABEL], reference=train)
+    validation = lgb.Dataset(split.validation[features], split.validation[label], reference=train)
     return lgb.train(
         lightgbm_params(settings),
         train,
@@ -181,39 +109,8 @@ def fit(split: Split, features: list[str], settings: Settings) -> Any:
     )
 
 
-def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    precision, recall, thresholds = skm.precision_recall_curve(labels, scores)
-    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
-
-
-def calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: the average gap between predicted and observed late rates,
-    over ten equal-sized groups of flights ordered by score (weighted by group size)."""
-    order = np.argsort(scores, kind="stable")
-    groups = np.array_split(order, bins)
-    gaps = [abs(scores[g].mean() - labels[g].mean()) * len(g) for g in groups if len(g)]
-    return float(sum(gaps) / len(scores))
-
-
-def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """The metrics the gate and the report use, on one set of predictions."""
-    flagged = scores >= threshold
-    return {
-        "roc_auc": float(skm.roc_auc_score(labels, scores)),
-        "pr_auc": float(skm.average_precision_score(labels, scores)),
-        "log_loss": float(skm.log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7))),
-        "brier": float(skm.brier_score_loss(labels, scores)),
-        "precision": float(skm.precision_score(labels, flagged, zero_division=0)),
-        "recall": float(skm.recall_score(labels, flagged, zero_division=0)),
-        "calibration_error": calibration_error(labels, scores),
-        "late_rate": float(np.mean(labels)),
-        "flagged_rate": float(np.mean(flagged)),
-    }
-
-
 def plot_all(
-    folder: Path, labels: np.ndarray, scores: np.ndarray, importance: pd.Series
+    folder: Path, labels: np.ndarray, scores: np.ndarray, importance: pd.Series, usecase: UseCase
 ) -> list[Path]:
     import matplotlib
 
@@ -243,9 +140,12 @@ def plot_all(
     precision, recall, _ = skm.precision_recall_curve(labels, scores)
     plt.figure(figsize=(5, 4))
     plt.plot(recall, precision)
-    plt.axhline(np.mean(labels), ls="--", color="grey", label="share of late flights")
-    plt.xlabel("recall (share of late flights caught)")
-    plt.ylabel("precision (share of flagged that were late)")
+    words = usecase.outcome
+    plt.axhline(
+        np.mean(labels), ls="--", color="grey", label=f"share of {words.positive} {words.items}"
+    )
+    plt.xlabel(f"recall (share of {words.positive} {words.items} caught)")
+    plt.ylabel(f"precision (share of flagged that were {words.positive})")
     plt.title("Precision-recall (test)")
     plt.legend()
     save("precision_recall")
@@ -254,8 +154,8 @@ def plot_all(
     plt.figure(figsize=(5, 4))
     plt.plot(predicted, observed, "o-", label="model")
     plt.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-    plt.xlabel("predicted probability of a late arrival")
-    plt.ylabel("observed share late")
+    plt.xlabel(f"predicted probability: {words.positive}")
+    plt.ylabel(f"observed share {words.positive}")
     plt.title("Calibration (test)")
     plt.legend()
     save("calibration")
@@ -269,7 +169,9 @@ def plot_all(
     return paths
 
 
-def lineage(settings: Settings, layout: StorageLayout, frame: pd.DataFrame) -> dict[str, Any]:
+def lineage(
+    settings: Settings, layout: StorageLayout, frame: pd.DataFrame, usecase: UseCase
+) -> dict[str, Any]:
     """The chain from landing drops to this training set, for the run's record."""
     drops = {
         table: {
@@ -279,7 +181,7 @@ def lineage(settings: Settings, layout: StorageLayout, frame: pd.DataFrame) -> d
             }
             for drop_id, marker in layout.drops_in(layout.silver(table)).items()
         }
-        for table in ("flights", "weather", "planes", "airports", "airlines")
+        for table in (source.name for source in usecase.sources)
     }
     manifest = fs.join(layout.lake, "features", "_manifest.json")
     return {
@@ -300,6 +202,18 @@ def lineage(settings: Settings, layout: StorageLayout, frame: pd.DataFrame) -> d
 def _gate_results(layout: StorageLayout, table: str, drop_id: str) -> list[str]:
     gate = fs.join(StorageLayout.drop_dir(layout.silver(table), drop_id), "_gate.json")
     return json.loads(fs.read_text(gate)).get("results", []) if fs.is_file(gate) else []
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Scalar params as MLflow params (`a.b`); lists and maps too long for a param are skipped."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{name}.")
+        elif isinstance(value, str | int | float | bool):
+            flat[name] = value
+    return flat
 
 
 def _recording_failed(
@@ -335,33 +249,38 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     from mlflow.models import infer_signature
 
     result = StageResult("fit")
+    usecase = load_usecase(settings.usecase)
+    examples = usecase.examples
+    label, row_id, split_column = examples.label, examples.row_id, examples.split_column
     layout = StorageLayout(settings.paths)
-    flights = layout.read_silver_columns("flights", LABEL_COLUMNS)
-    if flights is None:
-        raise StageFailed("no published silver flights: run collect and validate first")
-    labels = label_frame(flights, settings.training.late_minutes)
-    log.info("training set: %d flights that arrived (of %d)", len(labels), len(flights))
+    silver = layout.read_silver_columns(examples.table, list(examples.columns))
+    if silver is None:
+        raise StageFailed(f"no published silver {examples.table}: run collect and validate first")
+    labels = examples.labelled(silver, settings.params)
+    log.info("training set: %d labelled rows (of %d in silver)", len(labels), len(silver))
     frame = feature_frame(feature_store(settings), settings, labels)
-    features = model_features(settings)
-    leaked = POST_DEPARTURE_COLUMNS & set(features)
+    features = usecase.model_inputs
+    leaked = leaked_inputs(usecase)
     if leaked:
-        raise StageFailed(f"post-departure columns among the model inputs: {sorted(leaked)}")
-    split = split_by_date(frame, settings)
-    booster = fit(split, features, settings)
+        raise StageFailed(
+            f"columns known only after the moment of prediction among the model inputs: {leaked}"
+        )
+    split = split_by_date(frame, settings, label, split_column)
+    booster = fit(split, features, settings, usecase)
     validation_scores = booster.predict(split.validation[features])
     threshold = settings.training.threshold
     if threshold == "best_f1":
-        threshold = best_f1_threshold(split.validation[LABEL].to_numpy(), validation_scores)
+        threshold = best_f1_threshold(split.validation[label].to_numpy(), validation_scores)
     test_scores = booster.predict(split.test[features])
-    test_metrics = evaluate(split.test[LABEL].to_numpy(), test_scores, float(threshold))
+    test_metrics = evaluate(split.test[label].to_numpy(), test_scores, float(threshold))
     validation_metrics = evaluate(
-        split.validation[LABEL].to_numpy(), validation_scores, float(threshold)
+        split.validation[label].to_numpy(), validation_scores, float(threshold)
     )
     gain = pd.Series(booster.feature_importance("gain"), index=features)
     importance = gain / gain.sum()
 
-    tracker = Tracker(settings.mlflow)
-    record = lineage(settings, layout, frame)
+    tracker = Tracker(settings)
+    record = lineage(settings, layout, frame, usecase)
     run_id = None
     registering = False
     try:
@@ -377,7 +296,8 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
                     "best_iteration": booster.best_iteration,
                     "threshold": float(threshold),
                     "threshold_rule": str(settings.training.threshold),
-                    "late_minutes": settings.training.late_minutes,
+                    **{f"usecase.{k}": v for k, v in _flat(settings.params).items()},
+                    "usecase": usecase.name,
                     "split.validation_start": settings.training.split.validation_start,
                     "split.test_start": settings.training.split.test_start,
                     "feature_service": service_name(settings),
@@ -397,7 +317,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
                     "training_rows": str(len(frame)),
                     "training_from": record["training_set"]["from"],
                     "training_to": record["training_set"]["to"],
-                    "last_flight_date": frame["flight_date"].max().date().isoformat(),
+                    "last_example_date": pd.Timestamp(frame[split_column].max()).date().isoformat(),
                 }
             )
             (folder / "features.json").write_text(json.dumps(features, indent=2))
@@ -405,7 +325,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             (folder / "feature_importance.json").write_text(
                 importance.sort_values(ascending=False).to_json(indent=2)
             )
-            test_set = split.test[[ROW_ID, "flight_date", *features, LABEL]].assign(
+            test_set = split.test[[row_id, split_column, *features, label]].assign(
                 score=test_scores
             )
             test_set.to_parquet(folder / "test_set.parquet", index=False)
@@ -416,7 +336,9 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
                 "test_set.parquet",
             ):
                 mlflow.log_artifact(str(folder / path), artifact_path="evaluation")
-            for plot in plot_all(folder, split.test[LABEL].to_numpy(), test_scores, importance):
+            for plot in plot_all(
+                folder, split.test[label].to_numpy(), test_scores, importance, usecase
+            ):
                 mlflow.log_artifact(str(plot), artifact_path="plots")
             example = split.test[features].head(5)
             info = mlflow.lightgbm.log_model(
@@ -441,7 +363,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             registering = True
             registered = mlflow.register_model(
                 info.model_uri,
-                settings.mlflow.registered_model,
+                settings.names.registered_model,
                 tags={"run_id": run_id, "feature_service": service_name(settings)},
             )
     except tracking_errors() as err:
@@ -450,7 +372,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     result.rows_in = len(frame)
     result.rows_out = len(split.test)
     result.notes.append(
-        f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} flights; "
+        f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} rows; "
         f"{booster.best_iteration} trees; threshold {float(threshold):.3f}"
     )
     result.notes.append(
@@ -462,7 +384,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
     )
     result.outputs |= {
         "mlflow run": run_id,
-        "model": f"{settings.mlflow.registered_model} version {version}",
+        "model": f"{settings.names.registered_model} version {version}",
     }
     result.handoff |= {"model_version": version, "run_id": run_id}
     return result

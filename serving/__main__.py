@@ -11,10 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from configs import ConfigError, load_settings
+from configs import ConfigError, handoff, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"
 
 
 def champion_model_tag(settings) -> str:
@@ -26,17 +25,17 @@ def champion_model_tag(settings) -> str:
         tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri
     )
     try:
-        champion = client.get_model_version_by_alias(settings.mlflow.registered_model, "champion")
+        champion = client.get_model_version_by_alias(settings.names.registered_model, handoff.ALIAS)
     except MlflowException:
         raise SystemExit("no champion model yet: run `make train` first") from None
     import bentoml
 
     try:
-        stored = bentoml.models.list(settings.mlflow.registered_model)
+        stored = bentoml.models.list(settings.names.registered_model)
     except bentoml.exceptions.NotFound:
         stored = []
     for model in stored:
-        if model.info.labels.get("mlflow_run_id") == champion.run_id:
+        if model.info.labels.get(handoff.RUN_LABEL) == champion.run_id:
             return str(model.tag)
     raise SystemExit(
         f"champion version {champion.version} is not packaged yet: run `python -m pipelines package`"
@@ -58,14 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MLOPS_ENV"] = settings.env
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one OpenMP thread per worker: no contention
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    os.environ[MODEL_TAG_ENV] = champion_model_tag(settings)
-    print(f"serving {os.environ[MODEL_TAG_ENV]} on http://{args.host}:{args.port}", file=sys.stderr)
+    os.environ["MLOPS_USECASE"] = settings.usecase
+    tag_variable = settings.names.model_tag_variable
+    os.environ[tag_variable] = champion_model_tag(settings)
+    print(f"serving {os.environ[tag_variable]} on http://{args.host}:{args.port}", file=sys.stderr)
     command = [
         sys.executable,
         "-m",
         "bentoml",
         "serve",
-        "serving.service:FlightDelayService",
+        f"serving.service:{settings.names.service_class}",
         "--host",
         args.host,
         "--port",

@@ -1,65 +1,38 @@
-"""The serving contract: what `POST /predict` takes and returns (pydantic, validated by BentoML)."""
+"""The serving contract's response, shaped by the use case: per item, the score and the
+decision under the use case's names, the threshold, the model version and what was missing.
+
+The request's item type is the use case's own (`Request.item`).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
-import pandas as pd
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, create_model
 
-MAX_FLIGHTS_PER_REQUEST = 1000
-# Departures the service scores: well inside what pandas' nanosecond timestamps hold
-# (1677-2262); anything outside is a client mistake, not a flight.
-EARLIEST_DEPARTURE = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST_DEPARTURE = datetime(2200, 1, 1, tzinfo=UTC)
+from usecases.contract import UseCase
 
 
-class Flight(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    carrier: str = Field(min_length=2, max_length=3, pattern=r"^[A-Z0-9]{2,3}$", examples=["UA"])
-    tailnum: str | None = Field(None, max_length=10, pattern=r"^[A-Z0-9]+$", examples=["N14228"])
-    origin: str = Field(min_length=3, max_length=4, pattern=r"^[A-Z0-9]{3,4}$", examples=["EWR"])
-    dest: str = Field(min_length=3, max_length=4, pattern=r"^[A-Z0-9]{3,4}$", examples=["IAH"])
-    # With its UTC offset, e.g. 2013-12-30T05:15:00-05:00.
-    scheduled_departure: AwareDatetime = Field(examples=["2013-12-30T05:15:00-05:00"])
-    distance: float = Field(gt=0, le=10000, allow_inf_nan=False, examples=[1400])
-
-    @field_validator("scheduled_departure")
-    @classmethod
-    def _plausible_departure(cls, value: datetime) -> datetime:
-        if not EARLIEST_DEPARTURE <= value < LATEST_DEPARTURE:
-            raise ValueError(
-                f"must be on or after {EARLIEST_DEPARTURE:%Y-%m-%d} and before "
-                f"{LATEST_DEPARTURE:%Y-%m-%d} (UTC)"
-            )
-        return value
-
-
-def flights_frame(flights: list[Flight]) -> pd.DataFrame:
-    """Validated flights as the columns the feature code reads."""
-    return pd.DataFrame(
-        {
-            "carrier": [f.carrier for f in flights],
-            "tailnum": [f.tailnum or "UNKNOWN" for f in flights],
-            "origin": [f.origin for f in flights],
-            "route": [f"{f.origin}-{f.dest}" for f in flights],
-            "distance": [f.distance for f in flights],
-            "sched_dep_utc": pd.to_datetime([f.scheduled_departure for f in flights], utc=True),
-        }
-    )
-
-
-class Prediction(BaseModel):
-    probability_late: float
-    late: bool
+class PredictionBase(BaseModel):
     threshold: float
     model_version: str
-    # Features with no value in the online store: the model treats them as missing.
+    # Stored features with no usable value: the model treats them as missing.
     missing_features: list[str]
 
 
-class PredictResponse(BaseModel):
-    predictions: list[Prediction]
-    model_version: str
-    answered_at: datetime
+def response_models(usecase: UseCase) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(one prediction, the /predict response), named by the use case's outcome."""
+    outcome = usecase.outcome
+    fields: dict[str, Any] = {
+        outcome.score_field: (float, ...),
+        outcome.decision_field: (bool, ...),
+    }
+    prediction = create_model("Prediction", __base__=PredictionBase, **fields)
+    response = create_model(
+        "PredictResponse",
+        predictions=(list[prediction], ...),  # type: ignore[valid-type]
+        model_version=(str, ...),
+        answered_at=(datetime, ...),
+    )
+    return prediction, response

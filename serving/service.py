@@ -1,14 +1,17 @@
-"""The flight-delay prediction service: the champion model plus live features from Feast.
+"""The prediction service: the champion model plus live features from Feast, for the use case
+named in config.
 
-One BentoML service class. The model is the exact version the Bento was built with
-(FLIGHT_DELAY_MODEL_TAG); features come from the online store through the same Feast
-definitions and request-feature code as training, so the two cannot drift apart.
+One BentoML service class. The model is the exact version the Bento was built with (the
+project's model-tag variable); features come from the online store through the same Feast
+definitions and model-input assembly as training, so the two cannot drift apart. The request's
+item type, its field name and the response's names are the use case's.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import inspect
 import logging
 import os
 from datetime import UTC, datetime
@@ -18,46 +21,45 @@ from typing import Annotated, Any
 import bentoml
 import mlflow
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
-from configs import load_settings
-from features.definitions import declared_feature_names, service_name
-from features.online import OnlineStoreUnavailable, online_features
-from features.request import request_features
+from configs import handoff, load_settings
+from features.definitions import service_name
+from features.inputs import online_inputs
+from features.online import OnlineStoreUnavailable
 from features.store import feature_store
 from serving.guard import JsonBodiesOnly
 from serving.logs import use_json_logs
-from serving.schemas import (
-    MAX_FLIGHTS_PER_REQUEST,
-    Flight,
-    Prediction,
-    PredictResponse,
-    flights_frame,
-)
+from serving.schemas import response_models
+from usecases import load as load_usecase
 
-MODEL_TAG_ENV = "FLIGHT_DELAY_MODEL_TAG"
-MODEL_FILE = "model.lgb"  # as pipelines.package records it
-MODEL_DIGEST = "model_sha256"
+SETTINGS = load_settings()
+USECASE = load_usecase(SETTINGS.usecase)
+NAMES = SETTINGS.names
+MODEL_TAG_ENV = NAMES.model_tag_variable
+MODEL_FILE = "model.lgb"  # the LightGBM flavour's file
+MODEL_DIGEST = handoff.DIGEST_KEY
+ITEMS = USECASE.request.items_field
+Prediction, PredictResponse = response_models(USECASE)
 # /predict_batch: how long a request may wait for others to share its batch.
 BATCH_MAX_LATENCY_MS = 1000
-# The largest body the APIs read: 1,000 flights take about 200 kB as JSON; 1 MiB leaves room
-# for formatting and escapes. Larger ones are refused (413) before they are parsed.
+# The largest body the APIs read: 1,000 items of a few fields take about 200 kB as JSON;
+# 1 MiB leaves room for formatting and escapes. Larger ones are refused (413) unparsed.
 MAX_BODY_BYTES = 1 << 20
 log = logging.getLogger("serving")
 
 PREDICTIONS = bentoml.metrics.Counter(
-    name="flight_delay_predictions_total",
-    documentation="Flights scored, by model version",
+    name=f"{NAMES.metric_prefix}_predictions_total",
+    documentation="Items scored, by model version",
     labelnames=["model_version"],
 )
 DEFAULTED = bentoml.metrics.Counter(
-    name="flight_delay_defaulted_flights_total",
-    documentation="Flights scored with at least one online feature missing (the model treats it as missing)",
+    name=f"{NAMES.metric_prefix}_defaulted_items_total",
+    documentation="Items scored with at least one stored feature missing (the model treats it as missing)",
     labelnames=["model_version"],
 )
 STORE_FAILURES = bentoml.metrics.Counter(
-    name="flight_delay_online_store_failures_total",
+    name=f"{NAMES.metric_prefix}_online_store_failures_total",
     documentation="Requests answered 503 because the online store failed to answer",
     labelnames=["model_version"],
 )
@@ -104,15 +106,40 @@ def load_booster(tag: str, path: str, features: list[str], digest: str | None) -
     return booster
 
 
+def _api(method: Any, returns: Any) -> Any:
+    """`method(self, items)` with the signature BentoML reads: one parameter named as the use
+    case's items field, typed as a list of its request item."""
+    items = Annotated[
+        list[USECASE.request.item],  # type: ignore[name-defined]
+        Field(min_length=1, max_length=USECASE.request.max_items),
+    ]
+
+    def api(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return method(self, kwargs[ITEMS] if ITEMS in kwargs else args[0])
+
+    api.__name__ = method.__name__
+    api.__doc__ = method.__doc__
+    api.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter(ITEMS, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=items),
+        ],
+        return_annotation=returns,
+    )
+    return api
+
+
 @bentoml.service(
-    name="flight_delay_service",
+    name=NAMES.bento,
     traffic={"timeout": 10, "max_concurrency": 64},
     workers=1,
 )
-class FlightDelayService:
+class PredictionService:
     def __init__(self) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+        # Loaded again: a worker's environment (MLOPS_OVERRIDES) may differ from the importer's.
         self.settings = load_settings()
+        self.usecase = load_usecase(self.settings.usecase)
         tag = os.environ.get(MODEL_TAG_ENV)
         if not tag:
             raise RuntimeError(
@@ -126,13 +153,13 @@ class FlightDelayService:
                 "rebuild the Bento with `python -m pipelines package`"
             ) from None
         metadata = stored.info.metadata
-        self.model_version = str(stored.info.labels.get("mlflow_model_version", stored.tag.version))
+        self.model_version = str(stored.info.labels.get(handoff.VERSION_LABEL, stored.tag.version))
         use_json_logs(self.model_version)
-        self.features: list[str] = [str(name) for name in metadata["features"]]  # type: ignore[union-attr]
-        self.threshold = float(str(metadata["threshold"]))
+        self.features: list[str] = [str(name) for name in metadata[handoff.FEATURES_KEY]]  # type: ignore[union-attr]
+        self.threshold = float(str(metadata[handoff.THRESHOLD_KEY]))
         self.model = load_booster(
             tag,
-            stored.path_of("mlflow_model"),
+            stored.path_of(handoff.MLFLOW_MODEL_DIR),
             self.features,
             str(metadata[MODEL_DIGEST]) if MODEL_DIGEST in metadata else None,  # type: ignore[operator]
         )
@@ -149,43 +176,27 @@ class FlightDelayService:
         gc.collect()
         gc.freeze()
 
-    def vectors(self, flights: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
-        """Model inputs for `flights` (online features + request features) and what was missing."""
-        online = online_features(self.store, self.service, flights)
-        request = request_features(
-            flights,
-            carriers=self.settings.features.carriers,
-            origins=list(self.settings.features.origin_timezones),
-            origin_timezones=self.settings.features.origin_timezones,
+    def vectors(self, rows: Any) -> tuple[Any, list[list[str]]]:
+        """Model inputs for entity `rows` (online + request features) and what was missing."""
+        return online_inputs(
+            self.store, self.service, self.usecase, self.settings.params, rows, self.features
         )
-        frame = pd.concat([request, online], axis=1)
-        inputs = frame[self.features].astype("float64")
-        absent = frame[declared_feature_names()].isna()
-        missing = [[name for name, gone in row.items() if gone] for _, row in absent.iterrows()]
-        return inputs, missing
 
     def __is_ready__(self) -> bool:
         """Ready once the model is loaded and the online store answers a read."""
         try:
             self.store.get_online_features(
                 features=self.service,
-                entity_rows=[
-                    {
-                        "tailnum": "READYZ",
-                        "origin": "READYZ",
-                        "carrier": "READYZ",
-                        "route": "READYZ",
-                    }
-                ],
+                entity_rows=[dict(self.usecase.request.probe_row)],
             )
         except Exception:  # any failure of the store means "not ready", never a crash
             log.warning("online store not answering", exc_info=True)
             return False
         return self.model is not None
 
-    def score(self, flights: list[Flight]) -> list[Prediction]:
-        """Predictions for `flights`, in order; a failing online store becomes a 503."""
-        frame = flights_frame(flights)
+    def score(self, items: list[Any]) -> list[Any]:
+        """Predictions for `items`, in order; a failing online store becomes a 503."""
+        frame = self.usecase.request.to_frame(items)
         try:
             inputs, missing = self.vectors(frame)
         except OnlineStoreUnavailable as err:
@@ -195,10 +206,13 @@ class FlightDelayService:
                 "the online feature store is not answering; retry later"
             ) from None
         scores = np.asarray(self.model.predict(inputs), dtype="float64")
+        outcome = self.usecase.outcome
         predictions = [
             Prediction(
-                probability_late=float(score),
-                late=bool(score >= self.threshold),
+                **{
+                    outcome.score_field: float(score),
+                    outcome.decision_field: bool(score >= self.threshold),
+                },
                 threshold=self.threshold,
                 model_version=self.model_version,
                 missing_features=absent,
@@ -209,46 +223,45 @@ class FlightDelayService:
         DEFAULTED.labels(model_version=self.model_version).inc(
             sum(1 for absent in missing if absent)
         )
+        flagged = int(np.count_nonzero(scores >= self.threshold))
         log.info(
-            "predicted %d flight(s)",
+            "predicted %d item(s)",
             len(predictions),
             extra={
-                "flights": len(predictions),
-                "flagged_late": sum(p.late for p in predictions),
-                "defaulted_flights": sum(1 for absent in missing if absent),
+                "items": len(predictions),
+                "flagged": flagged,
+                "defaulted_items": sum(1 for absent in missing if absent),
             },
         )
         return predictions
 
-    @bentoml.api
-    def predict(
-        self,
-        flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
-    ) -> PredictResponse:
+    def _predict(self, items: list[Any]) -> Any:
         return PredictResponse(
-            predictions=self.score(flights),
+            predictions=self.score(items),
             model_version=self.model_version,
             answered_at=datetime.now(UTC),
         )
 
-    @bentoml.api(
-        batchable=True,
-        batch_dim=0,
-        max_batch_size=MAX_FLIGHTS_PER_REQUEST,
-        max_latency_ms=BATCH_MAX_LATENCY_MS,
-    )
-    def predict_batch(
-        self,
-        flights: Annotated[list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST)],
-    ) -> list[Prediction]:
+    def _predict_batch(self, items: list[Any]) -> list[Any]:
         """The same predictions with adaptive batching: concurrent requests are merged into
         one feature read and one model call, then split again; the answer is the list of
         predictions alone (each carries the model version)."""
-        return self.score(flights)
+        return self.score(items)
 
+    predict = bentoml.api(_api(_predict, PredictResponse))
+    predict_batch = bentoml.api(
+        batchable=True,
+        batch_dim=0,
+        max_batch_size=USECASE.request.max_items,
+        max_latency_ms=BATCH_MAX_LATENCY_MS,
+    )(_api(_predict_batch, list[Prediction]))  # type: ignore[valid-type]
+
+
+# The class under the project's name too (e.g. FlightDelayService), as `serving.service:<name>`.
+globals()[NAMES.service_class] = PredictionService
 
 # Client mistakes in the body itself (not JSON, too large) answered 415/413 before BentoML's
 # parser sees them; see serving/guard.py.
-FlightDelayService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
+PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
     JsonBodiesOnly, paths=frozenset({"/predict", "/predict_batch"}), max_bytes=MAX_BODY_BYTES
 )

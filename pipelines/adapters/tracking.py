@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from configs.settings import MlflowConfig
+from configs.settings import Settings
 from pipelines.results import StageFailed
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ class ModelRef:
 
 
 class Tracker:
-    def __init__(self, config: MlflowConfig) -> None:
+    def __init__(self, settings: Settings) -> None:
+        config = settings.mlflow
         import mlflow
         from mlflow import MlflowClient
 
@@ -72,6 +73,7 @@ class Tracker:
                 parents=True, exist_ok=True
             )
         self.config = config
+        self.registered_model = settings.names.registered_model
         self.mlflow = mlflow
         mlflow.set_tracking_uri(config.tracking_uri)
         mlflow.set_registry_uri(config.tracking_uri)
@@ -79,10 +81,10 @@ class Tracker:
             tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri
         )
         try:
-            experiment = self.client.get_experiment_by_name(config.experiment)
+            experiment = self.client.get_experiment_by_name(settings.names.experiment)
             if experiment is None:
                 experiment_id = self.client.create_experiment(
-                    config.experiment, artifact_location=_as_uri(config.artifact_location)
+                    settings.names.experiment, artifact_location=_as_uri(config.artifact_location)
                 )
             else:
                 experiment_id = experiment.experiment_id
@@ -104,25 +106,23 @@ class Tracker:
         )
 
     def version(self, number: str) -> ModelRef:
-        return self._ref(self.client.get_model_version(self.config.registered_model, number))
+        return self._ref(self.client.get_model_version(self.registered_model, number))
 
     def alias(self, alias: str) -> ModelRef | None:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._ref(
-                self.client.get_model_version_by_alias(self.config.registered_model, alias)
-            )
+            return self._ref(self.client.get_model_version_by_alias(self.registered_model, alias))
         except MlflowException:
             return None
 
     def versions(self) -> list[ModelRef]:
-        found = self.client.search_model_versions(f"name = '{self.config.registered_model}'")
+        found = self.client.search_model_versions(f"name = '{self.registered_model}'")
         return sorted((self._ref(v) for v in found), key=lambda ref: int(ref.version))
 
     def versions_of_run(self, run_id: str) -> list[ModelRef]:
         found = self.client.search_model_versions(
-            f"name = '{self.config.registered_model}' and run_id = '{run_id}'"
+            f"name = '{self.registered_model}' and run_id = '{run_id}'"
         )
         return [self._ref(v) for v in found]
 
@@ -130,16 +130,16 @@ class Tracker:
         """Delete the versions registered from a run that failed; returns their numbers."""
         gone = []
         for ref in self.versions_of_run(run_id):
-            self.client.delete_model_version(self.config.registered_model, ref.version)
+            self.client.delete_model_version(self.registered_model, ref.version)
             gone.append(ref.version)
         return gone
 
     def set_alias(self, alias: str, version: str) -> None:
-        self.client.set_registered_model_alias(self.config.registered_model, alias, version)
+        self.client.set_registered_model_alias(self.registered_model, alias, version)
 
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            self.client.set_model_version_tag(self.config.registered_model, version, key, value)
+            self.client.set_model_version_tag(self.registered_model, version, key, value)
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)

@@ -153,7 +153,7 @@ CASES = [
 def platform_state(settings: Settings, root: Path) -> dict[str, object]:
     """What a bad delivery must not change: published data, features, stores, the champion."""
     lake = Path(StorageLayout(settings.paths).lake)
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     champion = tracker.alias(CHAMPION)
     return {
         "silver": tree_digest(lake / "silver"),

@@ -119,7 +119,7 @@ def test_the_chain_runs_on_postgres_redis_and_the_tracking_server(
 
     _, overrides = trained
     current = settings(overrides)
-    tracker = Tracker(current.mlflow)
+    tracker = Tracker(current)
     champion = tracker.alias(CHAMPION)
     assert champion is not None and champion.version == "1"
     # artifacts went through the server's proxy into its destination, not to a client path
@@ -182,7 +182,7 @@ def test_four_trainings_at_once_lose_no_run_metric_or_version(
     import json
 
     _, overrides = trained
-    tracker = Tracker(settings(overrides).mlflow)
+    tracker = Tracker(settings(overrides))
     runs_before = {run.info.run_id for run in tracker.client.search_runs([tracker.experiment_id])}
     versions_before = {ref.version for ref in tracker.versions()}
     env = {**os.environ, "MLOPS_ENV": "services", "MLOPS_OVERRIDES": json.dumps(overrides)}

@@ -22,8 +22,8 @@ import requests
 
 from configs.settings import _deep_merge
 from pipelines.chain import run_chain
-from serving.schemas import Flight
-from serving.service import FlightDelayService
+from usecases.flight_delay.request import Flight
+from serving.service import PredictionService
 from tests.conftest import settings_for, slice_overrides
 from tests.lake_helpers import problems
 from tests.secrets_scan import ENTROPY, findings
@@ -123,13 +123,13 @@ def test_health_and_metrics(server: str) -> None:
 
 def in_process_service(
     root: Path, monkeypatch: pytest.MonkeyPatch, **overrides: object
-) -> FlightDelayService:
+) -> PredictionService:
     """The service class built in this process, as a worker builds it, over the lake at `root`."""
     from serving.__main__ import champion_model_tag
 
     monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(_deep_merge(slice_overrides(root), overrides)))
     monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", champion_model_tag(settings_for(root)))
-    service = FlightDelayService()
+    service = PredictionService()
     gc.unfreeze()  # the service freezes the worker's heap; this test process is not a worker
     return service
 
@@ -149,7 +149,7 @@ def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]
     access = [r for r in records if r["logger"] == "bentoml.access" and "/predict" in r["message"]]
     ours = [r for r in records if r["logger"] == "serving" and r["message"].startswith("predicted")]
     assert access and ours, records[-5:]
-    assert ours[-1]["flights"] == 1 and ours[-1]["level"] == "INFO"
+    assert ours[-1]["items"] == 1 and ours[-1]["level"] == "INFO"
     # a client's mistake is one WARNING naming the field, not an ERROR with a traceback
     mistakes = [r for r in records if r["message"].startswith("client mistake on /predict")]
     assert mistakes and mistakes[-1]["level"] == "WARNING", records[-5:]
@@ -323,10 +323,10 @@ def test_online_vectors_equal_offline_vectors(
     The online store keeps each entity's newest values only, so each view is compared at a
     moment just after its newest event (within its TTL), where both sides must agree.
     """
-    from features.definitions import VIEWS, feature_table_path
-    from features.request import REQUEST_FEATURES
+    from features.definitions import feature_table_path
     from features.store import feature_store
     from pipelines.train import feature_frame
+    from usecases import load
 
     settings = settings_for(trained_root)
     service = in_process_service(trained_root, monkeypatch)
@@ -339,7 +339,10 @@ def test_online_vectors_equal_offline_vectors(
         .iloc[::20]
         .head(15)
     )
-    for view, (_, _, fields) in VIEWS.items():
+    usecase = load(settings.usecase)
+    request_features = [f.name for f in usecase.request.features]
+    for declared in usecase.views:
+        view, fields = declared.name, [f.name for f in declared.features]
         newest = pd.read_parquet(feature_table_path(settings, view), columns=["event_timestamp"])[
             "event_timestamp"
         ].max()
@@ -359,16 +362,14 @@ def test_online_vectors_equal_offline_vectors(
             }
         )
         offline = feature_frame(store, settings, flights).set_index("flight_id").sort_index()
-        online, _ = service.vectors(
-            flights.drop(columns=["event_timestamp", "flight_date", "late"])
-        )
+        online, _ = service.vectors(flights.drop(columns=["flight_date", "late"]))
         online.index = flights["flight_id"]
-        columns = [*REQUEST_FEATURES, *(name for name, _, _ in fields)]
+        columns = [*request_features, *fields]
         pd.testing.assert_frame_equal(
             online[columns].sort_index(), offline[columns].sort_index(), obj=view
         )
         # each view is really compared on values, not only on missing ones
-        assert online[[name for name, _, _ in fields]].notna().to_numpy().any(), view
+        assert online[fields].notna().to_numpy().any(), view
 
 
 def test_batch_predict_scores_a_day_like_the_service(
@@ -376,8 +377,9 @@ def test_batch_predict_scores_a_day_like_the_service(
 ) -> None:
     from features.store import feature_store
     from pipelines.adapters.storage import StorageLayout
-    from pipelines.batch_predict import predictions_dir, scheduled_flights
+    from pipelines.batch_predict import predictions_dir, rows_to_score
     from pipelines.train import feature_frame
+    from usecases import load
 
     settings = settings_for(trained_root)
     results = run_chain(settings, ("batch-predict",), spark=spark, handoff={"period": "2013-03-10"})
@@ -390,11 +392,13 @@ def test_batch_predict_scores_a_day_like_the_service(
     summary = json.loads(
         (Path(predictions_dir(settings, "2013-03-10")) / "_summary.json").read_text()
     )
-    assert (summary["flights"], summary["model_version"]) == (len(scored), "1")
+    assert (summary["rows"], summary["model_version"]) == (len(scored), "1")
 
     # The same flights and feature values through the service's own model give the same scores.
     service = in_process_service(trained_root, monkeypatch)
-    flights = scheduled_flights(spark, StorageLayout(settings.paths), "2013-03-10")
+    flights = rows_to_score(
+        spark, StorageLayout(settings.paths), load(settings.usecase), "2013-03-10"
+    )
     vectors = feature_frame(feature_store(settings), settings, flights).sort_values("flight_id")
     online_scores = service.model.predict(vectors[service.features])
     assert list(vectors["flight_id"]) == list(scored["flight_id"])
@@ -445,7 +449,7 @@ def test_a_missing_model_stops_the_service_with_what_to_do(
     monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(slice_overrides(trained_root)))
     monkeypatch.setenv("FLIGHT_DELAY_MODEL_TAG", "flight_delay:doesnotexist")
     with pytest.raises(ModelUnavailable, match=r"flight_delay:doesnotexist is not in the BentoML"):
-        FlightDelayService()
+        PredictionService()
 
 
 def test_a_corrupt_model_file_stops_the_service_with_a_message(
@@ -464,7 +468,7 @@ def test_a_corrupt_model_file_stops_the_service_with_a_message(
     try:
         model_file.write_bytes(intact[: len(intact) // 3])
         with pytest.raises(ModelUnavailable, match=rf"model {tag}: .* the artifact is corrupt"):
-            FlightDelayService()
+            PredictionService()
     finally:
         model_file.write_bytes(intact)
     assert model_file.read_bytes() == intact

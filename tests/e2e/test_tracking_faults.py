@@ -99,7 +99,7 @@ def test_mlflow_failing_during_fit_leaves_no_version_and_the_champion(
     registry: str,
 ) -> None:
     settings, server = tracked
-    before = Tracker(settings.mlflow)
+    before = Tracker(settings)
     versions = [ref.version for ref in before.versions()]
     champion = before.alias(CHAMPION)
     assert champion is not None
@@ -122,7 +122,7 @@ def test_mlflow_failing_during_fit_leaves_no_version_and_the_champion(
     message = problems([result])
     assert f"MLflow at {settings.mlflow.tracking_uri}" in message
     assert re.search(registry, message), message
-    after = Tracker(settings.mlflow)
+    after = Tracker(settings)
     assert [ref.version for ref in after.versions()] == versions
     assert after.alias(CHAMPION) == champion
 
@@ -133,7 +133,7 @@ def test_training_goes_on_once_mlflow_answers_again(
     settings, server = tracked
     services.stop_mlflow(server)
     services.start_mlflow(server)
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     before = [ref.version for ref in tracker.versions()]
     (result,) = run_chain(settings, ("fit",), spark=spark)
     assert result.ok, problems([result])

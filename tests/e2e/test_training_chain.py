@@ -24,7 +24,7 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
     assert "Of the flights it flags as likely late" in html
     assert (report.parent / "calibration.png").is_file()
 
-    tracker = Tracker(settings.mlflow)
+    tracker = Tracker(settings)
     run = tracker.client.get_run(by_stage["fit"].handoff["run_id"])
     assert {
         "test_roc_auc",

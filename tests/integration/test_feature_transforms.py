@@ -6,15 +6,22 @@ from datetime import datetime
 
 import pytest
 
-from configs.settings import FeaturesConfig
-from features import transforms
+from usecases.contract import FeatureContext
+from usecases.flight_delay import features as transforms
 
-CONFIG = FeaturesConfig(
-    aircraft_recent_arrivals=2,
-    aircraft_late_rate_arrivals=3,
-    carrier_window_days=2,
-    route_window_days=2,
-)
+PARAMS = {
+    "aircraft_recent_arrivals": 2,
+    "aircraft_late_rate_arrivals": 3,
+    "carrier_window_days": 2,
+    "route_window_days": 2,
+    "late_minutes": 15,
+}
+
+
+def context(**tables) -> FeatureContext:
+    return FeatureContext(silver=tables.__getitem__, params=PARAMS, snapshot_id="2013")
+
+
 FLIGHT_COLUMNS = "flight_id string, tailnum string, carrier string, origin string, dest string, arr_utc timestamp, arr_delay double, cancelled boolean, diverted boolean"
 
 
@@ -39,7 +46,7 @@ def flights(spark):
 
 def test_aircraft_history_counts_arrivals_from_when_they_happened(flights) -> None:
     rows = (
-        transforms.aircraft_delay_history(flights, CONFIG)
+        transforms.aircraft_delay_history(context(flights=flights))
         .where("tailnum = 'N1'")
         .orderBy("event_timestamp")
         .collect()
@@ -61,7 +68,7 @@ def test_aircraft_history_counts_arrivals_from_when_they_happened(flights) -> No
 
 def test_carrier_on_time_is_known_only_after_the_day_ends(flights) -> None:
     rows = (
-        transforms.carrier_on_time(flights, CONFIG)
+        transforms.carrier_on_time(context(flights=flights))
         .where("carrier = 'UA'")
         .orderBy("event_timestamp")
         .collect()
@@ -78,7 +85,7 @@ def test_carrier_on_time_is_known_only_after_the_day_ends(flights) -> None:
 
 def test_route_key_and_rate(flights) -> None:
     rows = (
-        transforms.route_on_time(flights, CONFIG)
+        transforms.route_on_time(context(flights=flights))
         .where("route = 'EWR-LAX'")
         .orderBy("event_timestamp")
         .collect()
@@ -97,7 +104,7 @@ def test_weather_has_the_hour_before(spark) -> None:
         ],
         "origin string, time_hour timestamp, temp double, wind_speed double, precip double, visib double",
     )
-    rows = transforms.origin_weather(weather).orderBy("event_timestamp").collect()
+    rows = transforms.origin_weather(context(weather=weather)).orderBy("event_timestamp").collect()
     assert (rows[0].weather_temp, rows[0].weather_prev_temp) == (30.0, None)
     assert (rows[1].weather_temp, rows[1].weather_prev_temp, rows[1].weather_prev_visib) == (
         32.0,
@@ -110,7 +117,7 @@ def test_plane_attributes_are_valid_from_the_snapshot_year(spark) -> None:
     planes = spark.createDataFrame(
         [("N1", 1999, 149, 2)], "tailnum string, year int, seats int, engines int"
     )
-    (row,) = transforms.plane_attributes(planes, "2013-01-01 00:00:00").collect()
+    (row,) = transforms.plane_attributes(context(planes=planes)).collect()
     assert (row.event_timestamp, row.plane_year, row.plane_seats, row.plane_engines) == (
         at("2013-01-01 00:00"),
         1999,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import VIEWS, build_repo, feature_table_path
+from features.definitions import build_repo, feature_table_path
 from features.store import feature_store
 from pipelines.train import feature_frame
 from tests.conftest import settings_for
@@ -22,8 +22,10 @@ def ts(*values: str) -> pd.Series:
 def write(settings, view: str, frame: pd.DataFrame) -> None:
     path = Path(feature_table_path(settings, view))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _, _, fields = VIEWS[view]
-    for name, _, _ in fields:  # features a test does not care about are missing values
+    declared = next(v for v in build_repo(settings).usecase.views if v.name == view)
+    for name in (
+        f.name for f in declared.features
+    ):  # features a test does not care about are missing values
         if name not in frame:
             frame[name] = np.nan
     frame.to_parquet(path, coerce_timestamps="us", allow_truncated_timestamps=True, index=False)

@@ -6,8 +6,12 @@ from datetime import datetime
 
 import pytest
 
-from pipelines.collect import PROBLEMS, flights_to_silver, parse
-from pipelines.sources import FLIGHTS
+from pipelines.collect import parse
+from usecases.contract import PROBLEMS, SilverContext
+from usecases.flight_delay import SOURCES
+from usecases.flight_delay.silver import flights_to_silver
+
+FLIGHTS = next(source for source in SOURCES if source.name == "flights")
 
 COLUMNS = FLIGHTS.column_names
 
@@ -49,7 +53,10 @@ def silver_of(spark):
         raw = spark.createDataFrame(rows, ", ".join(f"{c} string" for c in COLUMNS)).selectExpr(
             "*", "CAST(NULL AS STRING) AS _corrupt_record"
         )
-        frame = flights_to_silver(parse(raw, FLIGHTS), zones)
+        context = SilverContext(
+            table={"airports": zones}.__getitem__, params={"extra_timezones": {}}
+        )
+        frame = flights_to_silver(parse(raw, FLIGHTS), context)
         return [r.asDict() for r in frame.orderBy("sched_dep_utc").collect()]
 
     return run

@@ -132,10 +132,11 @@ def test_overrides_are_validated_too() -> None:
 
 
 def test_shipped_quality_rules_cover_every_source() -> None:
-    from pipelines.sources import SOURCES
+    from usecases import load
 
-    tables = load_settings("local", environ={}).quality.tables
-    assert {source.name for source in SOURCES} <= set(tables)
+    settings = load_settings("local", environ={})
+    tables = settings.quality.tables
+    assert {source.name for source in load(settings.usecase).sources} <= set(tables)
     assert CONFIG_DIR.name == "configs"
 
 

@@ -9,8 +9,10 @@ import pytest
 
 from pipelines import land
 from pipelines.adapters.storage import StorageLayout
-from pipelines.sources import FLIGHTS, PLANES
 from tests.conftest import SLICE_DIR
+from usecases.flight_delay import SOURCES, replicate
+
+FLIGHTS, PLANES = (next(s for s in SOURCES if s.name == name) for name in ("flights", "planes"))
 
 
 def test_monthly_source_splits_into_one_drop_per_month() -> None:
@@ -83,13 +85,13 @@ def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
             "time_hour": ["2014-01-01T02:00:00Z", "2013-01-01T10:00:00Z"],
         }
     )
-    moved = land.replicate(flights, FLIGHTS, 3)
+    moved = replicate(flights, FLIGHTS, 3, "NA")
     assert moved["year"].tolist() == ["2016", "2016"]
     # A late-December departure is in January UTC: its stamp moves with its own year.
     assert moved["time_hour"].tolist() == ["2017-01-01T02:00:00Z", "2016-01-01T10:00:00Z"]
     assert moved["tailnum"].tolist() == ["N14228S03", "NA"]  # missing stays missing
     assert flights["year"].tolist() == ["2013", "2013"]  # the source frame is not touched
-    planes = land.replicate(pd.DataFrame({"tailnum": ["N1"], "year": ["1999"]}), PLANES, 2)
+    planes = replicate(pd.DataFrame({"tailnum": ["N1"], "year": ["1999"]}), PLANES, 2, "NA")
     assert planes.to_dict("records") == [{"tailnum": "N1S02", "year": "1999"}]  # built in 1999
 
 

@@ -23,7 +23,8 @@ print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in ("pipelines",
 
 
 @pytest.mark.parametrize(
-    "module", ["serving.service", "features.definitions", "features.store", "features.request"]
+    "module",
+    ["serving.service", "features.definitions", "features.store", "features.inputs", "usecases"],
 )
 def test_module_works_without_spark_and_without_the_batch_chain(module: str) -> None:
     done = subprocess.run(

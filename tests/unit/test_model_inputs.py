@@ -8,9 +8,9 @@ import sys
 import pandas as pd
 
 from configs import load_settings
-from features.definitions import describe
-from features.request import request_features
-from pipelines.train import POST_DEPARTURE_COLUMNS, label_frame, model_features
+from pipelines.train import model_features
+from usecases import load
+from usecases.flight_delay.rows import POST_DEPARTURE_COLUMNS, labelled, request_features
 
 
 def test_no_post_departure_column_is_a_model_input() -> None:
@@ -20,8 +20,9 @@ def test_no_post_departure_column_is_a_model_input() -> None:
 
 
 def test_every_input_is_described_for_the_report() -> None:
-    for feature in model_features(load_settings("local", environ={})):
-        assert describe(feature) != feature, feature
+    settings = load_settings("local", environ={})
+    for feature in model_features(settings):
+        assert load(settings.usecase).describe(feature) != feature, feature
 
 
 def test_input_order_does_not_depend_on_the_process() -> None:
@@ -51,9 +52,10 @@ def test_request_features_use_the_origin_local_clock() -> None:
     )
     features = request_features(
         flights,
-        carriers=["AA", "UA"],
-        origins=["EWR", "JFK", "LGA"],
-        origin_timezones={"EWR": "America/New_York", "JFK": "America/New_York"},
+        {
+            "carriers": ["AA", "UA"],
+            "origin_timezones": {"EWR": "America/New_York", "JFK": "America/New_York"},
+        },
     )
     assert features["sched_dep_local_hour"].tolist() == [5.0, 23.0]
     assert features["sched_dep_weekday"].tolist() == [1.0, 4.0]  # Tuesday, Friday
@@ -78,7 +80,7 @@ def test_cancelled_and_diverted_flights_are_not_labelled() -> None:
             "diverted": [False, False, False, True],
         }
     )
-    labels = label_frame(flights, late_minutes=15)
+    labels = labelled(flights, {"late_minutes": 15})
     assert labels["flight_id"].tolist() == ["a", "b"]
     assert labels["late"].tolist() == [1, 0]  # more than 15 minutes is late; exactly 15 is not
     assert labels["tailnum"].tolist() == ["N1", "UNKNOWN"]

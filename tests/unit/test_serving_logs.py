@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from serving.logs import ClientMistakesAsWarnings
-from serving.schemas import Flight
+from usecases.flight_delay.request import Flight
 
 
 def record_of(error: BaseException) -> logging.LogRecord:

@@ -1,17 +1,20 @@
-"""Feature tables computed with Spark from silver: pure functions, frame in, frame out.
+"""Feature tables of the flight use case (Spark): pure functions of silver, frame out.
 
-Every table has its entity key(s) and an `event_timestamp`: the moment the values became
-known. Feast's point-in-time join then gives a flight only the rows stamped at or before its
+Every table has its entity key and an `event_timestamp`: the moment the values became
+known. The point-in-time join then gives a flight only the rows stamped at or before its
 scheduled departure, so nothing from the future can reach a training example.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from configs.settings import FeaturesConfig
-from features.names import EVENT_TIMESTAMP, ON_TIME_MINUTES, WEATHER_MEASURES
+from usecases.contract import EVENT_TIMESTAMP, FeatureContext
+from usecases.flight_delay.rows import ROUTE_SEPARATOR
+
+# The weather measures the model reads, at the scheduled hour and the hour before.
+WEATHER_FEATURES = ("temp", "wind_speed", "precip", "visib")
 
 
 def completed_arrivals(flights: DataFrame) -> DataFrame:
@@ -24,24 +27,25 @@ def completed_arrivals(flights: DataFrame) -> DataFrame:
     )
 
 
-def aircraft_delay_history(flights: DataFrame, config: FeaturesConfig) -> DataFrame:
+def aircraft_delay_history(context: FeatureContext) -> DataFrame:
     """Per aircraft, its delay record as of each of its arrivals.
 
     A row is stamped with the arrival time (`arr_utc`), so an arrival counts only from the
     moment it happened, never from the departure of the flight being predicted.
     """
-    arrivals = completed_arrivals(flights).where(F.col("tailnum").isNotNull())
+    params = context.params
+    arrivals = completed_arrivals(context.silver("flights")).where(F.col("tailnum").isNotNull())
     by_arrival = Window.partitionBy("tailnum").orderBy("arr_utc", "flight_id")
-    recent = by_arrival.rowsBetween(-(config.aircraft_recent_arrivals - 1), Window.currentRow)
+    recent = by_arrival.rowsBetween(-(params["aircraft_recent_arrivals"] - 1), Window.currentRow)
     late_window = by_arrival.rowsBetween(
-        -(config.aircraft_late_rate_arrivals - 1), Window.currentRow
+        -(params["aircraft_late_rate_arrivals"] - 1), Window.currentRow
     )
     last_day = (
         Window.partitionBy("tailnum")
         .orderBy(F.unix_timestamp("arr_utc"))
         .rangeBetween(-24 * 3600 + 1, Window.currentRow)
     )
-    late = (F.col("arr_delay") > ON_TIME_MINUTES).cast("double")
+    late = (F.col("arr_delay") > params["late_minutes"]).cast("double")
     history = arrivals.select(
         "tailnum",
         F.col("arr_utc").alias(EVENT_TIMESTAMP),
@@ -60,22 +64,25 @@ def aircraft_delay_history(flights: DataFrame, config: FeaturesConfig) -> DataFr
     )
 
 
-def origin_weather(weather: DataFrame) -> DataFrame:
+def origin_weather(context: FeatureContext) -> DataFrame:
     """Per origin airport and hour: the weather then, and the hour before."""
+    weather = context.silver("weather")
     current = weather.select(
         "origin",
         F.col("time_hour").alias(EVENT_TIMESTAMP),
-        *[F.col(m).alias(f"weather_{m}") for m in WEATHER_MEASURES],
+        *[F.col(m).alias(f"weather_{m}") for m in WEATHER_FEATURES],
     )
     previous = weather.select(
         "origin",
         (F.col("time_hour") + F.expr("INTERVAL 1 HOUR")).alias(EVENT_TIMESTAMP),
-        *[F.col(m).alias(f"weather_prev_{m}") for m in WEATHER_MEASURES],
+        *[F.col(m).alias(f"weather_prev_{m}") for m in WEATHER_FEATURES],
     )
     return current.join(previous, ["origin", EVENT_TIMESTAMP], "left")
 
 
-def _rolling_on_time(flights: DataFrame, key: str, key_column, days: int, prefix: str) -> DataFrame:
+def _rolling_on_time(
+    flights: DataFrame, key: str, key_column: Column, days: int, prefix: str, late_minutes: float
+) -> DataFrame:
     """Share of arrivals on time over the `days` UTC days up to and including each day.
 
     Stamped at the end of the day (midnight UTC after it): a day's record is known only once
@@ -87,7 +94,7 @@ def _rolling_on_time(flights: DataFrame, key: str, key_column, days: int, prefix
         .groupBy(key, F.to_date("arr_utc").alias("day"))
         .agg(
             F.count(F.lit(1)).alias("arrivals"),
-            F.sum((F.col("arr_delay") <= ON_TIME_MINUTES).cast("long")).alias("on_time"),
+            F.sum((F.col("arr_delay") <= late_minutes).cast("long")).alias("on_time"),
         )
     )
     window = (
@@ -105,26 +112,36 @@ def _rolling_on_time(flights: DataFrame, key: str, key_column, days: int, prefix
     )
 
 
-def carrier_on_time(flights: DataFrame, config: FeaturesConfig) -> DataFrame:
+def carrier_on_time(context: FeatureContext) -> DataFrame:
+    params = context.params
     return _rolling_on_time(
-        flights, "carrier", F.col("carrier"), config.carrier_window_days, "carrier"
+        context.silver("flights"),
+        "carrier",
+        F.col("carrier"),
+        params["carrier_window_days"],
+        "carrier",
+        params["late_minutes"],
     )
 
 
-def route_key(origin, dest):
-    return F.concat_ws("-", origin, dest)
+def route_on_time(context: FeatureContext) -> DataFrame:
+    params = context.params
+    key = F.concat_ws(ROUTE_SEPARATOR, F.col("origin"), F.col("dest"))
+    return _rolling_on_time(
+        context.silver("flights"),
+        "route",
+        key,
+        params["route_window_days"],
+        "route",
+        params["late_minutes"],
+    )
 
 
-def route_on_time(flights: DataFrame, config: FeaturesConfig) -> DataFrame:
-    key = route_key(F.col("origin"), F.col("dest"))
-    return _rolling_on_time(flights, "route", key, config.route_window_days, "route")
-
-
-def plane_attributes(planes: DataFrame, valid_from: str) -> DataFrame:
+def plane_attributes(context: FeatureContext) -> DataFrame:
     """Static plane attributes, valid from the start of the snapshot's year."""
-    return planes.select(
+    return context.silver("planes").select(
         "tailnum",
-        F.lit(valid_from).cast("timestamp").alias(EVENT_TIMESTAMP),
+        F.lit(f"{context.snapshot_id}-01-01 00:00:00").cast("timestamp").alias(EVENT_TIMESTAMP),
         F.col("year").cast("long").alias("plane_year"),
         F.col("seats").cast("long").alias("plane_seats"),
         F.col("engines").cast("long").alias("plane_engines"),

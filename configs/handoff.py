@@ -1,0 +1,24 @@
+"""What `package` hands to `serving` and `infra`, defined once: the BentoML model's labels and
+metadata keys, the alias it was packaged from, and the JSON file the stage writes.
+
+The model-tag variable and the Bento's name derive from the project's name (`Settings.names`).
+"""
+
+from __future__ import annotations
+
+# The registry alias a Bento is built from.
+ALIAS = "champion"
+# Labels on the BentoML model and the Bento: which MLflow version and run they carry.
+VERSION_LABEL = "mlflow_model_version"
+RUN_LABEL = "mlflow_run_id"
+FEATURE_SERVICE_LABEL = "feature_service"
+# Metadata keys on the BentoML model.
+THRESHOLD_KEY = "threshold"
+FEATURES_KEY = "features"
+FAMILY_KEY = "model_family"
+# sha256 over every file of the model's folder (`folder_digest`), checked before loading.
+DIGEST_KEY = "model_sha256"
+# The subfolder of a BentoML model holding the MLflow model.
+MLFLOW_MODEL_DIR = "mlflow_model"
+# What `package` writes for `infra` (and people): the Bento it built, as JSON.
+PACKAGE_FILE = "package.json"

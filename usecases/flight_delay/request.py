@@ -1,0 +1,64 @@
+"""What a client sends to score flights: one `Flight` per item (pydantic, checked by the service)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from usecases.contract import EVENT_TIMESTAMP
+from usecases.flight_delay.rows import UNKNOWN_TAILNUM, route_key
+
+# Departures the service scores: well inside what pandas' nanosecond timestamps hold
+# (1677-2262); anything outside is a client mistake, not a flight.
+EARLIEST_DEPARTURE = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_DEPARTURE = datetime(2200, 1, 1, tzinfo=UTC)
+
+EXAMPLE = {
+    "carrier": "UA",
+    "tailnum": "N14228",
+    "origin": "EWR",
+    "dest": "IAH",
+    "scheduled_departure": "2013-12-30T05:15:00-05:00",
+    "distance": 1400,
+}
+
+
+class Flight(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    carrier: str = Field(min_length=2, max_length=3, pattern=r"^[A-Z0-9]{2,3}$", examples=["UA"])
+    tailnum: str | None = Field(None, max_length=10, pattern=r"^[A-Z0-9]+$", examples=["N14228"])
+    origin: str = Field(min_length=3, max_length=4, pattern=r"^[A-Z0-9]{3,4}$", examples=["EWR"])
+    dest: str = Field(min_length=3, max_length=4, pattern=r"^[A-Z0-9]{3,4}$", examples=["IAH"])
+    # With its UTC offset, e.g. 2013-12-30T05:15:00-05:00.
+    scheduled_departure: AwareDatetime = Field(examples=["2013-12-30T05:15:00-05:00"])
+    distance: float = Field(gt=0, le=10000, allow_inf_nan=False, examples=[1400])
+
+    @field_validator("scheduled_departure")
+    @classmethod
+    def _plausible_departure(cls, value: datetime) -> datetime:
+        if not EARLIEST_DEPARTURE <= value < LATEST_DEPARTURE:
+            raise ValueError(
+                f"must be on or after {EARLIEST_DEPARTURE:%Y-%m-%d} and before "
+                f"{LATEST_DEPARTURE:%Y-%m-%d} (UTC)"
+            )
+        return value
+
+
+def flights_frame(flights: Sequence[Flight]) -> pd.DataFrame:
+    """Validated flights as entity rows (the columns `rows.entity_frame` makes)."""
+    departures = pd.to_datetime([f.scheduled_departure for f in flights], utc=True)
+    return pd.DataFrame(
+        {
+            "carrier": [f.carrier for f in flights],
+            "tailnum": [f.tailnum or UNKNOWN_TAILNUM for f in flights],
+            "origin": [f.origin for f in flights],
+            "route": [route_key(f.origin, f.dest) for f in flights],
+            "distance": [f.distance for f in flights],
+            "sched_dep_utc": departures,
+            EVENT_TIMESTAMP: departures,
+        }
+    )
