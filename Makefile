@@ -32,7 +32,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train test test-fast test-infra serve services-up services-down \
+.PHONY: help setup check-java train test test-fast test-infra test-usecase new-usecase serve services-up services-down \
 	services-status synth deploy rollback bench audit lint format lock clean distclean
 
 help: ## Show this help
@@ -94,6 +94,13 @@ test-infra: $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run the infra tests only (CDK ass
 test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+new-usecase: $(STAMP) ## Create usecases/$(NAME)/, a working use case on example data to make your own
+	@if [ -z "$(NAME)" ]; then echo "usage: make new-usecase NAME=<name>"; exit 2; fi
+	$(BIN)/python -m usecases.scaffold $(NAME)
+
+test-usecase: $(STAMP) ## Run one use case's own tests (USECASE=<name>; seconds)
+	$(BIN)/python -m pytest usecases/$(USECASE) $(PYTEST_ARGS)
+
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (PORT=3000; after make train)
 	SERVE_PORT=$(PORT) $(BIN)/python -m serving
 
@@ -144,7 +151,7 @@ audit: $(STAMP) ## Audit every locked dependency for known vulnerabilities (pip-
 lint: $(STAMP) ## Lint, check formatting and type-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs pipelines features serving infra bench usecases
+	$(BIN)/mypy configs pipelines features serving infra bench usecases models
 
 format: $(STAMP) ## Fix lint findings that can be fixed and format the code
 	$(BIN)/ruff check --fix .

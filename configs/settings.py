@@ -186,13 +186,17 @@ class SplitConfig(Strict):
         return self
 
 
+class ModelConfig(Strict):
+    """The model family (`models.family`) and its parameters, passed through."""
+
+    family: Literal["lightgbm", "sklearn"] = "lightgbm"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrainingConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
-    # LightGBM parameters, passed through (seed and determinism are set from `seed`).
-    lightgbm: dict[str, Any] = Field(default_factory=dict)
-    num_boost_round: int = Field(400, ge=1)
-    early_stopping_rounds: int = Field(30, ge=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
     # "best_f1" picks the threshold on the validation set; a number fixes it.
     threshold: Literal["best_f1"] | float = "best_f1"
 
@@ -317,10 +321,6 @@ class Names(Strict):
         return f"{self.snake}_service"
 
     @property
-    def service_class(self) -> str:
-        return "".join(part.capitalize() for part in self.snake.split("_")) + "Service"
-
-    @property
     def model_tag_variable(self) -> str:
         """The environment variable that tells the service which BentoML model to serve."""
         return f"{self.snake.upper()}_MODEL_TAG"
@@ -443,9 +443,9 @@ def _overrides_from_environment(text: str) -> dict[str, Any]:
     return data
 
 
-# A section naming its back end by one of these keys is replaced whole when an overlay names
+# A section naming its back end (or model family) by one of these keys is replaced whole when an overlay names
 # another back end: a Redis online store must not inherit a SQLite store's `path`.
-_BACKEND_KEYS = ("type", "registry_type")
+_BACKEND_KEYS = ("type", "registry_type", "family")
 
 
 def _deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -75,10 +75,10 @@ def run(
     if rows.empty:
         raise StageFailed(f"no {usecase.examples.table} in silver for {period}")
     frame = feature_frame(feature_store(settings), settings, rows)
-    booster = tracker.load_booster(champion)
-    inputs = list(booster.feature_name())
+    model = tracker.load_model(champion)
+    inputs = model.features
     threshold = float(tracker.run_params(champion.run_id)["threshold"])
-    scores = booster.predict(frame[inputs])
+    scores = model.probabilities(frame)
     scored_at = datetime.now(UTC).replace(microsecond=0)
     keys = [key for key in usecase.join_keys if key in frame.columns]
     output = pd.DataFrame(

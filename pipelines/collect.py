@@ -155,11 +155,13 @@ def dated_outside_drop(typed: DataFrame, source: Source) -> DataFrame:
 
 
 def bronze_frame(typed: DataFrame, source: Source) -> DataFrame:
+    """The typed columns, plus (monthly sources) the row's date as `date`, yyyy-MM-dd, which
+    partitions bronze: a source column of that name is replaced by its normalised form."""
     columns = [*source.column_names, *carried(typed.columns)]
     if source.monthly:
         assert source.date_sql is not None
-        day = F.expr(source.date_sql)
-        return typed.select(*columns, F.date_format(day, "yyyy-MM-dd").alias("date"))
+        day = F.date_format(F.expr(source.date_sql), "yyyy-MM-dd").alias("date")
+        return typed.select(*(c for c in columns if c != "date"), day)
     return typed.select(*columns)
 
 

@@ -7,7 +7,6 @@ what the gate promoted. The Bento holds its own Dockerfile (env/docker/Dockerfil
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+import models
 from configs import Settings, handoff
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, Tracker
@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENTOFILE = ROOT / "serving" / "bentofile.yaml"
-# The LightGBM flavour's model file, whose sha256 serving checks (LightGBM aborts the whole
-# process on a truncated model file instead of raising).
-MODEL_FILE = "model.lgb"
 
 
 def _bentoml(settings: Settings) -> Any:
@@ -61,21 +58,20 @@ def import_champion(settings: Settings, tracker: Tracker) -> tuple[Any, Any]:
     for stored in known:
         if stored.info.labels.get(handoff.RUN_LABEL) == champion.run_id:
             return champion, stored
-    metadata = tracker.mlflow.models.get_model_info(champion.uri).metadata or {}
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
         # Imported from a local copy, so the digest the service checks is of exactly these bytes.
-        local = Path(
-            tracker.mlflow.artifacts.download_artifacts(artifact_uri=champion.uri, dst_path=tmp)
-        )
+        local = tracker.download_model(champion, Path(tmp))
+        metadata = models.metadata_of(local)
         stored = bentoml.mlflow.import_model(
             name,
             model_uri=str(local),
             labels={handoff.VERSION_LABEL: champion.version, handoff.RUN_LABEL: champion.run_id},
             metadata={
                 handoff.THRESHOLD_KEY: metadata["threshold"],
-                handoff.FEATURES_KEY: metadata["features"],
+                handoff.FEATURES_KEY: metadata[models.FEATURES_KEY],
+                handoff.FAMILY_KEY: metadata[models.FAMILY_KEY],
                 handoff.FEATURE_SERVICE_LABEL: metadata["feature_service"],
-                handoff.DIGEST_KEY: hashlib.sha256((local / MODEL_FILE).read_bytes()).hexdigest(),
+                handoff.DIGEST_KEY: models.folder_digest(local),
             },
         )
     return champion, stored
@@ -110,7 +106,7 @@ def run(settings: Settings) -> StageResult:
             return result
     # The committed bentofile, plus the exact model and its tag: written beside it for the build.
     spec = yaml.safe_load(BENTOFILE.read_text())
-    spec["service"] = f"serving.service:{names.service_class}"
+    # The class is generic; the Bento (and the service, in its image) is named by the project.
     spec["name"] = names.bento
     spec["models"] = [str(stored.tag)]
     spec["envs"] = [

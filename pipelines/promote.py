@@ -47,16 +47,22 @@ class Decision:
         return "; ".join(self.reasons)
 
 
+# Metrics are compared to this many decimals: a value exactly on a bound, or an improvement
+# exactly equal to the margin, passes whatever the floating-point noise of the subtraction
+# (0.501 - 0.5 is 0.000999..., not 0.001).
+DECIMALS = 9
+
+
 def decide(
     candidate: dict[str, float], champion: dict[str, float] | None, rules: PromotionConfig
 ) -> Decision:
     """The gate as a pure function of the two sets of test metrics and the rules."""
     failures = []
     for metric, bound in sorted(rules.minimum.items()):
-        if candidate[metric] < bound:
+        if round(candidate[metric] - bound, DECIMALS) < 0:
             failures.append(f"{metric} {candidate[metric]:.4f} is below the minimum {bound}")
     for metric, bound in sorted(rules.maximum.items()):
-        if candidate[metric] > bound:
+        if round(candidate[metric] - bound, DECIMALS) > 0:
             failures.append(f"{metric} {candidate[metric]:.4f} is above the maximum {bound}")
     if failures:
         return Decision(False, failures)
@@ -70,21 +76,21 @@ def decide(
         f"{metric} {candidate[metric]:.4f} against the champion's {champion[metric]:.4f} "
         f"on the same test rows ({gain:+.4f}; at least +{rules.min_improvement} needed)"
     )
-    return Decision(gain >= rules.min_improvement, [verdict])
+    return Decision(round(gain - rules.min_improvement, DECIMALS) >= 0, [verdict])
 
 
 def _score_on(
     tracker: Tracker, model: ModelRef, test_set: pd.DataFrame, threshold: float, label: str
 ) -> dict[str, float]:
-    booster = tracker.load_booster(model)
-    features = list(booster.feature_name())
+    loaded = tracker.load_model(model)
+    features = loaded.features
     missing = [f for f in features if f not in test_set.columns]
     if missing:
         raise StageFailed(
             f"the champion (version {model.version}) needs features the new test set lacks: {missing}; "
             "a changed feature set needs a new FeatureService version and an explicit promotion"
         )
-    return evaluate(test_set[label].to_numpy(), booster.predict(test_set[features]), threshold)
+    return evaluate(test_set[label].to_numpy(), loaded.probabilities(test_set), threshold)
 
 
 def run(settings: Settings, handoff: dict[str, str]) -> StageResult:

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from jinja2 import Environment, select_autoescape
 
 from configs import Settings
@@ -190,8 +189,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
         (folder / "index.html").write_text(render(context), encoding="utf-8")
         for scratch in ("_evaluation", "_plots"):
             shutil.rmtree(folder / scratch, ignore_errors=True)
-        with mlflow.start_run(run_id=context["run_id"]):
-            mlflow.log_artifacts(str(folder), artifact_path="report")
+        tracker.log_artifacts(context["run_id"], folder, "report")
         fs.delete_tree(target)
         fs.local_copy_of_tree(folder, target)
     result.outputs["report"] = fs.join(target, "index.html")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+import models
 from configs import Settings
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
@@ -77,36 +78,28 @@ def split_by_date(frame: pd.DataFrame, settings: Settings, label: str, column: s
     return split
 
 
-def lightgbm_params(settings: Settings) -> dict[str, Any]:
-    return {
-        "objective": "binary",
-        "verbosity": -1,
-        **settings.training.lightgbm,
-        "seed": settings.training.seed,
-        "deterministic": True,
-        "force_row_wise": True,
-    }
-
-
-def fit(split: Split, features: list[str], settings: Settings, usecase: UseCase) -> Any:
-    import lightgbm as lgb
-
+def training_data(
+    split: Split, features: list[str], settings: Settings, usecase: UseCase
+) -> models.TrainingData:
     label = usecase.examples.label
-    categorical = [c for c in usecase.request.categorical if c in features]
-    train = lgb.Dataset(
-        split.train[features],
-        split.train[label],
-        categorical_feature=categorical,
-        free_raw_data=False,
+    return models.TrainingData(
+        train=split.train[features],
+        train_labels=split.train[label].to_numpy(),
+        validation=split.validation[features],
+        validation_labels=split.validation[label].to_numpy(),
+        categorical=usecase.request.categorical,
+        seed=settings.training.seed,
     )
-    validation = lgb.Dataset(split.validation[features], split.validation[label], reference=train)
-    return lgb.train(
-        lightgbm_params(settings),
-        train,
-        num_boost_round=settings.training.num_boost_round,
-        valid_sets=[validation],
-        callbacks=[lgb.early_stopping(settings.training.early_stopping_rounds, verbose=False)],
-    )
+
+
+def fit(data: models.TrainingData, settings: Settings) -> models.Model:
+    """A model of the configured family, fitted on the training rows (the validation rows may
+    stop it early)."""
+    chosen = settings.training.model
+    try:
+        return models.family(chosen.family).fit(data, chosen.params)
+    except models.ModelError as err:
+        raise StageFailed(str(err)) from err
 
 
 def plot_all(
@@ -244,10 +237,6 @@ def _recording_failed(
 
 
 def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
-    import lightgbm as lgb
-    import mlflow
-    from mlflow.models import infer_signature
-
     result = StageResult("fit")
     usecase = load_usecase(settings.usecase)
     examples = usecase.examples
@@ -266,59 +255,52 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             f"columns known only after the moment of prediction among the model inputs: {leaked}"
         )
     split = split_by_date(frame, settings, label, split_column)
-    booster = fit(split, features, settings, usecase)
-    validation_scores = booster.predict(split.validation[features])
+    data = training_data(split, features, settings, usecase)
+    model = fit(data, settings)
+    validation_scores = model.probabilities(split.validation)
     threshold = settings.training.threshold
     if threshold == "best_f1":
-        threshold = best_f1_threshold(split.validation[label].to_numpy(), validation_scores)
-    test_scores = booster.predict(split.test[features])
-    test_metrics = evaluate(split.test[label].to_numpy(), test_scores, float(threshold))
-    validation_metrics = evaluate(
-        split.validation[label].to_numpy(), validation_scores, float(threshold)
-    )
-    gain = pd.Series(booster.feature_importance("gain"), index=features)
-    importance = gain / gain.sum()
+        threshold = best_f1_threshold(data.validation_labels, validation_scores)
+    test_labels = split.test[label].to_numpy()
+    test_scores = model.probabilities(split.test)
+    test_metrics = evaluate(test_labels, test_scores, float(threshold))
+    validation_metrics = evaluate(data.validation_labels, validation_scores, float(threshold))
+    importance = model.importances(data)
 
     tracker = Tracker(settings)
     record = lineage(settings, layout, frame, usecase)
+    service = service_name(settings)
     run_id = None
     registering = False
     try:
-        with (
-            mlflow.start_run(experiment_id=tracker.experiment_id) as active,
-            tempfile.TemporaryDirectory() as tmp,
-        ):
-            run_id = active.info.run_id
+        with tracker.training_run() as run, tempfile.TemporaryDirectory() as tmp:
+            run_id = run.run_id
             folder = Path(tmp)
-            mlflow.log_params(
-                {
-                    **{f"lgb.{k}": v for k, v in lightgbm_params(settings).items()},
-                    "best_iteration": booster.best_iteration,
+            run.log(
+                params={
+                    "model_family": settings.training.model.family,
+                    **{f"model.{k}": v for k, v in model.params().items()},
                     "threshold": float(threshold),
                     "threshold_rule": str(settings.training.threshold),
                     **{f"usecase.{k}": v for k, v in _flat(settings.params).items()},
                     "usecase": usecase.name,
                     "split.validation_start": settings.training.split.validation_start,
                     "split.test_start": settings.training.split.test_start,
-                    "feature_service": service_name(settings),
+                    "feature_service": service,
                     "n_features": len(features),
-                }
-            )
-            mlflow.log_metrics(
-                {
+                },
+                metrics={
                     **{f"test_{k}": v for k, v in test_metrics.items()},
                     **{f"validation_{k}": v for k, v in validation_metrics.items()},
                     "test_rows": float(len(split.test)),
-                }
-            )
-            mlflow.set_tags(
-                {
-                    "feature_service": service_name(settings),
+                },
+                tags={
+                    "feature_service": service,
                     "training_rows": str(len(frame)),
                     "training_from": record["training_set"]["from"],
                     "training_to": record["training_set"]["to"],
                     "last_example_date": pd.Timestamp(frame[split_column].max()).date().isoformat(),
-                }
+                },
             )
             (folder / "features.json").write_text(json.dumps(features, indent=2))
             (folder / "lineage.json").write_text(json.dumps(record, indent=2))
@@ -329,51 +311,36 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
                 score=test_scores
             )
             test_set.to_parquet(folder / "test_set.parquet", index=False)
-            for path in (
-                "features.json",
-                "lineage.json",
-                "feature_importance.json",
-                "test_set.parquet",
-            ):
-                mlflow.log_artifact(str(folder / path), artifact_path="evaluation")
-            for plot in plot_all(
-                folder, split.test[label].to_numpy(), test_scores, importance, usecase
-            ):
-                mlflow.log_artifact(str(plot), artifact_path="plots")
-            example = split.test[features].head(5)
-            info = mlflow.lightgbm.log_model(
-                booster,
-                name="model",
-                # Inferred from the whole test set, so columns that can be missing are marked optional.
-                signature=infer_signature(split.test[features], test_scores),
-                input_example=example,
-                pip_requirements=[
-                    f"lightgbm=={lgb.__version__}",
-                    f"pandas=={pd.__version__}",
-                    f"numpy=={np.__version__}",
+            run.log_files(
+                [
+                    folder / name
+                    for name in (
+                        "features.json",
+                        "lineage.json",
+                        "feature_importance.json",
+                        "test_set.parquet",
+                    )
                 ],
-                metadata={
-                    "threshold": float(threshold),
-                    "features": features,
-                    "feature_service": service_name(settings),
-                },
+                "evaluation",
+            )
+            run.log_files(plot_all(folder, test_labels, test_scores, importance, usecase), "plots")
+            model_uri = run.log_model(
+                model,
+                split.test[features],
+                test_scores,
+                {"threshold": float(threshold), "feature_service": service},
             )
             # Registered last, with its tags in the same call: a version exists complete or not
             # at all, and only once every artifact of its run is stored.
             registering = True
-            registered = mlflow.register_model(
-                info.model_uri,
-                settings.names.registered_model,
-                tags={"run_id": run_id, "feature_service": service_name(settings)},
-            )
+            version = run.register(model_uri, {"run_id": run_id, "feature_service": service})
     except tracking_errors() as err:
         raise _recording_failed(tracker, run_id, registering, err) from err
-    version = str(registered.version)
     result.rows_in = len(frame)
     result.rows_out = len(split.test)
     result.notes.append(
         f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} rows; "
-        f"{booster.best_iteration} trees; threshold {float(threshold):.3f}"
+        f"{settings.training.model.family}: {model.summary()}; threshold {float(threshold):.3f}"
     )
     result.notes.append(
         "test: "

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "-m",
         "bentoml",
         "serve",
-        f"serving.service:{settings.names.service_class}",
+        "serving.service:PredictionService",
         "--host",
         args.host,
         "--port",

@@ -10,7 +10,6 @@ item type, its field name and the response's names are the use case's.
 from __future__ import annotations
 
 import gc
-import hashlib
 import inspect
 import logging
 import os
@@ -19,10 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-import mlflow
 import numpy as np
 from pydantic import Field
 
+import models
 from configs import handoff, load_settings
 from features.definitions import service_name
 from features.inputs import online_inputs
@@ -37,7 +36,6 @@ SETTINGS = load_settings()
 USECASE = load_usecase(SETTINGS.usecase)
 NAMES = SETTINGS.names
 MODEL_TAG_ENV = NAMES.model_tag_variable
-MODEL_FILE = "model.lgb"  # the LightGBM flavour's file
 MODEL_DIGEST = handoff.DIGEST_KEY
 ITEMS = USECASE.request.items_field
 Prediction, PredictResponse = response_models(USECASE)
@@ -69,46 +67,45 @@ class ModelUnavailable(RuntimeError):
     """The model the service must serve is missing, unreadable or not the one described."""
 
 
-def load_booster(tag: str, path: str, features: list[str], digest: str | None) -> Any:
-    """The LightGBM booster at `path`, checked against the digest and the inputs its metadata
-    recorded when it was packaged.
+def load_model(tag: str, path: str, features: list[str], digest: str | None) -> Any:
+    """The model at `path` (any family), checked against the digest of its whole folder and
+    the inputs recorded when it was packaged, before any library reads it (LightGBM aborts
+    the process on a truncated file instead of raising).
 
-    The native booster, not the pyfunc wrapper: missing online features are NaN by design, and
-    LightGBM routes them as it learned to. A missing or corrupt artifact stops the service from
-    starting (so it never becomes ready), with a message saying which model and what to do.
+    A missing or corrupt artifact stops the service from starting (so it never becomes
+    ready), with a message saying which model and what to do.
     """
-    model_file = Path(path) / MODEL_FILE
-    if not model_file.is_file():
+    folder = Path(path)
+    rebuild = "rebuild the Bento with `python -m pipelines package`"
+    if not (folder / models.MLMODEL).is_file():
         raise ModelUnavailable(
-            f"model {tag} has no {MODEL_FILE} in {path}: the artifact is missing; "
-            "rebuild the Bento with `python -m pipelines package`"
+            f"model {tag} has no {models.MLMODEL} in {path}: the artifact is missing; {rebuild}"
         )
     if digest is None:
-        log.warning("model %s carries no %s: its file cannot be checked", tag, MODEL_DIGEST)
-    elif hashlib.sha256(model_file.read_bytes()).hexdigest() != digest:
-        # Checked before LightGBM reads it: LightGBM aborts the process on a truncated file.
+        log.warning("model %s carries no %s: its files cannot be checked", tag, MODEL_DIGEST)
+    elif models.folder_digest(folder) != digest:
         raise ModelUnavailable(
-            f"model {tag}: {model_file} does not match the digest recorded when it was "
-            "packaged; the artifact is corrupt: rebuild the Bento with `python -m pipelines package`"
+            f"model {tag}: the files in {path} do not match the digest recorded when it was "
+            f"packaged; the artifact is corrupt: {rebuild}"
         )
     try:
-        booster = mlflow.lightgbm.load_model(path)
+        model = models.load(folder)
     except Exception as err:  # a missing file, a truncated model, a bad MLmodel: all the same here
         raise ModelUnavailable(
             f"model {tag} cannot be loaded from {path} ({type(err).__name__}: {err}); the "
-            "artifact is missing or corrupt: rebuild the Bento with `python -m pipelines package`"
+            f"artifact is missing or corrupt: {rebuild}"
         ) from err
-    if list(booster.feature_name()) != features:
+    if model.features != features:
         raise ModelUnavailable(
-            f"model {tag} takes {booster.feature_name()} but its metadata says {features}: "
+            f"model {tag} takes {model.features} but its metadata says {features}: "
             "the artifact does not match its description"
         )
-    return booster
+    return model
 
 
-def _api(method: Any, returns: Any) -> Any:
-    """`method(self, items)` with the signature BentoML reads: one parameter named as the use
-    case's items field, typed as a list of its request item."""
+def _api(method: Any, name: str, returns: Any) -> Any:
+    """`method(self, items)` as the API `name` (its route), with the signature BentoML reads:
+    one parameter named as the use case's items field, typed as a list of its request item."""
     items = Annotated[
         list[USECASE.request.item],  # type: ignore[name-defined]
         Field(min_length=1, max_length=USECASE.request.max_items),
@@ -117,7 +114,7 @@ def _api(method: Any, returns: Any) -> Any:
     def api(self: Any, *args: Any, **kwargs: Any) -> Any:
         return method(self, kwargs[ITEMS] if ITEMS in kwargs else args[0])
 
-    api.__name__ = method.__name__
+    api.__name__ = api.__qualname__ = name
     api.__doc__ = method.__doc__
     api.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
@@ -157,7 +154,7 @@ class PredictionService:
         use_json_logs(self.model_version)
         self.features: list[str] = [str(name) for name in metadata[handoff.FEATURES_KEY]]  # type: ignore[union-attr]
         self.threshold = float(str(metadata[handoff.THRESHOLD_KEY]))
-        self.model = load_booster(
+        self.model = load_model(
             tag,
             stored.path_of(handoff.MLFLOW_MODEL_DIR),
             self.features,
@@ -205,7 +202,7 @@ class PredictionService:
             raise bentoml.exceptions.ServiceUnavailable(
                 "the online feature store is not answering; retry later"
             ) from None
-        scores = np.asarray(self.model.predict(inputs), dtype="float64")
+        scores = self.model.probabilities(inputs)
         outcome = self.usecase.outcome
         predictions = [
             Prediction(
@@ -248,17 +245,14 @@ class PredictionService:
         predictions alone (each carries the model version)."""
         return self.score(items)
 
-    predict = bentoml.api(_api(_predict, PredictResponse))
+    predict = bentoml.api(_api(_predict, "predict", PredictResponse))
     predict_batch = bentoml.api(
         batchable=True,
         batch_dim=0,
         max_batch_size=USECASE.request.max_items,
         max_latency_ms=BATCH_MAX_LATENCY_MS,
-    )(_api(_predict_batch, list[Prediction]))  # type: ignore[valid-type]
+    )(_api(_predict_batch, "predict_batch", list[Prediction]))  # type: ignore[valid-type]
 
-
-# The class under the project's name too (e.g. FlightDelayService), as `serving.service:<name>`.
-globals()[NAMES.service_class] = PredictionService
 
 # Client mistakes in the body itself (not JSON, too large) answered 415/413 before BentoML's
 # parser sees them; see serving/guard.py.

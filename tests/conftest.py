@@ -40,22 +40,24 @@ SLICE_QUALITY = {
     },
     "training": {
         "split": {"validation_start": "2013-02-01", "test_start": "2013-03-01"},
-        "num_boost_round": 30,
-        "early_stopping_rounds": 10,
-        "lightgbm": {
-            "objective": "binary",
-            "learning_rate": 0.1,
-            "num_leaves": 7,
-            "min_data_in_leaf": 5,
+        "model": {
+            "params": {
+                "num_boost_round": 30,
+                "early_stopping_rounds": 10,
+                "objective": "binary",
+                "learning_rate": 0.1,
+                "num_leaves": 7,
+                "min_data_in_leaf": 5,
+            }
         },
     },
     "promotion": {"minimum": {"roc_auc": 0.5, "pr_auc": 0.1}, "maximum": {"brier": 0.35}},
 }
 
 
-def slice_overrides(root: Path) -> dict[str, Any]:
-    """Every location under `root`, the slice as the upstream source, small-data settings."""
-    layout = {
+def layout_overrides(root: Path) -> dict[str, Any]:
+    """Every location under `root` (lake, stores, tracking), and a small local Spark."""
+    return {
         "paths": {
             "landing": str(root / "landing"),
             "lake": str(root / "lake"),
@@ -63,7 +65,6 @@ def slice_overrides(root: Path) -> dict[str, Any]:
             "reports": str(root / "reports"),
             "bentoml_home": BENTOML_HOME,
         },
-        "land": {"source_dir": str(SLICE_DIR)},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},
         "features": {
             "registry": {"registry_type": "file", "path": str(root / "feast" / "registry.db")},
@@ -74,6 +75,11 @@ def slice_overrides(root: Path) -> dict[str, Any]:
             "artifact_location": str(root / "mlflow" / "artifacts"),
         },
     }
+
+
+def slice_overrides(root: Path) -> dict[str, Any]:
+    """Every location under `root`, the slice as the upstream source, small-data settings."""
+    layout = {**layout_overrides(root), "land": {"source_dir": str(SLICE_DIR)}}
     return _deep_merge(layout, SLICE_QUALITY)
 
 

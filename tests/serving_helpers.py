@@ -36,12 +36,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(
-    root: Path, overrides: dict[str, Any], env_name: str = "local"
+    root: Path, overrides: dict[str, Any], env_name: str = "local", usecase: str | None = None
 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """`python -m serving` with `overrides` over the `env_name` profile, once `/readyz` is 200."""
+    """`python -m serving` with `overrides` over the `env_name` profile (and the use case named,
+    else the default), once `/readyz` is 200."""
     port = free_port()
     env = {
         **os.environ,
+        **({"MLOPS_USECASE": usecase} if usecase else {}),
         "MLOPS_ENV": env_name,
         "MLOPS_OVERRIDES": json.dumps(overrides),
         "PYTHONUNBUFFERED": "1",

@@ -11,6 +11,9 @@ import json
 import logging
 import os
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,8 +158,68 @@ class Tracker:
             )
         )
 
-    def load_booster(self, ref: ModelRef) -> Any:
-        return self.mlflow.lightgbm.load_model(ref.uri)
+    def download_model(self, ref: ModelRef, destination: Path) -> Path:
+        """The version's MLflow model folder, copied under `destination`."""
+        return Path(
+            self.mlflow.artifacts.download_artifacts(
+                artifact_uri=ref.uri, dst_path=str(destination)
+            )
+        )
+
+    def load_model(self, ref: ModelRef) -> Any:
+        """The version's model, through its family (models.load)."""
+        import models
+
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            return models.load(self.download_model(ref, Path(tmp)))
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        """Add the files of `folder` to a finished run (e.g. its report)."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+    @contextmanager
+    def training_run(self) -> Iterator[RunRecorder]:
+        """A new run of the experiment, recorded while the block runs."""
+        with self.mlflow.start_run(experiment_id=self.experiment_id) as active:
+            yield RunRecorder(self, active.info.run_id)
+
+
+class RunRecorder:
+    """What a training run records: params, metrics, tags, files, the model, its version."""
+
+    def __init__(self, tracker: Tracker, run_id: str) -> None:
+        self.tracker = tracker
+        self.run_id = run_id
+
+    def log(self, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:
+        mlflow = self.tracker.mlflow
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags(tags)
+
+    def log_files(self, paths: list[Path], artifact_path: str) -> None:
+        for path in paths:
+            self.tracker.mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_model(self, model: Any, inputs: Any, scores: Any, metadata: dict[str, Any]) -> str:
+        """Log a fitted model (any family) with a signature inferred from `inputs` and
+        `scores`; returns its model URI."""
+        from mlflow.models import infer_signature
+
+        info = model.log(
+            # Inferred from every row given, so inputs that can be missing are marked optional.
+            signature=infer_signature(inputs, scores),
+            input_example=inputs.head(5),
+            metadata=metadata,
+        )
+        return str(info.model_uri)
+
+    def register(self, model_uri: str, tags: dict[str, str]) -> str:
+        """Register the model as a new version, with its tags in the same call; returns it."""
+        registered = self.tracker.mlflow.register_model(
+            model_uri, self.tracker.registered_model, tags=tags
+        )
+        return str(registered.version)
 
 
 def _as_uri(location: str | None) -> str | None:

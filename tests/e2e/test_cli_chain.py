@@ -25,7 +25,7 @@ def flags_for(root: Path) -> list[str]:
         pairs = []
         for key, value in node.items():
             path = f"{prefix}{key}"
-            if isinstance(value, dict) and key not in ("registry", "online_store", "lightgbm"):
+            if isinstance(value, dict) and key not in ("registry", "online_store", "params"):
                 pairs.extend(leaves(value, f"{path}."))
             else:
                 pairs.append((path, value))

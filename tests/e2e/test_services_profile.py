@@ -68,8 +68,9 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     overrides = _deep_merge(
         layout,
         {
+            # The project's name derives the Feast project (and MLflow names): one per run.
+            "project": f"flight-delay-t{suffix}",
             "features": {
-                "project": f"flight_delay_t{suffix}",
                 "registry": {**shipped.features.registry, "path": feast_db, "cache_ttl_seconds": 0},
             },
             "mlflow": {
@@ -147,7 +148,9 @@ def test_the_tracking_server_requires_the_credentials(
     assert requests.get(url, auth=(username, "password1234"), timeout=10).status_code == 401
     answer = requests.get(url, auth=(username, password), timeout=10)
     assert answer.status_code == 200
-    assert [m["name"] for m in answer.json()["registered_models"]] == ["flight_delay"]
+    # the project's name of this run, derived: flight-delay-t<suffix> -> flight_delay_t<suffix>
+    expected = overrides["project"].replace("-", "_")
+    assert [m["name"] for m in answer.json()["registered_models"]] == [expected]
 
 
 def test_the_password_is_in_no_log_or_output(trained: tuple[Path, dict[str, Any]]) -> None:

@@ -22,12 +22,12 @@ import requests
 
 from configs.settings import _deep_merge
 from pipelines.chain import run_chain
-from usecases.flight_delay.request import Flight
 from serving.service import PredictionService
 from tests.conftest import settings_for, slice_overrides
 from tests.lake_helpers import problems
 from tests.secrets_scan import ENTROPY, findings
 from tests.serving_helpers import FLIGHT, free_port, serving
+from usecases.flight_delay.request import Flight
 
 
 def test_a_good_request_gets_probabilities_from_the_champion(server: str) -> None:
@@ -400,7 +400,7 @@ def test_batch_predict_scores_a_day_like_the_service(
         spark, StorageLayout(settings.paths), load(settings.usecase), "2013-03-10"
     )
     vectors = feature_frame(feature_store(settings), settings, flights).sort_values("flight_id")
-    online_scores = service.model.predict(vectors[service.features])
+    online_scores = service.model.probabilities(vectors)
     assert list(vectors["flight_id"]) == list(scored["flight_id"])
     assert list(online_scores) == pytest.approx(list(scored["probability_late"]), abs=1e-12)
 

@@ -20,7 +20,7 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
     assert "version 1 is the new champion" in by_stage["promote"].notes[0]
     report = Path(by_stage["report"].outputs["report"])
     html = report.read_text()
-    assert "in 10 flights in the test period arrived late" in html
+    assert "in 10 flights in the test period were late" in html
     assert "Of the flights it flags as likely late" in html
     assert (report.parent / "calibration.png").is_file()
 

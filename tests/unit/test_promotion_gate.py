@@ -45,3 +45,34 @@ def test_lower_is_better_metrics_compare_the_other_way() -> None:
     rules = RULES.model_copy(update={"primary_metric": "brier"})
     assert decide({**GOOD, "brier": 0.150}, {**GOOD, "brier": 0.160}, rules).promote
     assert not decide({**GOOD, "brier": 0.170}, {**GOOD, "brier": 0.160}, rules).promote
+
+
+# The edges, with values whose arithmetic floating point gets wrong: 0.7 - 0.05 is
+# 0.6499999999999999, and 0.688 - 0.686 is 0.0019999999999998908, below a 0.002 margin by a hair.
+def test_a_metric_exactly_on_its_minimum_passes() -> None:
+    on_bound = 0.7 - 0.05
+    assert on_bound < 0.65  # floating point alone would refuse it
+    assert decide({"roc_auc": on_bound, "brier": 0.16}, None, RULES).promote
+
+
+def test_a_metric_exactly_on_its_maximum_passes() -> None:
+    on_bound = 0.1 + 0.1 + 0.1 - 0.1
+    assert on_bound > 0.2  # floating point alone would refuse it
+    assert decide({"roc_auc": 0.7, "brier": on_bound}, None, RULES).promote
+
+
+def test_a_metric_just_past_its_bound_fails() -> None:
+    assert not decide({"roc_auc": 0.649999, "brier": 0.16}, None, RULES).promote
+    assert not decide({"roc_auc": 0.7, "brier": 0.200001}, None, RULES).promote
+
+
+def test_an_improvement_exactly_equal_to_the_margin_is_promoted() -> None:
+    champion, candidate = 0.686, 0.688
+    assert candidate - champion < RULES.min_improvement  # floating point would refuse it
+    decision = decide({**GOOD, "roc_auc": candidate}, {**GOOD, "roc_auc": champion}, RULES)
+    assert decision.promote, decision.reason
+
+
+def test_an_improvement_just_below_the_margin_is_not_promoted() -> None:
+    decision = decide({**GOOD, "roc_auc": 0.687999}, {**GOOD, "roc_auc": 0.686}, RULES)
+    assert not decision.promote

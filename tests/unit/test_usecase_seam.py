@@ -21,11 +21,11 @@ USECASES = sorted(
     p.parent.name for p in (ROOT / "usecases").glob("*/__init__.py") if p.parent.name != "_template"
 )
 # Column names that are the platform's own words too (dates, parts of a timestamp, "name",
-# "type", "model") or a programmer's ("temp", "dest", "engine", "tz", "alt" of an HTML image):
+# "type", "model") or a programmer's ("temp", "dest", "engine", "tz", "days", "alt" of an image):
 # a use case may use them without owning them.
 SHARED_WORDS = frozenset(
     {"date", "name", "year", "month", "day", "hour", "minute", "type", "model", "event_timestamp"}
-    | {"temp", "dest", "engine", "tz", "alt"}
+    | {"temp", "dest", "engine", "tz", "alt", "days"}
 )
 
 

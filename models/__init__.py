@@ -1,0 +1,126 @@
+"""Model families behind one interface: fit, probabilities, importances, log, load.
+
+A family is chosen in config (`training.model: {family: ..., params: {...}}`); training, batch
+scoring, the promotion gate and serving all go through `family(name)` and `load(folder)`, so
+none of them knows which library made the model. The task is binary classification: a
+model gives the probability of the positive class per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+# Keys of the MLflow model's metadata (its MLmodel file): which family made it and the inputs
+# it takes, in order.
+FAMILY_KEY = "model_family"
+FEATURES_KEY = "features"
+MLMODEL = "MLmodel"
+
+
+class ModelError(RuntimeError):
+    """A model cannot be fitted, saved or loaded as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a family fits on: inputs in the model's column order and 0/1 labels."""
+
+    train: pd.DataFrame
+    train_labels: np.ndarray
+    validation: pd.DataFrame
+    validation_labels: np.ndarray
+    # Integer-coded categorical columns among the inputs.
+    categorical: tuple[str, ...]
+    seed: int
+
+
+class Model(Protocol):
+    """A fitted model of any family."""
+
+    family: str
+    features: list[str]
+
+    def probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
+        """P(positive) per row; missing inputs are NaN."""
+
+    def importances(self, data: TrainingData) -> pd.Series:
+        """Each input's share of what the model relies on (sums to 1), by the family's measure."""
+
+    def params(self) -> dict[str, Any]:
+        """What to record about the fit (hyperparameters, trees grown, ...)."""
+
+    def summary(self) -> str:
+        """One line for people, e.g. "240 trees"."""
+
+    def save(self, folder: Path, *, signature: Any, input_example: Any, metadata: dict) -> None:
+        """Write the model as an MLflow model folder of its flavour."""
+
+    def log(self, *, signature: Any, input_example: Any, metadata: dict) -> Any:
+        """Log the model to the active MLflow run (`name="model"`); returns MLflow's ModelInfo."""
+
+
+class Family(Protocol):
+    name: str
+
+    def fit(self, data: TrainingData, params: Mapping[str, Any]) -> Model: ...
+
+    def load(self, folder: Path, features: list[str]) -> Model: ...
+
+
+def family(name: str) -> Family:
+    """The family registered under `name` (`lightgbm`, `sklearn`)."""
+    if name == "lightgbm":
+        from models.lightgbm import LightGBMFamily
+
+        return LightGBMFamily()
+    if name == "sklearn":
+        from models.sklearn import SklearnFamily
+
+        return SklearnFamily()
+    raise ModelError(f"unknown model family {name!r}: one of lightgbm, sklearn")
+
+
+def description(model: Model, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's metadata for MLflow: the caller's, plus its family and its inputs."""
+    return {**metadata, FAMILY_KEY: model.family, FEATURES_KEY: list(model.features)}
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over every file of a model folder (relative path and bytes), in a fixed order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def metadata_of(folder: Path) -> dict[str, Any]:
+    """The metadata an MLflow model folder records (its MLmodel file)."""
+    import yaml
+
+    mlmodel = folder / MLMODEL
+    if not mlmodel.is_file():
+        raise ModelError(f"{folder} has no {MLMODEL}: not an MLflow model")
+    return dict((yaml.safe_load(mlmodel.read_text()) or {}).get("metadata") or {})
+
+
+def load(folder: Path) -> Model:
+    """The model saved in `folder` (an MLflow model folder), by the family its metadata names."""
+    spec = metadata_of(folder)
+    if FAMILY_KEY not in spec or FEATURES_KEY not in spec:
+        raise ModelError(f"{folder}: its metadata names no {FAMILY_KEY} and {FEATURES_KEY}")
+    return family(str(spec[FAMILY_KEY])).load(folder, [str(n) for n in spec[FEATURES_KEY]])
+
+
+def shares(values: np.ndarray, features: list[str]) -> pd.Series:
+    """Non-negative importances as shares that sum to 1 (all zero stays zero)."""
+    clipped = np.clip(np.asarray(values, dtype="float64"), 0.0, None)
+    total = clipped.sum()
+    return pd.Series(clipped / total if total > 0 else clipped, index=features)
