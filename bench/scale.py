@@ -32,8 +32,7 @@ from bench.common import (
     write_result,
 )
 from bench.duckdb_pipeline import KEYS
-
-SPARK_STAGES = ("collect", "validate", "features")
+from configs.chain import SPARK_STAGES
 
 
 def land(folder: Path, factor: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """What `package` hands to `serving` and `infra`, defined once: the BentoML model's labels and
-metadata keys, the alias it was packaged from, and the JSON file the stage writes.
+metadata keys, the alias it was packaged from, and the key of the Bento in the handoff file.
 
 The model-tag variable and the Bento's name derive from the project's name (`Settings.names`).
 """
@@ -20,5 +20,6 @@ FAMILY_KEY = "model_family"
 DIGEST_KEY = "model_sha256"
 # The subfolder of a BentoML model holding the MLflow model.
 MLFLOW_MODEL_DIR = "mlflow_model"
-# What `package` writes for `infra` (and people): the Bento it built, as JSON.
-PACKAGE_FILE = "package.json"
+# The key of the Bento's tag in what `python -m pipelines --handoff-file <path> package` writes
+# (JSON): what `infra` deploys.
+BENTO_TAG_KEY = "bento_tag"

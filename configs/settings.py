@@ -23,7 +23,6 @@ CONFIG_DIR = Path(__file__).resolve().parent
 ENV_VARIABLE = "MLOPS_ENV"
 USECASE_VARIABLE = "MLOPS_USECASE"
 USECASES_DIR = CONFIG_DIR.parent / "usecases"
-DEFAULT_USECASE = "flight_delay"
 # A JSON object deep-merged over the overlay: for one process (a container, a test server).
 OVERRIDES_VARIABLE = "MLOPS_OVERRIDES"
 DEFAULT_ENV = "local"
@@ -60,7 +59,7 @@ class LandConfig(Strict):
     # Drop id of the reference (non-monthly) tables, delivered once.
     snapshot_id: str = "2013"
     # Scale factor for benchmarks: N lands the source N times, copy k made new data by the
-    # use case's `replicate` (flights: k years later, a fleet of its own), 1 is the real data.
+    # use case's `replicate` (its dates moved k years later, say), 1 is the real data.
     scale_factor: int = Field(1, ge=1, le=99)
 
     @field_validator("months")
@@ -333,10 +332,11 @@ class Names(Strict):
 
 class Settings(Strict):
     env: str
-    # The project's one name: MLflow, Feast, BentoML and AWS names all derive from it.
-    project: str = Field("flight-delay", pattern=r"^[a-z][a-z0-9-]{2,24}$")
+    # The project's one name: MLflow, Feast, BentoML and AWS names all derive from it (each
+    # use case's config.yaml sets its own).
+    project: str = Field("mlops-platform", pattern=r"^[a-z][a-z0-9-]{2,24}$")
     # The use case package under usecases/ that this configuration runs.
-    usecase: str = Field(DEFAULT_USECASE, pattern=r"^[a-z][a-z0-9_]*$")
+    usecase: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     # The use case's own settings, read by its code (usecases/<name>/config.yaml).
     params: dict[str, Any] = Field(default_factory=dict)
     paths: Paths = Field(default_factory=Paths)
@@ -357,7 +357,7 @@ class Settings(Strict):
         if isinstance(data, dict):
             aws = dict(data.get("aws") or {})
             if not aws.get("name"):
-                aws["name"] = data.get("project", "flight-delay")
+                aws["name"] = data.get("project") or cls.model_fields["project"].default
                 data = {**data, "aws": aws}
         return data
 
@@ -400,12 +400,12 @@ def load_settings(
         )
     base, overlay = _read_yaml(config_dir / "base.yaml"), _read_yaml(overlay_file)
     name = str(
-        usecase
-        or environ.get(USECASE_VARIABLE)
-        or overlay.get("usecase")
-        or base.get("usecase")
-        or DEFAULT_USECASE
+        usecase or environ.get(USECASE_VARIABLE) or overlay.get("usecase") or base.get("usecase")
     )
+    if name == "None":
+        raise ConfigError(
+            f"no use case: set `usecase` in {config_dir / 'base.yaml'} or {USECASE_VARIABLE}"
+        )
     usecase_file = usecases_dir / name / "config.yaml"
     if not usecase_file.is_file():
         known = sorted(p.parent.name for p in usecases_dir.glob("*/config.yaml"))

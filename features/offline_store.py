@@ -1,12 +1,12 @@
 """Feast's DuckDB offline store with the point-in-time join done as a DuckDB ASOF JOIN.
 
-Feast's own DuckDB store (through ibis) joins each flight to every feature row of its key that
-is older than the flight and within the view's TTL, then keeps the newest with a window
+Feast's own DuckDB store (through ibis) joins each entity row to every feature row of its key
+that is older than the row and within the view's TTL, then keeps the newest with a window
 function: the intermediate result grows with the rows each key has inside the TTL (about 30
-per flight for a 30-day route view), and on the training set it took about 9x the time of an
+per row for a 30-day view of the flight use case), and on its training set it took about 9x the time of an
 ASOF JOIN (BENCHMARKS.md, point-in-time join). An ASOF JOIN finds the newest row at or before
-each flight directly. The rule is Feast's, unchanged: per view, the newest row of the flight's
-key stamped at or before the flight's event time and, when the view has a TTL, no older than
+each entity row directly. The rule is Feast's, unchanged: per view, the newest row of the entity
+row's key stamped at or before its event time and, when the view has a TTL, no older than
 the TTL.
 
 It takes the fast path when it gives the same answer as Feast's join, and hands everything

@@ -32,13 +32,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from configs import handoff
+from configs.chain import SPARK_STAGES
 from configs.settings import AwsConfig
 from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE, infra_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CDK_CLI = ["npx", "--yes", "aws-cdk@2"]
-# The data stages of the chain, as `python -m pipelines` runs them locally.
-SPARK_JOBS = ("collect", "validate", "features")
+# The chain's Spark stages, from its declaration (the same entry points as locally).
+SPARK_JOBS = SPARK_STAGES
 JOB_POLL_S = 15
 
 
@@ -370,7 +372,21 @@ def push_serving_image(
 ) -> tuple[str, str]:
     """Build the champion's Bento (the platform's venv, where the registry is), containerize
     it and push it under the Bento's version. Returns (Bento tag, image tag)."""
-    bento = bento_tag(run([app_python, "-m", "pipelines", "--env", package_env, "package"]))
+    with tempfile.TemporaryDirectory(prefix="package-") as tmp:
+        handed = Path(tmp) / "handoff.json"
+        run(
+            [
+                app_python,
+                "-m",
+                "pipelines",
+                "--env",
+                package_env,
+                "--handoff-file",
+                str(handed),
+                "package",
+            ]
+        )
+        bento = bento_tag(handed)
     image_tag = bento.split(":", 1)[1]
     image = f"{repository_uri}:{image_tag}"
     run([app_python, "-m", "bentoml", "containerize", bento, "--image-tag", image])
@@ -384,13 +400,16 @@ def push_serving_image(
     return bento, image_tag
 
 
-def bento_tag(package_output: str) -> str:
-    """The tag `python -m pipelines package` reports (`package -> bento tag: name:version`)."""
-    for line in package_output.splitlines():
-        label, _, value = line.strip().partition(": ")
-        if label == "package -> bento tag" and ":" in value:
-            return value.strip()
-    raise DeployError(f"the package stage reported no Bento:\n{package_output[-2000:]}")
+def bento_tag(handoff_file: Path) -> str:
+    """The Bento's tag from what `python -m pipelines --handoff-file <file> package` wrote."""
+    try:
+        handed = json.loads(handoff_file.read_text())
+    except (OSError, ValueError) as err:
+        raise DeployError(f"the package stage wrote no readable handoff ({err})") from err
+    tag = handed.get(handoff.BENTO_TAG_KEY, "")
+    if ":" not in tag:
+        raise DeployError(f"the package stage handed off no Bento: {handed}")
+    return str(tag)
 
 
 def run_on_emr(

@@ -4,8 +4,9 @@ pipeline that imputes and encodes, so linear models, SVMs and neural networks al
 `params`: `estimator` (e.g. `sklearn.linear_model.LogisticRegression`) and `estimator_params`
 (its keyword arguments). Numeric inputs are imputed by their median and standardised;
 categorical codes are imputed by the most frequent code and one-hot encoded (an unseen code
-is all zeros). An estimator that takes `probability` (SVC) gets `probability=True`, and one
-that takes `random_state` gets `training.seed`. Importances are permutation importances on
+is all zeros). An estimator with no probabilities of its own (an SVM: `SVC`, `LinearSVC`) is
+calibrated on its training rows (`CalibratedClassifierCV(..., ensemble=False)`, as
+scikit-learn advises), and one that takes `random_state` gets `training.seed`. Importances are permutation importances on
 the validation rows (drop in ROC AUC), the same measure for every estimator.
 """
 
@@ -36,9 +37,18 @@ def estimator_class(path: str) -> type:
         raise ModelError(
             f"training.model.params.estimator {path!r} cannot be imported: {err}"
         ) from err
-    if not hasattr(found, "predict_proba"):
-        raise ModelError(f"{path} has no predict_proba: the task needs probabilities")
+    if not (hasattr(found, "predict_proba") or hasattr(found, "decision_function")):
+        raise ModelError(
+            f"{path} has no predict_proba nor decision_function: the task needs probabilities"
+        )
     return found
+
+
+def needs_calibration(kind: type) -> bool:
+    """Estimators whose scores are not probabilities (or only with the deprecated
+    `probability=True`, as SVC)."""
+    takes_probability = "probability" in inspect.signature(kind).parameters
+    return takes_probability or not hasattr(kind, "predict_proba")
 
 
 def pipeline(estimator: Any, features: list[str], categorical: tuple[str, ...]) -> Any:
@@ -101,7 +111,11 @@ class SklearnModel:
         return dict(self.trained_with)
 
     def summary(self) -> str:
-        return type(self.pipeline.named_steps["estimator"]).__name__
+        estimator = self.pipeline.named_steps["estimator"]
+        inner = getattr(estimator, "estimator", None)
+        if inner is not None:
+            return f"{type(inner).__name__}, calibrated"
+        return type(estimator).__name__
 
     def _flavour(self, signature: Any, input_example: Any, metadata: dict) -> dict[str, Any]:
         import sklearn
@@ -148,14 +162,16 @@ class SklearnFamily:
         kind = estimator_class(path)
         arguments = dict(params.get("estimator_params") or {})
         accepted = inspect.signature(kind).parameters
-        if "probability" in accepted:
-            arguments.setdefault("probability", True)
         if "random_state" in accepted:
             arguments.setdefault("random_state", data.seed)
         try:
             estimator = kind(**arguments)
         except TypeError as err:
             raise ModelError(f"{path}({arguments}): {err}") from err
+        if needs_calibration(kind):
+            from sklearn.calibration import CalibratedClassifierCV
+
+            estimator = CalibratedClassifierCV(estimator, ensemble=False)
         features = list(data.train.columns)
         fitted = pipeline(estimator, features, data.categorical).fit(data.train, data.train_labels)
         return SklearnModel(fitted, features, {"estimator": path, **arguments})

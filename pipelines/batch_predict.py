@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -19,14 +18,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from configs import Settings
+from features.inputs import InputsError, offline_frame
 from features.store import feature_store
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import CHAMPION, Tracker
+from pipelines.context import StageContext
 from pipelines.results import StageFailed, StageResult
-from pipelines.train import feature_frame
-from usecases import load as load_usecase
 from usecases.contract import EVENT_TIMESTAMP, UseCase
 
 SUMMARY = "_summary.json"
@@ -55,9 +54,8 @@ def rows_to_score(
     return examples.entity_frame(frame)
 
 
-def run(
-    settings: Settings, spark_session: Callable[[], SparkSession], period: str | None
-) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings, spark_session, period = ctx.settings, ctx.spark, ctx.handoff.period
     result = StageResult("batch-predict")
     if not period or not PERIOD.match(period):
         raise StageFailed(
@@ -69,12 +67,15 @@ def run(
         raise StageFailed("there is no champion model yet: run `make train` first")
     spark = spark_session()
     layout = StorageLayout(settings.paths)
-    usecase = load_usecase(settings.usecase)
+    usecase = ctx.usecase
     row_id, outcome = usecase.examples.row_id, usecase.outcome
     rows = rows_to_score(spark, layout, usecase, period)
     if rows.empty:
         raise StageFailed(f"no {usecase.examples.table} in silver for {period}")
-    frame = feature_frame(feature_store(settings), settings, rows)
+    try:
+        frame = offline_frame(feature_store(settings), settings, rows)
+    except InputsError as err:
+        raise StageFailed(str(err)) from err
     model = tracker.load_model(champion)
     inputs = model.features
     threshold = float(tracker.run_params(champion.run_id)["threshold"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
@@ -22,6 +21,7 @@ from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_silver, read_snapshot
 from pipelines.adapters.quality import QualityGate, row_expectations
 from pipelines.adapters.storage import StorageLayout
+from pipelines.context import StageContext
 from pipelines.results import StageResult
 from usecases import load as load_usecase
 from usecases.contract import FeatureContext, UseCase, resolve
@@ -75,11 +75,12 @@ def write_single_parquet(frame: DataFrame, staging: str) -> str:
     return target
 
 
-def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings, spark_session = ctx.settings, ctx.spark
     result = StageResult("features")
     layout = StorageLayout(settings.paths)
     manifest_path = fs.join(layout.lake, "features", MANIFEST)
-    usecase = load_usecase(settings.usecase)
+    usecase = ctx.usecase
     state = silver_state(layout, usecase)
     result.outputs["feature tables"] = fs.join(layout.lake, "features")
     if fs.is_file(manifest_path) and all(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -45,10 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings, errors and the summary"
     )
+    parser.add_argument(
+        "--handoff-file",
+        metavar="PATH",
+        help="write what the stages handed off (model version, Bento tag, ...) to PATH as JSON, "
+        "for programs (the summary is for people)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     train = commands.add_parser("train", help=f"run the whole chain: {' -> '.join(CHAIN)}")
     _add_land_options(train)
-    for name, stage in STAGES.items():
+    for stage in STAGES:
+        name = stage.name
         sub = commands.add_parser(name, help=stage.help)
         if name == "land":
             _add_land_options(sub)
@@ -153,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handoff = {}
     if args.command == "batch-predict":
         handoff["period"] = args.date or args.month
-    return run_and_report(settings, planned, handoff)
+    return run_and_report(settings, planned, handoff, args.handoff_file)
 
 
 def _registry_command(settings: Settings, command: str) -> int:
@@ -175,10 +184,18 @@ def _registry_command(settings: Settings, command: str) -> int:
 
 
 def run_and_report(
-    settings: Settings, planned: Sequence[str], handoff: dict[str, str] | None = None
+    settings: Settings,
+    planned: Sequence[str],
+    handoff: dict[str, str] | None = None,
+    handoff_file: str | None = None,
 ) -> int:
     results = run_chain(settings, tuple(planned), handoff=handoff)
     print(render_summary(results, planned))
+    if handoff_file:
+        handed: dict[str, str] = {}
+        for result in results:
+            handed |= result.handoff
+        Path(handoff_file).write_text(json.dumps(handed, indent=2, sort_keys=True))
     if all(result.ok for result in results):
         return EXIT_OK
     failed = next(result for result in results if not result.ok)

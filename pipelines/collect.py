@@ -23,8 +23,8 @@ from configs import Settings
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_snapshot
 from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
+from pipelines.context import StageContext
 from pipelines.results import StageResult
-from usecases import load as load_usecase
 from usecases.contract import DROP_ID, PROBLEMS, SilverContext, Source, carried, resolve
 
 log = logging.getLogger(__name__)
@@ -426,13 +426,14 @@ class _Collector:
         fs.delete_tree(temp)
 
 
-def run(settings: Settings, spark: Callable[[], SparkSession]) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings, spark = ctx.settings, ctx.spark
     result = StageResult("collect")
     layout = StorageLayout(settings.paths)
     if removed := layout.clean_temporaries():
         result.notes.append(f"removed {removed} leftover temporary folder(s) of an interrupted run")
     collector = _Collector(spark, settings, layout)
-    sources = load_usecase(settings.usecase).sources
+    sources = ctx.usecase.sources
     plans = {source.name: plan(layout, source) for source in sources}
     total = sum(len(items) for items in plans.values())
     if total == 0:

@@ -6,11 +6,11 @@ which way is better, so the gate never has to guess.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn import metrics as skm
-
-# Metrics where lower is better; the others are higher-is-better.
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "calibration_error"})
 
 
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -42,3 +42,40 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[s
         "positive_rate": float(np.mean(labels)),
         "flagged_rate": float(np.mean(flagged)),
     }
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a kind of model is measured by: its metrics, and which way each is better."""
+
+    name: str
+    metrics: tuple[str, ...]
+    lower_is_better: frozenset[str]
+    # (labels, scores, threshold) -> every metric
+    evaluate: Callable[[np.ndarray, np.ndarray, float], dict[str, float]]
+
+    def check(self, names: set[str]) -> None:
+        unknown = sorted(names - set(self.metrics))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not a metric of {self.name} "
+                f"(one of {', '.join(self.metrics)})"
+            )
+
+
+BINARY_CLASSIFICATION = Task(
+    name="binary classification",
+    metrics=(
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+        "precision",
+        "recall",
+        "calibration_error",
+        "positive_rate",
+        "flagged_rate",
+    ),
+    lower_is_better=frozenset({"log_loss", "brier", "calibration_error"}),
+    evaluate=evaluate,
+)

@@ -20,6 +20,7 @@ import pandas as pd
 from configs import Settings
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
+from pipelines.context import StageContext
 from pipelines.results import StageFailed, StageResult
 from usecases import load as load_usecase
 from usecases.contract import Source, UseCase
@@ -91,11 +92,12 @@ def write_drop(rows: pd.DataFrame, target: str) -> bool:
     return True
 
 
-def run(settings: Settings) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
     result = StageResult("land")
     layout = StorageLayout(settings.paths)
     folder = source_dir(settings)
-    usecase = load_usecase(settings.usecase)
+    usecase = ctx.usecase
     written = existing = 0
     for source in usecase.sources:
         frame = read_source(folder, source)

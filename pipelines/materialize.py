@@ -16,7 +16,8 @@ from configs import Settings
 from features.definitions import build_repo, feature_table_path
 from features.store import feature_store, materialize_incrementally
 from pipelines.adapters import filesystem as fs
-from pipelines.adapters.tracking import CHAMPION, Tracker
+from pipelines.adapters.tracking import Tracker
+from pipelines.context import StageContext
 from pipelines.results import StageResult
 from usecases.contract import EVENT_TIMESTAMP
 
@@ -28,9 +29,10 @@ def event_range(settings: Settings, view: str) -> tuple[datetime, datetime]:
     return bounds["min"].as_py(), bounds["max"].as_py()
 
 
-def run(settings: Settings) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
     result = StageResult("materialize")
-    champion = Tracker(settings).alias(CHAMPION)
+    champion = Tracker(settings).champion(ctx.handoff.champion_version)
     if champion is None:
         result.notes.append("no champion yet: nothing to serve, nothing materialized")
         return result

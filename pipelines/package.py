@@ -7,7 +7,6 @@ what the gate promoted. The Bento holds its own Dockerfile (env/docker/Dockerfil
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -19,8 +18,8 @@ import yaml
 
 import models
 from configs import Settings, handoff
-from pipelines.adapters import filesystem as fs
-from pipelines.adapters.tracking import CHAMPION, Tracker
+from pipelines.adapters.tracking import Tracker
+from pipelines.context import StageContext
 from pipelines.results import StageResult
 
 log = logging.getLogger(__name__)
@@ -44,10 +43,13 @@ def _bentoml(settings: Settings) -> Any:
     return bentoml
 
 
-def import_champion(settings: Settings, tracker: Tracker) -> tuple[Any, Any]:
-    """The champion in BentoML's model store (imported from MLflow on first use)."""
+def import_champion(
+    settings: Settings, tracker: Tracker, champion_version: str | None = None
+) -> tuple[Any, Any]:
+    """The champion (the version the chain resolved, else the alias) in BentoML's model store,
+    imported from MLflow on first use."""
     bentoml = _bentoml(settings)
-    champion = tracker.alias(CHAMPION)
+    champion = tracker.champion(champion_version)
     if champion is None:
         raise LookupError("there is no champion model yet: nothing to package")
     name = settings.names.registered_model
@@ -84,11 +86,12 @@ def _bentos(bentoml: Any, name: str) -> list[Any]:
         return []
 
 
-def run(settings: Settings) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
     result = StageResult("package")
     tracker = Tracker(settings)
     try:
-        champion, stored = import_champion(settings, tracker)
+        champion, stored = import_champion(settings, tracker, ctx.handoff.champion_version)
     except LookupError as err:
         result.notes.append(str(err))
         return result
@@ -101,8 +104,7 @@ def run(settings: Settings) -> StageResult:
             )
             result.outputs["bento"] = str(Path(existing.path))
             result.outputs["bento tag"] = str(existing.tag)
-            result.handoff["bento_tag"] = str(existing.tag)
-            _write_handoff(settings, result, str(existing.tag), champion.version)
+            result.handoff[handoff.BENTO_TAG_KEY] = str(existing.tag)
             return result
     # The committed bentofile, plus the exact model and its tag: written beside it for the build.
     spec = yaml.safe_load(BENTOFILE.read_text())
@@ -135,25 +137,5 @@ def run(settings: Settings) -> StageResult:
     )
     result.outputs["bento"] = str(Path(bento.path))
     result.outputs["bento tag"] = str(bento.tag)
-    result.handoff["bento_tag"] = str(bento.tag)
-    _write_handoff(settings, result, str(bento.tag), champion.version)
+    result.handoff[handoff.BENTO_TAG_KEY] = str(bento.tag)
     return result
-
-
-def _write_handoff(settings: Settings, result: StageResult, bento_tag: str, version: str) -> None:
-    """What this stage produced, for `infra` to read (never the summary printed for people)."""
-    target = fs.join(settings.paths.reports, handoff.PACKAGE_FILE)
-    fs.write_text(
-        target,
-        json.dumps(
-            {
-                "bento_tag": bento_tag,
-                "bento_name": settings.names.bento,
-                "model_version": version,
-                "model_tag_variable": settings.names.model_tag_variable,
-                "usecase": settings.usecase,
-            },
-            indent=2,
-        ),
-    )
-    result.outputs["handoff"] = target

@@ -30,9 +30,9 @@ from pipelines.adapters.tracking import (
     Tracker,
     dumps,
 )
-from pipelines.evaluation import LOWER_IS_BETTER, evaluate
+from pipelines.context import StageContext
+from pipelines.evaluation import BINARY_CLASSIFICATION, Task
 from pipelines.results import StageFailed, StageResult
-from usecases import load as load_usecase
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,14 @@ DECIMALS = 9
 
 
 def decide(
-    candidate: dict[str, float], champion: dict[str, float] | None, rules: PromotionConfig
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    rules: PromotionConfig,
+    task: Task = BINARY_CLASSIFICATION,
 ) -> Decision:
-    """The gate as a pure function of the two sets of test metrics and the rules."""
+    """The gate as a pure function of the two sets of test metrics and the rules; the task
+    says which metrics exist and which way each is better."""
+    task.check({*rules.minimum, *rules.maximum, rules.primary_metric})
     failures = []
     for metric, bound in sorted(rules.minimum.items()):
         if round(candidate[metric] - bound, DECIMALS) < 0:
@@ -70,7 +75,7 @@ def decide(
         return Decision(True, ["no champion yet and every bound is met"])
     metric = rules.primary_metric
     gain = candidate[metric] - champion[metric]
-    if metric in LOWER_IS_BETTER:
+    if metric in task.lower_is_better:
         gain = -gain
     verdict = (
         f"{metric} {candidate[metric]:.4f} against the champion's {champion[metric]:.4f} "
@@ -90,13 +95,15 @@ def _score_on(
             f"the champion (version {model.version}) needs features the new test set lacks: {missing}; "
             "a changed feature set needs a new FeatureService version and an explicit promotion"
         )
-    return evaluate(test_set[label].to_numpy(), loaded.probabilities(test_set), threshold)
+    scores = loaded.probabilities(test_set)
+    return BINARY_CLASSIFICATION.evaluate(test_set[label].to_numpy(), scores, threshold)
 
 
-def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
     result = StageResult("promote")
     tracker = Tracker(settings)
-    number = handoff.get("model_version") or _newest_undecided(tracker)
+    number = ctx.handoff.model_version or _newest_undecided(tracker)
     if number is None:
         result.notes.append("no new model version waiting for a decision")
         return result
@@ -118,9 +125,12 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
             champion,
             test_set,
             champion_threshold,
-            load_usecase(settings.usecase).examples.label,
+            ctx.usecase.examples.label,
         )
-    decision = decide(candidate_metrics, champion_metrics, settings.promotion)
+    try:
+        decision = decide(candidate_metrics, champion_metrics, settings.promotion)
+    except ValueError as err:
+        raise StageFailed(f"promotion rules: {err}") from err
     now = datetime.now(UTC).isoformat(timespec="seconds")
     evidence = {
         "candidate": candidate_metrics,

@@ -18,6 +18,7 @@ from jinja2 import Environment, select_autoescape
 from configs import Settings
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
+from pipelines.context import StageContext
 from pipelines.results import StageResult
 from usecases import load as load_usecase
 
@@ -99,8 +100,7 @@ def build_context(
     usecase = load_usecase(settings.usecase)
     outcome = usecase.outcome
     ref = tracker.version(version)
-    run = tracker.client.get_run(ref.run_id)
-    metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    metrics, params, tags = tracker.run_record(ref.run_id)
     evaluation = tracker.download(ref.run_id, "evaluation", folder / "_evaluation")
     importance = json.loads((evaluation / "feature_importance.json").read_text())
     lineage = json.loads((evaluation / "lineage.json").read_text())
@@ -172,10 +172,11 @@ def render(context: dict[str, Any]) -> str:
     return environment.from_string(TEMPLATE).render(**context)
 
 
-def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
     result = StageResult("report")
     tracker = Tracker(settings)
-    version = handoff.get("decided_version") or handoff.get("model_version")
+    version = ctx.handoff.decided_version or ctx.handoff.model_version
     if version is None:
         versions = tracker.versions()
         if not versions:
@@ -193,7 +194,7 @@ def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
         fs.delete_tree(target)
         fs.local_copy_of_tree(folder, target)
     result.outputs["report"] = fs.join(target, "index.html")
-    champion = tracker.alias(CHAMPION)
+    champion = tracker.champion(ctx.handoff.champion_version)
     if champion is not None:
         scores = tracker.run_metrics(champion.run_id)
         result.notes.append(

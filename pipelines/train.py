@@ -26,6 +26,7 @@ from features.store import feature_store
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import Tracker, TrackingUnavailable, tracking_errors
+from pipelines.context import StageContext
 from pipelines.evaluation import best_f1_threshold, evaluate
 from pipelines.results import StageFailed, StageResult
 from usecases import load as load_usecase
@@ -236,9 +237,10 @@ def _recording_failed(
     )
 
 
-def run(settings: Settings, handoff: dict[str, str]) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
     result = StageResult("fit")
-    usecase = load_usecase(settings.usecase)
+    usecase = ctx.usecase
     examples = usecase.examples
     label, row_id, split_column = examples.label, examples.row_id, examples.split_column
     layout = StorageLayout(settings.paths)

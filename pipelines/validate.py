@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
-from configs import Settings
 from configs.settings import TableQuality
 from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_drops, read_silver
@@ -28,6 +26,7 @@ from pipelines.adapters.quality import (
     row_expectations,
 )
 from pipelines.adapters.storage import LandedDrop, StorageLayout
+from pipelines.context import StageContext
 from pipelines.results import StageResult
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,8 @@ class _TableGate:
         return results
 
 
-def run(settings: Settings, spark_session: Callable[[], SparkSession]) -> StageResult:
+def run(ctx: StageContext) -> StageResult:
+    settings, spark_session = ctx.settings, ctx.spark
     result = StageResult("validate")
     layout = StorageLayout(settings.paths)
     result.outputs |= {

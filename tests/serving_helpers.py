@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 import requests
 
+from usecases import load
+
 ROOT = Path(__file__).resolve().parents[1]
+# The use case's own example request, on a day the committed slice covers.
 FLIGHT = {
-    "carrier": "UA",
-    "tailnum": "N14228",
-    "origin": "EWR",
-    "dest": "IAH",
+    **load("flight_delay").request.example,
     "scheduled_departure": "2013-03-10T08:00:00-04:00",
-    "distance": 1400,
 }
 
 

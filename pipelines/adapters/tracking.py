@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,9 @@ class ModelRef:
 
 
 class Tracker:
+    """The registry and runs of the project's experiment. Constructing one makes no network
+    call: the first use checks that MLflow answers (and the credentials), with a clear error."""
+
     def __init__(self, settings: Settings) -> None:
         config = settings.mlflow
         import mlflow
@@ -80,17 +84,24 @@ class Tracker:
         self.mlflow = mlflow
         mlflow.set_tracking_uri(config.tracking_uri)
         mlflow.set_registry_uri(config.tracking_uri)
-        self.client = MlflowClient(
+        self._client = MlflowClient(
             tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri
         )
+        self._experiment = settings.names.experiment
+
+    @cached_property
+    def experiment_id(self) -> str:
+        """The experiment's id (created on first use): the first call that reaches MLflow."""
+        config = self.config
         try:
-            experiment = self.client.get_experiment_by_name(settings.names.experiment)
+            experiment = self._client.get_experiment_by_name(self._experiment)
             if experiment is None:
-                experiment_id = self.client.create_experiment(
-                    settings.names.experiment, artifact_location=_as_uri(config.artifact_location)
+                return str(
+                    self._client.create_experiment(
+                        self._experiment, artifact_location=_as_uri(config.artifact_location)
+                    )
                 )
-            else:
-                experiment_id = experiment.experiment_id
+            return str(experiment.experiment_id)
         except Exception as err:  # the client raises many kinds; all mean "cannot track"
             if re.search(r"error code 40[13]\b", str(err)):
                 raise TrackingUnavailable(
@@ -100,7 +111,12 @@ class Tracker:
             raise TrackingUnavailable(
                 f"MLflow at {config.tracking_uri} is not reachable: {err}"
             ) from err
-        self.experiment_id = experiment_id
+
+    @property
+    def client(self) -> Any:
+        """MLflow's client, once MLflow has answered (see `experiment_id`)."""
+        _ = self.experiment_id
+        return self._client
 
     # -- registry -------------------------------------------------------------------------
     def _ref(self, version: Any) -> ModelRef:
@@ -118,6 +134,10 @@ class Tracker:
             return self._ref(self.client.get_model_version_by_alias(self.registered_model, alias))
         except MlflowException:
             return None
+
+    def champion(self, version: str | None = None) -> ModelRef | None:
+        """The champion: the version a chain run already resolved, else the alias's now."""
+        return self.version(version) if version else self.alias(CHAMPION)
 
     def versions(self) -> list[ModelRef]:
         found = self.client.search_model_versions(f"name = '{self.registered_model}'")
@@ -144,6 +164,11 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.registered_model, version, key, value)
 
+    def run_record(self, run_id: str) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+        """A run's metrics, params and tags."""
+        data = self.client.get_run(run_id).data
+        return dict(data.metrics), dict(data.params), dict(data.tags)
+
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)
 
@@ -151,6 +176,7 @@ class Tracker:
         return dict(self.client.get_run(run_id).data.params)
 
     def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        _ = self.experiment_id
         destination.mkdir(parents=True, exist_ok=True)
         return Path(
             self.mlflow.artifacts.download_artifacts(
@@ -160,6 +186,7 @@ class Tracker:
 
     def download_model(self, ref: ModelRef, destination: Path) -> Path:
         """The version's MLflow model folder, copied under `destination`."""
+        _ = self.experiment_id
         return Path(
             self.mlflow.artifacts.download_artifacts(
                 artifact_uri=ref.uri, dst_path=str(destination)

@@ -57,7 +57,6 @@ def test_the_chain_trains_promotes_and_packages_a_scikit_learn_model(weather_roo
     assert metrics["test_roc_auc"] >= settings.promotion.minimum["roc_auc"]
     report = Path(settings.paths.reports) / "model" / "version-1" / "index.html"
     assert "Will it rain or snow in Seattle on this day?" in report.read_text()
-    assert (Path(settings.paths.reports) / "package.json").is_file()
 
 
 def independent_score(settings: Settings, day: str) -> float:

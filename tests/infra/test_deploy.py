@@ -91,7 +91,10 @@ class Recorder:
             for name in ("run_pipelines.py", "pipelines-venv.tar.gz"):
                 (destination / name).write_bytes(b"built")
         if command[-1] == "package":
-            return f"package ok\n  package -> bento tag: {self.bento}\n"
+            # as the stage does: the Bento's tag in the handoff file, the summary for people
+            handed = Path(command[command.index("--handoff-file") + 1])
+            handed.write_text(json.dumps({"bento_tag": self.bento}))
+            return "package ok\n"
         return ""
 
 
@@ -118,7 +121,9 @@ def test_deploy_rolls_the_service_records_the_release_and_runs_spark(
     # the stacks, then the image built from the champion's Bento and pushed under its version
     flat = [" ".join(c) for c in run.commands]
     assert any("aws-cdk@2 deploy --all" in c for c in flat)
-    assert any(c.endswith("-m pipelines --env local package") for c in flat)
+    assert any(
+        " -m pipelines --env local --handoff-file " in c and c.endswith(" package") for c in flat
+    )
     assert any("bentoml containerize flight_delay_service:first1" in c for c in flat)
     assert any(
         c.startswith("docker push ") and c.endswith("flight-delay-serving:first1") for c in flat

@@ -19,7 +19,7 @@ def config_dir(tmp_path: Path) -> Path:
     write(
         tmp_path,
         "base.yaml",
-        "spark:\n  shuffle_partitions: 8\ncollect:\n  max_quarantined_share: 0.0\n",
+        "usecase: flight_delay\nspark:\n  shuffle_partitions: 8\ncollect:\n  max_quarantined_share: 0.0\n",
     )
     write(tmp_path, "local.yaml", "spark:\n  master: local[2]\n")
     return tmp_path
@@ -169,3 +169,11 @@ def test_the_services_profile_uses_postgres_redis_and_a_tracking_server() -> Non
     assert settings.features.registry["path"].startswith("postgresql+psycopg://")
     assert settings.features.online_store["type"] == "redis"
     assert "path" not in settings.features.online_store
+
+
+def test_a_missing_or_unknown_use_case_is_named(config_dir: Path) -> None:
+    write(config_dir, "base.yaml", "spark:\n  shuffle_partitions: 8\n")
+    with pytest.raises(ConfigError, match="no use case: set `usecase`"):
+        load_settings("local", config_dir=config_dir, environ={})
+    with pytest.raises(ConfigError, match=r"unknown use case 'nope'.*available: flight_delay"):
+        load_settings("local", config_dir=config_dir, environ={"MLOPS_USECASE": "nope"})

@@ -9,10 +9,15 @@ import pytest
 
 from pipelines import land
 from pipelines.adapters.storage import StorageLayout
+from pipelines.context import SparkProvider, StageContext
 from tests.conftest import SLICE_DIR
 from usecases.flight_delay import SOURCES, replicate
 
 FLIGHTS, PLANES = (next(s for s in SOURCES if s.name == name) for name in ("flights", "planes"))
+
+
+def run_land(settings):
+    return land.run(StageContext(settings, SparkProvider(settings)))
 
 
 def test_monthly_source_splits_into_one_drop_per_month() -> None:
@@ -32,7 +37,7 @@ def test_reference_source_is_one_snapshot_drop() -> None:
 
 def test_land_writes_drops_that_keep_the_source_text(make_settings) -> None:
     settings = make_settings()
-    result = land.run(settings)
+    result = run_land(settings)
     layout = StorageLayout(settings.paths)
     assert result.ok
     assert [d.drop_id for d in layout.landed_drops("flights")] == ["2013-01", "2013-02", "2013-03"]
@@ -56,24 +61,24 @@ def test_land_writes_drops_that_keep_the_source_text(make_settings) -> None:
 
 def test_landing_again_changes_nothing_and_never_overwrites(make_settings) -> None:
     settings = make_settings()
-    land.run(settings)
+    run_land(settings)
     january = Path(StorageLayout(settings.paths).landing_file("flights", "2013-01"))
     january.write_text(january.read_text() + "tampered\n")
     before = january.read_bytes()
-    again = land.run(settings)
+    again = run_land(settings)
     assert again.ok and again.rows_out == 0
     assert january.read_bytes() == before
 
 
 def test_months_filter_that_matches_nothing_fails(make_settings) -> None:
-    result = land.run(make_settings(land={"months": ["2014-01"]}))
+    result = run_land(make_settings(land={"months": ["2014-01"]}))
     assert not result.ok
     assert "2014-01" in result.problems[0]
 
 
 def test_missing_source_file_is_named(make_settings, tmp_path) -> None:
     with pytest.raises(land.StageFailed, match="source file for airlines not found"):
-        land.run(make_settings(land={"source_dir": str(tmp_path / "nowhere")}))
+        run_land(make_settings(land={"source_dir": str(tmp_path / "nowhere")}))
 
 
 def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
@@ -97,7 +102,7 @@ def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
 
 def test_scale_factor_lands_every_copy_as_new_drops(make_settings) -> None:
     settings = make_settings(land={"scale_factor": 3})
-    result = land.run(settings)
+    result = run_land(settings)
     layout = StorageLayout(settings.paths)
     assert result.ok
     assert [d.drop_id for d in layout.landed_drops("flights")] == [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from configs.settings import PromotionConfig
 from pipelines.promote import decide
 
@@ -76,3 +78,9 @@ def test_an_improvement_exactly_equal_to_the_margin_is_promoted() -> None:
 def test_an_improvement_just_below_the_margin_is_not_promoted() -> None:
     decision = decide({**GOOD, "roc_auc": 0.687999}, {**GOOD, "roc_auc": 0.686}, RULES)
     assert not decision.promote
+
+
+def test_a_rule_on_a_metric_the_task_does_not_have_is_refused_by_name() -> None:
+    rules = PromotionConfig(minimum={"rocauc": 0.6}, primary_metric="roc_auc")
+    with pytest.raises(ValueError, match="rocauc: not a metric of binary classification"):
+        decide(GOOD, None, rules)

@@ -1,0 +1,85 @@
+"""The batch chain's declaration: every stage in order, what runs it and whether it needs Spark.
+
+Data, not code: `pipelines` runs it, and `infra` reads it to run the Spark stages on EMR
+Serverless (the infra never imports the pipelines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    help: str
+    # "module:function", called with the chain's StageContext.
+    runner: str
+    spark: bool = False
+    # Part of `train` (the chain); the others run on demand.
+    in_chain: bool = True
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec(
+        "land",
+        "write the use case's raw files into the landing zone as drops",
+        "pipelines.land:run",
+    ),
+    StageSpec(
+        "collect",
+        "Spark: new landing drops -> bronze and staged silver; quarantine bad drops",
+        "pipelines.collect:run",
+        spark=True,
+    ),
+    StageSpec(
+        "validate",
+        "Great Expectations gate: publish staged silver that passes, stop on failure",
+        "pipelines.validate:run",
+        spark=True,
+    ),
+    StageSpec(
+        "features",
+        "Spark: silver -> feature tables, checked by GX and registered with Feast",
+        "pipelines.build_features:run",
+        spark=True,
+    ),
+    # `train` on the command line is the whole chain; this stage alone is `fit`.
+    StageSpec(
+        "fit",
+        "Feast point-in-time training set -> a model, tracked and registered in MLflow",
+        "pipelines.train:run",
+    ),
+    StageSpec(
+        "promote",
+        "champion/challenger gate: promote the new version only if it is better",
+        "pipelines.promote:run",
+    ),
+    StageSpec(
+        "materialize",
+        "load the champion's features into the online store, incrementally",
+        "pipelines.materialize:run",
+    ),
+    StageSpec(
+        "report",
+        "an HTML report of the run for people who are not engineers",
+        "pipelines.report:run",
+    ),
+    StageSpec(
+        "package",
+        "bentoml build: a Bento of the service pinned to the champion version",
+        "pipelines.package:run",
+    ),
+    StageSpec(
+        "batch-predict",
+        "Spark: score a day's or month's rows with the champion",
+        "pipelines.batch_predict:run",
+        spark=True,
+        in_chain=False,
+    ),
+)
+BY_NAME = {stage.name: stage for stage in STAGES}
+CHAIN: tuple[str, ...] = tuple(stage.name for stage in STAGES if stage.in_chain)
+# The chain's stages up to the gate on silver, and those of them that run on Spark.
+DATA_STAGES: tuple[str, ...] = ("land", "collect", "validate")
+SPARK_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.spark and s.in_chain)

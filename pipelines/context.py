@@ -1,0 +1,66 @@
+"""What every stage receives: the settings, the use case, Spark on demand, and the handoff."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from typing import Any
+
+from configs import Settings
+from usecases import load as load_usecase
+from usecases.contract import UseCase
+
+log = logging.getLogger(__name__)
+
+
+class SparkProvider:
+    """Creates the process's one Spark session on first use, so Spark-free stages stay fast."""
+
+    def __init__(self, settings: Settings, spark: Any = None) -> None:
+        self._settings = settings
+        self._spark = spark
+
+    def __call__(self) -> Any:
+        if self._spark is None:
+            from pipelines.adapters.spark import get_spark
+
+            log.info("starting Spark (%s)", self._settings.spark.master)
+            self._spark = get_spark(self._settings.spark)
+        return self._spark
+
+
+@dataclass
+class Handoff:
+    """Exact identifiers one stage hands to the next: never "latest"."""
+
+    # fit: the version it registered and its run.
+    model_version: str | None = None
+    run_id: str | None = None
+    # promote: the version it decided on, and the champion after the decision (resolved once
+    # per chain run: materialize, report and package use it without asking the registry again).
+    decided_version: str | None = None
+    champion_version: str | None = None
+    # package: the Bento it built or found.
+    bento_tag: str | None = None
+    # batch-predict: the day (YYYY-MM-DD) or month (YYYY-MM) to score.
+    period: str | None = None
+
+    def update(self, values: dict[str, str]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise KeyError(f"a stage handed off unknown identifiers: {unknown}")
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
+@dataclass
+class StageContext:
+    settings: Settings
+    spark: SparkProvider
+    handoff: Handoff = field(default_factory=Handoff)
+
+    @cached_property
+    def usecase(self) -> UseCase:
+        return load_usecase(self.settings.usecase)
