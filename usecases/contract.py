@@ -212,10 +212,6 @@ class UseCase:
         if self.examples.table not in sources:
             raise ValueError(f"examples.table {self.examples.table!r} is not a source")
 
-    @property
-    def source_by_name(self) -> dict[str, Source]:
-        return {source.name: source for source in self.sources}
-
     def entity(self, name: str) -> Entity:
         return next(entity for entity in self.entities if entity.name == name)
 
