@@ -1,39 +1,39 @@
 """The baseline for the serving benchmark: a plain FastAPI app doing what the BentoML service
-does (same champion model file, same online feature read, same request features, same schema).
+does (same champion model folder, same model-input assembly from the online store, same
+request schema and answer), with none of the serving framework around it.
 
-    FLIGHT_DELAY_MODEL_TAG=<tag> python -m uvicorn bench.fastapi_baseline:app --port 3001
+    <PROJECT>_MODEL_TAG=<tag> python -m uvicorn bench.fastapi_baseline:app --port 3001
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import bentoml
-import mlflow
-import numpy as np
-import pandas as pd
 from fastapi import Body, FastAPI
 from pydantic import Field
 
-from configs import load_settings
-from features.definitions import build_repo
-from features.online import online_features
+import models
+from configs import handoff, load_settings
+from features.definitions import service_name
+from features.inputs import OnlineInputs
 from features.store import feature_store
-from usecases.flight_delay import USECASE
-from usecases.flight_delay.request import Flight, flights_frame
-from usecases.flight_delay.rows import request_features
-
-MAX_FLIGHTS_PER_REQUEST = USECASE.request.max_items
+from usecases import load as load_usecase
 
 settings = load_settings()
-stored = bentoml.models.get(os.environ["FLIGHT_DELAY_MODEL_TAG"])
-model = mlflow.lightgbm.load_model(stored.path_of("mlflow_model"))
-features = [str(name) for name in stored.info.metadata["features"]]  # type: ignore[union-attr]
-threshold = float(str(stored.info.metadata["threshold"]))
-version = str(stored.info.labels.get("mlflow_model_version"))
-store = feature_store(settings)
-service = store.get_feature_service(build_repo(settings).service.name)
+USECASE = load_usecase(settings.usecase)
+stored = bentoml.models.get(os.environ[settings.names.model_tag_variable])
+features = [str(name) for name in stored.info.metadata[handoff.FEATURES_KEY]]  # type: ignore[union-attr]
+model = models.load(Path(stored.path_of(handoff.MLFLOW_MODEL_DIR)))
+threshold = float(str(stored.info.metadata[handoff.THRESHOLD_KEY]))
+version = str(stored.info.labels.get(handoff.VERSION_LABEL))
+store = feature_store(settings, online_only=True)
+inputs = OnlineInputs(
+    store, store.get_feature_service(service_name(settings)), USECASE, settings.params, features
+)
+score_field, decision_field = USECASE.outcome.score_field, USECASE.outcome.decision_field
 app = FastAPI()
 
 
@@ -41,18 +41,24 @@ app = FastAPI()
 # CPU-bound; threads only add contention on a 2-core machine).
 @app.post("/predict")
 async def predict(
-    flights: Annotated[
-        list[Flight], Field(min_length=1, max_length=MAX_FLIGHTS_PER_REQUEST), Body(embed=True)
+    items: Annotated[
+        list[USECASE.request.item],  # type: ignore[name-defined]
+        Field(min_length=1, max_length=USECASE.request.max_items),
+        Body(embed=True, alias=USECASE.request.items_field),
     ],
 ) -> dict:
-    frame = flights_frame(flights)
-    request = request_features(frame, settings.params)
-    online = online_features(store, service, USECASE, frame)
-    inputs = pd.concat([request, online], axis=1)[features].astype("float64")
-    scores = np.asarray(model.predict(inputs), dtype="float64")
+    vectors, missing = inputs([USECASE.request.row(item) for item in items])
+    scores = model.probabilities(vectors).tolist()
     return {
         "predictions": [
-            {"probability_late": float(s), "late": bool(s >= threshold), "model_version": version}
-            for s in scores
-        ]
+            {
+                score_field: s,
+                decision_field: s >= threshold,
+                "threshold": threshold,
+                "model_version": version,
+                "missing_features": absent,
+            }
+            for s, absent in zip(scores, missing, strict=True)
+        ],
+        "model_version": version,
     }

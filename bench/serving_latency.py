@@ -1,298 +1,395 @@
-"""Serving latency at constant request rates: the BentoML service (with and without adaptive
-batching) against a plain FastAPI app and `mlflow models serve`, in the same run.
+"""Serving latency under an open-loop load of many different real flights: the platform's
+BentoML service beside a plain FastAPI app doing the same work, on the SQLite (`local`) and
+Redis online stores.
 
-    make bench    # or: .venv/bin/python -m bench.serving_latency --rates 25,50,100 --seconds 60
+    make bench BENCHES=serving_latency        # after `make train`; Redis on 127.0.0.1:6379
+    .venv/bin/python -m bench.serving_latency --rates 50,100,200,400 --sizes 1,100 \\
+        --seconds 15 --repeats 3 --stores sqlite,redis --servers bentoml,fastapi
 
-Needs `make train` first. Servers, each alone on the machine, started fresh per repeat:
-- `bentoml`: `POST /predict`, the platform's service (one worker);
-- `bentoml-batching`: `POST /predict_batch` of the same service, adaptive batching on;
-- `fastapi`: the same model file, feature read and schema in plain FastAPI (async endpoint);
-- `mlflow`: `mlflow models serve` of the champion from the registry. It cannot read the online
-  store, so it is sent the finished model inputs: it measures the model server alone, a floor
-  under what the feature-reading servers can reach.
-A 5 s warm-up per server is not counted; then each rate runs in turn. The client is
-open-loop: request i is sent at start + i/rate whatever happened to earlier ones, so a slow
-server shows up as latency and errors, not as a lower rate. Client and servers share the
-machine's cores: compare the servers, not absolute figures across machines.
+Requests: the flights of the last week of December 2013 (silver), moved one week on, so that
+each is scored after the newest stored features, as live traffic would be; request i carries
+the next `size` of those flights, round-robin (thousands of different planes, routes and
+moments: no cache sees one body twice in a row).
+
+Servers, each alone and started fresh per repeat, pinned to CPU 0 while the client runs on
+CPU 1 (on a machine with one CPU both share it):
+- `bentoml`: `POST /predict` of the platform's service (`python -m serving`);
+- `fastapi`: `bench/fastapi_baseline.py`: the same model-input assembly, model and schema in
+  plain FastAPI + uvicorn, none of the serving framework around it;
+- `bentoml-batching` (on request): `POST /predict_batch` of the same service, adaptive batching.
+Stores: `sqlite` is the trained workspace's online store; `redis` holds the same features,
+materialized by this benchmark into its own Redis database (`--redis-db`, emptied first), and
+the servers read it through a config override.
+
+Per point (store, server, flights per request, rate): the median over repeats of p50, p99,
+p99.9 and max of the answered requests (counted from when each request was due), the
+refusals (429/503, past capacity) and their p99, and anything else as errors.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
+import requests
 
-from bench.common import RESULTS, ROOT, print_table, write_result
+from bench.common import RESULTS, ROOT, WORK, print_table, write_result
+from bench.load import pin, run
 
-FLIGHT = {
-    "carrier": "UA",
-    "tailnum": "N14228",
-    "origin": "EWR",
-    "dest": "IAH",
-    "scheduled_departure": "2013-12-31T08:00:00-05:00",
-    "distance": 1400,
-}
-BODY = {"flights": [FLIGHT]}
+SERVER_CPUS, CLIENT_CPUS = {0}, {1}
+PORTS = {"bentoml": 3100, "bentoml-batching": 3100, "fastapi": 3101}
+# Where each server takes the request (bentoml-batching: the same service's adaptive batching).
+ROUTES = {"bentoml": "/predict", "bentoml-batching": "/predict_batch", "fastapi": "/predict"}
+P99_BOUNDS_MS = (10.0, 50.0)
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+def request_flights(settings: Any, days: int = 7, shift_days: int = 7) -> list[dict[str, Any]]:
+    """The last `days` of flights in silver, `shift_days` later, as request items."""
+    import pandas as pd
+
+    flights = pd.read_parquet(
+        Path(settings.paths.lake) / "silver" / "flights",
+        columns=["carrier", "tailnum", "origin", "dest", "distance", "sched_dep_utc"],
     )
+    last = flights["sched_dep_utc"].max()
+    chosen = flights[flights["sched_dep_utc"] > last - pd.Timedelta(days=days)].copy()
+    chosen["sched_dep_utc"] += pd.Timedelta(days=shift_days)
+    chosen = chosen.sort_values("sched_dep_utc")
+    return [
+        {
+            "carrier": row.carrier,
+            "tailnum": row.tailnum if isinstance(row.tailnum, str) else None,
+            "origin": row.origin,
+            "dest": row.dest,
+            "scheduled_departure": row.sched_dep_utc.isoformat(),
+            "distance": float(row.distance),
+        }
+        for row in chosen.itertuples(index=False)
+    ]
 
 
-def wait_until_up(
-    url: str, body: dict[str, Any], process: subprocess.Popen, timeout: float = 180
-) -> None:
+def bodies(items: Sequence[dict[str, Any]], field: str, size: int) -> list[bytes]:
+    """Request bodies of `size` items each, walking through `items` (wrapping around)."""
+    count = max(1, len(items) // size) if size < len(items) else 1
+    return [
+        json.dumps({field: [items[(i * size + k) % len(items)] for k in range(size)]}).encode()
+        for i in range(count)
+    ]
+
+
+def redis_overrides(db: int) -> dict[str, Any]:
+    registry = WORK / "serving-redis" / "registry.db"
+    return {
+        "features": {
+            "registry": {"path": str(registry)},
+            "online_store": {
+                "type": "redis",
+                "connection_string": f"127.0.0.1:6379,db={db}",
+            },
+        }
+    }
+
+
+def prepare_redis(settings: Any, db: int) -> dict[str, Any]:
+    """The trained features, materialized into Redis database `db` (emptied first), with a
+    copy of the registry: the workspace itself is left as it was. Returns the overrides."""
+    import redis
+
+    from features.store import feature_store
+
+    overrides = redis_overrides(db)
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=2).ping()
+    except redis.RedisError as err:
+        raise SystemExit(
+            f"Redis is not answering on 127.0.0.1:6379 ({err}): start it, or run with "
+            "--stores sqlite"
+        ) from None
+    registry = Path(overrides["features"]["registry"]["path"])
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(settings.features.registry["path"], registry)
+    redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+    local_store = feature_store(settings)
+    store = feature_store(settings.with_overrides(overrides))
+    for view in local_store.list_feature_views():
+        intervals = view.materialization_intervals
+        if intervals:
+            start = min(s for s, _ in intervals)
+            end = max(e for _, e in intervals)
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+    return overrides
+
+
+def command(server: str, port: int) -> list[str]:
+    if server.startswith("bentoml"):
+        return [sys.executable, "-m", "serving", "--port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.fastapi_baseline:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+def start(server: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    port = PORTS[server]
+    process = subprocess.Popen(
+        command(server, port),
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: pin(SERVER_CPUS),
+    )
+    return process, f"http://127.0.0.1:{port}{ROUTES[server]}"
+
+
+def wait_until_up(url: str, body: bytes, process: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            response = httpx.post(url, json=body, timeout=5)
+            response = requests.post(
+                url, data=body, headers={"content-type": "application/json"}, timeout=5
+            )
             if response.status_code == 200:
                 return
-        except httpx.HTTPError:
+        except requests.RequestException:
             pass
         time.sleep(1)
     raise RuntimeError(f"{url} not answering after {timeout} s")
 
 
-async def constant_rate(
-    url: str, body: dict[str, Any], rate: float, seconds: float
-) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    total = int(rate * seconds)
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=200)) as client:
-
-        async def one(at: float) -> None:
-            nonlocal errors
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            sent = time.perf_counter()
-            try:
-                response = await client.post(url, json=body)
-                if response.status_code != 200:
-                    errors += 1
-                    return
-            except httpx.HTTPError:
-                errors += 1
-                return
-            latencies.append((time.perf_counter() - sent) * 1000)
-
-        start_at = time.perf_counter() + 0.5
-        await asyncio.gather(*(one(start_at + i / rate) for i in range(total)))
-    latencies.sort()
-    return {
-        "requests": total,
-        "errors": errors,
-        "success_rate": (total - errors) / total,
-        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        if latencies
-        else float("nan"),
+def median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over repeated runs (errors and refusals summed)."""
+    point: dict[str, Any] = {
+        key: statistics.median(r[key] for r in runs)
+        for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "refused_p99_ms", "slowest_ms")
     }
+    point["answered_share"] = min(r["answered_share"] for r in runs)
+    for key in ("requests", "answered", "refused", "errors"):
+        point[key] = sum(int(r[key]) for r in runs)
+    point["runs"] = runs
+    return point
 
 
-def mlflow_body(settings: Any, tag: str) -> dict[str, Any]:
-    """The model inputs the feature-reading servers compute for FLIGHT, as MLflow's scoring
-    server takes them (`dataframe_split`)."""
-    import bentoml
-    import pandas as pd
-
-    from features.definitions import service_name
-    from features.online import online_features
-    from features.store import feature_store
-    from usecases.flight_delay import USECASE
-    from usecases.flight_delay.request import Flight, flights_frame
-    from usecases.flight_delay.rows import request_features
-
-    features = [str(f) for f in bentoml.models.get(tag).info.metadata["features"]]  # type: ignore[union-attr]
-    store = feature_store(settings, online_only=True)
-    frame = flights_frame([Flight(**FLIGHT)])
-    request = request_features(frame, settings.params)
-    service = store.get_feature_service(service_name(settings))
-    online = online_features(store, service, USECASE, frame)
-    inputs = pd.concat([request, online], axis=1)[features].astype("float64")
-    return {"dataframe_split": json.loads(inputs.to_json(orient="split", index=False))}
+def capacity(by_rate: dict[str, dict[str, Any]], bound_ms: float) -> float | None:
+    """The highest rate at which every request was answered and p99 stayed under the bound
+    (and at every lower rate too)."""
+    best = None
+    for rate in sorted(by_rate, key=float):
+        point = by_rate[rate]
+        if point["answered_share"] < 1.0 or not point["p99_ms"] <= bound_ms:
+            break
+        best = float(rate)
+    return best
 
 
-def servers(settings: Any, tag: str) -> dict[str, tuple[list[str], str, dict[str, Any]]]:
-    """name -> (command, URL to post to, body)."""
-    model_uri = f"models:/{settings.names.registered_model}@champion"
-    return {
-        "bentoml": (
-            [sys.executable, "-m", "serving", "--port", "3100"],
-            "http://127.0.0.1:3100/predict",
-            BODY,
-        ),
-        "bentoml-batching": (
-            [sys.executable, "-m", "serving", "--port", "3100"],
-            "http://127.0.0.1:3100/predict_batch",
-            BODY,
-        ),
-        "fastapi": (
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.fastapi_baseline:app",
-                "--port",
-                "3101",
-                "--log-level",
-                "warning",
-            ],
-            "http://127.0.0.1:3101/predict",
-            BODY,
-        ),
-        "mlflow": (
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                model_uri,
-                "--env-manager",
-                "local",
-                "--workers",
-                "1",
-                "--port",
-                "3102",
-            ],
-            "http://127.0.0.1:3102/invocations",
-            mlflow_body(settings, tag),
-        ),
-    }
+TABLE_HEADERS = [
+    "store",
+    "server",
+    "flights/request",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "max ms",
+    "answered",
+    "refused",
+    "refused p99 ms",
+    "errors",
+]
+
+
+def table_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """One row per point of `results` (store -> server -> size -> rate), as TABLE_HEADERS."""
+    return [
+        [
+            store,
+            server,
+            size,
+            rate,
+            p["p50_ms"],
+            p["p99_ms"],
+            p["p999_ms"],
+            p["max_ms"],
+            f"{p['answered_share']:.2%}",
+            p["refused"],
+            p["refused_p99_ms"],
+            p["errors"],
+        ]
+        for store, by_server in results.items()
+        for server, by_size in by_server.items()
+        for size, by_rate in by_size.items()
+        for rate, p in by_rate.items()
+    ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rates", default="25,50,100", help="requests per second, comma-separated")
-    parser.add_argument("--seconds", type=float, default=60, help="per rate")
+    parser.add_argument("--rates", default="50,100,200,400", help="requests per second")
+    parser.add_argument("--sizes", default="1,100", help="flights per request")
+    parser.add_argument("--seconds", type=float, default=15, help="per rate")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--servers", default="bentoml,bentoml-batching,fastapi,mlflow")
+    parser.add_argument("--servers", default="bentoml,fastapi")
+    parser.add_argument("--stores", default="sqlite,redis")
+    parser.add_argument("--redis-db", type=int, default=15)
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    servers = args.servers.split(",")
+    stores = args.stores.split(",")
 
     from configs import load_settings
     from serving.__main__ import champion_model_tag
+    from usecases import load as load_usecase
 
     settings = load_settings()
+    usecase = load_usecase(settings.usecase)
     os.environ["BENTOML_HOME"] = settings.paths.bentoml_home
     tag = champion_model_tag(settings)
-    env = {
+    items = request_flights(settings)
+    payloads = {size: bodies(items, usecase.request.items_field, size) for size in sizes}
+    print(f"{len(items):,} different flights; model {tag}", file=sys.stderr)
+    base_env = {
         **os.environ,
-        "FLIGHT_DELAY_MODEL_TAG": tag,
+        settings.names.model_tag_variable: tag,
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-        # `mlflow models serve` runs `uvicorn` by name: the venv's scripts must be on the PATH.
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    chosen = {n: v for n, v in servers(settings, tag).items() if n in args.servers.split(",")}
-    runs: dict[str, dict[float, list[dict[str, float]]]] = {
-        name: {rate: [] for rate in rates} for name in chosen
-    }
-    failures: dict[str, list[str]] = {}
-    # One server at a time: with two up, the idle one's background work skewed the other's
-    # tail. Alternating per repeat spreads drift of the machine over all alike.
-    for repeat in range(args.repeats):
-        for name, (command, url, body) in chosen.items():
-            process = start(command, env, RESULTS / f"serving_{name}.log")
-            try:
+    pin(CLIENT_CPUS)
+    runs: dict[str, dict[str, dict[str, dict[str, list[dict[str, Any]]]]]] = {}
+    failures: list[str] = []
+    for store in stores:
+        env = dict(base_env)
+        if store == "redis":
+            env["MLOPS_OVERRIDES"] = json.dumps(prepare_redis(settings, args.redis_db))
+        # One server at a time; alternating per repeat spreads drift of the machine over all.
+        for repeat in range(args.repeats):
+            for server in servers:
+                log = RESULTS / f"serving_{store}_{server}.log"
+                process, url = start(server, env, log)
                 try:
-                    wait_until_up(url, body, process)
-                except RuntimeError as err:  # one server failing must not lose the others' runs
-                    failures.setdefault(name, []).append(str(err))
-                    print(f"  run {repeat + 1}: {name} did not start: {err}", file=sys.stderr)
-                    continue
-                asyncio.run(constant_rate(url, body, rates[0], 5))  # warm-up, not counted
-                for rate in rates:
-                    figures = asyncio.run(constant_rate(url, body, rate, args.seconds))
-                    runs[name][rate].append(figures)
-                    print(
-                        f"  run {repeat + 1}: {name} at {rate:g}/s: p50 {figures['p50_ms']:.1f} ms,"
-                        f" p99 {figures['p99_ms']:.1f} ms, {figures['success_rate']:.2%} ok"
-                    )
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
-    summary: dict[str, dict[str, Any]] = {
-        name: {
-            f"{rate:g}": {
-                "p50_ms": statistics.median(r["p50_ms"] for r in results),
-                "p99_ms": statistics.median(r["p99_ms"] for r in results),
-                "success_rate": min(r["success_rate"] for r in results),
-                "errors": sum(int(r["errors"]) for r in results),
-                "requests": sum(int(r["requests"]) for r in results),
-                "runs": results,
+                    try:
+                        wait_until_up(url, payloads[sizes[0]][0], process)
+                    except RuntimeError as err:  # one server failing must not lose the others
+                        failures.append(f"{store}/{server} run {repeat + 1}: {err}")
+                        print(f"  {failures[-1]}", file=sys.stderr)
+                        continue
+                    run(url, payloads[sizes[0]], rates[0], 3)  # warm-up, not counted
+                    for size in sizes:
+                        for rate in rates:
+                            figures = run(url, payloads[size], rate, args.seconds)
+                            by_rate = runs.setdefault(store, {}).setdefault(server, {})
+                            by_rate.setdefault(str(size), {}).setdefault(f"{rate:g}", []).append(
+                                figures
+                            )
+                            print(
+                                f"  run {repeat + 1}: {store} {server} {size}/req {rate:g}/s: "
+                                f"p50 {figures['p50_ms']:.1f} p99 {figures['p99_ms']:.1f} "
+                                f"p99.9 {figures['p999_ms']:.1f} max {figures['max_ms']:.1f} ms, "
+                                f"{figures['answered_share']:.1%} answered, "
+                                f"{figures['refused']} refused (p99 "
+                                f"{figures['refused_p99_ms']:.1f} ms), {figures['errors']} errors",
+                                file=sys.stderr,
+                            )
+                finally:
+                    process.terminate()
+                    process.wait(timeout=60)
+    results = {
+        store: {
+            server: {
+                size: {rate: median_point(r) for rate, r in by_rate.items()}
+                for size, by_rate in by_size.items()
             }
-            for rate, results in by_rate.items()
-            if results
+            for server, by_size in by_server.items()
         }
-        for name, by_rate in runs.items()
-        if any(by_rate.values())
+        for store, by_server in runs.items()
     }
-    record: dict[str, Any] = {
+    capacities = {
+        store: {
+            server: {
+                size: {f"{bound:g}": capacity(by_rate, bound) for bound in P99_BOUNDS_MS}
+                for size, by_rate in by_size.items()
+            }
+            for server, by_size in by_server.items()
+        }
+        for store, by_server in results.items()
+    }
+    record = {
         "rates_per_s": rates,
+        "sizes": sizes,
         "seconds": args.seconds,
         "repeats": args.repeats,
         "model": tag,
-        "results": summary,
+        "flights": len(items),
+        "cpus": {"server": sorted(SERVER_CPUS), "client": sorted(CLIENT_CPUS)},
+        "results": results,
+        "capacity_p99": capacities,
         "failures": failures,
     }
-    if "bentoml" in summary and "fastapi" in summary:
-        record["bentoml_p50_over_fastapi"] = {
-            key: summary["bentoml"][key]["p50_ms"] / summary["fastapi"][key]["p50_ms"]
-            for key in summary["bentoml"]
-        }
     write_result("serving_latency", record)
-    _plot(summary, rates)
-    print(
-        f"constant rate, {args.seconds:g} s per rate, median of {args.repeats} run(s), model {tag}"
-    )
-    print_table(
-        ["server", "rate/s", "p50 ms", "p99 ms", "success", "errors"],
-        [
-            [name, key, f["p50_ms"], f["p99_ms"], f"{f['success_rate']:.2%}", f["errors"]]
-            for name, by_rate in summary.items()
-            for key, f in by_rate.items()
-        ],
-    )
-    for key, ratio in record.get("bentoml_p50_over_fastapi", {}).items():
-        print(f"at {key}/s: BentoML p50 / FastAPI p50 = {ratio:.2f}")
-    return 0
+    _plot(results, rates)
+    print_table(TABLE_HEADERS, table_rows(results))
+    print(json.dumps(capacities, indent=1))
+    return 1 if failures else 0
 
 
-def _plot(summary: dict[str, Any], rates: list[float]) -> None:
+def _plot(results: dict[str, Any], rates: list[float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    for name, by_rate in summary.items():
-        for axis, stat in zip(axes, ("p50_ms", "p99_ms"), strict=True):
-            axis.plot(rates, [by_rate[f"{r:g}"][stat] for r in rates], marker="o", label=name)
-    # Log scale: a saturated server is seconds, the others milliseconds.
-    axes[0].set(xlabel="requests per second", ylabel="ms (log)", title="p50 latency", yscale="log")
-    axes[1].set(xlabel="requests per second", ylabel="ms (log)", title="p99 latency", yscale="log")
-    axes[1].axhline(50, color="grey", linestyle="--", label="p99 target (50 req/s)")
-    axes[1].legend()
+    panels = [
+        (store, size)
+        for store, by_server in results.items()
+        for size in next(iter(by_server.values()))
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for axis, (store, size) in zip(axes[0], panels, strict=True):
+        for server, by_size in results[store].items():
+            by_rate = by_size.get(size, {})
+            shown = [r for r in rates if f"{r:g}" in by_rate]
+            axis.plot(
+                shown,
+                [by_rate[f"{r:g}"]["p99_ms"] for r in shown],
+                marker="o",
+                label=f"{server} p99",
+            )
+            axis.plot(
+                shown,
+                [by_rate[f"{r:g}"]["p50_ms"] for r in shown],
+                marker=".",
+                linestyle=":",
+                label=f"{server} p50",
+            )
+        axis.axhline(10, color="grey", linestyle="--", label="10 ms")
+        axis.set(
+            xlabel="requests per second",
+            ylabel="ms (log), answered requests",
+            title=f"{store}, {size} flight(s) per request",
+            yscale="log",
+        )
+        axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "serving_latency.png", dpi=100)
     plt.close(fig)

@@ -3,8 +3,9 @@ watching its memory.
 
     .venv/bin/python -m bench.soak --rate 50 --minutes 5     # after `make train`
 
-One server (`python -m serving`, as `make serve` runs it), one flight per request, an
-open-loop client (see bench.serving_latency). The resident memory of the server's process tree
+One server (`python -m serving`, as `make serve` runs it), one flight per request drawn from
+thousands of different real flights, an open-loop client (bench/load.py), the server and the
+client on CPUs of their own (see bench.serving_latency). The resident memory of the server's process tree
 is sampled every second; "bounded" means the last minute's peak is within 10% of the peak of
 the first minute after warm-up (no steady growth).
 """
@@ -12,9 +13,7 @@ the first minute after warm-up (no steady growth).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import sys
 import threading
 import time
 from typing import Any
@@ -22,9 +21,9 @@ from typing import Any
 import psutil
 
 from bench.common import GIB, RESULTS, bar_chart, print_table, write_result
-from bench.serving_latency import BODY, constant_rate, start, wait_until_up
+from bench.load import pin, run
+from bench.serving_latency import CLIENT_CPUS, bodies, request_flights, start, wait_until_up
 
-URL = "http://127.0.0.1:3103/predict"
 GROWTH_ALLOWED = 1.10
 
 
@@ -38,19 +37,22 @@ def main() -> int:
 
     from configs import load_settings
     from serving.__main__ import champion_model_tag
+    from usecases import load as load_usecase
 
     settings = load_settings()
     os.environ["BENTOML_HOME"] = settings.paths.bentoml_home
     tag = champion_model_tag(settings)
-    env = {**os.environ, "FLIGHT_DELAY_MODEL_TAG": tag, "OMP_NUM_THREADS": "1"}
-    process = start(
-        [sys.executable, "-m", "serving", "--port", "3103"], env, RESULTS / "soak_server.log"
+    payloads = bodies(
+        request_flights(settings), load_usecase(settings.usecase).request.items_field, 1
     )
+    env = {**os.environ, settings.names.model_tag_variable: tag, "OMP_NUM_THREADS": "1"}
+    pin(CLIENT_CPUS)
+    process, url = start("bentoml", env, RESULTS / "soak_server.log")
     samples: list[tuple[float, float]] = []
     done = threading.Event()
     try:
-        wait_until_up(URL, BODY, process)
-        asyncio.run(constant_rate(URL, BODY, args.rate, 10))  # warm-up, not counted
+        wait_until_up(url, payloads[0], process)
+        run(url, payloads, args.rate, 10)  # warm-up, not counted
         watched = psutil.Process(process.pid)
         started = time.monotonic()
 
@@ -68,7 +70,7 @@ def main() -> int:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        figures = asyncio.run(constant_rate(URL, BODY, args.rate, args.minutes * 60))
+        figures = run(url, payloads, args.rate, args.minutes * 60)
         done.set()
         sampler.join()
     finally:
@@ -105,7 +107,7 @@ def main() -> int:
         [
             [
                 int(figures["requests"]),
-                int(figures["errors"]),
+                int(figures["errors"]) + int(figures["refused"]),
                 figures["p50_ms"],
                 figures["p99_ms"],
                 max(first),

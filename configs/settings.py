@@ -209,6 +209,27 @@ class PromotionConfig(Strict):
     min_improvement: float = Field(0.001, ge=0.0)
 
 
+class ServingConfig(Strict):
+    """How one serving worker takes load (sizing: BENCHMARKS.md, "Serving under open-loop load").
+
+    Past capacity a request is refused at once (503 with Retry-After) rather than queued for
+    seconds: a new request is refused while the work already admitted would take longer than
+    `max_queue_ms` (the worker's measured time per request times the requests in flight).
+    """
+
+    max_queue_ms: float = Field(100.0, gt=0)
+    # Worker processes, each with its own model, store client and queue: one per vCPU the
+    # service may use (one worker answers one request at a time).
+    workers: int = Field(1, ge=1)
+    # A hard cap on requests in flight, split between the workers (BentoML's own 429), behind
+    # the one above.
+    max_concurrency: int = Field(64, ge=1)
+    # The longest a request may take before it is answered 504.
+    timeout_s: float = Field(10.0, gt=0)
+    # Seconds a refused client is told to wait (the Retry-After header).
+    retry_after_s: int = Field(1, ge=1)
+
+
 class AwsNetworkConfig(Strict):
     cidr: str = "10.40.0.0/16"
     max_azs: int = Field(2, ge=2, le=3)
@@ -348,6 +369,7 @@ class Settings(Strict):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
 
     @model_validator(mode="before")

@@ -47,8 +47,9 @@ class Model(Protocol):
     family: str
     features: list[str]
 
-    def probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
-        """P(positive) per row; missing inputs are NaN."""
+    def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """P(positive) per row; missing inputs are NaN. A frame is read by column name; a
+        float64 matrix (the request path) must hold `features`, in that order."""
 
     def importances(self, data: TrainingData) -> pd.Series:
         """Each input's share of what the model relies on (sums to 1), by the family's measure."""

@@ -40,8 +40,9 @@ class LightGBMModel:
     trained_with: dict[str, Any]
     family: str = NAME
 
-    def probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.booster.predict(inputs[self.features]), dtype="float64")
+    def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        matrix = inputs if isinstance(inputs, np.ndarray) else inputs[self.features]
+        return np.asarray(self.booster.predict(matrix), dtype="float64")
 
     def importances(self, data: TrainingData) -> pd.Series:
         return shares(self.booster.feature_importance("gain"), self.features)

@@ -93,8 +93,14 @@ class SklearnModel:
     trained_with: dict[str, Any] = field(default_factory=dict)
     family: str = NAME
 
-    def probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(inputs[self.features])[:, 1], dtype="float64")
+    def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        # The pipeline picks its columns by name: a matrix is named first.
+        frame = (
+            pd.DataFrame(inputs, columns=self.features)
+            if isinstance(inputs, np.ndarray)
+            else inputs[self.features]
+        )
+        return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype="float64")
 
     def importances(self, data: TrainingData) -> pd.Series:
         from sklearn.inspection import permutation_importance

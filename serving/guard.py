@@ -1,4 +1,5 @@
-"""What reaches the prediction APIs: JSON bodies of bounded size, nothing else.
+"""What reaches the prediction APIs: JSON bodies of bounded size, and no more than the worker
+can answer in time (`ShedLoad`).
 
 BentoML parses a body by its Content-Type: it reads `text/plain` or a missing type as JSON,
 answers 500 to `multipart/form-data` it cannot match to the schema, and reads the whole body
@@ -10,6 +11,7 @@ one larger than the largest valid request. Other routes (health, metrics, docs) 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,13 +24,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 JSON = "application/json"
 
 
-async def _answer(send: Send, status: int, error: str) -> None:
+async def _answer(
+    send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": error}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", JSON.encode()), (b"content-length", b"%d" % len(body))],
+            "headers": [
+                (b"content-type", JSON.encode()),
+                (b"content-length", b"%d" % len(body)),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -79,3 +87,66 @@ class JsonBodiesOnly:
             return next(pending, None) or await receive()
 
         await self.app(scope, replay, send)
+
+
+class ShedLoad:
+    """Refuse at once what the worker cannot answer in time, instead of queueing it.
+
+    One worker answers its requests one after the other, so a new request waits for the work
+    admitted before it. That wait is estimated as (requests in flight) x (the worker's recent
+    time per request); past `max_queue_s` the request is answered 503 with `Retry-After` in
+    microseconds, never read or parsed, and counted by `on_refused`. A request that finds the
+    worker idle is always admitted, however large.
+
+    The time per request is measured, not configured: each completion's share of busy time
+    (from when it arrived or the previous one finished, whichever is later), smoothed over
+    about the last ten requests, so it follows the traffic's mix of request sizes.
+    """
+
+    SMOOTHING = 0.2
+    INITIAL_SERVICE_S = 0.005
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        paths: frozenset[str],
+        max_queue_s: float,
+        retry_after_s: int,
+        on_refused: Callable[[], None],
+    ) -> None:
+        self.app = app
+        self.paths = paths
+        self.max_queue_s = max_queue_s
+        self.retry_after = str(retry_after_s).encode()
+        self.on_refused = on_refused
+        self.in_flight = 0
+        self.service_s = self.INITIAL_SERVICE_S
+        self.last_finished = 0.0
+
+    def queued_s(self) -> float:
+        """The work admitted and not yet answered, in seconds (an estimate)."""
+        return self.in_flight * self.service_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight and self.queued_s() > self.max_queue_s:
+            self.on_refused()
+            await _answer(
+                send,
+                503,
+                "the service is at capacity; retry later",
+                [(b"retry-after", self.retry_after)],
+            )
+            return
+        arrived = time.monotonic()
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            finished = time.monotonic()
+            took = finished - max(arrived, self.last_finished)
+            self.last_finished = finished
+            self.service_s += self.SMOOTHING * (took - self.service_s)

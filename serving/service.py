@@ -13,21 +13,23 @@ import gc
 import inspect
 import logging
 import os
+import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-import numpy as np
+import pandas as pd
 from pydantic import Field
 
 import models
 from configs import handoff, load_settings
 from features.definitions import service_name
-from features.inputs import online_inputs
+from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
 from features.store import feature_store
-from serving.guard import JsonBodiesOnly
+from serving.guard import JsonBodiesOnly, ShedLoad
 from serving.logs import use_json_logs
 from serving.schemas import response_models
 from usecases import load as load_usecase
@@ -45,6 +47,12 @@ BATCH_MAX_LATENCY_MS = 1000
 # 1 MiB leaves room for formatting and escapes. Larger ones are refused (413) unparsed.
 MAX_BODY_BYTES = 1 << 20
 log = logging.getLogger("serving")
+# BentoML 1.4.39 reads `model_fields` on the request model's instance for every request, which
+# pydantic 2.11+ deprecates: that one warning is not ours to fix and must not cost a formatted
+# log line per request.
+warnings.filterwarnings(
+    "ignore", message="Accessing the 'model_fields' attribute on the instance is deprecated"
+)
 
 PREDICTIONS = bentoml.metrics.Counter(
     name=f"{NAMES.metric_prefix}_predictions_total",
@@ -55,6 +63,15 @@ DEFAULTED = bentoml.metrics.Counter(
     name=f"{NAMES.metric_prefix}_defaulted_items_total",
     documentation="Items scored with at least one stored feature missing (the model treats it as missing)",
     labelnames=["model_version"],
+)
+REFUSED = bentoml.metrics.Counter(
+    name=f"{NAMES.metric_prefix}_refused_total",
+    documentation="Requests refused at once (503, Retry-After) because the worker was at capacity",
+)
+FULL_GC_PAUSES = bentoml.metrics.Histogram(
+    name=f"{NAMES.metric_prefix}_full_gc_pause_seconds",
+    documentation="Full (generation 2) garbage collections of the worker, by how long they held it",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
 )
 STORE_FAILURES = bentoml.metrics.Counter(
     name=f"{NAMES.metric_prefix}_online_store_failures_total",
@@ -103,6 +120,21 @@ def load_model(tag: str, path: str, features: list[str], digest: str | None) -> 
     return model
 
 
+_full_gc_started = [0.0]
+
+
+def _time_full_collection(phase: str, info: dict[str, int]) -> None:
+    """A `gc.callbacks` hook that records how long each full collection held the worker: the
+    tail latency of a Python service is where they land (the young generations' collections
+    take microseconds and are not timed, to keep the hook off the request path)."""
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _full_gc_started[0] = time.perf_counter()
+    else:
+        FULL_GC_PAUSES.observe(time.perf_counter() - _full_gc_started[0])
+
+
 def _api(method: Any, name: str, returns: Any) -> Any:
     """`method(self, items)` as the API `name` (its route), with the signature BentoML reads:
     one parameter named as the use case's items field, typed as a list of its request item."""
@@ -128,8 +160,11 @@ def _api(method: Any, name: str, returns: Any) -> Any:
 
 @bentoml.service(
     name=NAMES.bento,
-    traffic={"timeout": 10, "max_concurrency": 64},
-    workers=1,
+    traffic={
+        "timeout": SETTINGS.serving.timeout_s,
+        "max_concurrency": SETTINGS.serving.max_concurrency,
+    },
+    workers=SETTINGS.serving.workers,
 )
 class PredictionService:
     def __init__(self) -> None:
@@ -154,6 +189,8 @@ class PredictionService:
         use_json_logs(self.model_version)
         self.features: list[str] = [str(name) for name in metadata[handoff.FEATURES_KEY]]  # type: ignore[union-attr]
         self.threshold = float(str(metadata[handoff.THRESHOLD_KEY]))
+        self.score_field = self.usecase.outcome.score_field
+        self.decision_field = self.usecase.outcome.decision_field
         self.model = load_model(
             tag,
             stored.path_of(handoff.MLFLOW_MODEL_DIR),
@@ -162,6 +199,9 @@ class PredictionService:
         )
         self.store = feature_store(self.settings, online_only=True)
         self.service = self.store.get_feature_service(service_name(self.settings))
+        self.inputs = OnlineInputs(
+            self.store, self.service, self.usecase, self.settings.params, self.features
+        )
         log.info(
             "serving model version %s with %d features",
             self.model_version,
@@ -172,12 +212,14 @@ class PredictionService:
         # moved out of the collector's view, full collections no longer walk it on a request.
         gc.collect()
         gc.freeze()
+        if _time_full_collection not in gc.callbacks:
+            gc.callbacks.append(_time_full_collection)
 
-    def vectors(self, rows: Any) -> tuple[Any, list[list[str]]]:
-        """Model inputs for entity `rows` (online + request features) and what was missing."""
-        return online_inputs(
-            self.store, self.service, self.usecase, self.settings.params, rows, self.features
-        )
+    def vectors(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+        """Model inputs for entity `rows` (online + request features, the model's columns)
+        and what was missing: the request path, for a frame of entity rows."""
+        inputs, missing = self.inputs(rows.to_dict("records"))
+        return pd.DataFrame(inputs, columns=self.features, index=rows.index), missing
 
     def __is_ready__(self) -> bool:
         """Ready once the model is loaded and the online store answers a read."""
@@ -193,41 +235,39 @@ class PredictionService:
 
     def score(self, items: list[Any]) -> list[Any]:
         """Predictions for `items`, in order; a failing online store becomes a 503."""
-        frame = self.usecase.request.to_frame(items)
+        row = self.usecase.request.row
         try:
-            inputs, missing = self.vectors(frame)
+            inputs, missing = self.inputs([row(item) for item in items])
         except OnlineStoreUnavailable as err:
             STORE_FAILURES.labels(model_version=self.model_version).inc()
             log.error("online store failed: %s", err, exc_info=True)
             raise bentoml.exceptions.ServiceUnavailable(
                 "the online feature store is not answering; retry later"
             ) from None
-        scores = self.model.probabilities(inputs)
-        outcome = self.usecase.outcome
+        scores = self.model.probabilities(inputs).tolist()
+        threshold, version = self.threshold, self.model_version
+        score_field, decision_field = self.score_field, self.decision_field
+        # Built from values of the types the response declares (Python floats, bools, str):
+        # validating them again would only cost time on every request.
         predictions = [
-            Prediction(
-                **{
-                    outcome.score_field: float(score),
-                    outcome.decision_field: bool(score >= self.threshold),
-                },
-                threshold=self.threshold,
-                model_version=self.model_version,
+            Prediction.model_construct(
+                **{score_field: score, decision_field: score >= threshold},
+                threshold=threshold,
+                model_version=version,
                 missing_features=absent,
             )
             for score, absent in zip(scores, missing, strict=True)
         ]
-        PREDICTIONS.labels(model_version=self.model_version).inc(len(predictions))
-        DEFAULTED.labels(model_version=self.model_version).inc(
-            sum(1 for absent in missing if absent)
-        )
-        flagged = int(np.count_nonzero(scores >= self.threshold))
+        defaulted = sum(1 for absent in missing if absent)
+        PREDICTIONS.labels(model_version=version).inc(len(predictions))
+        DEFAULTED.labels(model_version=version).inc(defaulted)
         log.info(
             "predicted %d item(s)",
             len(predictions),
             extra={
                 "items": len(predictions),
-                "flagged": flagged,
-                "defaulted_items": sum(1 for absent in missing if absent),
+                "flagged": sum(1 for score in scores if score >= threshold),
+                "defaulted_items": defaulted,
             },
         )
         return predictions
@@ -254,8 +294,17 @@ class PredictionService:
     )(_api(_predict_batch, "predict_batch", list[Prediction]))  # type: ignore[valid-type]
 
 
-# Client mistakes in the body itself (not JSON, too large) answered 415/413 before BentoML's
-# parser sees them; see serving/guard.py.
+API_PATHS = frozenset({"/predict", "/predict_batch"})
+# Outermost first: past capacity a request is refused before anything reads it; then client
+# mistakes in the body itself (not JSON, too large) are answered 415/413 before BentoML's
+# parser sees them. See serving/guard.py.
 PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
-    JsonBodiesOnly, paths=frozenset({"/predict", "/predict_batch"}), max_bytes=MAX_BODY_BYTES
+    ShedLoad,
+    paths=API_PATHS,
+    max_queue_s=SETTINGS.serving.max_queue_ms / 1000,
+    retry_after_s=SETTINGS.serving.retry_after_s,
+    on_refused=lambda: REFUSED.inc(),  # late-bound: BentoML makes its metrics in the worker
+)
+PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]
+    JsonBodiesOnly, paths=API_PATHS, max_bytes=MAX_BODY_BYTES
 )

@@ -32,6 +32,9 @@ def carried(columns: Sequence[str]) -> list[str]:
     return [DROP_ID] if DROP_ID in columns else []
 
 
+# One entity row -> its request-time features, in the order `Request.features` declares.
+RowFeatures = Callable[[Mapping[str, Any]], Sequence[float]]
+
 # "package.module:attribute": code resolved only by the stage that runs it (see `resolve`).
 Ref = str
 
@@ -141,18 +144,24 @@ class Examples:
 
 @dataclass(frozen=True)
 class Request:
-    """The serving contract: what a client sends, and the features computed from it."""
+    """The serving contract: what a client sends, and the features computed from it.
+
+    Request-time features are written once, as a function of one entity row in plain Python:
+    serving applies it to each item of a request (no pandas on the request path), training
+    and batch scoring to each row of their frames, so the two cannot compute them apart.
+    """
 
     # The pydantic model of one item of a request.
     item: type
     # The request's field holding the list of items, e.g. "flights".
     items_field: str
     max_items: int
-    # Validated items -> entity rows (as `Examples.entity_frame` makes them, no row id needed).
-    to_frame: Callable[[Sequence[Any]], pd.DataFrame]
-    # Entity rows and params -> request-time features (one column per `features`), for
-    # training and serving alike.
-    compute: Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
+    # One validated item -> its entity row: every join key, `EVENT_TIMESTAMP` (an aware
+    # datetime) and what `compute` reads (the columns `Examples.entity_frame` makes, by name).
+    row: Callable[[Any], dict[str, Any]]
+    # Params -> the function from one entity row (a mapping by column name) to its
+    # request-time features, one float per `features`, in that order (NaN where unknown).
+    compute: Callable[[Mapping[str, Any]], RowFeatures]
     features: tuple[Feature, ...]
     # Integer-coded categories among `features` (model families that know categories use it).
     categorical: tuple[str, ...] = ()

@@ -304,6 +304,32 @@ def test_sigterm_under_load_finishes_requests_in_flight_then_refuses(trained_roo
             requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=5)
 
 
+def test_past_capacity_requests_are_refused_with_retry_after_and_counted(
+    trained_root: Path,
+) -> None:
+    """With a queue budget of 1 ms, a request that finds another in flight is refused at
+    once (503, Retry-After), counted in /metrics; the request in flight is answered."""
+    big = {"flights": [FLIGHT] * 1000}
+    overrides = _deep_merge(slice_overrides(trained_root), {"serving": {"max_queue_ms": 1}})
+    with serving(trained_root, overrides) as (url, _, _log), ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(lambda _: requests.post(f"{url}/predict", json=big, timeout=60), range(6))
+        )
+        statuses = [a.status_code for a in answers]
+        assert 200 in statuses and 503 in statuses, statuses
+        assert set(statuses) == {200, 503}, [a.text[:200] for a in answers]
+        refused = [a for a in answers if a.status_code == 503]
+        assert all(a.headers["retry-after"] == "1" for a in refused)
+        assert all("at capacity" in a.json()["error"] for a in refused)
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        counted = [
+            line for line in metrics.splitlines() if line.startswith("flight_delay_refused_total ")
+        ]
+        assert counted and float(counted[0].split()[1]) == len(refused), counted
+        # and the service goes on answering once the burst is over
+        assert requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30).ok
+
+
 def in_progress(url: str) -> float:
     """Requests the server is handling now, from its own Prometheus gauge."""
     text = requests.get(f"{url}/metrics", timeout=5).text

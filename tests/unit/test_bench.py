@@ -7,7 +7,9 @@ import math
 import pytest
 
 from bench import report
+from bench.load import Outcomes
 from bench.scale import _growth
+from bench.serving_latency import bodies, capacity
 from bench.train_stages import stage_seconds
 from pipelines.cli import render_summary
 from pipelines.results import StageResult
@@ -50,27 +52,78 @@ def _results(**overrides: dict | None) -> dict:
     return base | overrides
 
 
+def _point(p99: float, answered: float = 1.0, **extra: float) -> dict:
+    return {
+        "p50_ms": p99 / 3,
+        "p99_ms": p99,
+        "p999_ms": p99 * 2,
+        "max_ms": p99 * 3,
+        "answered_share": answered,
+        "requests": 3000,
+        "answered": int(3000 * answered),
+        "refused": 3000 - int(3000 * answered),
+        "errors": 0,
+        "refused_p99_ms": float("nan"),
+        "slowest_ms": p99 * 3,
+    } | extra
+
+
 def test_targets_are_marked_met_or_missed_from_the_figures() -> None:
     serving = {
         "results": {
-            "bentoml": {"50": {"p99_ms": 49.0, "success_rate": 0.9995, "requests": 6000}},
-        },
-        "bentoml_p50_over_fastapi": {"50": 1.6},
+            "sqlite": {
+                "bentoml": {
+                    "1": {
+                        "200": _point(9.0),
+                        "400": _point(30.0, 0.8, refused_p99_ms=25.0, slowest_ms=400.0),
+                    }
+                },
+                "fastapi": {"1": {"200": _point(5.0)}},
+            }
+        }
     }
     pit = {
         "ratios": {"time": 1.3, "memory": 0.9},
         "check": {"identical": False},
     }
     rows = dict(report.targets(_results(serving_latency=serving, pit_join=pit)))
-    assert rows["Serving: p99 <= 50 ms at 50 req/s, >= 99.9% success (2 cores)"].startswith(
-        "**met**"
-    )
-    assert rows["BentoML p50 <= 1.5x the FastAPI baseline (50 req/s)"].startswith("**missed**")
+    at200 = "Serving: p99 <= 10 ms at 200 req/s, one flight per request, 100% answered (SQLite)"
+    assert rows[at200].startswith("**met**")
+    # 9 ms against 5 ms: 1.8x the baseline
+    assert rows["BentoML p99 <= 1.5x the FastAPI baseline's (200 req/s)"].startswith("**missed**")
+    # refusals at 25 ms are not fast
+    (past,) = [v for k, v in rows.items() if k.startswith("Past capacity")]
+    assert past.startswith("**missed**") and "600 refused" in past
     # fast enough, but a different answer is a miss
     assert rows["Point-in-time join <= 2x the DuckDB baseline, identical output"].startswith(
         "**missed**"
     )
     assert rows["Collect + features scaling"] == "not run"
+
+
+def test_load_figures_count_answers_refusals_and_errors_apart() -> None:
+    outcomes = Outcomes(sent=6, answered_ms=[1.0, 2.0, 3.0, 100.0], refused_ms=[0.5])
+    outcomes.errors["timeout"] = 1
+    figures = outcomes.figures()
+    assert (figures["answered"], figures["refused"], figures["errors"]) == (4, 1, 1)
+    assert figures["answered_share"] == pytest.approx(4 / 6)
+    assert figures["p50_ms"] == pytest.approx(2.5)
+    assert figures["max_ms"] == 100.0 and figures["slowest_ms"] == 100.0
+
+
+def test_capacity_is_the_highest_rate_below_the_bound_with_everything_answered() -> None:
+    by_rate = {"50": _point(3.0), "100": _point(8.0), "200": _point(12.0), "400": _point(5.0, 0.9)}
+    assert capacity(by_rate, 10.0) == 100.0
+    assert capacity(by_rate, 50.0) == 200.0  # 400 refused some: not counted, though fast
+    assert capacity({"50": _point(11.0)}, 10.0) is None
+
+
+def test_request_bodies_walk_through_different_items() -> None:
+    items = [{"n": i} for i in range(10)]
+    singles = bodies(items, "things", 1)
+    assert len(singles) == 10 and len(set(singles)) == 10
+    (whole,) = bodies(items, "things", 100)  # larger than the items: one body, wrapping around
+    assert whole.count(b'"n"') == 100
 
 
 def test_scaling_target_needs_both_linear_time_and_bounded_memory() -> None:

@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 
 from configs import load_settings
+from features.inputs import with_request_features
 from pipelines.train import model_features
 from usecases import load
 from usecases.flight_delay.rows import POST_DEPARTURE_COLUMNS, labelled, request_features
@@ -43,25 +44,32 @@ def test_input_order_does_not_depend_on_the_process() -> None:
 def test_request_features_use_the_origin_local_clock() -> None:
     flights = pd.DataFrame(
         {
-            "carrier": ["UA", "ZZ"],
-            "origin": ["EWR", "JFK"],
-            "distance": [1400.0, 100.0],
+            "carrier": ["UA", "ZZ", "AA"],
+            "origin": ["EWR", "JFK", "XYZ"],
+            "distance": [1400.0, 100.0, 50.0],
             # 10:15Z in January is 05:15 in New York; 03:30Z on a Saturday in July is Friday 23:30.
-            "sched_dep_utc": pd.to_datetime(["2013-01-01T10:15Z", "2013-07-06T03:30Z"]),
+            "sched_dep_utc": pd.to_datetime(
+                ["2013-01-01T10:15Z", "2013-07-06T03:30Z", "2013-07-06T03:30Z"]
+            ),
         }
     )
-    features = request_features(
-        flights,
-        {
-            "carriers": ["AA", "UA"],
-            "origin_timezones": {"EWR": "America/New_York", "JFK": "America/New_York"},
-        },
-    )
-    assert features["sched_dep_local_hour"].tolist() == [5.0, 23.0]
-    assert features["sched_dep_weekday"].tolist() == [1.0, 4.0]  # Tuesday, Friday
-    assert features["sched_month"].tolist() == [1.0, 7.0]
-    assert features["carrier_code"].tolist() == [1, -1]  # unknown carriers are "missing"
-    assert features["origin_code"].tolist() == [0, 1]
+    params = {
+        "carriers": ["AA", "UA"],
+        "origin_timezones": {"EWR": "America/New_York", "JFK": "America/New_York"},
+    }
+    features = with_request_features(flights, load("flight_delay"), params)
+    assert features["sched_dep_local_hour"].tolist()[:2] == [5.0, 23.0]
+    assert features["sched_dep_weekday"].tolist()[:2] == [1.0, 4.0]  # Tuesday, Friday
+    assert features["sched_month"].tolist()[:2] == [1.0, 7.0]
+    # an origin with no known time zone has no local clock
+    assert features.loc[2, ["sched_dep_local_hour", "sched_month"]].isna().all()
+    assert features["carrier_code"].tolist() == [1, -1, 0]  # unknown carriers are "missing"
+    assert features["origin_code"].tolist() == [0, 1, -1]
+    assert features["distance"].tolist() == [1400.0, 100.0, 50.0]
+    # one row at a time, as serving computes them, gives the same values
+    compute = request_features(params)
+    first = flights.iloc[0].to_dict()
+    assert compute(first) == (5.0, 1.0, 1.0, 1400.0, 1.0, 0.0)
 
 
 def test_cancelled_and_diverted_flights_are_not_labelled() -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from usecases.contract import EVENT_TIMESTAMP
@@ -48,17 +47,15 @@ class Flight(BaseModel):
         return value
 
 
-def flights_frame(flights: Sequence[Flight]) -> pd.DataFrame:
-    """Validated flights as entity rows (the columns `rows.entity_frame` makes)."""
-    departures = pd.to_datetime([f.scheduled_departure for f in flights], utc=True)
-    return pd.DataFrame(
-        {
-            "carrier": [f.carrier for f in flights],
-            "tailnum": [f.tailnum or UNKNOWN_TAILNUM for f in flights],
-            "origin": [f.origin for f in flights],
-            "route": [route_key(f.origin, f.dest) for f in flights],
-            "distance": [f.distance for f in flights],
-            "sched_dep_utc": departures,
-            EVENT_TIMESTAMP: departures,
-        }
-    )
+def flight_row(flight: Flight) -> dict[str, Any]:
+    """A validated flight as an entity row (the columns `rows.entity_frame` makes)."""
+    departure = flight.scheduled_departure.astimezone(UTC)
+    return {
+        "carrier": flight.carrier,
+        "tailnum": flight.tailnum or UNKNOWN_TAILNUM,
+        "origin": flight.origin,
+        "route": route_key(flight.origin, flight.dest),
+        "distance": flight.distance,
+        "sched_dep_utc": departure,
+        EVENT_TIMESTAMP: departure,
+    }

@@ -5,12 +5,14 @@ Training, batch scoring and serving all build their rows here, so they cannot di
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from usecases.contract import EVENT_TIMESTAMP
+from usecases.contract import EVENT_TIMESTAMP, RowFeatures
 
 ROW_ID = "flight_id"
 SPLIT_COLUMN = "flight_date"
@@ -84,31 +86,36 @@ def labelled(flights: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     return rows
 
 
-def category_codes(values: pd.Series, known: Sequence[str]) -> pd.Series:
-    """A stable integer code per known value (its rank in sorted order); unknown -> -1."""
-    mapping = {value: code for code, value in enumerate(sorted(known))}
-    return values.map(mapping).fillna(UNKNOWN_CODE).astype("int64")
+def request_features(params: Mapping[str, Any]) -> RowFeatures:
+    """The request features of one flight (carrier, origin, distance, `sched_dep_utc` aware),
+    with the scheduled departure on the origin's local clock: local hour, weekday, month,
+    the distance, and the carrier's and origin's codes (a known value's rank in sorted order;
+    unknown -> -1). An origin with no known time zone has no local clock: NaN."""
+    zones = {origin: ZoneInfo(zone) for origin, zone in params["origin_timezones"].items()}
+    carriers = _codes(params["carriers"])
+    origins = _codes(zones)
+    nan = math.nan
+
+    def features(flight: Mapping[str, Any]) -> tuple[float, ...]:
+        origin = flight["origin"]
+        zone = zones.get(origin)
+        if zone is None:
+            hour = weekday = month = nan
+        else:
+            local = flight["sched_dep_utc"].astimezone(zone)
+            hour, weekday, month = float(local.hour), float(local.weekday()), float(local.month)
+        return (
+            hour,
+            weekday,
+            month,
+            float(flight["distance"]),
+            float(carriers.get(flight["carrier"], UNKNOWN_CODE)),
+            float(origins.get(origin, UNKNOWN_CODE)),
+        )
+
+    return features
 
 
-def request_features(flights: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
-    """From carrier, origin, distance and `sched_dep_utc` (tz-aware), the request features,
-    on the origin's local clock."""
-    zones: dict[str, str] = params["origin_timezones"]
-    local = pd.Series(pd.NaT, index=flights.index, dtype="datetime64[ns]")
-    for origin, zone in zones.items():
-        rows = flights["origin"] == origin
-        if rows.any():
-            local[rows] = (
-                flights.loc[rows, "sched_dep_utc"].dt.tz_convert(zone).dt.tz_localize(None)
-            )
-    return pd.DataFrame(
-        {
-            "sched_dep_local_hour": local.dt.hour.astype("float64"),
-            "sched_dep_weekday": local.dt.weekday.astype("float64"),
-            "sched_month": local.dt.month.astype("float64"),
-            "distance": flights["distance"].astype("float64"),
-            "carrier_code": category_codes(flights["carrier"], params["carriers"]),
-            "origin_code": category_codes(flights["origin"], list(zones)),
-        },
-        index=flights.index,
-    )
+def _codes(known: Iterable[str]) -> dict[str, int]:
+    """A stable integer code per known value: its rank in sorted order."""
+    return {value: code for code, value in enumerate(sorted(known))}

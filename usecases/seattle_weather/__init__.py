@@ -88,7 +88,7 @@ USECASE = UseCase(
         item=request.Day,
         items_field="days",
         max_items=366,
-        to_frame=request.days_frame,
+        row=request.day_row,
         compute=rows.request_features,
         features=(
             Feature("month", "float", "the month"),

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
+from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from usecases.contract import EVENT_TIMESTAMP
@@ -20,11 +19,10 @@ class Day(BaseModel):
     day: date = Field(ge=date(1900, 1, 1), lt=date(2200, 1, 1), examples=["2015-12-31"])
 
 
-def days_frame(days: Sequence[Day]) -> pd.DataFrame:
-    """Validated days as entity rows (the columns `rows.entity_frame` makes)."""
-    return pd.DataFrame(
-        {
-            "station": [d.station for d in days],
-            EVENT_TIMESTAMP: pd.to_datetime([d.day for d in days]).tz_localize("UTC"),
-        }
-    )
+def day_row(day: Day) -> dict[str, Any]:
+    """A validated day as an entity row (the columns `rows.entity_frame` makes): predicted at
+    the start of the day, UTC."""
+    return {
+        "station": day.station,
+        EVENT_TIMESTAMP: datetime(day.day.year, day.day.month, day.day.day, tzinfo=UTC),
+    }

@@ -1,14 +1,14 @@
-"""Days as rows to predict (pandas): entity rows, labels and request-time features."""
+"""Days as rows to predict: entity rows and labels (pandas), and request-time features."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from usecases.contract import EVENT_TIMESTAMP
+from usecases.contract import EVENT_TIMESTAMP, RowFeatures
 
 ROW_ID = "day_id"
 SPLIT_COLUMN = "day"
@@ -38,15 +38,12 @@ def labelled(days: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     return rows
 
 
-def request_features(days: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+def request_features(params: Mapping[str, Any]) -> RowFeatures:
     """The month and the time of year (a point on a circle, so December is next to January)."""
-    when = days[EVENT_TIMESTAMP]
-    angle = 2 * np.pi * (when.dt.dayofyear.to_numpy() - 1) / 365.25
-    return pd.DataFrame(
-        {
-            "month": when.dt.month.astype("float64").to_numpy(),
-            "season_sin": np.sin(angle),
-            "season_cos": np.cos(angle),
-        },
-        index=days.index,
-    )
+
+    def features(day: Mapping[str, Any]) -> tuple[float, float, float]:
+        when = day[EVENT_TIMESTAMP]
+        angle = 2 * math.pi * (when.timetuple().tm_yday - 1) / 365.25
+        return float(when.month), math.sin(angle), math.cos(angle)
+
+    return features
