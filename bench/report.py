@@ -205,15 +205,18 @@ def serving_targets(serving: dict[str, Any]) -> list[list[str]]:
     if "400" in bento:
         at = bento["400"]
         fast = at["errors"] == 0 and (at["refused"] == 0 or at["refused_p99_ms"] <= 20)
+        detail = f"one flight per request: {_outcome(at)}"
+        big = sqlite.get("bentoml", {}).get("100", {}).get("400")
+        if big:  # far past capacity: where the refusals happen
+            fast = fast and big["errors"] == 0 and big["refused_p99_ms"] <= 20
+            detail += f"; 100 flights per request: {_outcome(big)}"
         rows.append(
             [
                 "Past capacity (400 req/s): each request answered or refused fast (p99 of "
                 "refusals <= 20 ms), none waits over 1 s",
                 verdict(
-                    fast and at["slowest_ms"] <= 1000,
-                    f"{at['answered']:,} answered, {at['refused']:,} refused (p99 "
-                    f"{at['refused_p99_ms']:.1f} ms), {at['errors']:,} errors; slowest "
-                    f"{at['slowest_ms']:.0f} ms",
+                    fast and at["slowest_ms"] <= 1000 and (not big or big["slowest_ms"] <= 1000),
+                    detail,
                 ),
             ]
         )
@@ -239,6 +242,18 @@ def serving_section(serving: dict[str, Any]) -> str:
         f"{serving['cpus']['server']}, client on CPU {serving['cpus']['client']}; model "
         f"`{serving['model']}`. Latency counts from when each request was due (open loop)."
         + "\n\n![serving latency](bench/results/serving_latency.png)"
+    )
+
+
+def _outcome(point: dict[str, Any]) -> str:
+    refused = (
+        f"{point['refused']:,} refused (p99 {point['refused_p99_ms']:.1f} ms)"
+        if point["refused"]
+        else "none refused"
+    )
+    return (
+        f"{point['answered']:,} answered, {refused}, {point['errors']:,} errors; slowest "
+        f"{point['slowest_ms']:.0f} ms"
     )
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -175,12 +176,47 @@ def wait_until_up(url: str, body: bytes, process: subprocess.Popen, timeout: flo
     raise RuntimeError(f"{url} not answering after {timeout} s")
 
 
+def full_gc_pauses(url: str, metric_prefix: str) -> dict[str, Any] | None:
+    """The service's own record of its full garbage collections (serving/service.py): how
+    many, their total time, and the bucket the longest fell in; None where it has none."""
+    base = url.rsplit("/", 1)[0]
+    try:
+        text = requests.get(f"{base}/metrics", timeout=5).text
+    except requests.RequestException:
+        return None
+    name = f"{metric_prefix}_full_gc_pause_seconds"
+    values: dict[str, float] = {}
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            upper = float("inf") if bound == "+Inf" else float(bound)
+            buckets.append((upper, float(line.split()[-1])))
+        elif line.startswith((f"{name}_count", f"{name}_sum")):
+            values[line.split()[0].rsplit("_", 1)[1]] = float(line.split()[-1])
+    if "count" not in values:
+        return None
+    buckets.sort()
+    longest = (
+        next((bound for bound, count in buckets if count >= values["count"]), None)
+        if values["count"]
+        else None
+    )
+    return {
+        "collections": int(values["count"]),
+        "total_ms": values.get("sum", 0.0) * 1000,
+        "longest_at_most_ms": None if longest in (None, float("inf")) else longest * 1000,
+    }
+
+
 def median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The median of each figure over repeated runs (errors and refusals summed)."""
-    point: dict[str, Any] = {
-        key: statistics.median(r[key] for r in runs)
-        for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "refused_p99_ms", "slowest_ms")
-    }
+    # A figure a run has no sample for (no refusal, nothing answered) is NaN: the median is
+    # over the runs that have it, NaN when none has.
+    point: dict[str, Any] = {}
+    for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "refused_p99_ms", "slowest_ms"):
+        values = [r[key] for r in runs if not math.isnan(r[key])]
+        point[key] = statistics.median(values) if values else math.nan
     point["answered_share"] = min(r["answered_share"] for r in runs)
     for key in ("requests", "answered", "refused", "errors"):
         point[key] = sum(int(r[key]) for r in runs)
@@ -240,6 +276,32 @@ def table_rows(results: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
+def aggregate(runs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every run's figures (store -> server -> size -> rate -> runs) -> the medians per point,
+    and the capacity per bound."""
+    results = {
+        store: {
+            server: {
+                size: {rate: median_point(r) for rate, r in by_rate.items()}
+                for size, by_rate in by_size.items()
+            }
+            for server, by_size in by_server.items()
+        }
+        for store, by_server in runs.items()
+    }
+    capacities = {
+        store: {
+            server: {
+                size: {f"{bound:g}": capacity(by_rate, bound) for bound in P99_BOUNDS_MS}
+                for size, by_rate in by_size.items()
+            }
+            for server, by_size in by_server.items()
+        }
+        for store, by_server in results.items()
+    }
+    return results, capacities
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,6 +340,7 @@ def main() -> int:
     pin(CLIENT_CPUS)
     runs: dict[str, dict[str, dict[str, dict[str, list[dict[str, Any]]]]]] = {}
     failures: list[str] = []
+    gc_pauses: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for store in stores:
         env = dict(base_env)
         if store == "redis":
@@ -311,29 +374,13 @@ def main() -> int:
                                 f"{figures['refused_p99_ms']:.1f} ms), {figures['errors']} errors",
                                 file=sys.stderr,
                             )
+                    gc_record = full_gc_pauses(url, settings.names.metric_prefix)
+                    if gc_record is not None:
+                        gc_pauses.setdefault(store, {}).setdefault(server, []).append(gc_record)
                 finally:
                     process.terminate()
                     process.wait(timeout=60)
-    results = {
-        store: {
-            server: {
-                size: {rate: median_point(r) for rate, r in by_rate.items()}
-                for size, by_rate in by_size.items()
-            }
-            for server, by_size in by_server.items()
-        }
-        for store, by_server in runs.items()
-    }
-    capacities = {
-        store: {
-            server: {
-                size: {f"{bound:g}": capacity(by_rate, bound) for bound in P99_BOUNDS_MS}
-                for size, by_rate in by_size.items()
-            }
-            for server, by_size in by_server.items()
-        }
-        for store, by_server in results.items()
-    }
+    results, capacities = aggregate(runs)
     record = {
         "rates_per_s": rates,
         "sizes": sizes,
@@ -344,6 +391,8 @@ def main() -> int:
         "cpus": {"server": sorted(SERVER_CPUS), "client": sorted(CLIENT_CPUS)},
         "results": results,
         "capacity_p99": capacities,
+        # per server run, over all its rates and sizes: the service's full GC pauses
+        "full_gc": gc_pauses,
         "failures": failures,
     }
     write_result("serving_latency", record)

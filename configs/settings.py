@@ -228,6 +228,10 @@ class ServingConfig(Strict):
     timeout_s: float = Field(10.0, gt=0)
     # Seconds a refused client is told to wait (the Retry-After header).
     retry_after_s: int = Field(1, ge=1)
+    # An OpenTelemetry span for every prediction (for a tracing backend); off, the prediction
+    # routes skip tracing, which costs more than the prediction itself at a few hundred
+    # requests per second (BENCHMARKS.md), and their log lines still carry a request id.
+    trace_requests: bool = False
 
 
 class AwsNetworkConfig(Strict):

@@ -9,6 +9,8 @@ JSON that a log pipeline (CloudWatch, Loki, ...) can query by `model_version`.
 from __future__ import annotations
 
 import logging
+import random
+from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -66,3 +68,26 @@ def use_json_logs(model_version: str) -> None:
         http.addFilter(ClientMistakesAsWarnings())
     # The service's own lines (one per request) are INFO; BentoML leaves the root at WARNING.
     logging.getLogger(SERVICE_LOGGER).setLevel(logging.INFO)
+
+
+class RequestIds:
+    """An id for each request to `paths`, on every log line written while it is handled
+    (BentoML's `request_id` field), without an OpenTelemetry span per request.
+
+    BentoML takes the request id from its tracing span; a span per prediction costs more than
+    the prediction at a few hundred requests per second, so the API routes are left out of
+    tracing (`serving.trace_requests: false`) and get their id here: the client's
+    `X-Request-ID` when it is a number, else a random 63-bit one.
+    """
+
+    def __init__(self, app: Any, paths: frozenset[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            from bentoml._internal.context import trace_context
+
+            given = dict(scope["headers"]).get(b"x-request-id", b"")
+            trace_context.request_id = int(given) if given.isdigit() else random.getrandbits(63)
+        await self.app(scope, receive, send)

@@ -30,7 +30,7 @@ from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
 from features.store import feature_store
 from serving.guard import JsonBodiesOnly, ShedLoad
-from serving.logs import use_json_logs
+from serving.logs import RequestIds, use_json_logs
 from serving.schemas import response_models
 from usecases import load as load_usecase
 
@@ -47,6 +47,8 @@ BATCH_MAX_LATENCY_MS = 1000
 # 1 MiB leaves room for formatting and escapes. Larger ones are refused (413) unparsed.
 MAX_BODY_BYTES = 1 << 20
 log = logging.getLogger("serving")
+# The prediction routes (the APIs below).
+API_PATHS = frozenset({"/predict", "/predict_batch"})
 # BentoML 1.4.39 reads `model_fields` on the request model's instance for every request, which
 # pydantic 2.11+ deprecates: that one warning is not ours to fix and must not cost a formatted
 # log line per request.
@@ -165,6 +167,10 @@ def _api(method: Any, name: str, returns: Any) -> Any:
         "max_concurrency": SETTINGS.serving.max_concurrency,
     },
     workers=SETTINGS.serving.workers,
+    # An OpenTelemetry span per prediction costs more than the prediction itself at a few
+    # hundred requests per second: the API routes are traced only when asked for
+    # (`serving.trace_requests`); their log lines keep a request id either way (RequestIds).
+    tracing={} if SETTINGS.serving.trace_requests else {"excluded_urls": sorted(API_PATHS)},
 )
 class PredictionService:
     def __init__(self) -> None:
@@ -294,7 +300,6 @@ class PredictionService:
     )(_api(_predict_batch, "predict_batch", list[Prediction]))  # type: ignore[valid-type]
 
 
-API_PATHS = frozenset({"/predict", "/predict_batch"})
 # Outermost first: past capacity a request is refused before anything reads it; then client
 # mistakes in the body itself (not JSON, too large) are answered 415/413 before BentoML's
 # parser sees them. See serving/guard.py.
@@ -308,3 +313,4 @@ PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentom
 PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]
     JsonBodiesOnly, paths=API_PATHS, max_bytes=MAX_BODY_BYTES
 )
+PredictionService.add_asgi_middleware(RequestIds, paths=API_PATHS)  # type: ignore[attr-defined]

@@ -150,6 +150,9 @@ def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]
     ours = [r for r in records if r["logger"] == "serving" and r["message"].startswith("predicted")]
     assert access and ours, records[-5:]
     assert ours[-1]["items"] == 1 and ours[-1]["level"] == "INFO"
+    # each prediction's lines carry its request id (not traced, still identified)
+    assert all(isinstance(r["request_id"], int) for r in [*access, *ours]), [*access, *ours][-3:]
+    assert {r["request_id"] for r in ours} <= {r["request_id"] for r in access}
     # a client's mistake is one WARNING naming the field, not an ERROR with a traceback
     mistakes = [r for r in records if r["message"].startswith("client mistake on /predict")]
     assert mistakes and mistakes[-1]["level"] == "WARNING", records[-5:]
