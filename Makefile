@@ -20,6 +20,8 @@ PORT ?= 3000
 INFRA_VENV := .venv-infra
 INFRA_BIN := $(INFRA_VENV)/bin
 INFRA_STAMP := $(INFRA_VENV)/.installed
+EMR_SPARK_DIR := .pyspark-emr
+EMR_SPARK_STAMP := $(EMR_SPARK_DIR)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -32,7 +34,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train test test-fast test-infra test-usecase new-usecase serve services-up services-down \
+.PHONY: help setup check-java train test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
 	services-status synth deploy rollback bench audit lint format lock clean distclean
 
 help: ## Show this help
@@ -84,9 +86,22 @@ check-java: ## Check that Java 17+ (for Spark) is installed
 train: $(STAMP) ## Run the whole chain on the embedded defaults (ENV=local)
 	$(BIN)/python -m pipelines train
 
-test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run every test tier: unit, integration (Spark), end to end, infra
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) ## Run every test tier: unit, integration (Spark), end to end, infra, Spark on the EMR release's version
 	$(BIN)/python -m pytest --ignore=tests/infra $(PYTEST_ARGS)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
+	@$(MAKE) test-emr-spark
+
+test-emr-spark: $(EMR_SPARK_STAMP) ## The Spark tier again, on the PySpark of the EMR release the aws profile runs
+	PYTHONPATH=$(EMR_SPARK_DIR) $(BIN)/python -c 'import pyspark, sys; want = open("$(EMR_SPARK_STAMP)").read().strip(); sys.exit(0 if pyspark.__version__ == want else f"PySpark {pyspark.__version__} on the path, not {want}")'
+	PYTHONPATH=$(EMR_SPARK_DIR) $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+# The PySpark version the EMR release runs (aws.spark.spark_version), in a folder of its own that
+# test-emr-spark puts first on the path (everything else is the platform's venv).
+$(EMR_SPARK_STAMP): $(STAMP) configs/aws.yaml
+	@version=$$($(BIN)/python -c 'from infra.config import infra_config; print(infra_config().spark.spark_version)'); \
+	echo "Installing PySpark $$version (the EMR release's) into $(EMR_SPARK_DIR)..."; \
+	rm -rf $(EMR_SPARK_DIR) && $(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(EMR_SPARK_DIR) "pyspark==$$version" && echo "$$version" > $(EMR_SPARK_STAMP)
 
 test-infra: $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
@@ -169,4 +184,4 @@ clean: ## Remove what runs produce (data/, reports/, caches); keeps .venv
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean ## Also remove the venvs
-	rm -rf $(VENV) $(INFRA_VENV) $(CHECKOV_VENV)
+	rm -rf $(VENV) $(INFRA_VENV) $(CHECKOV_VENV) $(EMR_SPARK_DIR)

@@ -251,14 +251,16 @@ class AwsDataConfig(Strict):
 
 
 class AwsSparkConfig(Strict):
-    release_label: str = "emr-7.9.0"
+    # The EMR Serverless release and the Spark it runs: the code's Spark stages are tested on
+    # that PySpark version too (`make test`, see the Makefile's `test-emr-spark`).
+    release_label: str = "emr-spark-8.0.0"
+    spark_version: str = Field("4.0.2", pattern=r"^\d+\.\d+\.\d+$")
     max_cpu: str = "16 vCPU"
     max_memory: str = "64 GB"
     idle_timeout_minutes: int = Field(15, ge=1)
 
 
 class AwsMlflowConfig(Strict):
-    image_tag: str = "mlflow-3.17.2"
     cpu: int = 512
     memory_mib: int = 1024
     desired_tasks: int = Field(1, ge=0)

@@ -14,7 +14,7 @@ import aws_cdk as cdk
 
 from configs.settings import AwsConfig
 from infra.checkov_skips import apply_skips, load_skips
-from infra.config import infra_config
+from infra.config import STACK_CONCERNS, infra_config
 from infra.stacks.data import DataStack
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.mlflow import MlflowStack
@@ -23,7 +23,6 @@ from infra.stacks.serving import ServingStack
 from infra.stacks.spark import SparkStack
 
 OUTDIR = Path(os.environ.get("CDK_OUTDIR", "cdk.out"))
-CONCERNS = ("network", "data", "spark", "mlflow", "feature-store", "serving")
 
 
 def stack_name(config: AwsConfig, concern: str) -> str:
@@ -84,7 +83,6 @@ def build_app(
         data=data,
         feature_store=feature_store,
         tracking_uri=mlflow.tracking_uri,
-        tracking_password=mlflow.admin_password,
         env=env,
     )
     stacks: dict[str, cdk.Stack] = {
@@ -95,6 +93,8 @@ def build_app(
         "feature-store": feature_store,
         "serving": serving,
     }
+    if set(stacks) != set(STACK_CONCERNS):  # the deploy names them from STACK_CONCERNS
+        raise RuntimeError(f"stacks {sorted(stacks)} differ from {sorted(STACK_CONCERNS)}")
     for stack in stacks.values():
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -35,13 +35,23 @@ from typing import Any
 from configs import handoff
 from configs.chain import SPARK_STAGES
 from configs.settings import AwsConfig
-from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE, infra_config
+from infra.config import (
+    IMAGE_PLATFORM,
+    IMAGE_TAG_PARAMETER,
+    NO_IMAGE,
+    STACK_CONCERNS,
+    infra_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CDK_CLI = ["npx", "--yes", "aws-cdk@2"]
 # The chain's Spark stages, from its declaration (the same entry points as locally).
 SPARK_JOBS = SPARK_STAGES
 JOB_POLL_S = 15
+# The packed virtualenv (infra/images/emr/Dockerfile) and where each Spark process unpacks it:
+# the Dockerfile packs it with `--python-prefix /home/hadoop/<ARCHIVE_ALIAS>` to match.
+VENV_ARCHIVE = "pipelines-venv.tar.gz"
+ARCHIVE_ALIAS = "environment"
 
 
 class DeployError(RuntimeError):
@@ -60,14 +70,31 @@ Run = Callable[..., str]  # run(command, input_text=None) -> stdout
 
 
 def run_command(command: Sequence[str], input_text: str | None = None) -> str:
-    """Run a command, echoing it; raise DeployError with its output when it fails."""
-    print("+", " ".join(command), file=sys.stderr)
-    done = subprocess.run(
-        list(command), cwd=ROOT, input=input_text, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise DeployError(f"{command[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return done.stdout
+    """Run a command, echoing it and streaming what it prints as it comes (a `cdk deploy` or a
+    Docker build takes many minutes); raise DeployError with the end of its output when it
+    fails. Returns what it printed."""
+    print("+", " ".join(command), file=sys.stderr, flush=True)
+    lines: list[str] = []
+    with subprocess.Popen(
+        list(command),
+        cwd=ROOT,
+        stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        if input_text is not None:
+            assert process.stdin is not None
+            process.stdin.write(input_text)
+            process.stdin.close()
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", file=sys.stderr, flush=True)
+            lines.append(line)
+    output = "".join(lines)
+    if process.returncode != 0:
+        raise DeployError(f"{command[0]} failed ({process.returncode}):\n{output[-3000:]}")
+    return output
 
 
 # -- preflight ----------------------------------------------------------------------------
@@ -148,6 +175,24 @@ def current_image_tag(cloudformation: Any, stack: str) -> str:
     return NO_IMAGE
 
 
+def failing_events(cloudformation: Any, stacks: Sequence[str], limit: int = 10) -> str:
+    """The newest failed resource events of `stacks` (what a failed `cdk deploy` hides in the
+    console), one line each; "none recorded" when there are none or no stack exists yet."""
+    lines = []
+    for stack in stacks:
+        try:
+            events = cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
+        except Exception:
+            continue
+        failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")]
+        for event in failed[:limit]:
+            lines.append(
+                f"  {stack} {event.get('LogicalResourceId')} {event['ResourceStatus']}: "
+                f"{event.get('ResourceStatusReason', '')}"
+            )
+    return "\n".join(lines) or "  none recorded"
+
+
 # -- rolling the service -------------------------------------------------------------------
 def roll_service(
     cloudformation: Any, ecs: Any, stack: str, image_tag: str, *, wait: bool = True
@@ -221,6 +266,7 @@ def spark_job_driver(
     """spark-submit of the same entry point as local: `python -m pipelines <command>`, with the
     aws profile's endpoints (and the ARNs of its secrets) in the driver's environment."""
     code = f"s3://{lake_bucket}/code"
+    python = f"./{ARCHIVE_ALIAS}/bin/python"  # the archive's own Python 3.11
     driver_env = [
         f"--conf spark.emr-serverless.driverEnv.{name}={value}"
         for name, value in sorted(environment.items())
@@ -231,9 +277,10 @@ def spark_job_driver(
             "entryPointArguments": ["--env", "aws", *command],
             "sparkSubmitParameters": " ".join(
                 [
-                    f"--conf spark.archives={code}/pipelines-venv.tar.gz#environment",
-                    "--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python",
-                    "--conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python",
+                    f"--conf spark.archives={code}/{VENV_ARCHIVE}#{ARCHIVE_ALIAS}",
+                    f"--conf spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON={python}",
+                    f"--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON={python}",
+                    f"--conf spark.executorEnv.PYSPARK_PYTHON={python}",
                     *driver_env,
                 ]
             ),
@@ -264,6 +311,8 @@ def upload_spark_code(s3: Any, lake_bucket: str, run: Run, workdir: Path) -> lis
         [
             "docker",
             "build",
+            "--platform",
+            IMAGE_PLATFORM,
             "-f",
             "infra/images/emr/Dockerfile",
             "-o",
@@ -272,7 +321,7 @@ def upload_spark_code(s3: Any, lake_bucket: str, run: Run, workdir: Path) -> lis
         ]
     )
     keys = []
-    for name in ("run_pipelines.py", "pipelines-venv.tar.gz"):
+    for name in ("run_pipelines.py", VENV_ARCHIVE):
         key = f"code/{name}"
         s3.upload_file(str(workdir / name), lake_bucket, key)
         keys.append(f"s3://{lake_bucket}/{key}")
@@ -340,25 +389,34 @@ def deploy(
     check_docker_daemon(run)
     print(f"deploying {config.name} to {session.region_name} as {identity}")
     infra_python = sys.executable
-    run(
-        [
-            *CDK_CLI,
-            "deploy",
-            "--all",
-            "--require-approval",
-            "never",
-            "--app",
-            f"{infra_python} -m infra.app",
-        ]
-    )
     cloudformation, ecs, ssm = (session.client(n) for n in ("cloudformation", "ecs", "ssm"))
+    try:
+        run(
+            [
+                *CDK_CLI,
+                "deploy",
+                "--all",
+                "--require-approval",
+                "never",
+                "--app",
+                f"{infra_python} -m infra.app",
+            ]
+        )
+    except DeployError as err:
+        failed = failing_events(cloudformation, [f"{config.name}-{c}" for c in STACK_CONCERNS])
+        raise DeployError(f"{err}\n\nwhat failed, from the stacks' events:\n{failed}") from None
     serving = stack_outputs(cloudformation, f"{config.name}-serving")
     bento, image_tag = push_serving_image(
         session.client("ecr"), run, app_python, package_env, serving["RepositoryUri"]
     )
-    roll_service(cloudformation, ecs, f"{config.name}-serving", image_tag, wait=wait)
+    stack = f"{config.name}-serving"
     release = Release(image_tag, bento, _now())
-    record_release(ssm, config, release)
+    if current_image_tag(cloudformation, stack) == image_tag:
+        # Deployed again with the same model: nothing to roll, nothing new to record.
+        print(f"{stack} already serves {image_tag}")
+    else:
+        roll_service(cloudformation, ecs, stack, image_tag, wait=wait)
+        record_release(ssm, config, release)
     lake_bucket = stack_outputs(cloudformation, f"{config.name}-data")["LakeBucket"]
     with tempfile.TemporaryDirectory(prefix="emr-code-") as workdir:
         upload_spark_code(session.client("s3"), lake_bucket, run, Path(workdir))
@@ -389,7 +447,24 @@ def push_serving_image(
         bento = bento_tag(handed)
     image_tag = bento.split(":", 1)[1]
     image = f"{repository_uri}:{image_tag}"
-    run([app_python, "-m", "bentoml", "containerize", bento, "--image-tag", image])
+    if image_exists(ecr, repository_uri, image_tag):
+        # Tags are immutable: the same Bento is pushed once, and a second deploy reuses it.
+        print(f"{image} is already in the repository")
+        return bento, image_tag
+    # Fargate runs x86_64: an arm64 laptop must not build an arm64 image.
+    run(
+        [
+            app_python,
+            "-m",
+            "bentoml",
+            "containerize",
+            bento,
+            "--image-tag",
+            image,
+            "--platform",
+            IMAGE_PLATFORM,
+        ]
+    )
     token = ecr.get_authorization_token()["authorizationData"][0]
     user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
     run(
@@ -398,6 +473,16 @@ def push_serving_image(
     )
     run(["docker", "push", image])
     return bento, image_tag
+
+
+def image_exists(ecr: Any, repository_uri: str, tag: str) -> bool:
+    """Whether the repository at `repository_uri` holds an image tagged `tag`."""
+    repository = repository_uri.split("/", 1)[1]
+    try:
+        ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+    except ecr.exceptions.ImageNotFoundException:
+        return False
+    return True
 
 
 def bento_tag(handoff_file: Path) -> str:

@@ -205,6 +205,7 @@ class PredictionService:
         )
         self.store = feature_store(self.settings, online_only=True)
         self.service = self.store.get_feature_service(service_name(self.settings))
+        self.materialized = False  # see `unmaterialized`
         self.inputs = OnlineInputs(
             self.store, self.service, self.usecase, self.settings.params, self.features
         )
@@ -228,16 +229,44 @@ class PredictionService:
         return pd.DataFrame(inputs, columns=self.features, index=rows.index), missing
 
     def __is_ready__(self) -> bool:
-        """Ready once the model is loaded and the online store answers a read."""
+        """Ready once the model is loaded, the online store answers a read, and it holds the
+        champion's features: every view the model reads has been materialized into it (the
+        registry records each materialization). An empty store would answer every request
+        with all stored features missing; not ready, a load balancer sends it no traffic."""
         try:
             self.store.get_online_features(
                 features=self.service,
                 entity_rows=[dict(self.usecase.request.probe_row)],
             )
+            empty = self.unmaterialized()
         except Exception:  # any failure of the store means "not ready", never a crash
             log.warning("online store not answering", exc_info=True)
             return False
+        if empty:
+            log.warning(
+                "not ready: nothing materialized into the online store for %s; run "
+                "`python -m pipelines materialize`",
+                ", ".join(empty),
+            )
+            return False
         return self.model is not None
+
+    def unmaterialized(self) -> list[str]:
+        """The views the model reads that the registry records no materialization of. Until
+        all are, each call reads the registry afresh (materialize may just have run); then
+        the answer is kept, since a materialization is never taken back."""
+        if self.materialized:
+            return []
+        views = [projection.name for projection in self.service.feature_view_projections]
+        empty = [
+            name
+            for name in views
+            if not self.store.get_feature_view(
+                name, allow_registry_cache=False
+            ).materialization_intervals
+        ]
+        self.materialized = not empty
+        return empty
 
     def score(self, items: list[Any]) -> list[Any]:
         """Predictions for `items`, in order; a failing online store becomes a 503."""

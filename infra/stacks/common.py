@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
+from infra.config import IMAGE_PLATFORM
+
+# The images the stacks build (CDK image assets) live under infra/images/.
+IMAGES = Path(__file__).resolve().parents[1] / "images"
+# Tasks run on what the images are built for (infra.config.IMAGE_PLATFORM).
+RUNTIME_PLATFORM = ecs.RuntimePlatform(
+    cpu_architecture=ecs.CpuArchitecture.X86_64,
+    operating_system_family=ecs.OperatingSystemFamily.LINUX,
+)
+ASSET_PLATFORM = ecr_assets.Platform.custom(IMAGE_PLATFORM)
 
 # The retention periods CloudWatch Logs accepts, in days.
 _RETENTIONS = {
@@ -83,12 +97,14 @@ def allow_secret_decryption(role: iam.IRole, key: kms.IKey) -> None:
     )
 
 
-def image_repository(scope: Construct, name: str, keep_images: int) -> ecr.Repository:
-    """An ECR repository: scanned on push, immutable tags, KMS-encrypted, kept on teardown."""
+def image_repository(scope: Construct, keep_images: int) -> ecr.Repository:
+    """An ECR repository: scanned on push, immutable tags, KMS-encrypted, kept on teardown.
+
+    Its name is CloudFormation's to choose: a repository kept after a failed first deploy
+    (its images are retained) must not collide with the one the next attempt creates."""
     return ecr.Repository(
         scope,
         "Repository",
-        repository_name=name,
         image_scan_on_push=True,
         image_tag_mutability=ecr.TagMutability.IMMUTABLE,
         encryption=ecr.RepositoryEncryption.KMS,

@@ -1,6 +1,7 @@
 """MLflow: the tracking server on ECS Fargate behind an internal load balancer, PostgreSQL on
 RDS, artifacts under the lake bucket's `mlflow-artifacts/` (proxied by the server), credentials
-in Secrets Manager, basic authentication on (the image refuses a missing or default password)."""
+in Secrets Manager, basic authentication on (the image refuses a missing or default password).
+The image is built from `infra/images/mlflow` by `cdk deploy` (an image asset, linux/amd64)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
-from infra.stacks.common import allow_secret_decryption, image_repository, log_group, task_secret
+from infra.stacks.common import (
+    ASSET_PLATFORM,
+    IMAGES,
+    RUNTIME_PLATFORM,
+    allow_secret_decryption,
+    log_group,
+    task_secret,
+)
 from infra.stacks.data import DataStack, grant_data
 from infra.stacks.network import APP_SUBNETS, DATA_SUBNETS
 
@@ -34,7 +42,6 @@ class MlflowStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         mlflow = config.mlflow
-        self.repository = image_repository(self, f"{config.name}-mlflow", keep_images=10)
         db_security_group = ec2.SecurityGroup(
             self,
             "DatabaseSecurityGroup",
@@ -102,11 +109,17 @@ class MlflowStack(Stack):
         database_secret = self.database.secret
         assert database_secret is not None  # generated above
         task = ecs.FargateTaskDefinition(
-            self, "Task", cpu=mlflow.cpu, memory_limit_mib=mlflow.memory_mib
+            self,
+            "Task",
+            cpu=mlflow.cpu,
+            memory_limit_mib=mlflow.memory_mib,
+            runtime_platform=RUNTIME_PLATFORM,
         )
         task.add_container(
             "mlflow",
-            image=ecs.ContainerImage.from_ecr_repository(self.repository, tag=mlflow.image_tag),
+            # Built from infra/images/mlflow by the deploy itself (a CDK image asset, pushed to
+            # the account's asset repository), for the architecture Fargate runs.
+            image=ecs.ContainerImage.from_asset(str(IMAGES / "mlflow"), platform=ASSET_PLATFORM),
             port_mappings=[ecs.PortMapping(container_port=mlflow.port)],
             logging=ecs.LogDrivers.aws_logs(stream_prefix="mlflow", log_group=task_logs),
             environment={
@@ -187,4 +200,3 @@ class MlflowStack(Stack):
         self.tracking_uri = f"http://{balancer.load_balancer_dns_name}"
         CfnOutput(self, "TrackingUri", value=self.tracking_uri)
         CfnOutput(self, "AdminPasswordSecret", value=self.admin_password.secret_arn)
-        CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)

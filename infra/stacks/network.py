@@ -1,5 +1,5 @@
 """Network: a VPC with public subnets (load balancers, NAT), private subnets with egress (tasks,
-Spark) and isolated subnets (databases, Redis), and flow logs."""
+Spark) and isolated subnets (databases, Redis), flow logs, and a gateway endpoint to S3."""
 
 from __future__ import annotations
 
@@ -53,4 +53,9 @@ class NetworkStack(Stack):
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
             traffic_type=ec2.FlowLogTrafficType.REJECT,
+        )
+        # Lake and landing traffic (Spark, MLflow artifacts, the Feast registry) goes to S3
+        # through the VPC's own gateway: it never crosses (or pays for) the NAT gateway.
+        self.vpc.add_gateway_endpoint(
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[APP_SUBNETS, DATA_SUBNETS]
         )

@@ -12,16 +12,23 @@ from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Duration, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
 from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE
-from infra.stacks.common import allow_secret_decryption, image_repository, log_group, task_secret
+from infra.stacks.common import (
+    RUNTIME_PLATFORM,
+    allow_secret_decryption,
+    image_repository,
+    log_group,
+    task_secret,
+)
 from infra.stacks.data import DataStack, grant_data
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.network import APP_SUBNETS
 
+# What the public listener forwards to the service: its API and its health checks.
+PUBLIC_PATHS = ("/predict", "/predict_batch", "/livez", "/readyz")
 # BentoML's generated Dockerfile runs the service as `bentoml` (uid and gid 1034).
 BENTO_USER = "1034:1034"
 
@@ -37,7 +44,6 @@ class ServingStack(Stack):
         data: DataStack,
         feature_store: FeatureStoreStack,
         tracking_uri: str,
-        tracking_password: secretsmanager.ISecret,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -54,13 +60,17 @@ class ServingStack(Stack):
             "HasImage",
             expression=Fn.condition_not(Fn.condition_equals(image_tag.value_as_string, NO_IMAGE)),
         )
-        self.repository = image_repository(self, f"{config.name}-serving", keep_images=30)
+        self.repository = image_repository(self, keep_images=30)
         cluster = ecs.Cluster(
             self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
         self.log_group = log_group(self, "Logs", config.log_retention_days, data.logs_key)
         task = ecs.FargateTaskDefinition(
-            self, "Task", cpu=serving.cpu, memory_limit_mib=serving.memory_mib
+            self,
+            "Task",
+            cpu=serving.cpu,
+            memory_limit_mib=serving.memory_mib,
+            runtime_platform=RUNTIME_PLATFORM,
         )
         task.add_container(
             "service",
@@ -74,16 +84,16 @@ class ServingStack(Stack):
                 "MLOPS_LAKE_BUCKET": data.lake.bucket_name,
                 "MLOPS_LANDING_BUCKET": data.landing.bucket_name,
                 "MLOPS_REDIS_ENDPOINT": feature_store.endpoint,
+                # The aws profile names the tracking server; serving never calls it and gets
+                # no credentials for it (below).
                 "MLFLOW_TRACKING_URI": tracking_uri,
-                "MLFLOW_TRACKING_USERNAME": "admin",
                 "OMP_NUM_THREADS": "1",
                 "BENTOML_DO_NOT_TRACK": "true",
             },
+            # Only what it reads: the online store's token. The service serves the model packed
+            # into its image and never calls MLflow, so it holds none of MLflow's credentials.
             secrets={
                 "MLOPS_REDIS_AUTH_TOKEN": task_secret(self, "RedisToken", feature_store.auth_token),
-                "MLFLOW_TRACKING_PASSWORD": task_secret(
-                    self, "TrackingPassword", tracking_password
-                ),
             },
             stop_timeout=Duration.seconds(30),  # SIGTERM, then requests in flight finish
             # The Bento image's own non-root user (BentoML's Dockerfile: bentoml, uid 1034),
@@ -150,6 +160,11 @@ class ServingStack(Stack):
             drop_invalid_header_fields=True,
         )
         self.balancer.log_access_logs(data.access_logs, prefix="alb/serving")
+        # Only the API and the health checks are public; `/metrics`, `/docs` and the rest of
+        # what the service answers stay inside the VPC (the listener answers 404).
+        not_public = elbv2.ListenerAction.fixed_response(
+            404, content_type="application/json", message_body='{"error": "not found"}'
+        )
         if https:
             listener = self.balancer.add_listener(
                 "Https",
@@ -157,14 +172,32 @@ class ServingStack(Stack):
                 certificates=[elbv2.ListenerCertificate.from_arn(serving.certificate_arn)],
                 ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
                 open=False,
+                default_action=not_public,
             )
+            # Plain HTTP only redirects to HTTPS.
+            self.balancer.add_listener(
+                "HttpRedirect",
+                port=80,
+                open=False,
+                default_action=elbv2.ListenerAction.redirect(
+                    protocol="HTTPS", port="443", permanent=True
+                ),
+            )
+            for cidr in serving.allowed_cidrs:
+                lb_security_group.add_ingress_rule(
+                    ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), "clients, redirected to HTTPS"
+                )
         else:
-            listener = self.balancer.add_listener("Http", port=80, open=False)
+            listener = self.balancer.add_listener(
+                "Http", port=80, open=False, default_action=not_public
+            )
         self.target_group = listener.add_targets(
             "Service",
             port=serving.port,
             protocol=elbv2.ApplicationProtocol.HTTP,
             targets=[self.service],
+            priority=10,
+            conditions=[elbv2.ListenerCondition.path_patterns(list(PUBLIC_PATHS))],
             health_check=elbv2.HealthCheck(
                 path=serving.health_check_path,
                 healthy_http_codes="200",

@@ -73,6 +73,8 @@ class SparkStack(Stack):
             name=f"{config.name}-spark",
             release_label=spark.release_label,
             type="SPARK",
+            # What the packed virtualenv is built for (infra.config.IMAGE_PLATFORM).
+            architecture="X86_64",
             maximum_capacity=emr.CfnApplication.MaximumAllowedResourcesProperty(
                 cpu=spark.max_cpu, memory=spark.max_memory
             ),

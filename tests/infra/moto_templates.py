@@ -20,6 +20,9 @@ UNSUPPORTED = {
 }
 # moto reads a KMS key's CloudFormation tags with the KMS API's field names (TagKey/TagValue).
 UNTAGGED = {"AWS::KMS::Key"}
+# moto names an unnamed ECR repository with capitals, which its own ECR then refuses;
+# CloudFormation generates a lowercase name. Given one here, as CloudFormation would.
+UNNAMED_REPOSITORY = "AWS::ECR::Repository"
 
 
 def for_moto(
@@ -38,6 +41,9 @@ def for_moto(
             replaced.append(logical_id)
         elif resource["Type"] in UNTAGGED:
             resource.get("Properties", {}).pop("Tags", None)
+        elif resource["Type"] == UNNAMED_REPOSITORY:
+            properties = resource.setdefault("Properties", {})
+            properties.setdefault("RepositoryName", f"generated-{logical_id.lower()}")
     return _literal_attributes(adapted, set(replaced), literals or {}), replaced
 
 
