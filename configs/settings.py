@@ -214,15 +214,16 @@ class ServingConfig(Strict):
 
     Past capacity a request is refused at once (503 with Retry-After) rather than queued for
     seconds: a new request is refused while the work already admitted would take longer than
-    `max_queue_ms` (the worker's measured time per request times the requests in flight).
+    `max_queue_ms` (the worker's measured time per request times the requests admitted and
+    not yet answered).
     """
 
     max_queue_ms: float = Field(100.0, gt=0)
     # Worker processes, each with its own model, store client and queue: one per vCPU the
     # service may use (one worker answers one request at a time).
     workers: int = Field(1, ge=1)
-    # A hard cap on requests in flight, split between the workers (BentoML's own 429), behind
-    # the one above.
+    # A hard cap on requests being answered, split between the workers (BentoML's own 429),
+    # behind the one above.
     max_concurrency: int = Field(64, ge=1)
     # The longest a request may take before it is answered 504.
     timeout_s: float = Field(10.0, gt=0)

@@ -44,7 +44,7 @@ def with_request_features(frame: pd.DataFrame, usecase: UseCase, params: Any) ->
 def _rows(frame: pd.DataFrame) -> Iterator[Mapping[str, Any]]:
     """Each row of `frame` as a read-only mapping by column name. A row function reads a
     few columns: each is turned into Python values once, when first read, instead of the
-    whole frame row by row (`to_dict("records")` costs seconds on a year of flights)."""
+    whole frame row by row (`to_dict("records")` costs seconds on a year of rows)."""
     columns: dict[str, list[Any]] = {}
 
     def column(name: str) -> list[Any]:

@@ -3,7 +3,7 @@
 Feast's own DuckDB store (through ibis) joins each entity row to every feature row of its key
 that is older than the row and within the view's TTL, then keeps the newest with a window
 function: the intermediate result grows with the rows each key has inside the TTL (about 30
-per row for a 30-day view of the flight use case), and on its training set it took about 9x the time of an
+per row for a 30-day view of daily rows), and on the first use case's training set it took about 9x the time of an
 ASOF JOIN (BENCHMARKS.md, point-in-time join). An ASOF JOIN finds the newest row at or before
 each entity row directly. The rule is Feast's, unchanged: per view, the newest row of the entity
 row's key stamped at or before its event time and, when the view has a TTL, no older than

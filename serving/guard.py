@@ -93,7 +93,7 @@ class ShedLoad:
     """Refuse at once what the worker cannot answer in time, instead of queueing it.
 
     One worker answers its requests one after the other, so a new request waits for the work
-    admitted before it. That wait is estimated as (requests in flight) x (the worker's recent
+    admitted before it. That wait is estimated as (requests admitted and not yet answered) x (the worker's recent
     time per request); past `max_queue_s` the request is answered 503 with `Retry-After` in
     microseconds, never read or parsed, and counted by `on_refused`. A request that finds the
     worker idle is always admitted, however large.
@@ -119,19 +119,19 @@ class ShedLoad:
         self.max_queue_s = max_queue_s
         self.retry_after = str(retry_after_s).encode()
         self.on_refused = on_refused
-        self.in_flight = 0
+        self.admitted = 0
         self.service_s = self.INITIAL_SERVICE_S
         self.last_finished = 0.0
 
     def queued_s(self) -> float:
         """The work admitted and not yet answered, in seconds (an estimate)."""
-        return self.in_flight * self.service_s
+        return self.admitted * self.service_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        if self.in_flight and self.queued_s() > self.max_queue_s:
+        if self.admitted and self.queued_s() > self.max_queue_s:
             self.on_refused()
             await _answer(
                 send,
@@ -141,11 +141,11 @@ class ShedLoad:
             )
             return
         arrived = time.monotonic()
-        self.in_flight += 1
+        self.admitted += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.admitted -= 1
             finished = time.monotonic()
             took = finished - max(arrived, self.last_finished)
             self.last_finished = finished
