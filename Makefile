@@ -35,7 +35,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
 .PHONY: help setup check-java train test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
-	services-status synth deploy rollback bench audit lint format lock clean distclean
+	services-status synth deploy status destroy rollback bench audit lint format lock clean distclean
 
 help: ## Show this help
 	@echo "usage: make <target> [ENV=local|services|aws] [USECASE=<name under usecases/>]"
@@ -134,11 +134,21 @@ services-status: $(STAMP) ## Say whether PostgreSQL, Redis and the MLflow server
 synth: $(INFRA_STAMP) ## Synthesize the AWS stacks into cdk.out/ (offline; needs AWS_REGION)
 	$(INFRA_BIN)/python -m infra.app
 
-deploy: $(INFRA_STAMP) ## ENV=aws: deploy the stacks, push the serving image, roll the service, run Spark on EMR
+# LAND=0: deploy without the use case's example data (bring your own drops).
+LAND ?= 1
+deploy: $(INFRA_STAMP) ## ENV=aws: deploy the stacks, upload code and example data, start the chain in AWS
 	@if [ "$(ENV)" != aws ]; then echo "deploy targets AWS: run 'make deploy ENV=aws'"; exit 2; fi
 	$(INFRA_BIN)/python -m infra.deploy preflight
 	@$(MAKE) setup
-	$(INFRA_BIN)/python -m infra.deploy deploy --app-python $(abspath $(BIN))/python
+	$(INFRA_BIN)/python -m infra.deploy deploy --app-python $(abspath $(BIN))/python $(if $(filter 0,$(LAND)),--no-land)
+
+status: $(INFRA_STAMP) ## ENV=aws: the chain's last runs in AWS, and the stage each failed one stopped at
+	@if [ "$(ENV)" != aws ]; then echo "status reads AWS: run 'make status ENV=aws' (locally: python -m pipelines promotions)"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy status
+
+destroy: $(INFRA_STAMP) ## ENV=aws: delete every stack; keeps (and names) the data buckets, images and the database snapshot
+	@if [ "$(ENV)" != aws ]; then echo "destroy targets AWS: run 'make destroy ENV=aws'"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy destroy
 
 rollback: $(INFRA_STAMP) ## ENV=aws: roll the serving service back to the previous image (and model)
 	@if [ "$(ENV)" != aws ]; then echo "rollback targets AWS: run 'make rollback ENV=aws' (the registry alias: python -m pipelines rollback)"; exit 2; fi

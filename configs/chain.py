@@ -1,12 +1,22 @@
-"""The batch chain's declaration: every stage in order, what runs it and whether it needs Spark.
+"""The batch chain's declaration: every stage in order, what runs it, whether it needs Spark,
+and where it runs on AWS.
 
-Data, not code: `pipelines` runs it, and `infra` reads it to run the Spark stages on EMR
-Serverless (the infra never imports the pipelines).
+Data, not code: `pipelines` runs it locally, and `infra` builds the AWS state machine from it,
+one step per stage in this order (the infra never imports the pipelines).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Where a stage runs in the `aws` profile's state machine:
+# EMR: an EMR Serverless job, `python -m pipelines <stage>` with the stage's own entry point
+#      (every stage that reads the offline store needs Spark there: the store is Spark's);
+# RELEASE: the release build (CodeBuild), which packages the AWS champion, containerizes and
+#      pushes it, rolls the service to it and sends a smoke request;
+# ARRIVAL: not a step: the data arrives in the landing zone (`make deploy` uploads the
+#      example drops; a new drop starts a run).
+EMR, RELEASE, ARRIVAL = "emr", "release", "arrival"
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,7 @@ class StageSpec:
     spark: bool = False
     # Part of `train` (the chain); the others run on demand.
     in_chain: bool = True
+    aws: str = EMR
 
 
 STAGES: tuple[StageSpec, ...] = (
@@ -25,6 +36,7 @@ STAGES: tuple[StageSpec, ...] = (
         "land",
         "write the use case's raw files into the landing zone as drops",
         "pipelines.land:run",
+        aws=ARRIVAL,
     ),
     StageSpec(
         "collect",
@@ -69,6 +81,7 @@ STAGES: tuple[StageSpec, ...] = (
         "package",
         "bentoml build: a Bento of the service pinned to the champion version",
         "pipelines.package:run",
+        aws=RELEASE,
     ),
     StageSpec(
         "batch-predict",
@@ -83,3 +96,7 @@ CHAIN: tuple[str, ...] = tuple(stage.name for stage in STAGES if stage.in_chain)
 # The chain's stages up to the gate on silver, and those of them that run on Spark.
 DATA_STAGES: tuple[str, ...] = ("land", "collect", "validate")
 SPARK_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.spark and s.in_chain)
+# The chain as the AWS state machine runs it: (stage, EMR | RELEASE), in order.
+AWS_CHAIN: tuple[tuple[str, str], ...] = tuple(
+    (s.name, s.aws) for s in STAGES if s.in_chain and s.aws != ARRIVAL
+)

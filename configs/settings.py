@@ -295,6 +295,23 @@ class AwsServingConfig(Strict):
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
 
 
+class AwsChainConfig(Strict):
+    """The chain on AWS: a Step Functions state machine, one step per stage of configs/chain.py."""
+
+    # When the chain runs on its own (an EventBridge schedule expression; empty: never on a
+    # schedule). A new drop in the landing zone starts a run as well.
+    schedule: str = Field("cron(0 6 * * ? *)", pattern=r"^((cron|rate)\(.+\))?$")
+    run_on_new_drop: bool = True
+    # Who is told when a run fails (an SNS email subscription, confirmed by its recipient;
+    # empty: the topic only, subscribe to it yourself).
+    notify_email: str = Field("", pattern=r"^([^@\s]+@[^@\s]+)?$")
+    # A Spark job, and the release build, that runs longer than this is stopped (and fails).
+    job_timeout_minutes: int = Field(120, ge=5)
+    release_timeout_minutes: int = Field(60, ge=10)
+    # The build image of the release (CodeBuild: Docker, Python 3.11).
+    release_image: str = "aws/codebuild/standard:7.0"
+
+
 class AwsConfig(Strict):
     """What the CDK stacks create (names and sizes); the `aws` profile's only infra input."""
 
@@ -307,6 +324,7 @@ class AwsConfig(Strict):
     mlflow: AwsMlflowConfig = Field(default_factory=AwsMlflowConfig)
     redis: AwsRedisConfig = Field(default_factory=AwsRedisConfig)
     serving: AwsServingConfig = Field(default_factory=AwsServingConfig)
+    chain: AwsChainConfig = Field(default_factory=AwsChainConfig)
 
     @model_validator(mode="after")
     def _task_bounds(self) -> AwsConfig:

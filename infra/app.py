@@ -15,6 +15,7 @@ import aws_cdk as cdk
 from configs.settings import AwsConfig
 from infra.checkov_skips import apply_skips, load_skips
 from infra.config import STACK_CONCERNS, infra_config
+from infra.stacks.chain import ChainStack
 from infra.stacks.data import DataStack
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.mlflow import MlflowStack
@@ -85,6 +86,18 @@ def build_app(
         tracking_uri=mlflow.tracking_uri,
         env=env,
     )
+    chain = ChainStack(
+        app,
+        stack_name(config, "chain"),
+        config=config,
+        vpc=network.vpc,
+        data=data,
+        spark=spark,
+        mlflow=mlflow,
+        feature_store=feature_store,
+        serving=serving,
+        env=env,
+    )
     stacks: dict[str, cdk.Stack] = {
         "network": network,
         "data": data,
@@ -92,6 +105,7 @@ def build_app(
         "mlflow": mlflow,
         "feature-store": feature_store,
         "serving": serving,
+        "chain": chain,
     }
     if set(stacks) != set(STACK_CONCERNS):  # the deploy names them from STACK_CONCERNS
         raise RuntimeError(f"stacks {sorted(stacks)} differ from {sorted(STACK_CONCERNS)}")

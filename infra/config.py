@@ -11,13 +11,13 @@ import os
 from collections.abc import Mapping
 
 from configs import load_settings
-from configs.settings import AwsConfig
+from configs.settings import AwsConfig, Settings
 
 # The serving stack's image parameter, shared by the stack and the deploy scripts (which must
 # not import the CDK: preflight answers in a second, without Node).
 IMAGE_TAG_PARAMETER = "ImageTag"
 # One stack per concern, named `<aws.name>-<concern>` (infra/app.py builds them).
-STACK_CONCERNS = ("network", "data", "spark", "mlflow", "feature-store", "serving")
+STACK_CONCERNS = ("network", "data", "spark", "mlflow", "feature-store", "serving", "chain")
 # What every image is built for and every task and job runs on: x86_64 (an arm64 laptop must
 # not build arm64 images that Fargate and EMR Serverless would then fail to start).
 IMAGE_PLATFORM = "linux/amd64"
@@ -33,7 +33,19 @@ RUNTIME_VARIABLES = (
 
 
 def infra_config(environ: Mapping[str, str] | None = None) -> AwsConfig:
+    return _aws_settings(environ).aws
+
+
+def landing_key_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """Where drops land in the landing bucket: the key prefix of the aws profile's
+    `paths.landing` (`s3://<bucket>/landing` -> `landing/`)."""
+    landing = str(_aws_settings(environ).paths.landing)
+    _, _, key = landing.removeprefix("s3://").partition("/")
+    return f"{key.strip('/')}/" if key.strip("/") else ""
+
+
+def _aws_settings(environ: Mapping[str, str] | None) -> Settings:
     values = dict(os.environ if environ is None else environ)
     for name in RUNTIME_VARIABLES:
         values.setdefault(name, f"set-at-run-time-{name.lower()}")
-    return load_settings("aws", environ=values).aws
+    return load_settings("aws", environ=values)

@@ -1,14 +1,28 @@
-"""`make deploy ENV=aws` and `make rollback ENV=aws`: put the platform on AWS, or step back.
+"""`make deploy|status|rollback|destroy ENV=aws`: put the platform on AWS, watch it, step
+back, take it down.
 
-    python -m infra.deploy deploy     # stacks, image, roll the service, Spark jobs on EMR
+    python -m infra.deploy deploy     # stacks, code, example data, the first run of the chain
+    python -m infra.deploy status     # the chain's last runs, and what failed
+    python -m infra.deploy release    # (the release build, in AWS) package, push, roll, smoke
     python -m infra.deploy rollback   # the previous image (and so the previous model)
     python -m infra.deploy releases   # what was deployed, newest last
+    python -m infra.deploy spark <command>  # one `python -m pipelines` command on EMR
+    python -m infra.deploy destroy    # every stack; names what is kept (data, DB snapshot)
 
 Deploy: check credentials, Docker and the CDK CLI first and stop at once, saying what is
-missing; `cdk deploy` the stacks; build the Bento of the champion and containerize it; push it
-to the serving repository under the Bento's version; roll the serving stack to that tag (its
-`ImageTag` parameter, so CloudFormation stays the owner of the service); record the release in
-SSM Parameter Store; run the collect and features jobs on EMR Serverless.
+missing; `cdk deploy` the stacks (the MLflow image is built by it, for linux/amd64); upload the
+Spark code (the packed venv, built in Docker) and the source bundle of the release build; land
+the use case's example drops in the landing zone (drops already there are kept); start a run
+of the chain's state machine when any of that changed or nothing has run yet. The state
+machine (infra/stacks/chain.py) runs the chain in AWS: the Spark stages and fit, promote,
+materialize and report as EMR Serverless jobs, then the release build. Nothing is served
+until the first run has trained and released a champion.
+
+Release (the chain's last step, a CodeBuild build in the VPC): package the AWS champion into
+a Bento, containerize it for linux/amd64, push it under the Bento's version, roll the serving
+stack to that tag (its `ImageTag` parameter, through CloudFormation's deploy role, so
+CloudFormation stays the owner of the service), record the release in SSM Parameter Store,
+send a smoke request. When the champion is the version already serving, it does nothing.
 
 Rollback: roll the serving stack back to the tag of the release before the current one. The
 Bento pins the model version it serves, so the previous image is the previous model; the
@@ -19,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -33,25 +49,24 @@ from pathlib import Path
 from typing import Any
 
 from configs import handoff
-from configs.chain import SPARK_STAGES
 from configs.settings import AwsConfig
+from infra import jobs
 from infra.config import (
     IMAGE_PLATFORM,
     IMAGE_TAG_PARAMETER,
     NO_IMAGE,
+    RUNTIME_VARIABLES,
     STACK_CONCERNS,
     infra_config,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 CDK_CLI = ["npx", "--yes", "aws-cdk@2"]
-# The chain's Spark stages, from its declaration (the same entry points as locally).
-SPARK_JOBS = SPARK_STAGES
 JOB_POLL_S = 15
-# The packed virtualenv (infra/images/emr/Dockerfile) and where each Spark process unpacks it:
-# the Dockerfile packs it with `--python-prefix /home/hadoop/<ARCHIVE_ALIAS>` to match.
-VENV_ARCHIVE = "pipelines-venv.tar.gz"
-ARCHIVE_ALIAS = "environment"
+# Set on the release build by the chain stack: CloudFormation's deploy role.
+CLOUDFORMATION_ROLE_VARIABLE = "MLOPS_CLOUDFORMATION_ROLE_ARN"
+# Object metadata holding the sha256 of an uploaded file: an unchanged file is not sent again.
+SHA_METADATA = "sha256"
 
 
 class DeployError(RuntimeError):
@@ -64,6 +79,17 @@ class Release:
     bento: str
     deployed_at: str
     kind: str = "deploy"  # deploy | rollback
+    # The registry version the Bento serves ("" in releases recorded before it was kept).
+    model_version: str = ""
+
+
+@dataclass
+class Deployed:
+    """What a deploy changed: files uploaded, drops landed, the run it started (if any)."""
+
+    uploaded: list[str]
+    landed: list[str]
+    run: str | None
 
 
 Run = Callable[..., str]  # run(command, input_text=None) -> stdout
@@ -154,7 +180,10 @@ def read_releases(ssm: Any, config: AwsConfig) -> list[Release]:
         value = ssm.get_parameter(Name=releases_parameter(config))["Parameter"]["Value"]
     except ssm.exceptions.ParameterNotFound:
         return []
-    return [Release(**entry) for entry in json.loads(value)]
+    known = set(Release.__dataclass_fields__)
+    return [
+        Release(**{k: v for k, v in entry.items() if k in known}) for entry in json.loads(value)
+    ]
 
 
 def record_release(ssm: Any, config: AwsConfig, release: Release, keep: int = 20) -> None:
@@ -195,9 +224,16 @@ def failing_events(cloudformation: Any, stacks: Sequence[str], limit: int = 10) 
 
 # -- rolling the service -------------------------------------------------------------------
 def roll_service(
-    cloudformation: Any, ecs: Any, stack: str, image_tag: str, *, wait: bool = True
+    cloudformation: Any,
+    ecs: Any,
+    stack: str,
+    image_tag: str,
+    *,
+    wait: bool = True,
+    role_arn: str | None = None,
 ) -> None:
-    """Point the serving stack at `image_tag` and wait until the service is stable."""
+    """Point the serving stack at `image_tag` and wait until the service is stable (through
+    CloudFormation's deploy role `role_arn` when given, as `cdk deploy` does)."""
     described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     # Every other parameter keeps its value: an SSM-typed one (CDK's BootstrapVersion) is
     # given the name of its SSM parameter again, from the template, to be resolved anew.
@@ -220,6 +256,7 @@ def roll_service(
         UsePreviousTemplate=True,
         Parameters=parameters,
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        **({"RoleARN": role_arn} if role_arn else {}),
     )
     if not wait:
         return
@@ -254,38 +291,23 @@ def rollback(session: Any, config: AwsConfig, *, wait: bool = True) -> Release:
     previous = history[tags.index(current) - 1]
     print(f"rolling {stack} back from {current} to {previous.image_tag} ({previous.bento})")
     roll_service(cloudformation, ecs, stack, previous.image_tag, wait=wait)
-    release = Release(previous.image_tag, previous.bento, _now(), kind="rollback")
+    release = Release(
+        previous.image_tag,
+        previous.bento,
+        _now(),
+        kind="rollback",
+        model_version=previous.model_version,
+    )
     record_release(ssm, config, release)
     return release
 
 
-# -- Spark on EMR Serverless ----------------------------------------------------------------
+# -- Spark on EMR Serverless (one command on demand; the chain's jobs are the state machine's)
 def spark_job_driver(
     lake_bucket: str, command: Sequence[str], environment: dict[str, str]
 ) -> dict[str, Any]:
-    """spark-submit of the same entry point as local: `python -m pipelines <command>`, with the
-    aws profile's endpoints (and the ARNs of its secrets) in the driver's environment."""
-    code = f"s3://{lake_bucket}/code"
-    python = f"./{ARCHIVE_ALIAS}/bin/python"  # the archive's own Python 3.11
-    driver_env = [
-        f"--conf spark.emr-serverless.driverEnv.{name}={value}"
-        for name, value in sorted(environment.items())
-    ]
-    return {
-        "sparkSubmit": {
-            "entryPoint": f"{code}/run_pipelines.py",
-            "entryPointArguments": ["--env", "aws", *command],
-            "sparkSubmitParameters": " ".join(
-                [
-                    f"--conf spark.archives={code}/{VENV_ARCHIVE}#{ARCHIVE_ALIAS}",
-                    f"--conf spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON={python}",
-                    f"--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON={python}",
-                    f"--conf spark.executorEnv.PYSPARK_PYTHON={python}",
-                    *driver_env,
-                ]
-            ),
-        }
-    }
+    """The job driver of `python -m pipelines <command>`, as the state machine's steps run it."""
+    return {"sparkSubmit": jobs.spark_submit(lake_bucket, command, environment)}
 
 
 def job_environment(cloudformation: Any, config: AwsConfig) -> dict[str, str]:
@@ -293,39 +315,14 @@ def job_environment(cloudformation: Any, config: AwsConfig) -> dict[str, str]:
     data = stack_outputs(cloudformation, f"{config.name}-data")
     store = stack_outputs(cloudformation, f"{config.name}-feature-store")
     mlflow = stack_outputs(cloudformation, f"{config.name}-mlflow")
-    return {
-        "MLOPS_ENV": "aws",
-        "MLOPS_LANDING_BUCKET": data["LandingBucket"],
-        "MLOPS_LAKE_BUCKET": data["LakeBucket"],
-        "MLOPS_REDIS_ENDPOINT": store["RedisEndpoint"],
-        "MLOPS_REDIS_AUTH_TOKEN_SECRET_ARN": store["RedisAuthTokenSecret"],
-        "MLFLOW_TRACKING_URI": mlflow["TrackingUri"],
-        "MLFLOW_TRACKING_USERNAME": "admin",
-        "MLFLOW_TRACKING_PASSWORD_SECRET_ARN": mlflow["AdminPasswordSecret"],
-    }
-
-
-def upload_spark_code(s3: Any, lake_bucket: str, run: Run, workdir: Path) -> list[str]:
-    """Build the entry point and packed virtualenv (Docker, Amazon Linux) and upload them."""
-    run(
-        [
-            "docker",
-            "build",
-            "--platform",
-            IMAGE_PLATFORM,
-            "-f",
-            "infra/images/emr/Dockerfile",
-            "-o",
-            f"type=local,dest={workdir}",
-            ".",
-        ]
+    return jobs.job_environment(
+        landing_bucket=data["LandingBucket"],
+        lake_bucket=data["LakeBucket"],
+        redis_endpoint=store["RedisEndpoint"],
+        redis_token_secret_arn=store["RedisAuthTokenSecret"],
+        tracking_uri=mlflow["TrackingUri"],
+        mlflow_password_secret_arn=mlflow["AdminPasswordSecret"],
     )
-    keys = []
-    for name in ("run_pipelines.py", VENV_ARCHIVE):
-        key = f"code/{name}"
-        s3.upload_file(str(workdir / name), lake_bucket, key)
-        keys.append(f"s3://{lake_bucket}/{key}")
-    return keys
 
 
 def run_spark_jobs(
@@ -347,11 +344,11 @@ def run_spark_jobs(
         started = emr.start_job_run(
             applicationId=application_id,
             executionRoleArn=role_arn,
-            name=f"pipelines-{command[0]}",
+            name=jobs.job_name(command[0]),
             jobDriver=spark_job_driver(lake_bucket, command, environment),
             configurationOverrides={
                 "monitoringConfiguration": {
-                    "s3MonitoringConfiguration": {"logUri": f"s3://{lake_bucket}/emr-logs/"}
+                    "s3MonitoringConfiguration": {"logUri": f"s3://{lake_bucket}/{jobs.LOG_PREFIX}"}
                 }
             },
         )
@@ -367,10 +364,119 @@ def run_spark_jobs(
         print(f"EMR Serverless job {label}: {state}")
         if state != "SUCCESS":
             raise DeployError(
-                f"the {label} job ended {state}: see s3://{lake_bucket}/emr-logs/ "
+                f"the {label} job ended {state}: see s3://{lake_bucket}/{jobs.LOG_PREFIX} "
                 f"(job run {started['jobRunId']})"
             )
     return states
+
+
+def run_on_emr(
+    session: Any, config: AwsConfig, commands: Sequence[Sequence[str]]
+) -> dict[str, str]:
+    """`python -m pipelines` commands as EMR Serverless jobs, in order (the deployed code)."""
+    cloudformation = session.client("cloudformation")
+    spark = stack_outputs(cloudformation, f"{config.name}-spark")
+    environment = job_environment(cloudformation, config)
+    return run_spark_jobs(
+        session.client("emr-serverless"),
+        spark["ApplicationId"],
+        spark["JobRoleArn"],
+        environment["MLOPS_LAKE_BUCKET"],
+        environment,
+        commands,
+    )
+
+
+# -- code, data and the first run ----------------------------------------------------------
+def build_spark_code(run: Run, workdir: Path) -> list[Path]:
+    """The entry point and the packed virtualenv (Docker, Amazon Linux, linux/amd64)."""
+    run(
+        [
+            "docker",
+            "build",
+            "--platform",
+            IMAGE_PLATFORM,
+            "-f",
+            "infra/images/emr/Dockerfile",
+            "-o",
+            f"type=local,dest={workdir}",
+            ".",
+        ]
+    )
+    return [workdir / jobs.ENTRY_POINT, workdir / jobs.VENV_ARCHIVE]
+
+
+def source_bundle(target: Path, root: Path = ROOT) -> Path:
+    """The release build's source: every file git tracks, as it is in the working tree, in a
+    zip with fixed timestamps (the same tree gives the same bytes, so an unchanged bundle is
+    not uploaded again)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True
+    ).stdout.decode()
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name in sorted(n for n in listed.split("\0") if n and (root / n).is_file()):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = ((root / name).stat().st_mode & 0o777) << 16
+            bundle.writestr(info, (root / name).read_bytes(), zipfile.ZIP_DEFLATED)
+    return target
+
+
+def upload_if_changed(s3: Any, bucket: str, key: str, path: Path) -> bool:
+    """Upload `path` to s3://bucket/key unless the object there has the same sha256."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        if head.get("Metadata", {}).get(SHA_METADATA) == digest:
+            return False
+    except s3.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {SHA_METADATA: digest}})
+    return True
+
+
+def upload_code(s3: Any, lake_bucket: str, run: Run, workdir: Path) -> list[str]:
+    """The Spark jobs' code and the release build's source, each sent only when changed.
+    Returns the S3 locations that changed."""
+    files = [*build_spark_code(run, workdir), source_bundle(workdir / jobs.SOURCE_BUNDLE)]
+    changed = []
+    for path in files:
+        key = f"{jobs.CODE_PREFIX}{path.name}"
+        if upload_if_changed(s3, lake_bucket, key, path):
+            changed.append(f"s3://{lake_bucket}/{key}")
+    return changed
+
+
+def land_example_data(s3: Any, run: Run, app_python: str, environment: dict[str, str]) -> list[str]:
+    """`python -m pipelines --env aws land`: the use case's example drops into the landing
+    zone (a drop already there is never overwritten). Returns the drops that are new."""
+    bucket = environment["MLOPS_LANDING_BUCKET"]
+    before = _keys(s3, bucket)
+    # Land reads no secret: what the profile names but land does not use stays a marker.
+    values = {name: f"not-read-by-land-{name.lower()}" for name in RUNTIME_VARIABLES}
+    values |= environment
+    assignments = [f"{name}={value}" for name, value in sorted(values.items())]
+    run(["env", *assignments, app_python, "-m", "pipelines", "--env", "aws", "land"])
+    return sorted(f"s3://{bucket}/{key}" for key in _keys(s3, bucket) - before)
+
+
+def _keys(s3: Any, bucket: str) -> set[str]:
+    keys: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.update(o["Key"] for o in page.get("Contents", []))
+    return keys
+
+
+def state_machine_arn(cloudformation: Any, config: AwsConfig) -> str:
+    return stack_outputs(cloudformation, f"{config.name}-chain")["StateMachineArn"]
+
+
+def start_run(stepfunctions: Any, machine: str, reason: str) -> str:
+    name = f"deploy-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    started = stepfunctions.start_execution(
+        stateMachineArn=machine, name=name, input=json.dumps({"started_by": reason})
+    )
+    return str(started["executionArn"])
 
 
 # -- the whole deploy ----------------------------------------------------------------------
@@ -379,17 +485,16 @@ def deploy(
     config: AwsConfig,
     *,
     app_python: str,
-    package_env: str = "local",
+    land: bool = True,
     run: Run = run_command,
     which: Callable[[str], str | None] = shutil.which,
-    wait: bool = True,
-) -> Release:
+) -> Deployed:
     identity = check_credentials(session)
     check_tools(which)
     check_docker_daemon(run)
     print(f"deploying {config.name} to {session.region_name} as {identity}")
     infra_python = sys.executable
-    cloudformation, ecs, ssm = (session.client(n) for n in ("cloudformation", "ecs", "ssm"))
+    cloudformation = session.client("cloudformation")
     try:
         run(
             [
@@ -405,33 +510,101 @@ def deploy(
     except DeployError as err:
         failed = failing_events(cloudformation, [f"{config.name}-{c}" for c in STACK_CONCERNS])
         raise DeployError(f"{err}\n\nwhat failed, from the stacks' events:\n{failed}") from None
-    serving = stack_outputs(cloudformation, f"{config.name}-serving")
-    bento, image_tag = push_serving_image(
-        session.client("ecr"), run, app_python, package_env, serving["RepositoryUri"]
+    environment = job_environment(cloudformation, config)
+    s3 = session.client("s3")
+    with tempfile.TemporaryDirectory(prefix="emr-code-") as workdir:
+        uploaded = upload_code(s3, environment["MLOPS_LAKE_BUCKET"], run, Path(workdir))
+    landed = land_example_data(s3, run, app_python, environment) if land else []
+    landing = f"s3://{environment['MLOPS_LANDING_BUCKET']}/"
+    if not land:
+        print(f"example data not landed: put your drops under {landing} (each starts a run)")
+    stepfunctions = session.client("stepfunctions")
+    machine = state_machine_arn(cloudformation, config)
+    ran_before = stepfunctions.list_executions(stateMachineArn=machine, maxResults=1)["executions"]
+    reason = (
+        "new code" if uploaded else "new drops" if landed else "" if ran_before else "first deploy"
+    )
+    started = start_run(stepfunctions, machine, reason) if reason else None
+    for location in uploaded:
+        print(f"uploaded {location}")
+    print(f"{len(landed)} new drop(s) landed in {landing}")
+    if started:
+        print(f"started the chain ({reason}): {started}")
+        print("follow it with `make status ENV=aws` (a first run takes about an hour)")
+    else:
+        print("nothing changed: no run started")
+    return Deployed(uploaded, landed, started)
+
+
+# -- release (the chain's last step, in the account) ---------------------------------------
+def release(
+    session: Any,
+    config: AwsConfig,
+    handoff_file: str,
+    *,
+    app_python: str = sys.executable,
+    run: Run = run_command,
+    wait: bool = True,
+) -> Release:
+    """Package the AWS champion, push its image, roll the service, smoke it. A champion that
+    already serves is not packaged again."""
+    cloudformation, ecs, ssm, s3 = (
+        session.client(n) for n in ("cloudformation", "ecs", "ssm", "s3")
     )
     stack = f"{config.name}-serving"
-    release = Release(image_tag, bento, _now())
-    if current_image_tag(cloudformation, stack) == image_tag:
-        # Deployed again with the same model: nothing to roll, nothing new to record.
-        print(f"{stack} already serves {image_tag}")
-    else:
-        roll_service(cloudformation, ecs, stack, image_tag, wait=wait)
+    handed = _read_s3_json(s3, handoff_file)
+    champion = str(handed.get("champion_version", ""))
+    current = current_image_tag(cloudformation, stack)
+    serving_now = next(
+        (r for r in reversed(read_releases(ssm, config)) if r.image_tag == current), None
+    )
+    if champion and serving_now is not None and serving_now.model_version == champion:
+        print(
+            f"{stack} already serves version {champion} ({serving_now.bento}): nothing to release"
+        )
+        return serving_now
+    outputs = stack_outputs(cloudformation, stack)
+    bento, image_tag, version = push_serving_image(
+        session.client("ecr"), run, app_python, "aws", outputs["RepositoryUri"], handed
+    )
+    release = Release(image_tag, bento, _now(), model_version=version or champion)
+    if current != image_tag:
+        roll_service(
+            cloudformation,
+            ecs,
+            stack,
+            image_tag,
+            wait=wait,
+            role_arn=os.environ.get(CLOUDFORMATION_ROLE_VARIABLE) or None,
+        )
         record_release(ssm, config, release)
-    lake_bucket = stack_outputs(cloudformation, f"{config.name}-data")["LakeBucket"]
-    with tempfile.TemporaryDirectory(prefix="emr-code-") as workdir:
-        upload_spark_code(session.client("s3"), lake_bucket, run, Path(workdir))
-    run_on_emr(session, config, [(job,) for job in SPARK_JOBS])
-    print(f"serving {bento} at {serving['Url']}")
+    run([app_python, "-m", "serving.smoke", outputs["Url"]])
     return release
 
 
+def _read_s3_json(s3: Any, location: str) -> dict[str, Any]:
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        raise DeployError(f"no handoff at {location}: did the chain's stages run?") from None
+    return dict(json.loads(body))
+
+
 def push_serving_image(
-    ecr: Any, run: Run, app_python: str, package_env: str, repository_uri: str
-) -> tuple[str, str]:
-    """Build the champion's Bento (the platform's venv, where the registry is), containerize
-    it and push it under the Bento's version. Returns (Bento tag, image tag)."""
+    ecr: Any,
+    run: Run,
+    app_python: str,
+    package_env: str,
+    repository_uri: str,
+    handed: dict[str, Any] | None = None,
+) -> tuple[str, str, str]:
+    """Build the champion's Bento (with what the chain handed off: the champion it decided
+    on), containerize it and push it under the Bento's version.
+    Returns (Bento tag, image tag, model version)."""
     with tempfile.TemporaryDirectory(prefix="package-") as tmp:
-        handed = Path(tmp) / "handoff.json"
+        handoff_path = Path(tmp) / "handoff.json"
+        handoff_path.write_text(json.dumps(handed or {}))
         run(
             [
                 app_python,
@@ -440,18 +613,19 @@ def push_serving_image(
                 "--env",
                 package_env,
                 "--handoff-file",
-                str(handed),
+                str(handoff_path),
                 "package",
             ]
         )
-        bento = bento_tag(handed)
+        bento = bento_tag(handoff_path)
+        version = str(json.loads(handoff_path.read_text()).get("champion_version", ""))
     image_tag = bento.split(":", 1)[1]
     image = f"{repository_uri}:{image_tag}"
     if image_exists(ecr, repository_uri, image_tag):
-        # Tags are immutable: the same Bento is pushed once, and a second deploy reuses it.
+        # Tags are immutable: the same Bento is pushed once.
         print(f"{image} is already in the repository")
-        return bento, image_tag
-    # Fargate runs x86_64: an arm64 laptop must not build an arm64 image.
+        return bento, image_tag, version
+    # Fargate runs x86_64: the image is built for it whatever the builder runs on.
     run(
         [
             app_python,
@@ -472,7 +646,7 @@ def push_serving_image(
         password,
     )
     run(["docker", "push", image])
-    return bento, image_tag
+    return bento, image_tag, version
 
 
 def image_exists(ecr: Any, repository_uri: str, tag: str) -> bool:
@@ -497,21 +671,89 @@ def bento_tag(handoff_file: Path) -> str:
     return str(tag)
 
 
-def run_on_emr(
-    session: Any, config: AwsConfig, commands: Sequence[Sequence[str]]
-) -> dict[str, str]:
-    """`python -m pipelines` commands as EMR Serverless jobs, in order (the deployed code)."""
+# -- status and teardown -------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChainRun:
+    name: str
+    status: str
+    started: str
+    stopped: str
+    # The step a failed run stopped at (a stage of the chain), else "".
+    failed_at: str = ""
+
+
+def status(session: Any, config: AwsConfig, limit: int = 10) -> list[ChainRun]:
+    """The chain's last runs, newest first, with the stage each failed one stopped at."""
+    stepfunctions = session.client("stepfunctions")
+    machine = state_machine_arn(session.client("cloudformation"), config)
+    runs = []
+    for execution in stepfunctions.list_executions(stateMachineArn=machine, maxResults=limit)[
+        "executions"
+    ]:
+        failed_at = ""
+        if execution["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
+            failed_at = _failed_step(stepfunctions, execution["executionArn"])
+        runs.append(
+            ChainRun(
+                execution["name"],
+                execution["status"],
+                _iso(execution.get("startDate")),
+                _iso(execution.get("stopDate")),
+                failed_at,
+            )
+        )
+    return runs
+
+
+def _failed_step(stepfunctions: Any, execution: str) -> str:
+    """The last step a run entered before it failed (not its own notify and fail steps)."""
+    events = stepfunctions.get_execution_history(
+        executionArn=execution, reverseOrder=True, maxResults=100
+    )["events"]
+    for event in events:
+        entered = event.get("stateEnteredEventDetails", {}).get("name", "")
+        if entered and not entered.startswith("Notify ") and entered != "Failed":
+            return str(entered)
+    return "?"
+
+
+def _iso(value: Any) -> str:
+    return value.replace(microsecond=0).isoformat() if value else ""
+
+
+def destroy(session: Any, config: AwsConfig, *, run: Run = run_command) -> list[str]:
+    """Delete every stack; return (and print) what is kept on purpose: the data buckets, the
+    serving image repository and the MLflow database's final snapshot."""
+    check_credentials(session)
     cloudformation = session.client("cloudformation")
-    spark = stack_outputs(cloudformation, f"{config.name}-spark")
-    environment = job_environment(cloudformation, config)
-    return run_spark_jobs(
-        session.client("emr-serverless"),
-        spark["ApplicationId"],
-        spark["JobRoleArn"],
-        environment["MLOPS_LAKE_BUCKET"],
-        environment,
-        commands,
+    kept = []
+    try:
+        data = stack_outputs(cloudformation, f"{config.name}-data")
+        kept += [f"bucket {data[k]}" for k in ("LandingBucket", "LakeBucket") if k in data]
+        kept.append(
+            f"image repository {stack_outputs(cloudformation, f'{config.name}-serving')['RepositoryUri']}"
+        )
+        database = stack_outputs(cloudformation, f"{config.name}-mlflow").get("DatabaseInstance")
+    except Exception as err:  # a stack that is not there: nothing of it to keep
+        print(f"(some stacks are not there: {err})")
+        database = None
+    run(
+        [
+            *CDK_CLI,
+            "destroy",
+            "--all",
+            "--force",
+            "--app",
+            f"{sys.executable} -m infra.app",
+        ]
     )
+    if database:
+        snapshots = session.client("rds").describe_db_snapshots(DBInstanceIdentifier=database)
+        kept += [f"database snapshot {s['DBSnapshotIdentifier']}" for s in snapshots["DBSnapshots"]]
+    print("kept on purpose (delete them yourself when you no longer need them):")
+    for item in kept:
+        print(f"  {item}")
+    return kept
 
 
 def _now() -> str:
@@ -524,7 +766,19 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["deploy", "rollback", "releases", "preflight", "spark"])
+    parser.add_argument(
+        "command",
+        choices=[
+            "deploy",
+            "status",
+            "release",
+            "rollback",
+            "releases",
+            "preflight",
+            "spark",
+            "destroy",
+        ],
+    )
     parser.add_argument(
         "pipeline_args",
         nargs=argparse.REMAINDER,
@@ -533,12 +787,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--app-python",
         default=str(ROOT / ".venv" / "bin" / "python"),
-        help="the platform's Python (builds the Bento); default: .venv/bin/python",
+        help="the platform's Python (lands the example data; builds the Bento); default: .venv/bin/python",
     )
     parser.add_argument(
-        "--package-env",
-        default=os.environ.get("MLOPS_PACKAGE_ENV", "local"),
-        help="profile whose champion is packaged (where its registry is reachable); default: local",
+        "--no-land",
+        action="store_true",
+        help="deploy without landing the use case's example data (you bring your own drops)",
+    )
+    parser.add_argument(
+        "--handoff-file",
+        help="with `release`: the chain run's handoff (s3://...), as the state machine passes it",
     )
     args = parser.parse_args(argv)
     import boto3
@@ -552,7 +810,26 @@ def main(argv: list[str] | None = None) -> int:
             check_docker_daemon(run_command)
             print("ready to deploy")
         elif args.command == "deploy":
-            deploy(session, config, app_python=args.app_python, package_env=args.package_env)
+            deploy(session, config, app_python=args.app_python, land=not args.no_land)
+        elif args.command == "release":
+            if not args.handoff_file:
+                raise DeployError(
+                    "release needs --handoff-file s3://<lake>/runs/<run>/handoff.json"
+                )
+            release(session, config, args.handoff_file, app_python=sys.executable)
+        elif args.command == "status":
+            check_credentials(session)
+            runs = status(session, config)
+            if not runs:
+                print("the chain has not run yet")
+            for chain_run in runs:
+                where = f"  failed at {chain_run.failed_at}" if chain_run.failed_at else ""
+                print(
+                    f"{chain_run.started:<26} {chain_run.status:<10} {chain_run.stopped:<26} "
+                    f"{chain_run.name}{where}"
+                )
+        elif args.command == "destroy":
+            destroy(session, config)
         elif args.command == "spark":
             check_credentials(session)
             if not args.pipeline_args:
@@ -565,9 +842,9 @@ def main(argv: list[str] | None = None) -> int:
             rollback(session, config)
         else:
             check_credentials(session)
-            for release in read_releases(session.client("ssm"), config):
+            for r in read_releases(session.client("ssm"), config):
                 print(
-                    f"{release.deployed_at}  {release.kind:<8}  {release.image_tag}  {release.bento}"
+                    f"{r.deployed_at}  {r.kind:<8}  {r.image_tag}  v{r.model_version or '?'}  {r.bento}"
                 )
     except DeployError as err:
         print(f"{args.command} stopped: {err}", file=sys.stderr)

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -50,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--handoff-file",
         metavar="PATH",
-        help="write what the stages handed off (model version, Bento tag, ...) to PATH as JSON, "
-        "for programs (the summary is for people)",
+        help="hand off through PATH (local or s3://), as JSON: what an earlier command wrote there "
+        "is read first (a chain run as one process per stage, as on AWS, passes exact identifiers "
+        "this way), then what these stages handed off is added (model version, Bento tag, ...)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     train = commands.add_parser("train", help=f"run the whole chain: {' -> '.join(CHAIN)}")
@@ -159,10 +159,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("rollback", "promotions"):
         return _registry_command(settings, args.command)
     planned = CHAIN if args.command == "train" else (args.command,)
-    handoff = {}
+    try:
+        handoff = read_handoff(args.handoff_file) if args.handoff_file else {}
+    except ValueError as err:
+        print(f"handoff file: {err}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "batch-predict":
         handoff["period"] = args.date or args.month
     return run_and_report(settings, planned, handoff, args.handoff_file)
+
+
+def read_handoff(location: str) -> dict[str, str]:
+    """What earlier commands handed off through `location`; empty when nothing is there yet."""
+    from pipelines.adapters import filesystem as fs
+
+    if not fs.is_file(location):
+        return {}
+    try:
+        handed = json.loads(fs.read_text(location))
+    except ValueError as err:
+        raise ValueError(f"{location} is not JSON ({err})") from None
+    if not isinstance(handed, dict) or not all(isinstance(v, str) for v in handed.values()):
+        raise ValueError(f"{location} does not hold identifiers by name: {handed!r}")
+    return handed
 
 
 def _registry_command(settings: Settings, command: str) -> int:
@@ -192,10 +211,12 @@ def run_and_report(
     results = run_chain(settings, tuple(planned), handoff=handoff)
     print(render_summary(results, planned))
     if handoff_file:
-        handed: dict[str, str] = {}
+        from pipelines.adapters import filesystem as fs
+
+        handed: dict[str, str] = dict(handoff or {})
         for result in results:
             handed |= result.handoff
-        Path(handoff_file).write_text(json.dumps(handed, indent=2, sort_keys=True))
+        fs.write_text(handoff_file, json.dumps(handed, indent=2, sort_keys=True))
     if all(result.ok for result in results):
         return EXIT_OK
     failed = next(result for result in results if not result.ok)

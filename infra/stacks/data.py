@@ -4,6 +4,7 @@ lifecycle rules) and a bucket for their access logs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
@@ -66,6 +67,13 @@ class DataStack(Stack):
                     transition_after=Duration.days(data.landing_infrequent_access_days),
                 )
             ],
+        )
+        # Every object created in the landing zone is an event (EventBridge): a new drop starts
+        # the chain (infra/stacks/chain.py). Set on the bucket itself, not through the
+        # Lambda-backed notifications resource CDK would otherwise add.
+        landing_bucket: Any = self.landing.node.default_child
+        landing_bucket.add_property_override(
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
         )
         self.lake = self._bucket("Lake", data.noncurrent_version_days, policy, transitions=[])
         CfnOutput(self, "LandingBucket", value=self.landing.bucket_name)

@@ -68,6 +68,7 @@ class MlflowStack(Stack):
             iam_authentication=True,
             auto_minor_version_upgrade=True,
             copy_tags_to_snapshot=True,
+            # Named, so that its PostgreSQL log group (below) exists before RDS would make it.
             instance_identifier=f"{config.name}-mlflow",
             cloudwatch_logs_exports=["postgresql"],
             enable_performance_insights=True,
@@ -200,3 +201,5 @@ class MlflowStack(Stack):
         self.tracking_uri = f"http://{balancer.load_balancer_dns_name}"
         CfnOutput(self, "TrackingUri", value=self.tracking_uri)
         CfnOutput(self, "AdminPasswordSecret", value=self.admin_password.secret_arn)
+        # `make destroy` names the final snapshot the database leaves behind.
+        CfnOutput(self, "DatabaseInstance", value=self.database.instance_identifier)

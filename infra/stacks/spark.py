@@ -12,12 +12,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
+from infra.jobs import CODE_PREFIX, LOG_PREFIX, RUNS_PREFIX
 from infra.stacks.common import allow_secret_decryption
 from infra.stacks.data import DataStack, grant_data
 from infra.stacks.network import APP_SUBNETS
-
-CODE_PREFIX = "code/"  # the uploaded entry point and packed virtualenv
-LOG_PREFIX = "emr-logs/"
 
 
 class SparkStack(Stack):
@@ -50,6 +48,7 @@ class SparkStack(Stack):
                 (data.lake, "reports/"),
                 (data.lake, "feast/"),
                 (data.lake, LOG_PREFIX),
+                (data.lake, RUNS_PREFIX),  # each run's handoff file
             ],
         )
         # The entry point reads the online store's token and MLflow's password itself.

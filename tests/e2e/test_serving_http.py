@@ -538,3 +538,25 @@ def test_logs_reports_and_run_records_hold_no_secret(
     outputs = [p for p in trained_root.rglob("*") if p.is_file() and p.suffix in text]
     assert {p.suffix for p in outputs} >= {".log", ".json", ".html"}
     assert findings([*outputs, served[1]], ignore=ENTROPY) == []
+
+
+def test_the_release_s_smoke_request_passes_on_a_good_service_and_names_what_fails(
+    server: str,
+) -> None:
+    """`python -m serving.smoke <url>`, which the release runs after rolling the service: the
+    use case's example request gets a score; a wrong answer or no readiness is a failure."""
+    from serving import smoke
+
+    body, items_field, score_field = smoke.example_request("flight_delay")
+    assert items_field == "flights" and len(body["flights"]) == 1
+    answer = smoke.smoke(server, body, score_field, ready_within_s=30, poll_s=0.2)
+    assert answer["model_version"] == "1"
+    assert smoke.main([server, "--ready-within", "30"]) == 0
+
+    with pytest.raises(smoke.SmokeFailed, match="without scores"):
+        smoke.smoke(server, body, "no_such_field", ready_within_s=30)
+    with pytest.raises(smoke.SmokeFailed, match=r"/predict answered 4\d\d"):
+        smoke.smoke(server, {"flights": []}, score_field, ready_within_s=30)
+    closed = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(smoke.SmokeFailed, match="did not answer 200 within"):
+        smoke.smoke(closed, body, score_field, ready_within_s=0.3, poll_s=0.1, timeout_s=0.5)

@@ -12,6 +12,7 @@ from typing import Any
 
 # No moto model: replaced by a handle; references to them (Ref, GetAtt) by literals.
 UNSUPPORTED = {
+    "AWS::CodeBuild::Project",
     "AWS::EMRServerless::Application",
     "AWS::ElastiCache::ReplicationGroup",
     "AWS::ElastiCache::SubnetGroup",
@@ -55,6 +56,8 @@ def _literal_attributes(node: Any, replaced: set[str], literals: dict[tuple[str,
             target, attribute = node["Fn::GetAtt"]
             if target in replaced:
                 default = f"stand-in-{target}-{attribute}".lower().replace(".", "-")
+                if attribute == "Arn":  # IAM policies naming it must see an ARN
+                    default = f"arn:aws:stand-in:::{target}"
                 return literals.get((target, attribute), default)
         return {key: _literal_attributes(value, replaced, literals) for key, value in node.items()}
     if isinstance(node, list):

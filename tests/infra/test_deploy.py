@@ -19,7 +19,7 @@ from infra import deploy
 from infra.config import infra_config
 from tests.infra.moto_templates import for_moto
 
-ORDER = ("data", "network", "mlflow", "feature-store", "spark", "serving")
+ORDER = ("data", "network", "mlflow", "feature-store", "spark", "serving", "chain")
 BOOTSTRAP_VERSION = "/cdk-bootstrap/hnb659fds/version"  # what `cdk bootstrap` leaves in SSM
 MOTO_RELEASE_LABEL = "emr-7.9.0"
 
@@ -45,7 +45,10 @@ def create_stacks(session: Any, synthesized, templates) -> dict[str, list[str]]:
         releaseLabel=label if re.fullmatch(r"emr-\d\.\d{1,2}\.0", label) else MOTO_RELEASE_LABEL,
         type=spec["Type"],
     )
-    literals = {("Application", "ApplicationId"): application["applicationId"]}
+    literals = {
+        ("Application", "ApplicationId"): application["applicationId"],
+        ("Application", "Arn"): application["arn"],
+    }
     stood_in = {}
     for concern in ORDER:
         body, replaced = for_moto(templates[concern], literals)
@@ -85,10 +88,13 @@ def test_the_synthesized_stacks_create_through_cloudformation(aws, synthesized, 
 
 
 class Recorder:
-    """Stands in for the commands deploy runs; answers `package` like the real stage."""
+    """Stands in for the commands deploy and release run: the Docker build of the Spark code
+    writes its files, `land` puts a drop in the landing bucket (once, as the stage never
+    overwrites), `package` writes the Bento's tag into its handoff file as the stage does."""
 
-    def __init__(self, bento: str) -> None:
+    def __init__(self, bento: str = "flight_delay_service:first1", s3: Any = None) -> None:
         self.bento = bento
+        self.s3 = s3
         self.commands: list[list[str]] = []
 
     def __call__(self, command: Sequence[str], input_text: str | None = None) -> str:
@@ -98,10 +104,15 @@ class Recorder:
             destination = Path(command[command.index("-o") + 1].split("dest=", 1)[1])
             for name in ("run_pipelines.py", "pipelines-venv.tar.gz"):
                 (destination / name).write_bytes(b"built")
+        if command[-1] == "land" and self.s3 is not None:
+            bucket = next(a for a in command if a.startswith("MLOPS_LANDING_BUCKET=")).split("=")[1]
+            key = "landing/flights/2013-01.csv"
+            if "Contents" not in self.s3.list_objects_v2(Bucket=bucket, Prefix=key):
+                self.s3.put_object(Bucket=bucket, Key=key, Body=b"year,month\n2013,1\n")
         if command[-1] == "package":
-            # as the stage does: the Bento's tag in the handoff file, the summary for people
             handed = Path(command[command.index("--handoff-file") + 1])
-            handed.write_text(json.dumps({"bento_tag": self.bento}))
+            values = json.loads(handed.read_text() or "{}")
+            handed.write_text(json.dumps({**values, "bento_tag": self.bento}))
             return "package ok\n"
         return ""
 
@@ -110,56 +121,142 @@ def which_all(name: str) -> str:
     return f"/usr/bin/{name}"
 
 
-def test_deploy_rolls_the_service_records_the_release_and_runs_spark(
+def _lake(session: Any) -> str:
+    return deploy.stack_outputs(session.client("cloudformation"), "flight-delay-data")["LakeBucket"]
+
+
+def _runs(session: Any) -> list[dict[str, Any]]:
+    machine = deploy.state_machine_arn(session.client("cloudformation"), infra_config(environ={}))
+    return list(
+        session.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    )
+
+
+def test_deploy_uploads_the_code_lands_the_example_data_and_starts_the_chain(
     aws, synthesized, templates
 ) -> None:
     create_stacks(aws, synthesized, templates)
     config = infra_config(environ={})
-    run = Recorder("flight_delay_service:first1")
-    release = deploy.deploy(aws, config, app_python="/venv/bin/python", run=run, which=which_all)
+    run = Recorder(s3=aws.client("s3"))
+    deployed = deploy.deploy(aws, config, app_python="/venv/bin/python", run=run, which=which_all)
 
-    assert release.image_tag == "first1"
-    # The stack now runs the new tag. (moto applies the parameter but does not re-create the
-    # task definition on an update; CloudFormation does: test_stacks shows the container's
-    # image and the task count follow the ImageTag parameter.)
-    assert (
-        deploy.current_image_tag(aws.client("cloudformation"), "flight-delay-serving") == "first1"
-    )
-    assert [r.image_tag for r in deploy.read_releases(aws.client("ssm"), config)] == ["first1"]
-    # the stacks, then the image built from the champion's Bento and pushed under its version
     flat = [" ".join(c) for c in run.commands]
     assert any("aws-cdk@2 deploy --all" in c for c in flat)
-    assert any(
-        " -m pipelines --env local --handoff-file " in c and c.endswith(" package") for c in flat
-    )
-    assert any("bentoml containerize flight_delay_service:first1" in c for c in flat)
-    repository = deploy.stack_outputs(aws.client("cloudformation"), "flight-delay-serving")[
-        "RepositoryUri"
+    # nothing is packaged or pushed from the laptop: the champion is AWS's, released in AWS
+    assert not [
+        c for c in flat if c.endswith(" package") or "containerize" in c or "docker push" in c
     ]
-    assert f"docker push {repository}:first1" in flat
-    # the Spark code went to the lake bucket, and both jobs ran on the EMR application
-    lake = next(
-        b["Name"] for b in aws.client("s3").list_buckets()["Buckets"] if "lake" in b["Name"].lower()
-    )
+    lake = _lake(aws)
     keys = {o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=lake)["Contents"]}
-    assert {"code/run_pipelines.py", "code/pipelines-venv.tar.gz"} <= keys
-    emr = aws.client("emr-serverless")
-    (application,) = emr.list_applications()["applications"]
-    runs = emr.list_job_runs(applicationId=application["id"])["jobRuns"]
-    assert sorted(r["name"] for r in runs) == [
-        "pipelines-collect",
-        "pipelines-features",
-        "pipelines-validate",
+    assert {"code/run_pipelines.py", "code/pipelines-venv.tar.gz", "code/source.zip"} <= keys
+    assert len(deployed.uploaded) == 3
+    # the example drops went to the landing zone through the platform's own land stage
+    (land,) = [c for c in run.commands if c[-1] == "land"]
+    assert land[-6:] == ["/venv/bin/python", "-m", "pipelines", "--env", "aws", "land"]
+    assert [d.rsplit("/", 2)[-2:] for d in deployed.landed] == [["flights", "2013-01.csv"]]
+    # and the chain's first run started
+    (started,) = _runs(aws)
+    assert deployed.run == started["executionArn"]
+
+
+def test_a_second_deploy_with_nothing_changed_changes_nothing(aws, synthesized, templates) -> None:
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    s3 = aws.client("s3")
+    deploy.deploy(aws, config, app_python="python", run=Recorder(s3=s3), which=which_all)
+    lake = _lake(aws)
+    versions_before = s3.list_object_versions(Bucket=lake)["Versions"]
+    stacks_before = aws.client("cloudformation").describe_stacks()["Stacks"]
+
+    again = deploy.deploy(aws, config, app_python="python", run=Recorder(s3=s3), which=which_all)
+
+    assert (again.uploaded, again.landed, again.run) == ([], [], None)
+    assert s3.list_object_versions(Bucket=lake)["Versions"] == versions_before
+    assert len(_runs(aws)) == 1
+    stacks_after = aws.client("cloudformation").describe_stacks()["Stacks"]
+    assert [s.get("LastUpdatedTime") for s in stacks_after] == [
+        s.get("LastUpdatedTime") for s in stacks_before
     ]
-    (first, *_) = runs
-    driver = emr.get_job_run(applicationId=application["id"], jobRunId=first["id"])["jobRun"][
-        "jobDriver"
-    ]["sparkSubmit"]
-    assert driver["entryPointArguments"][:2] == ["--env", "aws"]
-    parameters = driver["sparkSubmitParameters"]
-    assert f"driverEnv.MLOPS_LAKE_BUCKET={lake}" in parameters
-    assert "driverEnv.MLOPS_REDIS_AUTH_TOKEN_SECRET_ARN=" in parameters
-    assert "MLOPS_REDIS_AUTH_TOKEN=" not in parameters  # a secret's ARN, never its value
+
+
+def test_deploy_without_example_data_lands_nothing_and_says_where_drops_go(
+    aws, synthesized, templates, capsys
+) -> None:
+    create_stacks(aws, synthesized, templates)
+    run = Recorder(s3=aws.client("s3"))
+    deployed = deploy.deploy(
+        aws, infra_config(environ={}), app_python="python", land=False, run=run, which=which_all
+    )
+    assert deployed.landed == [] and not [c for c in run.commands if c[-1] == "land"]
+    landing = deploy.stack_outputs(aws.client("cloudformation"), "flight-delay-data")[
+        "LandingBucket"
+    ]
+    assert f"put your drops under s3://{landing}/" in capsys.readouterr().out
+
+
+def _handoff(session: Any, run: str, champion: str) -> str:
+    lake = _lake(session)
+    key = f"runs/{run}/handoff.json"
+    body = {"model_version": champion, "decided_version": champion, "champion_version": champion}
+    session.client("s3").put_object(Bucket=lake, Key=key, Body=json.dumps(body).encode())
+    return f"s3://{lake}/{key}"
+
+
+def test_release_packages_the_aws_champion_pushes_rolls_records_and_smokes(
+    aws, synthesized, templates
+) -> None:
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    run = Pusher("flight_delay_service:first1", aws.client("ecr"))
+    release = deploy.release(aws, config, _handoff(aws, "run-1", "3"), app_python="py", run=run)
+
+    assert (release.image_tag, release.model_version) == ("first1", "3")
+    cloudformation = aws.client("cloudformation")
+    assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "first1"
+    assert [
+        (r.image_tag, r.model_version) for r in deploy.read_releases(aws.client("ssm"), config)
+    ] == [("first1", "3")]
+    flat = [" ".join(c) for c in run.commands]
+    # the champion of the aws profile (not the laptop's), with the run's handoff
+    (package,) = [c for c in run.commands if c[-1] == "package"]
+    assert package[:4] == ["py", "-m", "pipelines", "--env"] and package[4] == "aws"
+    assert any("bentoml containerize flight_delay_service:first1" in c for c in flat)
+    outputs = deploy.stack_outputs(cloudformation, "flight-delay-serving")
+    assert f"docker push {outputs['RepositoryUri']}:first1" in flat
+    # then the smoke request against the service's public URL, after the roll
+    assert flat[-1] == f"py -m serving.smoke {outputs['Url']}"
+
+
+def test_a_release_of_the_champion_already_serving_does_nothing(
+    aws, synthesized, templates
+) -> None:
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    deploy.release(
+        aws, config, _handoff(aws, "run-1", "3"), run=Pusher("svc:first1", aws.client("ecr"))
+    )
+    cloudformation = aws.client("cloudformation")
+    before = cloudformation.describe_stacks(StackName="flight-delay-serving")["Stacks"][0]
+
+    again = Pusher("svc:other2", aws.client("ecr"))
+    release = deploy.release(aws, config, _handoff(aws, "run-2", "3"), run=again)
+
+    assert release.image_tag == "first1"
+    assert again.commands == []  # not packaged, built, pushed, rolled or smoked again
+    after = cloudformation.describe_stacks(StackName="flight-delay-serving")["Stacks"][0]
+    assert after.get("LastUpdatedTime") == before.get("LastUpdatedTime")
+    assert len(deploy.read_releases(aws.client("ssm"), config)) == 1
+
+
+def test_a_release_without_the_run_s_handoff_stops_with_what_is_missing(
+    aws, synthesized, templates
+) -> None:
+    create_stacks(aws, synthesized, templates)
+    missing = f"s3://{_lake(aws)}/runs/never/handoff.json"
+    with pytest.raises(
+        deploy.DeployError, match=r"no handoff at s3://.*did the chain's stages run"
+    ):
+        deploy.release(aws, infra_config(environ={}), missing, run=Recorder())
 
 
 class Pusher(Recorder):
@@ -187,36 +284,17 @@ class Pusher(Recorder):
         return super().__call__(command, input_text)
 
 
-def test_a_second_deploy_with_nothing_changed_changes_nothing(aws, synthesized, templates) -> None:
-    create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
-    first = Pusher("flight_delay_service:same1", aws.client("ecr"))
-    deploy.deploy(aws, config, app_python="python", run=first, which=which_all)
-    cloudformation = aws.client("cloudformation")
-    stack_before = cloudformation.describe_stacks(StackName="flight-delay-serving")["Stacks"][0]
-
-    again = Pusher("flight_delay_service:same1", aws.client("ecr"))
-    release = deploy.deploy(aws, config, app_python="python", run=again, which=which_all)
-
-    assert release.image_tag == "same1"
-    flat = [" ".join(c) for c in again.commands]
-    # the immutable tag is not built or pushed twice, the service not rolled, no new release
-    assert not [c for c in flat if " containerize " in c or c.startswith("docker push")], flat
-    stack_after = cloudformation.describe_stacks(StackName="flight-delay-serving")["Stacks"][0]
-    assert stack_after.get("LastUpdatedTime") == stack_before.get("LastUpdatedTime")
-    assert [r.image_tag for r in deploy.read_releases(aws.client("ssm"), config)] == ["same1"]
-
-
 def test_rollback_restores_the_previous_image(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
     config = infra_config(environ={})
-    for bento in ("flight_delay_service:first1", "flight_delay_service:second2"):
-        deploy.deploy(aws, config, app_python="python", run=Recorder(bento), which=which_all)
+    for run, (bento, champion) in enumerate((("svc:first1", "1"), ("svc:second2", "2"))):
+        handed = _handoff(aws, f"run-{run}", champion)
+        deploy.release(aws, config, handed, run=Pusher(bento, aws.client("ecr")))
     cloudformation = aws.client("cloudformation")
     assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "second2"
 
     release = deploy.rollback(aws, config)
-    assert (release.image_tag, release.kind) == ("first1", "rollback")
+    assert (release.image_tag, release.kind, release.model_version) == ("first1", "rollback", "1")
     assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "first1"
     history = deploy.read_releases(aws.client("ssm"), config)
     assert [(r.image_tag, r.kind) for r in history] == [
@@ -228,6 +306,45 @@ def test_rollback_restores_the_previous_image(aws, synthesized, templates) -> No
     with pytest.raises(deploy.DeployError, match="nothing to roll back to"):
         deploy.rollback(aws, config)
     assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "first1"
+
+
+def test_status_lists_the_last_runs_and_the_stage_a_failed_one_stopped_at(
+    aws, synthesized, templates
+) -> None:
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    machine = deploy.state_machine_arn(aws.client("cloudformation"), config)
+    aws.client("stepfunctions").start_execution(stateMachineArn=machine, name="run-1")
+    (only,) = deploy.status(aws, config)
+    assert (only.name, only.status, only.failed_at) == ("run-1", "RUNNING", "")
+
+    class History:
+        """A failed run's history, newest first: the stage, its notify step, the fail step."""
+
+        def get_execution_history(self, **kwargs: Any) -> dict[str, Any]:
+            names = ["Failed", "Notify fit failed", "fit", "features"]
+            return {"events": [{"stateEnteredEventDetails": {"name": n}} for n in names]}
+
+    assert deploy._failed_step(History(), "arn") == "fit"
+
+
+def test_destroy_deletes_every_stack_and_names_what_it_keeps(aws, synthesized, templates) -> None:
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    cloudformation = aws.client("cloudformation")
+    database = deploy.stack_outputs(cloudformation, "flight-delay-mlflow")["DatabaseInstance"]
+    # what RemovalPolicy.SNAPSHOT leaves when the stack goes
+    aws.client("rds").create_db_snapshot(
+        DBSnapshotIdentifier="flight-delay-mlflow-final", DBInstanceIdentifier=database
+    )
+    run = Recorder()
+    kept = deploy.destroy(aws, config, run=run)
+
+    assert any("aws-cdk@2 destroy --all --force" in " ".join(c) for c in run.commands)
+    data = deploy.stack_outputs(cloudformation, "flight-delay-data")
+    assert f"bucket {data['LandingBucket']}" in kept and f"bucket {data['LakeBucket']}" in kept
+    assert "database snapshot flight-delay-mlflow-final" in kept
+    assert any(k.startswith("image repository ") for k in kept)
 
 
 def test_batch_predict_runs_on_emr_with_the_same_entry_point(aws, synthesized, templates) -> None:

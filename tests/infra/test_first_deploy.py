@@ -21,7 +21,7 @@ import pytest
 
 from configs import handoff
 from configs.settings import AwsConfig
-from infra import deploy
+from infra import deploy, jobs
 from infra.config import IMAGE_PLATFORM, infra_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def test_the_deploy_builds_every_image_for_the_target_platform() -> None:
             handoff_file.write_text(json.dumps({handoff.BENTO_TAG_KEY: "svc:abc123"}))
         return ""
 
-    deploy.upload_spark_code(_Fake(), "lake", run, Path("/nonexistent"))
+    deploy.build_spark_code(run, Path("/nonexistent"))
     deploy.push_serving_image(_Fake(), run, "python", "aws", "registry.example/serving")
     builds = [c for c in commands if "build" in c or "containerize" in c]
     assert len(builds) == 2, commands
@@ -141,8 +141,8 @@ def test_the_spark_jobs_bring_the_project_s_python_with_them() -> None:
     assert f"--platform={IMAGE_PLATFORM}" in dockerfile
     assert "venv --copies" in dockerfile
     assert f"cp -r /usr/local/lib/python{minor}/* /opt/venv/lib/python{minor}/" in dockerfile
-    assert f"--python-prefix /home/hadoop/{deploy.ARCHIVE_ALIAS}" in dockerfile
-    assert f"-o /{deploy.VENV_ARCHIVE}" in dockerfile
+    assert f"--python-prefix /home/hadoop/{jobs.ARCHIVE_ALIAS}" in dockerfile
+    assert f"-o /{jobs.VENV_ARCHIVE}" in dockerfile
     # every package the platform installs is in the image's build context
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"
@@ -154,8 +154,8 @@ def test_the_spark_jobs_bring_the_project_s_python_with_them() -> None:
 
     driver = deploy.spark_job_driver("lake", ["collect"], {})["sparkSubmit"]
     parameters = driver["sparkSubmitParameters"]
-    python = f"./{deploy.ARCHIVE_ALIAS}/bin/python"
-    assert f"pipelines-venv.tar.gz#{deploy.ARCHIVE_ALIAS}" in parameters
+    python = f"./{jobs.ARCHIVE_ALIAS}/bin/python"
+    assert f"pipelines-venv.tar.gz#{jobs.ARCHIVE_ALIAS}" in parameters
     for setting in (
         "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
         "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",

@@ -25,7 +25,7 @@ def template(synthesized: tuple[dict[str, Any], Any], concern: str) -> Template:
 def test_every_stack_is_named_from_the_config(synthesized, config: AwsConfig) -> None:
     stacks, _ = synthesized
     assert sorted(stacks) == sorted(
-        ["network", "data", "spark", "mlflow", "feature-store", "serving"]
+        ["network", "data", "spark", "mlflow", "feature-store", "serving", "chain"]
     )
     assert all(stack.stack_name == f"{config.name}-{concern}" for concern, stack in stacks.items())
 
@@ -250,4 +250,6 @@ def test_the_spark_role_writes_only_its_prefixes_of_the_lake(templates) -> None:
         for part in statement["Resource"]["Fn::Join"][1]
         if isinstance(part, str)
     )
-    assert prefixes == sorted(["/emr-logs/*", "/feast/*", "/lake/*", "/quarantine/*", "/reports/*"])
+    assert prefixes == sorted(
+        ["/emr-logs/*", "/feast/*", "/lake/*", "/quarantine/*", "/reports/*", "/runs/*"]
+    )

@@ -49,3 +49,47 @@ def test_summary_shows_each_stage_and_what_was_skipped() -> None:
     assert "validate   skipped" in text
     assert "collect: flights/2013-01 quarantined" in text
     assert "land -> landing: /x" in text
+
+
+def test_a_handoff_file_carries_identifiers_from_one_command_to_the_next(
+    tmp_path, monkeypatch
+) -> None:
+    """On AWS each stage is its own process (an EMR job): the run's handoff file gives each
+    the exact identifiers the ones before it handed off, and keeps them for the next."""
+    seen: list[dict[str, str | None]] = []
+
+    def fake_chain(settings, stages, spark=None, handoff=None):
+        from dataclasses import asdict
+
+        from pipelines.context import Handoff
+        from pipelines.results import StageResult
+
+        received = Handoff()
+        received.update(dict(handoff or {}))
+        seen.append(asdict(received))
+        result = StageResult(stages[0])
+        result.handoff = {"decided_version": "7", "champion_version": "7"}
+        return [result]
+
+    monkeypatch.setattr(cli, "run_chain", fake_chain)
+    handed = tmp_path / "runs" / "run-1" / "handoff.json"
+    handed.parent.mkdir(parents=True)
+    handed.write_text(json.dumps({"model_version": "7", "run_id": "abc"}))
+
+    assert cli.main(["--handoff-file", str(handed), "promote"]) == cli.EXIT_OK
+    assert seen[0]["model_version"] == "7" and seen[0]["run_id"] == "abc"
+    assert json.loads(handed.read_text()) == {
+        "model_version": "7",
+        "run_id": "abc",
+        "decided_version": "7",
+        "champion_version": "7",
+    }
+    # a file that is not a handoff is refused by name, and left as it was
+    handed.write_text("[1, 2]")
+    assert cli.main(["--handoff-file", str(handed), "promote"]) == cli.EXIT_USAGE
+    assert handed.read_text() == "[1, 2]"
+    # no file yet: the first stage of a run starts from nothing
+    first = tmp_path / "runs" / "run-2" / "handoff.json"
+    assert cli.main(["--handoff-file", str(first), "collect"]) == cli.EXIT_OK
+    assert seen[-1]["model_version"] is None
+    assert json.loads(first.read_text())["decided_version"] == "7"

@@ -1,0 +1,453 @@
+"""The chain on AWS: a Step Functions state machine with one step per stage of the chain, in
+the order `configs/chain.py` declares (AWS_CHAIN: not a second list), started by a schedule and
+by every new drop in the landing zone.
+
+- An EMR stage is an EMR Serverless job (`startJobRun.sync`): `python -m pipelines <stage>`,
+  the same entry point as local, with the run's handoff file in the lake
+  (`runs/<execution>/handoff.json`) so that each stage gets the exact identifiers the stages
+  before it handed off (the version fit registered, the champion promote decided on).
+- The release stage is a CodeBuild build in the VPC (`python -m infra.deploy release`):
+  package the AWS champion into a Bento, containerize it for linux/amd64, push it, roll the
+  serving stack to it, send a smoke request. It skips all that when the champion is the
+  version already serving.
+- A run that starts while another runs ends at once (a drop of several files starts several).
+- A failed step stops the run (the previous champion keeps serving: nothing after it ran),
+  publishes what failed to the SNS topic (email in config), and fails the execution.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, Fn, Stack
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from configs.chain import AWS_CHAIN, EMR, RELEASE
+from configs.settings import AwsConfig
+from infra import jobs
+from infra.config import landing_key_prefix
+from infra.deploy import CLOUDFORMATION_ROLE_VARIABLE
+from infra.stacks.common import allow_secret_decryption, log_group
+from infra.stacks.data import DataStack, grant_data
+from infra.stacks.feature_store import FeatureStoreStack
+from infra.stacks.mlflow import MlflowStack
+from infra.stacks.network import APP_SUBNETS
+from infra.stacks.serving import ServingStack
+from infra.stacks.spark import SparkStack
+
+# Step Functions' managed rule for `.sync` EMR Serverless jobs (it watches the job's events).
+EMR_SYNC_RULE = "StepFunctionsGetEventsForEMRServerlessJobRule"
+# The release build's handoff and run, given by the state machine as environment overrides.
+HANDOFF_VARIABLE = "MLOPS_HANDOFF_FILE"
+RUN_VARIABLE = "MLOPS_CHAIN_RUN"
+STATE_MACHINE_OUTPUT = "StateMachineArn"
+
+
+def state_name(stage: str) -> str:
+    """The step of `stage` in the state machine (the step-by-step test reads these)."""
+    return stage
+
+
+class ChainStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AwsConfig,
+        vpc: ec2.IVpc,
+        data: DataStack,
+        spark: SparkStack,
+        mlflow: MlflowStack,
+        feature_store: FeatureStoreStack,
+        serving: ServingStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        chain = config.chain
+        lake = data.lake.bucket_name
+        environment = jobs.job_environment(
+            landing_bucket=data.landing.bucket_name,
+            lake_bucket=lake,
+            redis_endpoint=feature_store.endpoint,
+            redis_token_secret_arn=feature_store.auth_token.secret_arn,
+            tracking_uri=mlflow.tracking_uri,
+            mlflow_password_secret_arn=mlflow.admin_password.secret_arn,
+        )
+        self.topic = sns.Topic(
+            self,
+            "Failures",
+            display_name=f"{config.name}: chain runs that failed",
+            # The account's AWS-managed SNS key: Step Functions' role publishes through SNS.
+            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            enforce_ssl=True,
+        )
+        if chain.notify_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(chain.notify_email))
+        self.release = self._release_project(config, vpc, data, mlflow, serving, environment)
+        handoff = sfn.JsonPath.format(
+            jobs.handoff_location(lake, "{}"), sfn.JsonPath.string_at("$$.Execution.Name")
+        )
+        failed = sfn.Fail(self, "Failed", cause="a stage of the chain failed; see the topic")
+        steps: list[sfn.IChainable] = []
+        for stage, where in AWS_CHAIN:
+            if where == EMR:
+                step: Any = self._emr_step(config, spark, lake, stage, environment)
+            elif where == RELEASE:
+                step = tasks.CodeBuildStartBuild(
+                    self,
+                    state_name(stage),
+                    project=self.release,
+                    integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                    environment_variables_override={
+                        HANDOFF_VARIABLE: codebuild.BuildEnvironmentVariable(value=handoff),
+                        RUN_VARIABLE: codebuild.BuildEnvironmentVariable(
+                            value=sfn.JsonPath.string_at("$$.Execution.Name")
+                        ),
+                    },
+                    result_path=sfn.JsonPath.DISCARD,
+                )
+            else:
+                raise ValueError(f"stage {stage!r} runs {where!r} on AWS: no step for that")
+            notify = tasks.SnsPublish(
+                self,
+                f"Notify {stage} failed",
+                topic=self.topic,
+                subject=f"{config.name}: the chain failed at {stage}",
+                message=sfn.TaskInput.from_object(
+                    {
+                        "run": sfn.JsonPath.string_at("$$.Execution.Name"),
+                        "stage": stage,
+                        "error": sfn.JsonPath.string_at("$.failure.Error"),
+                        "cause": sfn.JsonPath.string_at("$.failure.Cause"),
+                    }
+                ),
+                result_path=sfn.JsonPath.DISCARD,
+            )
+            step.add_catch(notify.next(failed), result_path="$.failure")
+            steps.append(step)
+        body = sfn.Chain.start(steps[0])
+        for step in steps[1:]:
+            body = body.next(step)
+        body = body.next(sfn.Succeed(self, "Done"))
+        # A run started while another is running ends at once: the running one collects
+        # every drop that has landed (a month's delivery is several files, several events).
+        machine_name = f"{config.name}-chain"
+        running = tasks.CallAwsService(
+            self,
+            "Runs in progress",
+            service="sfn",
+            action="listExecutions",
+            parameters={
+                "StateMachineArn": sfn.JsonPath.string_at("$$.StateMachine.Id"),
+                "StatusFilter": "RUNNING",
+                "MaxResults": 2,
+            },
+            iam_resources=[
+                self.format_arn(
+                    service="states",
+                    resource="stateMachine",
+                    resource_name=machine_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            result_selector={
+                "count": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.Executions"))
+            },
+            result_path="$.running",
+        )
+        definition = running.next(
+            sfn.Choice(self, "Another run in progress?")
+            .when(
+                sfn.Condition.number_greater_than("$.running.count", 1),
+                sfn.Succeed(self, "Left to the run in progress"),
+            )
+            .otherwise(body)
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "Chain",
+            state_machine_name=machine_name,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=log_group(self, "Logs", config.log_retention_days, data.logs_key),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=False,
+            ),
+        )
+        self._allow_emr_jobs(spark)
+        triggers = []
+        if chain.schedule:
+            triggers.append(
+                events.Rule(
+                    self,
+                    "Schedule",
+                    description=f"{config.name}: the chain on its schedule",
+                    schedule=events.Schedule.expression(chain.schedule),
+                )
+            )
+        if chain.run_on_new_drop:
+            landing_prefix = landing_key_prefix()
+            triggers.append(
+                events.Rule(
+                    self,
+                    "NewDrop",
+                    description=f"{config.name}: the chain when a drop lands",
+                    event_pattern=events.EventPattern(
+                        source=["aws.s3"],
+                        detail_type=["Object Created"],
+                        detail={
+                            "bucket": {"name": [data.landing.bucket_name]},
+                            "object": {"key": [{"prefix": landing_prefix}]},
+                        },
+                    ),
+                )
+            )
+        for rule in triggers:
+            rule.add_target(targets.SfnStateMachine(self.state_machine))
+        CfnOutput(self, STATE_MACHINE_OUTPUT, value=self.state_machine.state_machine_arn)
+        CfnOutput(self, "FailuresTopic", value=self.topic.topic_arn)
+        CfnOutput(self, "ReleaseProject", value=self.release.project_name)
+
+    def _emr_step(
+        self,
+        config: AwsConfig,
+        spark: SparkStack,
+        lake: str,
+        stage: str,
+        environment: dict[str, str],
+    ) -> sfn.CustomState:
+        """`python -m pipelines --handoff-file <run's file> <stage>` as an EMR Serverless job;
+        the job driver is the deploy's own (`jobs.spark_submit`), its keys as Step Functions
+        spells them, the arguments built at run time (they name the execution)."""
+        driver = jobs.spark_submit(lake, [stage], environment)
+        arguments = ", ".join(
+            [
+                "'--env'",
+                "'aws'",
+                "'--handoff-file'",
+                f"States.Format('{jobs.handoff_location(lake, '{}')}', $$.Execution.Name)",
+                f"'{stage}'",
+            ]
+        )
+        return sfn.CustomState(
+            self,
+            state_name(stage),
+            state_json={
+                "Type": "Task",
+                "Resource": f"arn:{self.partition}:states:::emr-serverless:startJobRun.sync",
+                "Parameters": {
+                    "ApplicationId": spark.application.attr_application_id,
+                    "ExecutionRoleArn": spark.job_role.role_arn,
+                    "Name": jobs.job_name(stage),
+                    "ExecutionTimeoutMinutes": config.chain.job_timeout_minutes,
+                    "JobDriver": {
+                        "SparkSubmit": {
+                            "EntryPoint": driver["entryPoint"],
+                            "EntryPointArguments.$": f"States.Array({arguments})",
+                            "SparkSubmitParameters": driver["sparkSubmitParameters"],
+                        }
+                    },
+                    "ConfigurationOverrides": {
+                        "MonitoringConfiguration": {
+                            "S3MonitoringConfiguration": {
+                                "LogUri": f"s3://{lake}/{jobs.LOG_PREFIX}"
+                            }
+                        }
+                    },
+                },
+                # Each job's run (its id, state, times) kept in the run's state under its stage.
+                "ResultPath": f"$.jobs.{stage}",
+            },
+        )
+
+    def _allow_emr_jobs(self, spark: SparkStack) -> None:
+        """What `startJobRun.sync` needs (Step Functions' documented policy): start, watch and
+        cancel runs of this application, pass the job role to EMR Serverless, and manage the
+        managed rule that reports the job's end."""
+        role = self.state_machine.role
+        application = spark.application.attr_arn
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["emr-serverless:StartJobRun"], resources=[application])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["emr-serverless:GetJobRun", "emr-serverless:CancelJobRun"],
+                resources=[f"{application}/jobruns/*"],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[spark.job_role.role_arn],
+                conditions={
+                    "StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}
+                },
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[
+                    self.format_arn(service="events", resource="rule", resource_name=EMR_SYNC_RULE)
+                ],
+            )
+        )
+
+    def _release_project(
+        self,
+        config: AwsConfig,
+        vpc: ec2.IVpc,
+        data: DataStack,
+        mlflow: MlflowStack,
+        serving: ServingStack,
+        environment: dict[str, str],
+    ) -> codebuild.Project:
+        """The release build: the source bundle the deploy uploads, Docker (privileged), in the
+        VPC (MLflow's load balancer is internal), `python -m infra.deploy release`."""
+        chain = config.chain
+        bundle = f"s3://{data.lake.bucket_name}/{jobs.CODE_PREFIX}{jobs.SOURCE_BUNDLE}"
+        security_group = ec2.SecurityGroup(
+            self,
+            "ReleaseSecurityGroup",
+            vpc=vpc,
+            description="The release build",
+            allow_all_outbound=True,
+        )
+        # Endpoints by value; a secret (given to the jobs by ARN) read by CodeBuild itself.
+        variables = {}
+        for name, value in environment.items():
+            if name.endswith(jobs.SECRET_ARN_SUFFIX):
+                variables[name.removesuffix(jobs.SECRET_ARN_SUFFIX)] = (
+                    codebuild.BuildEnvironmentVariable(
+                        type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER, value=value
+                    )
+                )
+            else:
+                variables[name] = codebuild.BuildEnvironmentVariable(value=value)
+        variables[CLOUDFORMATION_ROLE_VARIABLE] = codebuild.BuildEnvironmentVariable(
+            value=cloudformation_execution_role(self)
+        )
+        project = codebuild.Project(
+            self,
+            "Release",
+            description=f"{config.name}: package the champion, push its image, roll, smoke",
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.from_code_build_image_id(chain.release_image),
+                compute_type=codebuild.ComputeType.MEDIUM,
+                privileged=True,  # Docker: bentoml containerize
+            ),
+            environment_variables=variables,
+            vpc=vpc,
+            subnet_selection=APP_SUBNETS,
+            security_groups=[security_group],
+            timeout=Duration.minutes(chain.release_timeout_minutes),
+            logging=codebuild.LoggingOptions(
+                cloud_watch=codebuild.CloudWatchLoggingOptions(
+                    log_group=log_group(
+                        self, "ReleaseLogs", config.log_retention_days, data.logs_key
+                    )
+                )
+            ),
+            build_spec=codebuild.BuildSpec.from_object(
+                {
+                    "version": "0.2",
+                    "phases": {
+                        "install": {
+                            "runtime-versions": {"python": "3.11"},
+                            "commands": [
+                                # The source bundle the deploy uploaded (read with the
+                                # explicit grant below, not CodeBuild's wildcard S3 source).
+                                f"aws s3 cp {bundle} source.zip",
+                                "unzip -q source.zip && rm source.zip",
+                                "python -m venv /tmp/venv",
+                                "/tmp/venv/bin/pip install --quiet -c constraints.txt -e .",
+                            ],
+                        },
+                        "build": {
+                            "commands": [
+                                "/tmp/venv/bin/python -m infra.deploy release"
+                                f' --handoff-file "${HANDOFF_VARIABLE}"'
+                            ]
+                        },
+                    },
+                }
+            ),
+        )
+        # The build's own encryption with the platform's key (set on the resource: CDK's
+        # property would grant the role kms:ReEncrypt* and more); grant_data gives the role
+        # the key actions it needs, by name.
+        cfn_project: Any = project.node.default_child
+        cfn_project.encryption_key = data.key.key_arn
+        role = project.role
+        assert role is not None
+        grant_data(
+            role,
+            data.key,
+            read=[(data.lake, jobs.CODE_PREFIX)],
+            write=[(data.lake, jobs.RUNS_PREFIX)],
+        )
+        allow_secret_decryption(role, data.key)
+        serving.repository.grant_pull_push(role)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "cloudformation:DescribeStacks",
+                    "cloudformation:GetTemplate",
+                    "cloudformation:UpdateStack",
+                ],
+                resources=[_stack_arn(self, f"{config.name}-serving")],
+            )
+        )
+        # The serving stack is updated by CloudFormation's deploy role, as `cdk deploy` does.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[cloudformation_execution_role(self)],
+                conditions={
+                    "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
+                },
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:DescribeServices"],
+                resources=[serving.service.service_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter", "ssm:PutParameter"],
+                resources=[
+                    self.format_arn(
+                        service="ssm",
+                        resource="parameter",
+                        resource_name=f"{config.name}/serving/releases",
+                    )
+                ],
+            )
+        )
+        return project
+
+
+def cloudformation_execution_role(stack: Stack) -> str:
+    """The role CloudFormation deploys with (`cdk bootstrap` makes it): the release rolls the
+    serving stack through it, as `cdk deploy` does, instead of holding those rights itself."""
+    synthesizer: Any = stack.synthesizer
+    # The synthesizer's ARN holds ${AWS::AccountId} and ${AWS::Partition} placeholders.
+    return Fn.sub(str(synthesizer.cloud_formation_execution_role_arn))
+
+
+def _stack_arn(stack: Stack, name: str) -> str:
+    return stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{name}/*")

@@ -1,0 +1,207 @@
+"""The chain on AWS, read from the synthesized templates: the state machine's steps one by one
+against the chain's own declaration (configs/chain.py), what starts it, what it may do, and
+the release build it ends with. Each test would have failed on the platform before the state
+machine: no step ran fit, promote or materialize in AWS, nothing ran the chain after the
+first deploy, the serving image was packaged from the laptop's champion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from configs.chain import ARRIVAL, AWS_CHAIN, CHAIN, EMR, RELEASE, STAGES
+from infra import jobs
+from infra.config import infra_config, landing_key_prefix
+from infra.stacks.chain import CLOUDFORMATION_ROLE_VARIABLE, EMR_SYNC_RULE, HANDOFF_VARIABLE
+
+
+def _render(node: Any) -> Any:
+    """A CloudFormation value with its references spelled out: `<Ref X>`, `<import X>`..."""
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            separator, parts = node["Fn::Join"]
+            return separator.join(str(_render(p)) for p in parts)
+        if "Ref" in node:
+            return "aws" if node["Ref"] == "AWS::Partition" else f"<Ref {node['Ref']}>"
+        if "Fn::ImportValue" in node:
+            return f"<import {node['Fn::ImportValue']}>"
+        if "Fn::Sub" in node:
+            return node["Fn::Sub"]
+        if "Fn::GetAtt" in node:
+            return f"<GetAtt {'.'.join(node['Fn::GetAtt'])}>"
+        return {k: _render(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_render(v) for v in node]
+    return node
+
+
+def _resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r for r in template["Resources"].values() if r["Type"] == kind]
+
+
+@pytest.fixture(scope="module")
+def machine(templates) -> dict[str, Any]:
+    (resource,) = _resources(templates["chain"], "AWS::StepFunctions::StateMachine")
+    return json.loads(_render(resource["Properties"]["DefinitionString"]))
+
+
+def _walk(machine: dict[str, Any]) -> list[str]:
+    """The states a run that succeeds goes through, from StartAt (a Choice by its Default)."""
+    states, path, name = machine["States"], [], machine["StartAt"]
+    while name:
+        path.append(name)
+        state = states[name]
+        name = state.get("Default") if state["Type"] == "Choice" else state.get("Next")
+    return path
+
+
+def test_the_steps_are_the_chain_s_stages_in_its_order(machine) -> None:
+    path = _walk(machine)
+    assert path[:2] == ["Runs in progress", "Another run in progress?"]
+    assert path[-1] == "Done" and machine["States"]["Done"]["Type"] == "Succeed"
+    stages = path[2:-1]
+    # every stage of `train` but the data's arrival, in the declared order: the model is
+    # fitted, gated and materialized in AWS before anything is released
+    assert (
+        stages == [name for name in CHAIN if dict(AWS_CHAIN).get(name)] == [n for n, _ in AWS_CHAIN]
+    )
+    assert [s.name for s in STAGES if s.in_chain and s.aws == ARRIVAL] == ["land"]
+    for required in ("collect", "validate", "features", "fit", "promote", "materialize", "package"):
+        assert required in stages, required
+    assert stages.index("materialize") < stages.index("package") == len(stages) - 1
+
+
+@pytest.mark.parametrize(("stage", "where"), AWS_CHAIN)
+def test_each_step_runs_its_stage_where_the_declaration_says(machine, stage, where) -> None:
+    state = machine["States"][stage]
+    assert state["Type"] == "Task"
+    if where == EMR:
+        assert state["Resource"] == "arn:aws:states:::emr-serverless:startJobRun.sync"
+        parameters = state["Parameters"]
+        assert parameters["Name"] == jobs.job_name(stage)
+        assert parameters["ApplicationId"].startswith("<import flight-delay-spark:")
+        submit = parameters["JobDriver"]["SparkSubmit"]
+        assert submit["EntryPoint"].endswith(f"/{jobs.CODE_PREFIX}{jobs.ENTRY_POINT}")
+        # the same entry point as local, with this run's handoff file, then the stage
+        arguments = submit["EntryPointArguments.$"]
+        assert arguments.startswith("States.Array('--env', 'aws', '--handoff-file', States.Format(")
+        assert f"/{jobs.RUNS_PREFIX}{{}}/{jobs.HANDOFF_FILE}', $$.Execution.Name)" in arguments
+        assert arguments.endswith(f", '{stage}')")
+        job = submit["SparkSubmitParameters"]
+        assert f"{jobs.VENV_ARCHIVE}#{jobs.ARCHIVE_ALIAS}" in job
+        # secrets travel by ARN, never by value
+        assert "driverEnv.MLOPS_REDIS_AUTH_TOKEN_SECRET_ARN=<import" in job
+        assert "driverEnv.MLOPS_REDIS_AUTH_TOKEN=" not in job
+        assert "MLFLOW_TRACKING_PASSWORD=" not in job
+        assert (
+            parameters["ExecutionTimeoutMinutes"]
+            == infra_config(environ={}).chain.job_timeout_minutes
+        )
+        # each job's run is kept in the run's state, under its stage, beside the input
+        assert state["ResultPath"] == f"$.jobs.{stage}" and stage.isidentifier()
+    else:
+        assert where == RELEASE
+        assert state["Resource"] == "arn:aws:states:::codebuild:startBuild.sync"
+        overrides = {o["Name"]: o for o in state["Parameters"]["EnvironmentVariablesOverride"]}
+        assert "$$.Execution.Name" in overrides[HANDOFF_VARIABLE]["Value.$"]
+
+
+@pytest.mark.parametrize("stage", [name for name, _ in AWS_CHAIN])
+def test_a_failed_step_notifies_and_fails_the_run(machine, stage) -> None:
+    """Nothing after a failed step runs (so the previous champion keeps serving), the topic
+    is told which stage failed and why, and the execution ends failed."""
+    (catch,) = machine["States"][stage]["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"]
+    notify = machine["States"][catch["Next"]]
+    assert notify["Resource"] == "arn:aws:states:::sns:publish"
+    message = notify["Parameters"]["Message"]
+    assert message["stage"] == stage and message["cause.$"] == "$.failure.Cause"
+    assert machine["States"][notify["Next"]]["Type"] == "Fail"
+
+
+def test_a_run_started_during_another_ends_at_once(machine) -> None:
+    guard = machine["States"]["Runs in progress"]
+    assert guard["Resource"] == "arn:aws:states:::aws-sdk:sfn:listExecutions"
+    assert guard["Parameters"]["StateMachineArn.$"] == "$$.StateMachine.Id"
+    (choice,) = machine["States"]["Another run in progress?"]["Choices"]
+    assert choice["NumericGreaterThan"] == 1
+    assert machine["States"][choice["Next"]]["Type"] == "Succeed"
+
+
+def test_a_schedule_and_every_new_drop_start_the_chain(templates) -> None:
+    config = infra_config(environ={})
+    rules = _resources(templates["chain"], "AWS::Events::Rule")
+    scheduled = [r for r in rules if "ScheduleExpression" in r["Properties"]]
+    assert [r["Properties"]["ScheduleExpression"] for r in scheduled] == [config.chain.schedule]
+    (drop,) = [r for r in rules if "EventPattern" in r["Properties"]]
+    pattern = drop["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": landing_key_prefix(environ={})}]
+    assert landing_key_prefix(environ={}) == "landing/"
+    for rule in rules:
+        (target,) = rule["Properties"]["Targets"]
+        assert "Chain" in json.dumps(target["Arn"])
+    # the landing bucket sends its object events to EventBridge (without it, no rule fires)
+    (landing,) = [
+        r
+        for name, r in templates["data"]["Resources"].items()
+        if r["Type"] == "AWS::S3::Bucket" and name.startswith("Landing")
+    ]
+    notifications = landing["Properties"]["NotificationConfiguration"]
+    assert notifications["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+
+
+def _statements(template: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    statements = []
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Policy" and name.startswith(role_prefix):
+            statements += _render(resource["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_the_state_machine_may_run_emr_jobs_and_pass_only_the_job_role(templates) -> None:
+    statements = _statements(templates["chain"], "ChainRole")
+    by_action = {a: s for s in statements for a in _actions(s)}
+    assert "emr-serverless:StartJobRun" in by_action
+    assert by_action["emr-serverless:GetJobRun"]["Resource"].endswith("/jobruns/*")
+    pass_role = by_action["iam:PassRole"]
+    assert "JobRole" in json.dumps(pass_role["Resource"])
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}
+    }
+    assert by_action["events:PutRule"]["Resource"].endswith(f":rule/{EMR_SYNC_RULE}")
+    assert "codebuild:StartBuild" in by_action and "sns:Publish" in by_action
+    assert not [s for s in statements if "*" in _actions(s)]
+
+
+def test_the_release_build_packages_in_the_vpc_with_docker_and_secrets_by_reference(
+    templates,
+) -> None:
+    (project,) = _resources(templates["chain"], "AWS::CodeBuild::Project")
+    properties = _render(project["Properties"])
+    environment = properties["Environment"]
+    assert environment["PrivilegedMode"] is True  # Docker: bentoml containerize
+    assert properties["VpcConfig"]["Subnets"]
+    variables = {v["Name"]: v for v in environment["EnvironmentVariables"]}
+    for secret in ("MLFLOW_TRACKING_PASSWORD", "MLOPS_REDIS_AUTH_TOKEN"):
+        assert variables[secret]["Type"] == "SECRETS_MANAGER", secret
+    assert not [n for n in variables if n.endswith(jobs.SECRET_ARN_SUFFIX)]
+    assert variables["MLOPS_ENV"]["Value"] == "aws"
+    assert "cfn-exec-role" in variables[CLOUDFORMATION_ROLE_VARIABLE]["Value"]
+    buildspec = properties["Source"]["BuildSpec"]
+    assert "python -m infra.deploy release" in buildspec
+    assert f'--handoff-file \\"${HANDOFF_VARIABLE}\\"' in buildspec
+    assert f"/{jobs.CODE_PREFIX}{jobs.SOURCE_BUNDLE} source.zip" in buildspec
+    # it rolls the serving stack through CloudFormation's role, not with rights of its own
+    statements = _statements(templates["chain"], "ReleaseRole")
+    by_action = {a: s for s in statements for a in _actions(s)}
+    assert "cfn-exec-role" in json.dumps(by_action["iam:PassRole"]["Resource"])
+    assert "flight-delay-serving/*" in json.dumps(by_action["cloudformation:UpdateStack"])
+    assert not [a for s in statements for a in _actions(s) if a.startswith("ecs:Update")]
