@@ -23,10 +23,18 @@ STACK_CONCERNS = ("network", "data", "spark", "mlflow", "feature-store", "servin
 IMAGE_PLATFORM = "linux/amd64"
 NO_IMAGE = "none"
 
+# The online store's users (ElastiCache role-based access, Redis ACL syntax): the chain's jobs
+# write features; the serving task only reads them. ElastiCache requires a user named
+# `default` in every group: it is switched off.
+REDIS_WRITER = ("feast-writer", "on ~* +@all -@dangerous")
+REDIS_READER = ("feast-reader", "on ~* -@all +@read +@connection")
+REDIS_DEFAULT_OFF = ("default", "off ~* -@all")
+
 RUNTIME_VARIABLES = (
     "MLOPS_LANDING_BUCKET",
     "MLOPS_LAKE_BUCKET",
     "MLOPS_REDIS_ENDPOINT",
+    "MLOPS_REDIS_USER",
     "MLOPS_REDIS_AUTH_TOKEN",
     "MLFLOW_TRACKING_URI",
 )

@@ -7,6 +7,7 @@ back, take it down.
     python -m infra.deploy rollback   # the previous image (and so the previous model)
     python -m infra.deploy releases   # what was deployed, newest last
     python -m infra.deploy spark <command>  # one `python -m pipelines` command on EMR
+    python -m infra.deploy mlflow-ui  # the MLflow UI on localhost:5000 (SSM port forwarding)
     python -m infra.deploy destroy    # every stack; names what is kept (data, DB snapshot)
 
 Deploy: check credentials, Docker and the CDK CLI first and stop at once, saying what is
@@ -319,6 +320,7 @@ def job_environment(cloudformation: Any, config: AwsConfig) -> dict[str, str]:
         landing_bucket=data["LandingBucket"],
         lake_bucket=data["LakeBucket"],
         redis_endpoint=store["RedisEndpoint"],
+        redis_user=store["RedisWriterUser"],
         redis_token_secret_arn=store["RedisAuthTokenSecret"],
         tracking_uri=mlflow["TrackingUri"],
         mlflow_password_secret_arn=mlflow["AdminPasswordSecret"],
@@ -671,6 +673,43 @@ def bento_tag(handoff_file: Path) -> str:
     return str(tag)
 
 
+# -- the MLflow UI ---------------------------------------------------------------------------
+MLFLOW_CONTAINER = "mlflow"
+PORT_FORWARDING = "AWS-StartPortForwardingSessionToRemoteHost"
+
+
+def mlflow_tunnel(session: Any, config: AwsConfig, local_port: int = 5000) -> list[str]:
+    """The `aws ssm start-session` command that forwards `local_port` to MLflow's internal
+    load balancer through a running MLflow task (ECS Exec): the UI on the laptop, with no
+    bastion and nothing public. Sign in with an account of your own (README)."""
+    cloudformation, ecs = session.client("cloudformation"), session.client("ecs")
+    outputs = stack_outputs(cloudformation, f"{config.name}-mlflow")
+    cluster = outputs["ClusterName"]
+    running = ecs.list_tasks(
+        cluster=cluster, serviceName=outputs["ServiceName"], desiredStatus="RUNNING"
+    )["taskArns"]
+    if not running:
+        raise DeployError(f"no MLflow task is running in {cluster}: see `make status ENV=aws`")
+    (task,) = ecs.describe_tasks(cluster=cluster, tasks=running[:1])["tasks"]
+    container = next(c for c in task["containers"] if c["name"] == MLFLOW_CONTAINER)
+    target = f"ecs:{cluster}_{task['taskArn'].rsplit('/', 1)[1]}_{container['runtimeId']}"
+    host = outputs["TrackingUri"].split("://", 1)[1]
+    parameters = {"host": [host], "portNumber": ["80"], "localPortNumber": [str(local_port)]}
+    return [
+        "aws",
+        "ssm",
+        "start-session",
+        "--region",
+        str(session.region_name),
+        "--target",
+        target,
+        "--document-name",
+        PORT_FORWARDING,
+        "--parameters",
+        json.dumps(parameters, separators=(",", ":")),
+    ]
+
+
 # -- status and teardown -------------------------------------------------------------------
 @dataclass(frozen=True)
 class ChainRun:
@@ -795,6 +834,9 @@ def main(argv: list[str] | None = None) -> int:
         help="deploy without landing the use case's example data (you bring your own drops)",
     )
     parser.add_argument(
+        "--local-port", type=int, default=5000, help="with `mlflow-ui`: the laptop's port"
+    )
+    parser.add_argument(
         "--handoff-file",
         help="with `release`: the chain run's handoff (s3://...), as the state machine passes it",
     )
@@ -828,6 +870,17 @@ def main(argv: list[str] | None = None) -> int:
                     f"{chain_run.started:<26} {chain_run.status:<10} {chain_run.stopped:<26} "
                     f"{chain_run.name}{where}"
                 )
+        elif args.command == "mlflow-ui":
+            check_credentials(session)
+            missing = [t for t in ("aws", "session-manager-plugin") if shutil.which(t) is None]
+            command = mlflow_tunnel(session, config, args.local_port)
+            if missing:
+                raise DeployError(
+                    f"missing {' and '.join(missing)} (the AWS CLI and its Session Manager "
+                    f"plugin); with them, this forwards the UI:\n  {' '.join(command)}"
+                )
+            print(f"MLflow at http://127.0.0.1:{args.local_port} while this runs (Ctrl-C ends it)")
+            subprocess.run(command, check=False)
         elif args.command == "destroy":
             destroy(session, config)
         elif args.command == "spark":

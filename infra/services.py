@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -120,6 +121,23 @@ class Check:
     target: str
     ok: bool
     detail: str
+
+
+# -- accounts -------------------------------------------------------------------------------
+def add_user(tracking_uri: str, username: str, *, admin: bool = False) -> str:
+    """Create an MLflow account for one person (basic auth), signed in as the admin of
+    MLFLOW_TRACKING_USERNAME/PASSWORD; returns its generated password (shown once). New
+    accounts read everything (the server's default permission) and own what they create."""
+    from mlflow.server import get_app_client
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{1,63}", username):
+        raise ValueError(f"{username!r} is not a user name (letters, digits, . _ @ -)")
+    password = secrets.token_urlsafe(24)
+    client = get_app_client("basic-auth", tracking_uri=tracking_uri)
+    client.create_user(username=username, password=password)
+    if admin:
+        client.update_user_admin(username=username, is_admin=True)
+    return password
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------
@@ -419,11 +437,36 @@ def status(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.services", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "add-user"])
+    parser.add_argument("username", nargs="?", help="with add-user: the new account's name")
     parser.add_argument(
         "--env", default=None, help="config overlay (default: $MLOPS_ENV or services)"
     )
+    parser.add_argument(
+        "--tracking-uri",
+        help="with add-user: the MLflow server (default: the profile's; on AWS the local end "
+        "of `python -m infra.deploy mlflow-ui`)",
+    )
+    parser.add_argument("--admin", action="store_true", help="with add-user: an admin account")
     args = parser.parse_args(argv)
+    if args.command == "add-user":
+        if not args.username:
+            parser.error("add-user needs the new account's name")
+        uri = args.tracking_uri
+        try:
+            if uri is None:
+                uri = load_settings(
+                    args.env or os.environ.get("MLOPS_ENV") or "services"
+                ).mlflow.tracking_uri
+            password = add_user(str(uri), args.username, admin=args.admin)
+        except (ConfigError, ValueError) as err:
+            print(f"add-user: {err}", file=sys.stderr)
+            return 2
+        except Exception as err:  # the server's answer (exists already, not an admin, ...)
+            print(f"add-user: the server refused: {err}", file=sys.stderr)
+            return 1
+        print(f"created {args.username} on {uri}; password (shown once): {password}")
+        return 0
     try:
         settings = load_settings(args.env or os.environ.get("MLOPS_ENV") or "services")
     except ConfigError as err:

@@ -80,6 +80,7 @@ class ChainStack(Stack):
             landing_bucket=data.landing.bucket_name,
             lake_bucket=lake,
             redis_endpoint=feature_store.endpoint,
+            redis_user=feature_store.writer_user,
             redis_token_secret_arn=feature_store.auth_token.secret_arn,
             tracking_uri=mlflow.tracking_uri,
             mlflow_password_secret_arn=mlflow.admin_password.secret_arn,

@@ -1,6 +1,7 @@
 """Feature store: ElastiCache Redis for Feast's online store (encrypted at rest and in transit,
-an AUTH token from Secrets Manager, a replica for failover). The registry is a file in the lake
-bucket (`s3://<lake>/feast/registry.db`, see configs/aws.yaml)."""
+a replica for failover) with role-based access: a writer user for the chain's jobs, a read-only
+user for the serving task, each with its password in Secrets Manager; the `default` user is
+off. The registry is a file in the lake bucket (`s3://<lake>/feast/registry.db`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
+from infra.config import REDIS_DEFAULT_OFF, REDIS_READER, REDIS_WRITER
 from infra.stacks.network import DATA_SUBNETS
 
 REDIS_PORT = 6379
@@ -30,15 +32,25 @@ class FeatureStoreStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         redis = config.redis
-        self.auth_token = secretsmanager.Secret(
+        self.key = key
+        # The writer's password: what the jobs (materialize) sign in with.
+        self.auth_token = self._password(config, "RedisAuthToken", "writer (the chain's jobs)")
+        self.reader_token = self._password(config, "RedisReaderToken", "reader (serving)")
+        self.writer_user, self.reader_user = REDIS_WRITER[0], REDIS_READER[0]
+        users = [
+            self._user(config, "RedisWriter", REDIS_WRITER, self.auth_token),
+            self._user(config, "RedisReader", REDIS_READER, self.reader_token),
+            self._user(config, "RedisDefaultOff", REDIS_DEFAULT_OFF, None),
+        ]
+        user_group = elasticache.CfnUserGroup(
             self,
-            "RedisAuthToken",
-            description=f"{config.name}: AUTH token of the online store",
-            encryption_key=key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                exclude_punctuation=True, password_length=64
-            ),
+            "RedisUsers",
+            engine="redis",
+            user_group_id=f"{config.name}-online-store",
+            user_ids=[user.user_id for user in users],
         )
+        for user in users:
+            user_group.add_dependency(user)
         self.security_group = ec2.SecurityGroup(
             self,
             "RedisSecurityGroup",
@@ -67,13 +79,46 @@ class FeatureStoreStack(Stack):
             multi_az_enabled=True,
             at_rest_encryption_enabled=True,
             transit_encryption_enabled=True,
-            auth_token=self.auth_token.secret_value.unsafe_unwrap(),  # a dynamic reference, not a value
+            user_group_ids=[user_group.user_group_id],
             cache_subnet_group_name=subnets.ref,
             security_group_ids=[self.security_group.security_group_id],
             port=REDIS_PORT,
             snapshot_retention_limit=1,
             auto_minor_version_upgrade=True,
         )
+        self.redis.add_dependency(user_group)
         self.endpoint = self.redis.attr_primary_end_point_address
         CfnOutput(self, "RedisEndpoint", value=self.endpoint)
         CfnOutput(self, "RedisAuthTokenSecret", value=self.auth_token.secret_arn)
+        CfnOutput(self, "RedisWriterUser", value=self.writer_user)
+
+    def _password(self, config: AwsConfig, construct_id: str, who: str) -> secretsmanager.Secret:
+        return secretsmanager.Secret(
+            self,
+            construct_id,
+            description=f"{config.name}: online store password of the {who}",
+            encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=64
+            ),
+        )
+
+    def _user(
+        self,
+        config: AwsConfig,
+        construct_id: str,
+        user: tuple[str, str],
+        password: secretsmanager.Secret | None,
+    ) -> elasticache.CfnUser:
+        name, access = user
+        return elasticache.CfnUser(
+            self,
+            construct_id,
+            engine="redis",
+            user_id=f"{config.name}-{name}",
+            user_name=name,
+            access_string=access,
+            # a dynamic reference to the secret, resolved by CloudFormation, not a value
+            passwords=[password.secret_value.unsafe_unwrap()] if password else None,
+            no_password_required=password is None,
+        )

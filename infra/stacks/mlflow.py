@@ -161,6 +161,9 @@ class MlflowStack(Stack):
             security_groups=[service_security_group],
             assign_public_ip=False,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            # ECS Exec: how the team reaches the UI, by SSM port forwarding through a task
+            # (`python -m infra.deploy mlflow-ui`), with no bastion and nothing public.
+            enable_execute_command=True,
         )
         # Internal only: reachable from inside the VPC (tasks, EMR jobs, a bastion or VPN).
         lb_security_group = ec2.SecurityGroup(
@@ -201,5 +204,7 @@ class MlflowStack(Stack):
         self.tracking_uri = f"http://{balancer.load_balancer_dns_name}"
         CfnOutput(self, "TrackingUri", value=self.tracking_uri)
         CfnOutput(self, "AdminPasswordSecret", value=self.admin_password.secret_arn)
+        CfnOutput(self, "ClusterName", value=cluster.cluster_name)
+        CfnOutput(self, "ServiceName", value=self.service.service_name)
         # `make destroy` names the final snapshot the database leaves behind.
         CfnOutput(self, "DatabaseInstance", value=self.database.instance_identifier)

@@ -84,16 +84,21 @@ class ServingStack(Stack):
                 "MLOPS_LAKE_BUCKET": data.lake.bucket_name,
                 "MLOPS_LANDING_BUCKET": data.landing.bucket_name,
                 "MLOPS_REDIS_ENDPOINT": feature_store.endpoint,
+                # the online store's read-only user: serving never writes features
+                "MLOPS_REDIS_USER": feature_store.reader_user,
                 # The aws profile names the tracking server; serving never calls it and gets
                 # no credentials for it (below).
                 "MLFLOW_TRACKING_URI": tracking_uri,
                 "OMP_NUM_THREADS": "1",
                 "BENTOML_DO_NOT_TRACK": "true",
             },
-            # Only what it reads: the online store's token. The service serves the model packed
-            # into its image and never calls MLflow, so it holds none of MLflow's credentials.
+            # Only what it reads: the read-only user's password. The service serves the model
+            # packed into its image and never calls MLflow, so it holds none of MLflow's
+            # credentials, and not the writer's password.
             secrets={
-                "MLOPS_REDIS_AUTH_TOKEN": task_secret(self, "RedisToken", feature_store.auth_token),
+                "MLOPS_REDIS_AUTH_TOKEN": task_secret(
+                    self, "RedisToken", feature_store.reader_token
+                ),
             },
             stop_timeout=Duration.seconds(30),  # SIGTERM, then requests in flight finish
             # The Bento image's own non-root user (BentoML's Dockerfile: bentoml, uid 1034),

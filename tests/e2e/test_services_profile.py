@@ -179,6 +179,62 @@ def test_the_service_answers_from_redis(trained: tuple[Path, dict[str, Any]]) ->
         assert "plane_seats" not in body["predictions"][0]["missing_features"]
 
 
+def test_serving_reads_as_the_read_only_user_who_cannot_write(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    """On AWS the serving task signs in to the online store as a user that may only read
+    (infra.config.REDIS_READER, an ElastiCache access string in Redis ACL syntax): the same
+    access string on this Redis answers every prediction, and refuses a write."""
+    import redis
+
+    from infra.config import REDIS_READER
+
+    root, overrides = trained
+    connection = settings(overrides).features.online_store["connection_string"]
+    host, port, db = services.redis_address(connection)
+    admin = redis.Redis(host=host, port=port, db=db)
+    name, password = f"mlops-test-reader-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin.execute_command("ACL", "SETUSER", name, "reset", *REDIS_READER[1].split(), f">{password}")
+    try:
+        as_reader = f"{connection},username={name},password={password}"
+        read_only = _deep_merge(
+            overrides, {"features": {"online_store": {"connection_string": as_reader}}}
+        )
+        with serving(root, read_only, env_name="services") as (url, _, _):
+            response = requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30)
+            assert response.status_code == 200, response.text
+            answered = response.json()["predictions"][0]
+            assert "plane_seats" not in answered["missing_features"]  # read from Redis
+        reader = redis.Redis(host=host, port=port, db=db, username=name, password=password)
+        assert reader.ping()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reader.hset(f"{name}-probe", "field", "value")
+        assert not admin.exists(f"{name}-probe")
+    finally:
+        admin.acl_deluser(name)
+
+
+def test_each_person_gets_an_account_of_their_own(
+    trained: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m infra.services add-user <name>` (on AWS through `infra.deploy mlflow-ui`):
+    an account per person instead of the shared admin; it reads, and is no admin."""
+    from mlflow import MlflowClient
+    from mlflow.server import get_app_client
+
+    _, overrides = trained
+    uri = overrides["mlflow"]["tracking_uri"]
+    name = f"alice-{uuid.uuid4().hex[:6]}"
+    password = services.add_user(uri, name)
+    assert services.main(["add-user", name, "--tracking-uri", uri]) == 1  # exists: refused
+    monkeypatch.setenv(services.USERNAME_VARIABLE, name)
+    monkeypatch.setenv(services.PASSWORD_VARIABLE, password)
+    experiments = MlflowClient(uri).search_experiments()
+    assert any(e.name != "Default" for e in experiments)  # the platform's, readable
+    with pytest.raises(Exception, match=r"(?i)permission|403|admin"):
+        get_app_client("basic-auth", tracking_uri=uri).create_user(f"{name}-2", "x" * 16)
+
+
 def test_four_trainings_at_once_lose_no_run_metric_or_version(
     trained: tuple[Path, dict[str, Any]],
 ) -> None:

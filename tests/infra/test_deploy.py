@@ -431,3 +431,50 @@ def test_the_emr_entry_point_reads_its_secrets_by_arn(aws, monkeypatch) -> None:
     monkeypatch.setenv("MLOPS_REDIS_AUTH_TOKEN", "not-read-yet")  # restored after the test
     entry.load_secrets()
     assert os.environ["MLOPS_REDIS_AUTH_TOKEN"] == "s3cr3t"
+
+
+def test_the_mlflow_ui_is_forwarded_through_a_running_task(aws, synthesized, templates) -> None:
+    """No bastion and nothing public: SSM port forwarding through an MLflow task (ECS Exec
+    is on for its service) to the internal load balancer."""
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    outputs = deploy.stack_outputs(aws.client("cloudformation"), "flight-delay-mlflow")
+
+    class Ecs:
+        def __init__(self, running: list[str]) -> None:
+            self.running = running
+
+        def list_tasks(self, **kwargs: Any) -> dict[str, Any]:
+            assert kwargs["serviceName"] == outputs["ServiceName"]
+            return {"taskArns": self.running}
+
+        def describe_tasks(self, **kwargs: Any) -> dict[str, Any]:
+            containers = [{"name": "mlflow", "runtimeId": "abc123-456"}]
+            return {"tasks": [{"taskArn": self.running[0], "containers": containers}]}
+
+    class Session:
+        region_name = aws.region_name
+
+        def __init__(self, running: list[str]) -> None:
+            self.ecs = Ecs(running)
+
+        def client(self, name: str) -> Any:
+            return self.ecs if name == "ecs" else aws.client(name)
+
+    task = "arn:aws:ecs:eu-west-1:123456789012:task/cluster/0f1e2d3c"
+    command = deploy.mlflow_tunnel(Session([task]), config, local_port=5050)
+    assert command[:3] == ["aws", "ssm", "start-session"]
+    assert command[command.index("--target") + 1] == (
+        f"ecs:{outputs['ClusterName']}_0f1e2d3c_abc123-456"
+    )
+    assert command[command.index("--document-name") + 1] == deploy.PORT_FORWARDING
+    parameters = json.loads(command[command.index("--parameters") + 1])
+    host = outputs["TrackingUri"].split("://", 1)[1]
+    assert parameters == {"host": [host], "portNumber": ["80"], "localPortNumber": ["5050"]}
+    with pytest.raises(deploy.DeployError, match="no MLflow task is running"):
+        deploy.mlflow_tunnel(Session([]), config)
+    # and the service lets ECS Exec in
+    (service,) = [
+        r for r in templates["mlflow"]["Resources"].values() if r["Type"] == "AWS::ECS::Service"
+    ]
+    assert service["Properties"]["EnableExecuteCommand"] is True

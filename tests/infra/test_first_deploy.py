@@ -299,3 +299,37 @@ def test_with_a_certificate_http_only_redirects_to_https(tmp_path) -> None:
     assert redirect["RedirectConfig"]["Port"] == "443"
     assert listeners[443]["Protocol"] == "HTTPS"
     assert _forwarded_paths(rules) == {"/predict", "/predict_batch", "/livez", "/readyz"}
+
+
+def test_the_serving_image_can_read_the_aws_profile_s_feast_registry() -> None:
+    """The registry of the aws profile is a file in S3, which Feast reads with boto3; the
+    serving image installs serving/requirements.txt only (pinned as constraints.txt)."""
+    from configs import load_settings
+
+    environ = {name: "x" for name in ("MLOPS_LAKE_BUCKET", "MLOPS_LANDING_BUCKET")}
+    environ |= {
+        "MLOPS_REDIS_ENDPOINT": "redis",
+        "MLOPS_REDIS_AUTH_TOKEN": "t",
+        "MLOPS_REDIS_USER": "u",
+    }
+    environ |= {"MLFLOW_TRACKING_URI": "http://mlflow"}
+    registry = load_settings("aws", environ=environ).features.registry
+    scheme = str(registry["path"]).split("://", 1)[0]
+    # what Feast's registry store of each scheme imports (feast/infra/registry/<scheme>.py)
+    needs = {"s3": {"boto3", "botocore"}, "gs": {"google-cloud-storage"}}[scheme]
+    pins = _pins(ROOT / "serving" / "requirements.txt")
+    assert needs <= set(pins), sorted(needs - set(pins))
+    locked = _pins(ROOT / "constraints.txt")
+    assert {name: pins[name] for name in pins if name in locked} == {
+        name: locked[name] for name in pins if name in locked
+    }
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[re.sub(r"\[.*\]", "", name).lower()] = version
+    return pins

@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from configs.settings import AwsConfig
-from infra.config import infra_config
+from infra.config import REDIS_READER, REDIS_WRITER, infra_config
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,9 @@ def test_mlflow_is_internal_encrypted_and_authenticated(synthesized) -> None:
     assert not any("PASSWORD" in e["Name"] for e in container.get("Environment", []))
 
 
-def test_online_store_is_redis_encrypted_with_an_auth_token(synthesized, config: AwsConfig) -> None:
+def test_online_store_is_redis_encrypted_with_a_user_for_each_side(
+    synthesized, templates, config: AwsConfig
+) -> None:
     store = template(synthesized, "feature-store")
     store.has_resource_properties(
         "AWS::ElastiCache::ReplicationGroup",
@@ -148,8 +150,29 @@ def test_online_store_is_redis_encrypted_with_an_auth_token(synthesized, config:
         },
     )
     (group,) = store.find_resources("AWS::ElastiCache::ReplicationGroup").values()
-    # a dynamic reference resolved by CloudFormation: the token never appears in the template
-    assert "{{resolve:secretsmanager:" in json.dumps(group["Properties"]["AuthToken"])
+    assert "AuthToken" not in group["Properties"]  # role-based access instead
+    (users,) = store.find_resources("AWS::ElastiCache::UserGroup").values()
+    assert len(group["Properties"]["UserGroupIds"]) == 1
+    by_name = {
+        u["Properties"]["UserName"]: u["Properties"]
+        for u in store.find_resources("AWS::ElastiCache::User").values()
+    }
+    assert len(users["Properties"]["UserIds"]) == len(by_name) == 3
+    assert by_name["default"]["AccessString"].startswith("off ")  # nobody signs in without a user
+    for name in (REDIS_WRITER[0], REDIS_READER[0]):
+        # a dynamic reference resolved by CloudFormation: no password is in the template
+        (password,) = by_name[name]["Passwords"]
+        assert "{{resolve:secretsmanager:" in json.dumps(password), name
+    assert by_name[REDIS_READER[0]]["AccessString"] == REDIS_READER[1]
+    assert "-@all +@read" in REDIS_READER[1] and "+@write" not in REDIS_READER[1]
+    # the serving task signs in as the reader, with the reader's password only
+    serving = templates["serving"]["Resources"]
+    (task,) = [r for r in serving.values() if r["Type"] == "AWS::ECS::TaskDefinition"]
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["MLOPS_REDIS_USER"] == REDIS_READER[0]
+    (secret,) = [s for s in container["Secrets"] if s["Name"] == "MLOPS_REDIS_AUTH_TOKEN"]
+    assert "RedisReaderToken" in json.dumps(secret) and "RedisAuthToken" not in json.dumps(secret)
 
 
 def test_serving_checks_readyz_and_scales_on_cpu_and_requests(

@@ -13,6 +13,7 @@ import pytest
 
 from infra.checkov_skips import load_skips
 from infra.config import STACK_CONCERNS
+from tests.infra.conftest import REGION
 
 CFN_LINT_ERROR = 2  # cfn-lint's exit code is a bit mask: 2 errors, 4 warnings, 8 informational
 MAX_SKIPS = 8
@@ -84,3 +85,20 @@ def test_checkov_passes_except_the_listed_skips(synthesized, tmp_path: Path) -> 
     assert passed > 100
     assert len(skipped) == len(load_skips())
     assert all(c.get("check_result", {}).get("suppress_comment") for c in skipped)
+
+
+def test_cdk_nag_finds_nothing_beyond_the_acknowledged(tmp_path) -> None:
+    """cdk-nag's AwsSolutions pack over every stack: each finding is acknowledged on purpose
+    in infra/nag-acknowledgements.yaml with its reason, and every entry there still applies."""
+    from infra.app import build_app
+    from infra.config import infra_config
+    from infra.nag import findings, load_acknowledgements, unacknowledged, unused
+
+    acks = load_acknowledgements()
+    found = findings(
+        lambda outdir: build_app(infra_config(environ={}), REGION, outdir=outdir), tmp_path
+    )
+    assert found, "the pack ran and reported nothing: is it wired?"
+    assert not unacknowledged(found, acks), unacknowledged(found, acks)
+    assert not unused(found, acks), unused(found, acks)
+    assert all(len(a.reason.split()) >= 5 for a in acks)

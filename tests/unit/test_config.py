@@ -35,6 +35,7 @@ def test_every_shipped_environment_loads() -> None:
             "MLOPS_LANDING_BUCKET": "landing-b",
             "MLOPS_LAKE_BUCKET": "lake-b",
             "MLOPS_REDIS_ENDPOINT": "redis.internal",
+            "MLOPS_REDIS_USER": "feast-writer",
             "MLOPS_REDIS_AUTH_TOKEN": "token",
             "MLFLOW_TRACKING_URI": "http://mlflow.internal",
         },
