@@ -17,6 +17,7 @@ from infra.checkov_skips import apply_skips, load_skips
 from infra.config import STACK_CONCERNS, infra_config
 from infra.stacks.chain import ChainStack
 from infra.stacks.data import DataStack
+from infra.stacks.database import DatabaseStack
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.mlflow import MlflowStack
 from infra.stacks.network import NetworkStack
@@ -56,8 +57,17 @@ def build_app(
     network = NetworkStack(
         app, stack_name(config, "network"), config=config, logs_key=data.logs_key, env=env
     )
+    database = DatabaseStack(
+        app, stack_name(config, "database"), config=config, vpc=network.vpc, data=data, env=env
+    )
     mlflow = MlflowStack(
-        app, stack_name(config, "mlflow"), config=config, vpc=network.vpc, data=data, env=env
+        app,
+        stack_name(config, "mlflow"),
+        config=config,
+        vpc=network.vpc,
+        data=data,
+        database=database,
+        env=env,
     )
     feature_store = FeatureStoreStack(
         app,
@@ -102,6 +112,7 @@ def build_app(
         "network": network,
         "data": data,
         "spark": spark,
+        "database": database,
         "mlflow": mlflow,
         "feature-store": feature_store,
         "serving": serving,

@@ -17,7 +17,16 @@ from configs.settings import AwsConfig, Settings
 # not import the CDK: preflight answers in a second, without Node).
 IMAGE_TAG_PARAMETER = "ImageTag"
 # One stack per concern, named `<aws.name>-<concern>` (infra/app.py builds them).
-STACK_CONCERNS = ("network", "data", "spark", "mlflow", "feature-store", "serving", "chain")
+STACK_CONCERNS = (
+    "network",
+    "data",
+    "spark",
+    "database",
+    "mlflow",
+    "feature-store",
+    "serving",
+    "chain",
+)
 # What every image is built for and every task and job runs on: x86_64 (an arm64 laptop must
 # not build arm64 images that Fargate and EMR Serverless would then fail to start).
 IMAGE_PLATFORM = "linux/amd64"

@@ -772,7 +772,7 @@ def destroy(session: Any, config: AwsConfig, *, run: Run = run_command) -> list[
         kept.append(
             f"image repository {stack_outputs(cloudformation, f'{config.name}-serving')['RepositoryUri']}"
         )
-        database = stack_outputs(cloudformation, f"{config.name}-mlflow").get("DatabaseInstance")
+        database = stack_outputs(cloudformation, f"{config.name}-database").get("DatabaseInstance")
     except Exception as err:  # a stack that is not there: nothing of it to keep
         print(f"(some stacks are not there: {err})")
         database = None

@@ -19,7 +19,7 @@ from infra import deploy
 from infra.config import infra_config
 from tests.infra.moto_templates import for_moto
 
-ORDER = ("data", "network", "mlflow", "feature-store", "spark", "serving", "chain")
+ORDER = ("data", "network", "database", "mlflow", "feature-store", "spark", "serving", "chain")
 BOOTSTRAP_VERSION = "/cdk-bootstrap/hnb659fds/version"  # what `cdk bootstrap` leaves in SSM
 MOTO_RELEASE_LABEL = "emr-7.9.0"
 
@@ -332,7 +332,7 @@ def test_destroy_deletes_every_stack_and_names_what_it_keeps(aws, synthesized, t
     create_stacks(aws, synthesized, templates)
     config = infra_config(environ={})
     cloudformation = aws.client("cloudformation")
-    database = deploy.stack_outputs(cloudformation, "flight-delay-mlflow")["DatabaseInstance"]
+    database = deploy.stack_outputs(cloudformation, "flight-delay-database")["DatabaseInstance"]
     # what RemovalPolicy.SNAPSHOT leaves when the stack goes
     aws.client("rds").create_db_snapshot(
         DBSnapshotIdentifier="flight-delay-mlflow-final", DBInstanceIdentifier=database

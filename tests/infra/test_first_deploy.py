@@ -333,3 +333,26 @@ def _pins(path: Path) -> dict[str, str]:
             name, version = line.split("==", 1)
             pins[re.sub(r"\[.*\]", "", name).lower()] = version
     return pins
+
+
+def test_a_failing_mlflow_service_cannot_take_the_database_down_with_it(templates) -> None:
+    """A first deploy whose MLflow service never stabilises rolls the MLflow stack back. Were
+    the protected database in that stack, the rollback could not delete it (ROLLBACK_FAILED,
+    and the named instance in the way of the next attempt): it lives in a stack of its own,
+    which needs nothing from the service's."""
+    kinds = {
+        concern: {r["Type"] for r in body["Resources"].values()}
+        for concern, body in templates.items()
+    }
+    assert "AWS::RDS::DBInstance" in kinds["database"]
+    assert "AWS::ECS::Service" not in kinds["database"]
+    assert [c for c, k in kinds.items() if "AWS::RDS::DBInstance" in k] == ["database"]
+    (instance,) = [
+        r
+        for r in templates["database"]["Resources"].values()
+        if r["Type"] == "AWS::RDS::DBInstance"
+    ]
+    assert instance["Properties"]["DeletionProtection"] is True
+    assert instance["DeletionPolicy"] == "Snapshot"
+    imports = re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(templates["database"]))
+    assert not [i for i in imports if i.startswith("flight-delay-mlflow:")], imports

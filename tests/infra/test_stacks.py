@@ -25,7 +25,7 @@ def template(synthesized: tuple[dict[str, Any], Any], concern: str) -> Template:
 def test_every_stack_is_named_from_the_config(synthesized, config: AwsConfig) -> None:
     stacks, _ = synthesized
     assert sorted(stacks) == sorted(
-        ["network", "data", "spark", "mlflow", "feature-store", "serving", "chain"]
+        ["network", "data", "spark", "database", "mlflow", "feature-store", "serving", "chain"]
     )
     assert all(stack.stack_name == f"{config.name}-{concern}" for concern, stack in stacks.items())
 
@@ -114,7 +114,7 @@ def test_spark_runs_on_emr_serverless_in_private_subnets(synthesized, config: Aw
 
 def test_mlflow_is_internal_encrypted_and_authenticated(synthesized) -> None:
     mlflow = template(synthesized, "mlflow")
-    mlflow.has_resource_properties(
+    template(synthesized, "database").has_resource_properties(
         "AWS::RDS::DBInstance",
         {
             "StorageEncrypted": True,
