@@ -22,7 +22,7 @@ RUNS_PREFIX = "runs/"
 SOURCE_BUNDLE = "source.zip"
 HANDOFF_FILE = "handoff.json"
 # `<VARIABLE>_SECRET_ARN` holds the ARN of the secret whose value `<VARIABLE>` is to hold.
-SECRET_ARN_SUFFIX = "_SECRET_ARN"
+SECRET_ARN_SUFFIX = "_SECRET_ARN"  # pragma: allowlist secret
 # The user the jobs sign in to MLflow as; its password is read from Secrets Manager by ARN.
 MLFLOW_JOB_USER = "admin"
 

@@ -205,3 +205,7 @@ def test_the_release_build_packages_in_the_vpc_with_docker_and_secrets_by_refere
     assert "cfn-exec-role" in json.dumps(by_action["iam:PassRole"]["Resource"])
     assert "flight-delay-serving/*" in json.dumps(by_action["cloudformation:UpdateStack"])
     assert not [a for s in statements for a in _actions(s) if a.startswith("ecs:Update")]
+    # CodeBuild reads the two secrets it gives the build, and no other
+    readable = json.dumps(by_action["secretsmanager:GetSecretValue"]["Resource"])
+    assert "RedisAuthToken" in readable and "AdminPassword" in readable
+    assert readable.count("import") == 2
