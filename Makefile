@@ -33,8 +33,9 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
+export ITERATIVE_DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
+.PHONY: help setup check-java train ui test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
 	services-status synth deploy status destroy rollback bench audit lint format lock clean distclean
 
 help: ## Show this help
@@ -116,6 +117,9 @@ new-usecase: $(STAMP) ## Create usecases/$(NAME)/, a working use case on example
 test-usecase: $(STAMP) ## Run one use case's own tests (USECASE=<name>; seconds)
 	$(BIN)/python -m pytest usecases/$(USECASE) $(PYTEST_ARGS)
 
+ui: $(STAMP) ## The MLflow UI on http://127.0.0.1:5000, and where the reports, Data Docs and monitoring are
+	$(BIN)/python -m pipelines ui
+
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (PORT=3000; after make train)
 	SERVE_PORT=$(PORT) $(BIN)/python -m serving
 
@@ -176,7 +180,7 @@ audit: $(STAMP) ## Audit every locked dependency for known vulnerabilities (pip-
 lint: $(STAMP) ## Lint, check formatting and type-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs pipelines features serving infra bench usecases models
+	$(BIN)/mypy configs pipelines features serving infra bench usecases models storage monitoring
 
 format: $(STAMP) ## Fix lint findings that can be fixed and format the code
 	$(BIN)/ruff check --fix .

@@ -177,6 +177,8 @@ def workspace_overrides(folder: Path) -> dict[str, Any]:
             "lake": str(data / "lake"),
             "quarantine": str(data / "quarantine"),
             "reports": str(folder / "reports"),
+            "prediction_log": str(data / "prediction_log"),
+            "monitoring": str(data / "monitoring"),
             "bentoml_home": str(data / "bentoml"),
         },
         "features": {

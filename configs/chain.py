@@ -90,6 +90,12 @@ STAGES: tuple[StageSpec, ...] = (
         spark=True,
         in_chain=False,
     ),
+    StageSpec(
+        "monitor",
+        "the prediction log's newest window against the champion: drift, live metrics, retrain?",
+        "pipelines.monitor:run",
+        in_chain=False,
+    ),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 CHAIN: tuple[str, ...] = tuple(stage.name for stage in STAGES if stage.in_chain)

@@ -46,6 +46,10 @@ class Paths(Strict):
     lake: str = "data/lake"
     quarantine: str = "data/quarantine"
     reports: str = "reports"
+    # The prediction log (monitoring/prediction_log.py): every prediction served or batch-scored.
+    prediction_log: str = "data/prediction_log"
+    # What the monitor decided, and why (one JSON file per decision).
+    monitoring: str = "data/monitoring"
     # BentoML's model and Bento stores (BENTOML_HOME).
     bentoml_home: str = "data/bentoml"
 
@@ -207,6 +211,54 @@ class PromotionConfig(Strict):
     maximum: dict[str, float] = Field(default_factory=dict)  # metric <= bound
     primary_metric: str = "roc_auc"
     min_improvement: float = Field(0.001, ge=0.0)
+
+
+class PredictionLogConfig(Strict):
+    """The prediction log: a bounded buffer per worker, written in the background."""
+
+    enabled: bool = True
+    # Records held before the newest are dropped (and counted on /metrics).
+    capacity: int = Field(100_000, ge=1)
+    # A write starts when this many records wait, or every `flush_interval_s`.
+    flush_rows: int = Field(5_000, ge=1)
+    flush_interval_s: float = Field(5.0, gt=0)
+
+
+class DriftConfig(Strict):
+    """Drift of each model input and of the score, live window against the reference set."""
+
+    # Evidently's method per column ("psi", "wasserstein", "ks", "jensenshannon", ...) and the
+    # score above which a column has drifted (for a p-value method: below which).
+    method: str = "psi"
+    threshold: float = Field(0.2, gt=0)
+    # The window: the newest `window_days` days of logged predictions.
+    window_days: int = Field(7, ge=1)
+    # Fewer logged predictions than this in the window: no verdict on drift.
+    min_rows: int = Field(500, ge=1)
+
+
+class RetrainConfig(Strict):
+    """When `monitor` decides to retrain (the champion/challenger gate still decides promotion)."""
+
+    # Retrain when more than this share of the model's inputs drifted, or the score drifted.
+    max_drifted_share: float = Field(0.3, ge=0, le=1)
+    on_score_drift: bool = True
+    # Retrain when the live value of the gate's primary metric falls below this (once outcomes
+    # have arrived for at least `min_outcomes` logged predictions); None: never on decay.
+    min_live_metric: float | None = 0.65
+    min_outcomes: int = Field(500, ge=1)
+    # Retrain when the champion's newest training example is older than this many days (at
+    # the newest logged prediction); None: never on age alone.
+    max_model_age_days: int | None = 90
+
+
+class MonitoringConfig(Strict):
+    prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    # The training rows kept with each model (a seeded sample, with the model's scores): what
+    # the monitor compares live inputs and scores with.
+    reference_rows: int = Field(50_000, ge=100)
 
 
 class ServingConfig(Strict):
@@ -395,6 +447,7 @@ class Settings(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
 
     @model_validator(mode="before")

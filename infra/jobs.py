@@ -19,6 +19,11 @@ ENTRY_POINT = "run_pipelines.py"
 CODE_PREFIX = "code/"
 LOG_PREFIX = "emr-logs/"
 RUNS_PREFIX = "runs/"
+# The prediction log (configs/aws.yaml paths.prediction_log): the service and batch scoring
+# write it, the monitor reads it.
+PREDICTION_LOG_PREFIX = "prediction-log/"
+# What the monitor decided (configs/aws.yaml paths.monitoring).
+MONITORING_PREFIX = "monitoring/"
 SOURCE_BUNDLE = "source.zip"
 HANDOFF_FILE = "handoff.json"
 # `<VARIABLE>_SECRET_ARN` holds the ARN of the secret whose value `<VARIABLE>` is to hold.

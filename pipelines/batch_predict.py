@@ -3,7 +3,9 @@
 Spark reads the rows to score from silver and writes the scores; features come from the
 offline store point-in-time, as of each row's event time, through the same model-input
 assembly as training; the model is the exact version `champion` points to.
-Output: `lake/predictions/period=<day or month>/` (parquet) and a `_summary.json` beside it.
+Output: `lake/predictions/period=<day or month>/` (parquet) and a `_summary.json` beside it;
+every score is also recorded in the prediction log (`paths.prediction_log`, source "batch"),
+where the monitor reads served and batch predictions alike.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from pyspark.sql import functions as F
 from configs import Settings
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
-from pipelines.adapters import filesystem as fs
+from monitoring.prediction_log import PredictionLog, Record, new_prediction_id
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageFailed, StageResult
+from storage import files as fs
 from usecases.contract import EVENT_TIMESTAMP, UseCase
 
 SUMMARY = "_summary.json"
@@ -114,6 +117,7 @@ def run(ctx: StageContext) -> StageResult:
     }
     fs.write_text(fs.join(temp, SUMMARY), json.dumps(summary, indent=2))
     layout.publish(temp, target, commit_last=SUMMARY)
+    logged = log_predictions(settings, frame, inputs, scores, threshold, champion.version, row_id)
     result.rows_in = len(rows)
     result.rows_out = len(output)
     result.notes.append(
@@ -121,4 +125,55 @@ def run(ctx: StageContext) -> StageResult:
         f"{flagged:,} flagged {outcome.positive} ({flagged / len(output):.0%})"
     )
     result.outputs["predictions"] = target
+    result.outputs["prediction log"] = f"{logged:,} records in {settings.paths.prediction_log}"
     return result
+
+
+def log_predictions(
+    settings: Settings,
+    frame: pd.DataFrame,
+    inputs: list[str],
+    scores: object,
+    threshold: float,
+    version: str,
+    row_id: str,
+) -> int:
+    """Record each score in the prediction log, as the service does for what it answers."""
+    if not settings.monitoring.prediction_log.enabled:
+        return 0
+    values = frame[inputs].to_numpy(dtype="float64")
+    absent = pd.isna(values)
+    now = datetime.now(UTC).timestamp()
+    events = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).dt.to_pydatetime()
+    records = [
+        Record(
+            new_prediction_id(),
+            now,
+            event,
+            version,
+            str(identifier),
+            float(score),
+            bool(score >= threshold),
+            [name for name, gone in zip(inputs, line_absent, strict=True) if gone],
+            line.tolist(),
+        )
+        for identifier, event, score, line, line_absent in zip(
+            frame[row_id],
+            events,
+            scores,
+            values,
+            absent,
+            strict=True,  # type: ignore[call-overload]
+        )
+    ]
+    log = PredictionLog(
+        settings.paths.prediction_log, inputs, source="batch", capacity=len(records) or 1
+    )
+    log.record(records)
+    written = log.flush()
+    if written != len(records):
+        raise StageFailed(
+            f"the prediction log kept {written:,} of {len(records):,} scores "
+            f"({settings.paths.prediction_log}): see the log above"
+        )
+    return written

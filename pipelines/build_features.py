@@ -17,12 +17,12 @@ from pyspark.sql import DataFrame, SparkSession
 from configs import Settings
 from features.definitions import build_repo, feature_table_path, service_name
 from features.store import feature_store
-from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_silver, read_snapshot
 from pipelines.adapters.quality import QualityGate, row_expectations
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageResult
+from storage import files as fs
 from usecases import load as load_usecase
 from usecases.contract import FeatureContext, UseCase, resolve
 

@@ -23,6 +23,7 @@ QUIET_LIBRARIES = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "BENTOML_DO_NOT_TRACK": "true",
     "DO_NOT_TRACK": "1",
+    "ITERATIVE_DO_NOT_TRACK": "1",  # Evidently's telemetry (iterative-telemetry)
 }
 
 
@@ -61,12 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=stage.help)
         if name == "land":
             _add_land_options(sub)
+        if name == "monitor":
+            sub.add_argument(
+                "--retrain",
+                action="store_true",
+                help="run the whole chain when the monitor decides to retrain (the gate still "
+                "decides promotion)",
+            )
         if name == "batch-predict":
             period = sub.add_mutually_exclusive_group(required=True)
             period.add_argument("--date", help="score the rows dated on this day (YYYY-MM-DD)")
             period.add_argument("--month", help="score the rows dated in this month (YYYY-MM)")
     commands.add_parser("rollback", help="point the champion alias back at the version it replaced")
     commands.add_parser("promotions", help="list every promotion decision (version, when, why)")
+    commands.add_parser(
+        "monitoring", help="list every monitor decision (window, retrain or keep, why)"
+    )
+    ui = commands.add_parser(
+        "ui", help="start the MLflow UI on the profile's tracking store; say where the reports are"
+    )
+    ui.add_argument("--port", type=int, default=5000)
+    lineage = commands.add_parser(
+        "lineage",
+        help="the chain from a prediction id or a model version back to the raw drops",
+    )
+    lineage.add_argument("target", help="a prediction id (from /predict) or a model version")
+    lineage.add_argument("--json", action="store_true", help="as JSON, for programs")
     commands.add_parser("config", help="print the resolved configuration and exit")
     return parser
 
@@ -158,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command in ("rollback", "promotions"):
         return _registry_command(settings, args.command)
+    if args.command == "monitoring":
+        return _monitoring(settings)
+    if args.command == "ui":
+        return _ui(settings, args.port)
+    if args.command == "lineage":
+        return _lineage(settings, args.target, as_json=args.json)
     planned = CHAIN if args.command == "train" else (args.command,)
     try:
         handoff = read_handoff(args.handoff_file) if args.handoff_file else {}
@@ -166,12 +193,85 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "batch-predict":
         handoff["period"] = args.date or args.month
-    return run_and_report(settings, planned, handoff, args.handoff_file)
+    code, results = run_stages(settings, planned, handoff, args.handoff_file)
+    retrain = results[-1].handoff.get("decision") == "retrain" if results else False
+    if args.command == "monitor" and args.retrain and code == EXIT_OK and retrain:
+        print("\nthe monitor decided to retrain: running the chain (the gate decides promotion)")
+        return run_and_report(settings, CHAIN, None, args.handoff_file)
+    return code
+
+
+def ui_command(settings: Settings, port: int) -> list[str]:
+    """`mlflow ui` on the profile's own tracking store (a server profile has its own UI)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        settings.mlflow.tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def where_things_are(settings: Settings) -> dict[str, str]:
+    """What people look at, and where it is."""
+    from pipelines.adapters.quality import QualityGate
+    from storage import files as fs
+
+    reports = settings.paths.reports
+    return {
+        "model reports": reports,
+        "Data Docs (the quality gate)": fs.join(QualityGate.docs_dir_for(reports), "index.html"),
+        "monitoring reports": fs.join(reports, "monitoring"),
+        "monitor decisions": settings.paths.monitoring,
+        "prediction log": settings.paths.prediction_log,
+    }
+
+
+def _ui(settings: Settings, port: int) -> int:
+    for what, where in where_things_are(settings).items():
+        print(f"{what:<30} {where}")
+    if not settings.mlflow.tracking_uri.startswith("sqlite:///"):
+        print(f"MLflow: {settings.mlflow.tracking_uri} (a tracking server has its own UI)")
+        return EXIT_OK
+    print(f"MLflow UI at http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, ui_command(settings, port))
+
+
+def _lineage(settings: Settings, target: str, *, as_json: bool) -> int:
+    from pipelines.lineage import render, trace
+    from pipelines.results import StageFailed
+
+    try:
+        traced = trace(settings, target)
+    except StageFailed as err:
+        print(f"lineage: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(traced, indent=2, default=str) if as_json else render(traced))
+    return EXIT_OK
+
+
+def _monitoring(settings: Settings) -> int:
+    from pipelines.monitor import decisions
+
+    recorded = decisions(settings)
+    if not recorded:
+        print("the monitor has decided nothing yet")
+    for row in recorded:
+        print(
+            f"{row['window_from']}..{row['window_to']}  v{row['champion_version']:<4} "
+            f"{row['decision']:<10} {'; '.join(row['reasons'])}"
+        )
+    return EXIT_OK
 
 
 def read_handoff(location: str) -> dict[str, str]:
     """What earlier commands handed off through `location`; empty when nothing is there yet."""
-    from pipelines.adapters import filesystem as fs
+    from storage import files as fs
 
     if not fs.is_file(location):
         return {}
@@ -208,17 +308,27 @@ def run_and_report(
     handoff: dict[str, str] | None = None,
     handoff_file: str | None = None,
 ) -> int:
+    return run_stages(settings, planned, handoff, handoff_file)[0]
+
+
+def run_stages(
+    settings: Settings,
+    planned: Sequence[str],
+    handoff: dict[str, str] | None = None,
+    handoff_file: str | None = None,
+) -> tuple[int, list[StageResult]]:
+    """Run `planned`, print the summary, hand off through `handoff_file`: (exit code, results)."""
     results = run_chain(settings, tuple(planned), handoff=handoff)
     print(render_summary(results, planned))
     if handoff_file:
-        from pipelines.adapters import filesystem as fs
+        from storage import files as fs
 
         handed: dict[str, str] = dict(handoff or {})
         for result in results:
             handed |= result.handoff
         fs.write_text(handoff_file, json.dumps(handed, indent=2, sort_keys=True))
     if all(result.ok for result in results):
-        return EXIT_OK
+        return EXIT_OK, results
     failed = next(result for result in results if not result.ok)
     print(f"\n{failed.stage} failed; stages after it did not run.", file=sys.stderr)
-    return EXIT_FAILED
+    return EXIT_FAILED, results

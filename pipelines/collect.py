@@ -20,11 +20,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from configs import Settings
-from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_snapshot
 from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
 from pipelines.context import StageContext
 from pipelines.results import StageResult
+from storage import files as fs
 from usecases.contract import DROP_ID, PROBLEMS, SilverContext, Source, carried, resolve
 
 log = logging.getLogger(__name__)

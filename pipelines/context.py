@@ -45,6 +45,8 @@ class Handoff:
     bento_tag: str | None = None
     # batch-predict: the day (YYYY-MM-DD) or month (YYYY-MM) to score.
     period: str | None = None
+    # monitor: what it decided (retrain | keep | no verdict), for what runs after it.
+    decision: str | None = None
 
     def update(self, values: dict[str, str]) -> None:
         known = {f.name for f in fields(self)}

@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from configs import Settings
-from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageFailed, StageResult
+from storage import files as fs
 from usecases import load as load_usecase
 from usecases.contract import Source, UseCase
 

@@ -16,10 +16,10 @@ from typing import Any
 from jinja2 import Environment, select_autoescape
 
 from configs import Settings
-from pipelines.adapters import filesystem as fs
 from pipelines.adapters.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageResult
+from storage import files as fs
 from usecases import load as load_usecase
 
 TEMPLATE = """<!doctype html>

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,13 @@ from configs import Settings
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
-from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import Tracker, TrackingUnavailable, tracking_errors
 from pipelines.context import StageContext
 from pipelines.evaluation import best_f1_threshold, evaluate
+from pipelines.lineage import GIT_COMMIT_TAG
 from pipelines.results import StageFailed, StageResult
+from storage import files as fs
 from usecases import load as load_usecase
 from usecases.contract import EVENT_TIMESTAMP, UseCase
 
@@ -237,6 +239,43 @@ def _recording_failed(
     )
 
 
+def git_commit() -> str:
+    """The commit of the code that trains (with `+dirty` when the tree has changes), or
+    "unknown" outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
+# The sample of the training rows kept with the model (artifact `evaluation/<this>`): its
+# inputs and the model's scores, what the monitor compares live traffic with.
+REFERENCE_SET = "reference_set.parquet"
+REFERENCE_ARTIFACT = f"evaluation/{REFERENCE_SET}"
+
+
+def reference_set(
+    train: pd.DataFrame, model: models.Model, features: list[str], settings: Settings
+) -> pd.DataFrame:
+    """A seeded sample of the training rows: the model's inputs and its score on each."""
+    rows = settings.monitoring.reference_rows
+    sample = (
+        train.sample(n=rows, random_state=settings.training.seed) if len(train) > rows else train
+    )
+    return sample[features].assign(score=model.probabilities(sample)).reset_index(drop=True)
+
+
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     result = StageResult("fit")
@@ -297,6 +336,7 @@ def run(ctx: StageContext) -> StageResult:
                     "test_rows": float(len(split.test)),
                 },
                 tags={
+                    GIT_COMMIT_TAG: git_commit(),
                     "feature_service": service,
                     "training_rows": str(len(frame)),
                     "training_from": record["training_set"]["from"],
@@ -304,6 +344,7 @@ def run(ctx: StageContext) -> StageResult:
                     "last_example_date": pd.Timestamp(frame[split_column].max()).date().isoformat(),
                 },
             )
+            run.log_training_set(frame, label, source=layout.silver(examples.table))
             (folder / "features.json").write_text(json.dumps(features, indent=2))
             (folder / "lineage.json").write_text(json.dumps(record, indent=2))
             (folder / "feature_importance.json").write_text(
@@ -313,6 +354,9 @@ def run(ctx: StageContext) -> StageResult:
                 score=test_scores
             )
             test_set.to_parquet(folder / "test_set.parquet", index=False)
+            reference_set(split.train, model, features, settings).to_parquet(
+                folder / REFERENCE_SET, index=False
+            )
             run.log_files(
                 [
                     folder / name
@@ -321,6 +365,7 @@ def run(ctx: StageContext) -> StageResult:
                         "lineage.json",
                         "feature_importance.json",
                         "test_set.parquet",
+                        REFERENCE_SET,
                     )
                 ],
                 "evaluation",

@@ -17,7 +17,6 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from configs.settings import TableQuality
-from pipelines.adapters import filesystem as fs
 from pipelines.adapters.lake import read_drops, read_silver
 from pipelines.adapters.quality import (
     GateResult,
@@ -28,6 +27,7 @@ from pipelines.adapters.quality import (
 from pipelines.adapters.storage import LandedDrop, StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageResult
+from storage import files as fs
 
 log = logging.getLogger(__name__)
 

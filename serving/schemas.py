@@ -19,6 +19,8 @@ class PredictionBase(BaseModel):
     model_version: str
     # Stored features with no usable value: the model treats them as missing.
     missing_features: list[str]
+    # The prediction's id in the prediction log (what the monitor and lineage read).
+    prediction_id: str
 
 
 def response_models(usecase: UseCase) -> tuple[type[BaseModel], type[BaseModel]]:

@@ -29,10 +29,12 @@ from features.definitions import service_name
 from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
 from features.store import feature_store
+from monitoring.prediction_log import PredictionLog, Record, new_prediction_id
 from serving.guard import JsonBodiesOnly, ShedLoad
 from serving.logs import RequestIds, use_json_logs
 from serving.schemas import response_models
 from usecases import load as load_usecase
+from usecases.contract import EVENT_TIMESTAMP
 
 SETTINGS = load_settings()
 USECASE = load_usecase(SETTINGS.usecase)
@@ -74,6 +76,14 @@ FULL_GC_PAUSES = bentoml.metrics.Histogram(
     name=f"{NAMES.metric_prefix}_full_gc_pause_seconds",
     documentation="Full (generation 2) garbage collections of the worker, by how long they held it",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+)
+LOG_WRITTEN = bentoml.metrics.Counter(
+    name=f"{NAMES.metric_prefix}_prediction_log_written_total",
+    documentation="Predictions written to the prediction log",
+)
+LOG_DROPPED = bentoml.metrics.Counter(
+    name=f"{NAMES.metric_prefix}_prediction_log_dropped_total",
+    documentation="Predictions answered but not logged (buffer full, or a write failed)",
 )
 STORE_FAILURES = bentoml.metrics.Counter(
     name=f"{NAMES.metric_prefix}_online_store_failures_total",
@@ -209,6 +219,22 @@ class PredictionService:
         self.inputs = OnlineInputs(
             self.store, self.service, self.usecase, self.settings.params, self.features
         )
+        self.row_id = self.usecase.examples.row_id
+        logged = self.settings.monitoring.prediction_log
+        self.prediction_log = (
+            PredictionLog(
+                location=self.settings.paths.prediction_log,
+                features=self.features,
+                capacity=logged.capacity,
+                flush_rows=logged.flush_rows,
+                flush_interval_s=logged.flush_interval_s,
+                # late-bound: BentoML makes its metrics in the worker
+                on_dropped=lambda count: LOG_DROPPED.inc(count),
+                on_written=lambda count: LOG_WRITTEN.inc(count),
+            ).start()
+            if logged.enabled
+            else None
+        )
         log.info(
             "serving model version %s with %d features",
             self.model_version,
@@ -221,6 +247,12 @@ class PredictionService:
         gc.freeze()
         if _time_full_collection not in gc.callbacks:
             gc.callbacks.append(_time_full_collection)
+
+    @bentoml.on_shutdown
+    def close_prediction_log(self) -> None:
+        """On SIGTERM (a deploy, a scale-in): write what the prediction log still holds."""
+        if self.prediction_log is not None:
+            self.prediction_log.close()
 
     def vectors(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
         """Model inputs for entity `rows` (online + request features, the model's columns)
@@ -271,8 +303,9 @@ class PredictionService:
     def score(self, items: list[Any]) -> list[Any]:
         """Predictions for `items`, in order; a failing online store becomes a 503."""
         row = self.usecase.request.row
+        rows = [row(item) for item in items]
         try:
-            inputs, missing = self.inputs([row(item) for item in items])
+            inputs, missing = self.inputs(rows)
         except OnlineStoreUnavailable as err:
             STORE_FAILURES.labels(model_version=self.model_version).inc()
             log.error("online store failed: %s", err, exc_info=True)
@@ -282,6 +315,7 @@ class PredictionService:
         scores = self.model.probabilities(inputs).tolist()
         threshold, version = self.threshold, self.model_version
         score_field, decision_field = self.score_field, self.decision_field
+        ids = [new_prediction_id() for _ in scores]
         # Built from values of the types the response declares (Python floats, bools, str):
         # validating them again would only cost time on every request.
         predictions = [
@@ -290,9 +324,12 @@ class PredictionService:
                 threshold=threshold,
                 model_version=version,
                 missing_features=absent,
+                prediction_id=prediction_id,
             )
-            for score, absent in zip(scores, missing, strict=True)
+            for score, absent, prediction_id in zip(scores, missing, ids, strict=True)
         ]
+        if self.prediction_log is not None:
+            self._log(ids, rows, inputs.tolist(), scores, missing)
         defaulted = sum(1 for absent in missing if absent)
         PREDICTIONS.labels(model_version=version).inc(len(predictions))
         DEFAULTED.labels(model_version=version).inc(defaulted)
@@ -306,6 +343,39 @@ class PredictionService:
             },
         )
         return predictions
+
+    def _log(
+        self,
+        ids: list[str],
+        rows: list[dict[str, Any]],
+        inputs: list[list[float]],
+        scores: list[float],
+        missing: list[list[str]],
+    ) -> None:
+        """Hand the predictions to the prediction log (a buffer: never waits on a write)."""
+        assert self.prediction_log is not None
+        now, version, threshold, row_id = (
+            time.time(),
+            self.model_version,
+            self.threshold,
+            self.row_id,
+        )
+        self.prediction_log.record(
+            Record(
+                prediction_id,
+                now,
+                entity[EVENT_TIMESTAMP],
+                version,
+                None if entity.get(row_id) is None else str(entity[row_id]),
+                score,
+                score >= threshold,
+                absent,
+                vector,
+            )
+            for prediction_id, entity, vector, score, absent in zip(
+                ids, rows, inputs, scores, missing, strict=True
+            )
+        )
 
     def _predict(self, items: list[Any]) -> Any:
         return PredictResponse(

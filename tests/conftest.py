@@ -63,6 +63,8 @@ def layout_overrides(root: Path) -> dict[str, Any]:
             "lake": str(root / "lake"),
             "quarantine": str(root / "quarantine"),
             "reports": str(root / "reports"),
+            "prediction_log": str(root / "prediction_log"),
+            "monitoring": str(root / "monitoring"),
             "bentoml_home": BENTOML_HOME,
         },
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},

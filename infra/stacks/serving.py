@@ -16,6 +16,7 @@ from constructs import Construct
 
 from configs.settings import AwsConfig
 from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE
+from infra.jobs import PREDICTION_LOG_PREFIX
 from infra.stacks.common import (
     RUNTIME_PLATFORM,
     allow_secret_decryption,
@@ -106,8 +107,14 @@ class ServingStack(Stack):
             user=BENTO_USER,
         )
         allow_secret_decryption(task.obtain_execution_role(), data.key)
-        # The service reads the Feast registry from the lake bucket; nothing else there.
-        grant_data(task.task_role, data.key, read=[(data.lake, "feast/")])
+        # The service reads the Feast registry from the lake bucket and writes the prediction
+        # log; nothing else there.
+        grant_data(
+            task.task_role,
+            data.key,
+            read=[(data.lake, "feast/")],
+            write=[(data.lake, PREDICTION_LOG_PREFIX)],
+        )
 
         service_security_group = ec2.SecurityGroup(
             self,

@@ -12,7 +12,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
-from infra.jobs import CODE_PREFIX, LOG_PREFIX, RUNS_PREFIX
+from infra.jobs import (
+    CODE_PREFIX,
+    LOG_PREFIX,
+    MONITORING_PREFIX,
+    PREDICTION_LOG_PREFIX,
+    RUNS_PREFIX,
+)
 from infra.stacks.common import allow_secret_decryption
 from infra.stacks.data import DataStack, grant_data
 from infra.stacks.network import APP_SUBNETS
@@ -49,6 +55,8 @@ class SparkStack(Stack):
                 (data.lake, "feast/"),
                 (data.lake, LOG_PREFIX),
                 (data.lake, RUNS_PREFIX),  # each run's handoff file
+                (data.lake, PREDICTION_LOG_PREFIX),  # batch scores
+                (data.lake, MONITORING_PREFIX),  # the monitor's decisions
             ],
         )
         # The entry point reads the online store's token and MLflow's password itself.

@@ -17,7 +17,7 @@ from great_expectations.core.result_format import ResultFormat
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from configs.settings import TableQuality
-from pipelines.adapters import filesystem as fs
+from storage import files as fs
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from configs.settings import Paths
-from pipelines.adapters import filesystem as fs
+from storage import files as fs
 
 MARKER = "_drop.json"
 REASON = "reason.json"
@@ -53,7 +53,7 @@ class DropMarker:
 
 class StorageLayout:
     """Where each zone's tables and drops live. Locations are strings (local paths or s3://
-    URIs); every file operation goes through `pipelines.adapters.filesystem`."""
+    URIs); every file operation goes through `storage.files`."""
 
     def __init__(self, paths: Paths) -> None:
         self.landing = paths.landing

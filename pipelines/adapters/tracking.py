@@ -204,6 +204,24 @@ class Tracker:
         """Add the files of `folder` to a finished run (e.g. its report)."""
         self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
 
+    def monitoring_run(self, name: str, metrics: dict[str, float], tags: dict[str, str]) -> str:
+        """A run of the `<experiment>-monitoring` experiment (made on first use) holding one
+        monitor's figures; returns its id."""
+        experiment = f"{self._experiment}-monitoring"
+        found = self.client.get_experiment_by_name(experiment)
+        experiment_id = (
+            found.experiment_id
+            if found is not None
+            else self.client.create_experiment(
+                experiment, artifact_location=_as_uri(self.config.artifact_location)
+            )
+        )
+        run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+        for key, value in metrics.items():
+            self.client.log_metric(run.info.run_id, key, value)
+        self.client.set_terminated(run.info.run_id)
+        return str(run.info.run_id)
+
     @contextmanager
     def training_run(self) -> Iterator[RunRecorder]:
         """A new run of the experiment, recorded while the block runs."""
@@ -223,6 +241,13 @@ class RunRecorder:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
+
+    def log_training_set(self, frame: Any, label: str, source: str) -> None:
+        """Record the training set as the run's input (MLflow's dataset tracking: its digest,
+        schema and size, and where it was read from)."""
+        mlflow = self.tracker.mlflow
+        dataset = mlflow.data.from_pandas(frame, source=source, targets=label, name="training_set")
+        mlflow.log_input(dataset, context="training")
 
     def log_files(self, paths: list[Path], artifact_path: str) -> None:
         for path in paths:

@@ -311,10 +311,21 @@ def test_an_online_store_with_nothing_materialized_is_not_ready(
     assert in_process_service(trained_root, monkeypatch).__is_ready__() is True
 
 
-def test_sigterm_under_load_finishes_requests_in_flight_then_refuses(trained_root: Path) -> None:
+def test_sigterm_under_load_finishes_requests_in_flight_then_refuses(
+    trained_root: Path, tmp_path: Path
+) -> None:
+    """...and the prediction log, which writes only every hour here, is written on SIGTERM:
+    one record per answered prediction, with the id, score and version the client got."""
     big = {"flights": [FLIGHT] * 1000}
+    overrides = _deep_merge(
+        slice_overrides(trained_root),
+        {
+            "paths": {"prediction_log": str(tmp_path / "prediction_log")},
+            "monitoring": {"prediction_log": {"flush_interval_s": 3600, "flush_rows": 10**6}},
+        },
+    )
     with (
-        serving(trained_root, slice_overrides(trained_root)) as (url, process, log_path),
+        serving(trained_root, overrides) as (url, process, log_path),
         ThreadPoolExecutor(6) as pool,
     ):
         in_flight = [
@@ -331,6 +342,21 @@ def test_sigterm_under_load_finishes_requests_in_flight_then_refuses(trained_roo
         assert process.wait(timeout=60) == 0, log_path.read_text()[-2000:]
         with pytest.raises(requests.ConnectionError):
             requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=5)
+    from monitoring import prediction_log as pl
+
+    table = pl.read_log(str(tmp_path / "prediction_log"))
+    assert table is not None, "nothing was written on SIGTERM"
+    logged = {row[pl.PREDICTION_ID]: row for row in table.to_pylist()}
+    answered = [p for a in answers for p in a.json()["predictions"]]
+    assert len(logged) == len(answered) == 6000
+    for prediction in answered:
+        row = logged[prediction["prediction_id"]]
+        assert row[pl.SCORE] == prediction["probability_late"]
+        assert row[pl.DECISION] == prediction["late"]
+        assert row[pl.MODEL_VERSION] == prediction["model_version"]
+        assert row[pl.MISSING] == prediction["missing_features"]
+        assert row[pl.SOURCE] == "service"
+        assert row[pl.input_column("distance")] == FLIGHT["distance"]  # as the model saw it
 
 
 def test_past_capacity_requests_are_refused_with_retry_after_and_counted(

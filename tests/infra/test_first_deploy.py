@@ -356,3 +356,16 @@ def test_a_failing_mlflow_service_cannot_take_the_database_down_with_it(template
     assert instance["DeletionPolicy"] == "Snapshot"
     imports = re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(templates["database"]))
     assert not [i for i in imports if i.startswith("flight-delay-mlflow:")], imports
+
+
+def test_the_prediction_log_is_where_the_roles_may_write_it() -> None:
+    """The aws profile's prediction log is under the lake prefix the serving task and the
+    Spark jobs may write (one name in infra/jobs.py)."""
+    from configs import load_settings
+
+    environ = {name: "x" for name in ("MLOPS_LAKE_BUCKET", "MLOPS_LANDING_BUCKET")}
+    environ |= {"MLOPS_REDIS_ENDPOINT": "r", "MLOPS_REDIS_AUTH_TOKEN": "t", "MLOPS_REDIS_USER": "u"}
+    environ |= {"MLFLOW_TRACKING_URI": "http://mlflow"}
+    paths = load_settings("aws", environ=environ).paths
+    assert paths.prediction_log == f"s3://x/{jobs.PREDICTION_LOG_PREFIX.rstrip('/')}"
+    assert paths.monitoring == f"s3://x/{jobs.MONITORING_PREFIX.rstrip('/')}"

@@ -274,5 +274,14 @@ def test_the_spark_role_writes_only_its_prefixes_of_the_lake(templates) -> None:
         if isinstance(part, str)
     )
     assert prefixes == sorted(
-        ["/emr-logs/*", "/feast/*", "/lake/*", "/quarantine/*", "/reports/*", "/runs/*"]
+        [
+            "/emr-logs/*",
+            "/feast/*",
+            "/lake/*",
+            "/monitoring/*",
+            "/prediction-log/*",
+            "/quarantine/*",
+            "/reports/*",
+            "/runs/*",
+        ]
     )

@@ -155,7 +155,7 @@ MOVES = 6
 def test_a_crash_at_any_point_leaves_whole_drops_and_the_next_run_recovers(
     lake, spark, monkeypatch: pytest.MonkeyPatch, crash_before: int
 ) -> None:
-    from pipelines.adapters import filesystem
+    from storage import files as filesystem
 
     before = silver_digest(lake)
     land_new_flights_drop(lake, "2013-04")
@@ -201,7 +201,7 @@ def test_a_run_with_two_new_drops_makes_the_moves_the_crash_test_expects(
     lake, spark, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Keeps MOVES honest: if collect or the gate moves more, the crash test must cover it."""
-    from pipelines.adapters import filesystem
+    from storage import files as filesystem
 
     land_new_flights_drop(lake, "2013-04")
     land_new_flights_drop(lake, "2013-05")

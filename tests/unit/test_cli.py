@@ -93,3 +93,45 @@ def test_a_handoff_file_carries_identifiers_from_one_command_to_the_next(
     assert cli.main(["--handoff-file", str(first), "collect"]) == cli.EXIT_OK
     assert seen[-1]["model_version"] is None
     assert json.loads(first.read_text())["decided_version"] == "7"
+
+
+@pytest.mark.parametrize(("decision", "chain_runs"), [("retrain", True), ("keep", False)])
+def test_monitor_retrain_runs_the_chain_only_when_it_decides_to(
+    monkeypatch, decision: str, chain_runs: bool
+) -> None:
+    ran: list[tuple[str, ...]] = []
+
+    def fake_chain(settings, stages, spark=None, handoff=None):
+        ran.append(tuple(stages))
+        result = StageResult(stages[0])
+        if stages == ("monitor",):
+            result.handoff = {"decision": decision}
+        return [result]
+
+    monkeypatch.setattr(cli, "run_chain", fake_chain)
+    assert cli.main(["monitor", "--retrain"]) == cli.EXIT_OK
+    assert ran == ([("monitor",), cli.CHAIN] if chain_runs else [("monitor",)])
+    ran.clear()
+    assert cli.main(["monitor"]) == cli.EXIT_OK  # without --retrain: decides, never trains
+    assert ran == [("monitor",)]
+
+
+def test_make_ui_starts_mlflow_on_the_local_store_and_says_where_reports_are(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from tests.conftest import settings_for
+
+    settings = settings_for(tmp_path)
+    command = cli.ui_command(settings, 5055)
+    assert command[1:4] == ["-m", "mlflow", "ui"]
+    assert command[command.index("--backend-store-uri") + 1] == settings.mlflow.tracking_uri
+    assert command[-2:] == ["--port", "5055"]
+    where = cli.where_things_are(settings)
+    assert where["Data Docs (the quality gate)"].endswith("data_docs/index.html")
+    assert where["monitoring reports"].startswith(settings.paths.reports)
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli.os, "execv", lambda exe, argv: started.append(argv))
+    cli._ui(settings, 5055)
+    assert started == [command]
+    printed = capsys.readouterr().out
+    assert "MLflow UI at http://127.0.0.1:5055" in printed and settings.paths.monitoring in printed

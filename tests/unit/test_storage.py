@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from configs import Settings
-from pipelines.adapters import filesystem as fs
 from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
+from storage import files as fs
 
 BUCKET = "lake-tests"
 

@@ -1,0 +1,185 @@
+"""What the monitor computes, on frames: drift of each model input and of the score (the live
+window against the champion's reference set, with Evidently), live performance per model
+version once outcomes have arrived, and the decision to retrain or not, with its reasons.
+
+No I/O here: `pipelines/monitor.py` reads the prediction log, the reference set and the
+outcomes, and records what this returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from configs.settings import DriftConfig, RetrainConfig
+
+# Evidently's methods whose value is a p-value: a column has drifted when it is BELOW the
+# threshold; for the others (distances, PSI) when it is at or above it.
+P_VALUE_METHODS = frozenset(
+    {
+        "ks",
+        "chisquare",
+        "z",
+        "fisher_exact",
+        "g_test",
+        "t_test",
+        "mannw",
+        "cramer_von_mises",
+        "anderson",
+        "epps_singleton",
+        "empirical_mmd",
+    }
+)
+SCORE = "score"
+RETRAIN, KEEP, NO_VERDICT = "retrain", "keep", "no verdict"
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    column: str
+    value: float
+    drifted: bool
+
+
+@dataclass
+class Verdict:
+    """One run of the monitor: what it saw, what it measured, what it decided and why."""
+
+    window_from: str
+    window_to: str
+    rows: int
+    champion_version: str
+    drift: list[ColumnDrift] = field(default_factory=list)
+    score_drift: ColumnDrift | None = None
+    # model version -> {"rows": n, "roc_auc": ..., "precision": ..., "recall": ...}
+    live: dict[str, dict[str, float]] = field(default_factory=dict)
+    model_age_days: int | None = None
+    decision: str = NO_VERDICT
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[str]:
+        return [d.column for d in self.drift if d.drifted]
+
+    @property
+    def drifted_share(self) -> float:
+        return len(self.drifted) / len(self.drift) if self.drift else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["drifted"] = self.drifted
+        data["drifted_share"] = self.drifted_share
+        return data
+
+
+def drifted(method: str, value: float, threshold: float) -> bool:
+    if math.isnan(value):
+        return False
+    return value < threshold if method in P_VALUE_METHODS else value >= threshold
+
+
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str], config: DriftConfig
+) -> tuple[list[ColumnDrift], Any]:
+    """Each column's drift (Evidently's ValueDrift with the configured method and threshold),
+    and the Evidently snapshot (its HTML report). Columns with no value on one side are left
+    out (nothing to compare)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    usable = [c for c in columns if reference[c].notna().any() and current[c].notna().any()]
+    definition = DataDefinition(numerical_columns=list(usable))
+    report = Report(
+        [ValueDrift(column=c, method=config.method, threshold=config.threshold) for c in usable]
+    )
+    snapshot = report.run(
+        current_data=Dataset.from_pandas(current[usable], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[usable], data_definition=definition),
+    )
+    values = _drift_values(snapshot, usable)
+    return [
+        ColumnDrift(c, values[c], drifted(config.method, values[c], config.threshold))
+        for c in usable
+    ], snapshot
+
+
+def _drift_values(snapshot: Any, columns: Sequence[str]) -> dict[str, float]:
+    """The drift value of each column, from the snapshot's metric results."""
+    found: dict[str, float] = {}
+    for result in snapshot.dict()["metrics"]:
+        config = result.get("config", {})
+        column = config.get("column")
+        if column in columns:
+            value = result["value"]
+            found[column] = float(value if not isinstance(value, dict) else value["value"])
+    missing = set(columns) - set(found)
+    if missing:
+        raise RuntimeError(f"Evidently reported no drift value for {sorted(missing)}")
+    return found
+
+
+def live_metrics(
+    logged: pd.DataFrame, outcomes: pd.DataFrame, label: str
+) -> dict[str, dict[str, float]]:
+    """Per model version, on the logged predictions whose outcome has arrived (joined by row
+    id): how many, ROC AUC of the scores (when both outcomes occur), and precision and recall
+    of the decisions the service made (at the threshold it served)."""
+    joined = logged.merge(outcomes, on="row_id", how="inner")
+    live: dict[str, dict[str, float]] = {}
+    for version, rows in joined.groupby("model_version", sort=True):
+        labels = rows[label].astype(int).to_numpy()
+        figures = {"rows": float(len(rows)), "positive_rate": float(labels.mean())}
+        if len(np.unique(labels)) == 2:
+            figures["roc_auc"] = float(skm.roc_auc_score(labels, rows["score"]))
+        decisions = rows["decision"].astype(bool).to_numpy()
+        figures["precision"] = float(skm.precision_score(labels, decisions, zero_division=0))
+        figures["recall"] = float(skm.recall_score(labels, decisions, zero_division=0))
+        live[str(version)] = figures
+    return live
+
+
+def decide(verdict: Verdict, config: RetrainConfig, drift: DriftConfig, metric: str) -> Verdict:
+    """Fill in the decision: retrain when the inputs or the score drifted beyond the bounds,
+    when the champion's live `metric` fell below its bound, or when the model is too old; no
+    verdict on drift with too few rows. Every reason is kept."""
+    reasons = []
+    if verdict.rows < drift.min_rows:
+        verdict.reasons = [f"only {verdict.rows} predictions in the window (< {drift.min_rows})"]
+        verdict.decision = NO_VERDICT
+        return verdict
+    if verdict.drift and verdict.drifted_share > config.max_drifted_share:
+        reasons.append(
+            f"{len(verdict.drifted)} of {len(verdict.drift)} inputs drifted "
+            f"({', '.join(verdict.drifted)}; bound {config.max_drifted_share:.0%})"
+        )
+    if config.on_score_drift and verdict.score_drift and verdict.score_drift.drifted:
+        reasons.append(f"the score drifted ({drift.method} {verdict.score_drift.value:.3f})")
+    live = verdict.live.get(verdict.champion_version, {})
+    if (
+        config.min_live_metric is not None
+        and live.get("rows", 0) >= config.min_outcomes
+        and metric in live
+        and live[metric] < config.min_live_metric
+    ):
+        reasons.append(
+            f"live {metric} {live[metric]:.3f} of version {verdict.champion_version} is below "
+            f"{config.min_live_metric}"
+        )
+    if (
+        config.max_model_age_days is not None
+        and verdict.model_age_days is not None
+        and verdict.model_age_days > config.max_model_age_days
+    ):
+        reasons.append(
+            f"the champion's newest example is {verdict.model_age_days} days old "
+            f"(> {config.max_model_age_days})"
+        )
+    verdict.decision = RETRAIN if reasons else KEEP
+    verdict.reasons = reasons or ["no input or score drift beyond the bounds, no decay"]
+    return verdict

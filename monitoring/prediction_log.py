@@ -1,0 +1,207 @@
+"""The prediction log: every prediction the service answers and every batch score, recorded to
+the lake for the monitor (drift, live performance) and for lineage.
+
+One parquet file per flush and day, under `<predictions>/day=YYYY-MM-DD/` (the day of the
+moment each prediction is about, its event time: a replay of past months lands in their own
+days). A record holds the prediction id (also returned to the client), when it was made, the
+model version, the use case's row id when the request carried one, the inputs exactly as the
+model saw them (online features included, one `input__<feature>` column each), the score, the
+decision and the features that were missing.
+
+Serving never waits on it: `record` appends to a bounded in-memory buffer and returns; a
+background thread writes what is buffered every `flush_interval_s`, or as soon as `flush_rows`
+are waiting. Nothing is lost silently: records refused because the buffer is full, and those
+of a write that failed, are counted (`dropped`, exported on `/metrics` by the service), and
+`close` (SIGTERM) writes what is left before the worker exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from storage import files as fs
+
+log = logging.getLogger(__name__)
+
+# Column names of a record; the inputs follow as INPUT_PREFIX + feature name.
+PREDICTION_ID = "prediction_id"
+PREDICTED_AT = "predicted_at"
+EVENT_TIME = "event_time"
+MODEL_VERSION = "model_version"
+ROW_ID = "row_id"
+SCORE = "score"
+DECISION = "decision"
+MISSING = "missing_features"
+SOURCE = "source"  # "service" or "batch"
+INPUT_PREFIX = "input__"
+DAY_PARTITION = "day"
+
+
+def input_column(feature: str) -> str:
+    return f"{INPUT_PREFIX}{feature}"
+
+
+def new_prediction_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Record:
+    """One prediction, as cheap to make as a tuple: the service makes one per item."""
+
+    prediction_id: str
+    predicted_at: float  # seconds since the epoch, UTC
+    event_time: datetime  # aware, UTC: the moment the prediction is about
+    model_version: str
+    row_id: str | None
+    score: float
+    decision: bool
+    missing: Sequence[str]
+    inputs: Sequence[float]  # in the order of PredictionLog.features
+
+
+@dataclass
+class PredictionLog:
+    """A bounded buffer of records written in the background to `location` (local or s3://)."""
+
+    location: str
+    features: Sequence[str]
+    source: str = "service"
+    capacity: int = 100_000
+    flush_rows: int = 5_000
+    flush_interval_s: float = 5.0
+    on_dropped: Callable[[int], None] = lambda count: None
+    on_written: Callable[[int], None] = lambda count: None
+    written: int = 0
+    dropped: int = 0
+    _buffer: list[Record] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _flushing: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    def record(self, records: Iterable[Record]) -> int:
+        """Buffer `records` (never blocks on I/O); returns how many were dropped, buffer full."""
+        batch = list(records)
+        with self._lock:
+            room = max(0, self.capacity - len(self._buffer))
+            kept, lost = batch[:room], len(batch) - min(room, len(batch))
+            self._buffer.extend(kept)
+            waiting = len(self._buffer)
+        if lost:
+            self._count_dropped(lost, "the prediction log's buffer is full")
+        if waiting >= self.flush_rows:
+            self._wake.set()
+        return lost
+
+    def start(self) -> PredictionLog:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the background writer and write everything still buffered."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self.flush()
+
+    def flush(self) -> int:
+        """Write what is buffered now, one file per day; returns the records written."""
+        with self._flushing:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return 0
+            try:
+                for day, records in _by_day(batch).items():
+                    self._write(day, records)
+            except Exception:
+                log.exception("prediction log: a write to %s failed", self.location)
+                self._count_dropped(len(batch), "a write failed")
+                return 0
+            self.written += len(batch)
+            self.on_written(len(batch))
+            return len(batch)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self.flush()
+
+    def _count_dropped(self, count: int, why: str) -> None:
+        self.dropped += count
+        self.on_dropped(count)
+        log.warning("prediction log: %d record(s) dropped: %s", count, why)
+
+    def _write(self, day: str, records: list[Record]) -> None:
+        table = to_table(records, self.features, self.source)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        target = fs.join(self.location, f"{DAY_PARTITION}={day}", name)
+        fs.write_bytes(target, sink.getvalue().to_pybytes())
+
+
+def _by_day(records: list[Record]) -> dict[str, list[Record]]:
+    days: dict[str, list[Record]] = {}
+    for record in records:
+        days.setdefault(record.event_time.astimezone(UTC).strftime("%Y-%m-%d"), []).append(record)
+    return days
+
+
+def to_table(records: Sequence[Record], features: Sequence[str], source: str) -> pa.Table:
+    columns: dict[str, pa.Array] = {
+        PREDICTION_ID: pa.array([r.prediction_id for r in records], pa.string()),
+        PREDICTED_AT: pa.array(
+            [datetime.fromtimestamp(r.predicted_at, UTC) for r in records],
+            pa.timestamp("us", tz="UTC"),
+        ),
+        EVENT_TIME: pa.array([r.event_time for r in records], pa.timestamp("us", tz="UTC")),
+        MODEL_VERSION: pa.array([r.model_version for r in records], pa.string()),
+        ROW_ID: pa.array([r.row_id for r in records], pa.string()),
+        SCORE: pa.array([r.score for r in records], pa.float64()),
+        DECISION: pa.array([r.decision for r in records], pa.bool_()),
+        MISSING: pa.array([list(r.missing) for r in records], pa.list_(pa.string())),
+        SOURCE: pa.array([source] * len(records), pa.string()),
+    }
+    for position, feature in enumerate(features):
+        columns[input_column(feature)] = pa.array(
+            [r.inputs[position] for r in records], pa.float64()
+        )
+    return pa.table(columns)
+
+
+def read_log(location: str, days: Sequence[str] | None = None) -> pa.Table | None:
+    """Every record logged under `location` (only `days`, YYYY-MM-DD, when given); None when
+    nothing was logged there yet."""
+    if not fs.is_dir(location):
+        return None
+    folders = [
+        name
+        for name in fs.children(location)
+        if name.startswith(f"{DAY_PARTITION}=") and (days is None or name.split("=", 1)[1] in days)
+    ]
+    tables = []
+    for folder in folders:
+        for part in fs.children(fs.join(location, folder)):
+            if part.endswith(".parquet"):
+                data = fs.read_bytes(fs.join(location, folder, part))
+                tables.append(pq.read_table(pa.BufferReader(data)))
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="default")

@@ -1,0 +1,204 @@
+"""Monitor: is the champion still right? The newest window of the prediction log against the
+champion's reference set (a sample of its training rows, kept with its run), and, once the
+outcomes of those predictions have arrived in silver, how well each model version did.
+
+    python -m pipelines monitor              # the newest `monitoring.drift.window_days` days
+    python -m pipelines monitor --retrain    # and run the chain when it decides to retrain
+    python -m pipelines monitoring           # every decision so far, and why
+
+It writes an HTML drift report beside the model reports, logs its figures to MLflow (the
+`<experiment>-monitoring` experiment), and records its decision (retrain, keep, or no verdict,
+with every reason) in `paths.monitoring`. The window ends at the newest logged prediction,
+never at the wall clock: a replay of past months is judged as it happened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from configs import Settings
+from monitoring import prediction_log as pl
+from monitoring.monitor import SCORE, Verdict, decide, drift_report, live_metrics
+from pipelines.adapters.storage import StorageLayout
+from pipelines.adapters.tracking import Tracker
+from pipelines.context import StageContext
+from pipelines.results import StageFailed, StageResult
+from pipelines.train import REFERENCE_ARTIFACT, REFERENCE_SET
+from storage import files as fs
+
+log = logging.getLogger(__name__)
+
+DECISIONS = "decisions"
+
+
+def run(ctx: StageContext) -> StageResult:
+    settings, usecase = ctx.settings, ctx.usecase
+    result = StageResult("monitor")
+    tracker = Tracker(settings)
+    champion = tracker.champion(ctx.handoff.champion_version)
+    if champion is None:
+        raise StageFailed("there is no champion model yet: run `make train` first")
+    logged = _read_window(settings)
+    reference = _reference(tracker, champion.run_id)
+    features = [c for c in reference.columns if c != SCORE]
+    window = logged
+    end = window[pl.EVENT_TIME].max()
+    verdict = Verdict(
+        window_from=str(window[pl.EVENT_TIME].min().date()),
+        window_to=str(end.date()),
+        rows=len(window),
+        champion_version=champion.version,
+    )
+    current = pd.DataFrame(
+        {name: window[pl.input_column(name)] for name in features} | {SCORE: window[pl.SCORE]}
+    )
+    snapshot = None
+    if len(window) >= settings.monitoring.drift.min_rows:
+        drift, snapshot = drift_report(
+            reference, current, [*features, SCORE], settings.monitoring.drift
+        )
+        verdict.drift = [d for d in drift if d.column != SCORE]
+        verdict.score_drift = next((d for d in drift if d.column == SCORE), None)
+    outcomes = _outcomes(settings, ctx)
+    if outcomes is not None:
+        rows = window[window[pl.ROW_ID].notna()].rename(columns={pl.ROW_ID: "row_id"})
+        verdict.live = live_metrics(rows, outcomes, usecase.examples.label)
+    last_example = tracker.client.get_run(champion.run_id).data.tags.get("last_example_date")
+    if last_example:
+        verdict.model_age_days = (end.date() - pd.Timestamp(last_example).date()).days
+    decide(
+        verdict,
+        settings.monitoring.retrain,
+        settings.monitoring.drift,
+        settings.promotion.primary_metric,
+    )
+    report = _write_report(settings, verdict, snapshot)
+    _log_to_mlflow(tracker, settings, verdict, report)
+    record = record_decision(settings, verdict)
+    result.rows_in = len(window)
+    result.notes.append(
+        f"{verdict.window_from}..{verdict.window_to}: {verdict.rows:,} predictions; "
+        f"{len(verdict.drifted)} of {len(verdict.drift)} inputs drifted"
+        + (f" ({', '.join(verdict.drifted)})" if verdict.drifted else "")
+    )
+    for version, figures in verdict.live.items():
+        result.notes.append(
+            f"live, version {version}: "
+            + ", ".join(
+                f"{k} {v:.3f}" if k != "rows" else f"{int(v):,} outcomes"
+                for k, v in figures.items()
+            )
+        )
+    result.notes.append(f"decision: {verdict.decision.upper()}: {'; '.join(verdict.reasons)}")
+    result.outputs |= {"drift report": str(report), "decision": record}
+    result.handoff["decision"] = verdict.decision
+    return result
+
+
+def _read_window(settings: Settings) -> pd.DataFrame:
+    """The newest `window_days` days of the prediction log (ending at its newest record)."""
+    location = settings.paths.prediction_log
+    days = _logged_days(location)
+    if not days:
+        raise StageFailed(f"no predictions logged yet in {location}: serve or batch-predict first")
+    newest = pd.Timestamp(days[-1])
+    window = settings.monitoring.drift.window_days
+    wanted = [d for d in days if pd.Timestamp(d) > newest - timedelta(days=window)]
+    table = pl.read_log(location, days=wanted)
+    assert table is not None  # the days were listed
+    return table.to_pandas()
+
+
+def _logged_days(location: str) -> list[str]:
+    if not fs.is_dir(location):
+        return []
+    prefix = f"{pl.DAY_PARTITION}="
+    return sorted(n.removeprefix(prefix) for n in fs.children(location) if n.startswith(prefix))
+
+
+def _reference(tracker: Tracker, run_id: str) -> pd.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = tracker.download(run_id, REFERENCE_ARTIFACT, Path(tmp))
+        except Exception as err:  # the run predates reference sets, or the store lost it
+            raise StageFailed(
+                f"the champion's run {run_id} holds no {REFERENCE_SET} ({err}): "
+                "train a new version to monitor against"
+            ) from None
+        return pd.read_parquet(path)
+
+
+def _outcomes(settings: Settings, ctx: StageContext) -> pd.DataFrame | None:
+    """Row id and label of every example whose outcome is in silver (None: no silver yet)."""
+    examples = ctx.usecase.examples
+    silver = StorageLayout(settings.paths).read_silver_columns(
+        examples.table, list(examples.columns)
+    )
+    if silver is None:
+        return None
+    labelled = examples.labelled(silver, settings.params)
+    return pd.DataFrame(
+        {"row_id": labelled[examples.row_id].astype(str), examples.label: labelled[examples.label]}
+    )
+
+
+def _write_report(settings: Settings, verdict: Verdict, snapshot: Any) -> str:
+    folder = fs.join(settings.paths.reports, "monitoring")
+    name = f"monitor-{verdict.window_to}-v{verdict.champion_version}"
+    if snapshot is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            page = Path(tmp) / f"{name}.html"
+            snapshot.save_html(str(page))
+            fs.upload(page, fs.join(folder, page.name))
+    summary = fs.join(folder, f"{name}.json")
+    fs.write_text(summary, json.dumps(verdict.as_dict(), indent=2, default=str))
+    return fs.join(folder, f"{name}.html") if snapshot is not None else summary
+
+
+def _log_to_mlflow(tracker: Tracker, settings: Settings, verdict: Verdict, report: str) -> None:
+    metrics = {f"drift.{d.column}": d.value for d in verdict.drift}
+    if verdict.score_drift is not None:
+        metrics["drift.score"] = verdict.score_drift.value
+    metrics["drifted_share"] = verdict.drifted_share
+    metrics["rows"] = float(verdict.rows)
+    for version, figures in verdict.live.items():
+        metrics |= {f"live.v{version}.{k}": v for k, v in figures.items()}
+    tracker.monitoring_run(
+        name=f"monitor {verdict.window_from}..{verdict.window_to}",
+        metrics=metrics,
+        tags={
+            "decision": verdict.decision,
+            "reasons": "; ".join(verdict.reasons)[:5000],
+            "champion_version": verdict.champion_version,
+            "window_from": verdict.window_from,
+            "window_to": verdict.window_to,
+            "report": report,
+        },
+    )
+
+
+def record_decision(settings: Settings, verdict: Verdict) -> str:
+    """One JSON file per decision under `paths.monitoring/decisions/` (never rewritten)."""
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+    target = fs.join(settings.paths.monitoring, DECISIONS, f"{verdict.window_to}-{stamp}.json")
+    fs.write_text(target, json.dumps({"decided_at": stamp, **verdict.as_dict()}, default=str))
+    return target
+
+
+def decisions(settings: Settings) -> list[dict[str, Any]]:
+    """Every recorded decision, oldest first."""
+    folder = fs.join(settings.paths.monitoring, DECISIONS)
+    if not fs.is_dir(folder):
+        return []
+    return [
+        json.loads(fs.read_text(fs.join(folder, name)))
+        for name in sorted(fs.children(folder))
+        if name.endswith(".json")
+    ]

@@ -1,0 +1,149 @@
+"""The monitor's figures and decision, on small frames: no drift where the live window is the
+reference's own distribution, drift found and named where one input shifts, live metrics as
+computed by hand, and the retrain decision both ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from configs.settings import DriftConfig, RetrainConfig
+from monitoring.monitor import (
+    KEEP,
+    NO_VERDICT,
+    RETRAIN,
+    SCORE,
+    ColumnDrift,
+    Verdict,
+    decide,
+    drift_report,
+    drifted,
+    live_metrics,
+)
+
+FEATURES = ["distance", "dep_hour", "temp"]
+
+
+def frame(rows: int, seed: int, temp_shift: float = 0.0, temp_scale: float = 1.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = pd.DataFrame(
+        {
+            "distance": rng.gamma(4.0, 300.0, rows),
+            "dep_hour": rng.integers(5, 23, rows).astype("float64"),
+            "temp": rng.normal(55.0, 15.0, rows) * temp_scale + temp_shift,
+        }
+    )
+    data[SCORE] = 1 / (1 + np.exp(-(data["dep_hour"] - 14) / 4))
+    return data
+
+
+def test_no_drift_on_a_sample_of_the_reference_distribution() -> None:
+    reference, current = frame(5000, seed=1), frame(2000, seed=2)
+    drift, snapshot = drift_report(reference, current, [*FEATURES, SCORE], DriftConfig())
+    assert [d.column for d in drift] == [*FEATURES, SCORE]
+    assert not [d.column for d in drift if d.drifted], drift
+    assert snapshot is not None
+
+
+def test_a_shifted_input_is_found_and_named() -> None:
+    """The weather in the wrong unit (Celsius where the model learnt Fahrenheit)."""
+    reference = frame(5000, seed=1)
+    current = frame(2000, seed=2, temp_scale=5 / 9, temp_shift=-32 * 5 / 9)
+    drift, _ = drift_report(reference, current, [*FEATURES, SCORE], DriftConfig())
+    assert [d.column for d in drift if d.drifted] == ["temp"]
+
+
+def test_a_column_empty_on_one_side_is_left_out() -> None:
+    reference, current = frame(500, seed=1), frame(500, seed=2)
+    current["temp"] = np.nan
+    drift, _ = drift_report(reference, current, FEATURES, DriftConfig())
+    assert [d.column for d in drift] == ["distance", "dep_hour"]
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "expected"),
+    [("psi", 0.25, True), ("psi", 0.05, False), ("ks", 0.01, True), ("ks", 0.5, False)],
+)
+def test_distances_drift_above_the_threshold_p_values_below(method, value, expected) -> None:
+    threshold = 0.2 if method == "psi" else 0.05
+    assert drifted(method, value, threshold) is expected
+    assert drifted(method, float("nan"), threshold) is False
+
+
+def test_live_metrics_equal_those_computed_by_hand() -> None:
+    logged = pd.DataFrame(
+        {
+            "row_id": ["a", "b", "c", "d", "e", "f", "g"],
+            "model_version": ["1", "1", "1", "1", "2", "2", "2"],
+            "score": [0.9, 0.2, 0.7, 0.4, 0.8, 0.3, 0.6],
+            "decision": [True, False, True, False, True, False, True],
+        }
+    )
+    # "g" has no outcome yet; "z" was never scored
+    outcomes = pd.DataFrame(
+        {"row_id": ["a", "b", "c", "d", "e", "f", "z"], "late": [1, 0, 0, 1, 1, 0, 1]}
+    )
+    live = live_metrics(logged, outcomes, "late")
+    assert set(live) == {"1", "2"}
+    one = live["1"]
+    assert one["rows"] == 4
+    assert one["roc_auc"] == pytest.approx(skm.roc_auc_score([1, 0, 0, 1], [0.9, 0.2, 0.7, 0.4]))
+    assert one["precision"] == pytest.approx(0.5)  # a (late) and c (on time) flagged
+    assert one["recall"] == pytest.approx(0.5)  # a of a, d
+    assert live["2"]["rows"] == 2 and live["2"]["roc_auc"] == 1.0
+
+
+def verdict(**changes) -> Verdict:
+    base = Verdict("2013-12-01", "2013-12-07", rows=5000, champion_version="3")
+    base.drift = [ColumnDrift(c, 0.01, False) for c in FEATURES]
+    base.score_drift = ColumnDrift(SCORE, 0.01, False)
+    base.live = {"3": {"rows": 1000.0, "roc_auc": 0.71}}
+    base.model_age_days = 30
+    for key, value in changes.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_the_decision_keeps_a_healthy_champion() -> None:
+    done = decide(verdict(), RetrainConfig(), DriftConfig(), "roc_auc")
+    assert done.decision == KEEP and done.reasons
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        (
+            {
+                "drift": [
+                    ColumnDrift("temp", 0.9, True),
+                    ColumnDrift("distance", 0.3, True),
+                    ColumnDrift("dep_hour", 0.01, False),
+                ]
+            },
+            "2 of 3 inputs drifted (temp, distance",
+        ),
+        ({"score_drift": ColumnDrift(SCORE, 0.4, True)}, "the score drifted"),
+        ({"live": {"3": {"rows": 1000.0, "roc_auc": 0.6}}}, "live roc_auc 0.600 of version 3"),
+        ({"model_age_days": 120}, "120 days old"),
+    ],
+)
+def test_the_decision_retrains_and_says_why(changes, reason) -> None:
+    done = decide(verdict(**changes), RetrainConfig(), DriftConfig(), "roc_auc")
+    assert done.decision == RETRAIN
+    assert any(reason in r for r in done.reasons), done.reasons
+
+
+def test_too_few_outcomes_or_rows_decide_nothing_on_them() -> None:
+    # a bad live metric on too few outcomes is not a reason
+    few = decide(
+        verdict(live={"3": {"rows": 10.0, "roc_auc": 0.5}}),
+        RetrainConfig(),
+        DriftConfig(),
+        "roc_auc",
+    )
+    assert few.decision == KEEP
+    # too few predictions in the window: no verdict at all
+    empty = decide(verdict(rows=20), RetrainConfig(), DriftConfig(), "roc_auc")
+    assert empty.decision == NO_VERDICT and "only 20 predictions" in empty.reasons[0]
