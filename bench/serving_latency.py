@@ -47,9 +47,15 @@ from bench.common import RESULTS, ROOT, WORK, print_table, write_result
 from bench.load import pin, run
 
 SERVER_CPUS, CLIENT_CPUS = {0}, {1}
-PORTS = {"bentoml": 3100, "bentoml-batching": 3100, "fastapi": 3101}
-# Where each server takes the request (bentoml-batching: the same service's adaptive batching).
-ROUTES = {"bentoml": "/predict", "bentoml-batching": "/predict_batch", "fastapi": "/predict"}
+PORTS = {"bentoml": 3100, "bentoml-batching": 3100, "bentoml-nolog": 3100, "fastapi": 3101}
+# Where each server takes the request (bentoml-batching: the same service's adaptive batching;
+# bentoml-nolog: the same service with its prediction log switched off).
+ROUTES = {
+    "bentoml": "/predict",
+    "bentoml-batching": "/predict_batch",
+    "bentoml-nolog": "/predict",
+    "fastapi": "/predict",
+}
 P99_BOUNDS_MS = (10.0, 50.0)
 
 
@@ -146,12 +152,22 @@ def command(server: str, port: int) -> list[str]:
     ]
 
 
+def server_env(server: str, env: dict[str, str]) -> dict[str, str]:
+    """The server's environment: the service logs its predictions under bench/work (never
+    into the workspace's own log); `bentoml-nolog` runs it with the log switched off."""
+    overrides = json.loads(env.get("MLOPS_OVERRIDES", "{}"))
+    overrides.setdefault("paths", {})["prediction_log"] = str(WORK / "serving_prediction_log")
+    if server == "bentoml-nolog":
+        overrides.setdefault("monitoring", {})["prediction_log"] = {"enabled": False}
+    return {**env, "MLOPS_OVERRIDES": json.dumps(overrides)}
+
+
 def start(server: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     port = PORTS[server]
     process = subprocess.Popen(
         command(server, port),
         cwd=ROOT,
-        env=env,
+        env=server_env(server, env),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         preexec_fn=lambda: pin(SERVER_CPUS),
@@ -313,6 +329,12 @@ def main() -> int:
     parser.add_argument("--servers", default="bentoml,fastapi")
     parser.add_argument("--stores", default="sqlite,redis")
     parser.add_argument("--redis-db", type=int, default=15)
+    parser.add_argument(
+        "--name",
+        default="serving_latency",
+        help="the result's name (bench/results/<name>.json), e.g. serving_log for the "
+        "prediction log's cost: --servers bentoml,bentoml-nolog --rates 50",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -395,14 +417,14 @@ def main() -> int:
         "full_gc": gc_pauses,
         "failures": failures,
     }
-    write_result("serving_latency", record)
-    _plot(results, rates)
+    write_result(args.name, record)
+    _plot(results, rates, args.name)
     print_table(TABLE_HEADERS, table_rows(results))
     print(json.dumps(capacities, indent=1))
     return 1 if failures else 0
 
 
-def _plot(results: dict[str, Any], rates: list[float]) -> None:
+def _plot(results: dict[str, Any], rates: list[float], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -440,7 +462,7 @@ def _plot(results: dict[str, Any], rates: list[float]) -> None:
         )
         axis.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "serving_latency.png", dpi=100)
+    fig.savefig(RESULTS / f"{name}.png", dpi=100)
     plt.close(fig)
 
 

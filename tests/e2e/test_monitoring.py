@@ -201,3 +201,49 @@ def test_lineage_goes_from_a_prediction_back_to_the_drops(trained_root: Path, sc
         trace(settings, "latest")
     with pytest.raises(StageFailed, match="model version 99 is not in the registry"):
         trace(settings, "99")
+
+
+def test_a_request_with_its_flight_number_is_logged_under_silver_s_flight_id(
+    trained_root: Path,
+) -> None:
+    """Served predictions can be joined with their outcomes only if the request names the
+    flight: the id the service builds from a request equals the one silver holds."""
+    from pipelines.adapters.storage import StorageLayout
+    from usecases.flight_delay.request import Flight, flight_row
+
+    settings = settings_for(trained_root)
+    silver = StorageLayout(settings.paths).read_silver_columns(
+        "flights",
+        [
+            "flight_id",
+            "carrier",
+            "flight",
+            "tailnum",
+            "origin",
+            "dest",
+            "distance",
+            "sched_dep_utc",
+        ],
+    )
+    assert silver is not None and len(silver) > 100
+    for row in silver.itertuples():
+        request = Flight(
+            carrier=row.carrier,
+            tailnum=row.tailnum,
+            origin=row.origin,
+            dest=row.dest,
+            scheduled_departure=pd.Timestamp(row.sched_dep_utc).tz_localize("UTC")
+            if pd.Timestamp(row.sched_dep_utc).tzinfo is None
+            else pd.Timestamp(row.sched_dep_utc),
+            distance=row.distance,
+            flight=int(row.flight),
+        )
+        assert flight_row(request)["flight_id"] == row.flight_id
+    unnamed = Flight(
+        carrier="UA",
+        origin="EWR",
+        dest="IAH",
+        scheduled_departure="2013-03-01T05:15:00-05:00",
+        distance=1400,
+    )
+    assert "flight_id" not in flight_row(unnamed)

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from usecases.contract import EVENT_TIMESTAMP
-from usecases.flight_delay.rows import UNKNOWN_TAILNUM, route_key
+from usecases.flight_delay.rows import ROW_ID, UNKNOWN_TAILNUM, route_key
 
 # Departures the service scores: well inside what pandas' nanosecond timestamps hold
 # (1677-2262); anything outside is a client mistake, not a flight.
@@ -35,6 +35,9 @@ class Flight(BaseModel):
     # With its UTC offset, e.g. 2013-12-30T05:15:00-05:00.
     scheduled_departure: AwareDatetime = Field(examples=["2013-12-30T05:15:00-05:00"])
     distance: float = Field(gt=0, le=10000, allow_inf_nan=False, examples=[1400])
+    # The flight number, when the client knows it: the prediction is then logged under the
+    # flight's id, so the monitor can join it with the flight's arrival once it lands.
+    flight: int | None = Field(None, ge=1, le=9999, examples=[1545])
 
     @field_validator("scheduled_departure")
     @classmethod
@@ -47,10 +50,16 @@ class Flight(BaseModel):
         return value
 
 
+def flight_id(flight: Flight, departure_utc: datetime) -> str:
+    """The flight's id as silver spells it (carrier-number-departure in UTC, to the minute)."""
+    return f"{flight.carrier}-{flight.flight}-{departure_utc:%Y%m%dT%H%MZ}"
+
+
 def flight_row(flight: Flight) -> dict[str, Any]:
     """A validated flight as an entity row (the columns `rows.entity_frame` makes)."""
     departure = flight.scheduled_departure.astimezone(UTC)
-    return {
+    identified = {} if flight.flight is None else {ROW_ID: flight_id(flight, departure)}
+    return identified | {
         "carrier": flight.carrier,
         "tailnum": flight.tailnum or UNKNOWN_TAILNUM,
         "origin": flight.origin,
