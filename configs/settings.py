@@ -235,6 +235,9 @@ class DriftConfig(Strict):
     window_days: int = Field(7, ge=1)
     # Fewer logged predictions than this in the window: no verdict on drift.
     min_rows: int = Field(500, ge=1)
+    # Inputs not judged for drift: those that differ between any window and the training
+    # period by construction (a calendar month: a December week is never like a year).
+    ignore: list[str] = Field(default_factory=list)
 
 
 class RetrainConfig(Strict):

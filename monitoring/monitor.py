@@ -9,6 +9,7 @@ outcomes, and records what this returns.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -90,8 +91,11 @@ def drift_report(
     """Each column's drift (Evidently's ValueDrift with the configured method and threshold),
     and the Evidently snapshot (its HTML report). Columns with no value on one side are left
     out (nothing to compare)."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
+    with warnings.catch_warnings():
+        # Evidently imports its UI's web framework, which warns of its own deprecations.
+        warnings.filterwarnings("ignore", message=".*[Dd]eprecated in litestar")
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.metrics import ValueDrift
 
     usable = [c for c in columns if reference[c].notna().any() and current[c].notna().any()]
     definition = DataDefinition(numerical_columns=list(usable))

@@ -139,14 +139,18 @@ def render(traced: dict[str, Any]) -> str:
     for table, drops in sorted(data.get("landing_drops", {}).items()):
         for drop_id, drop in sorted(drops.items()):
             gate = ", ".join(drop.get("gate_results", [])) or "no gate record"
-            lines.append(
-                f"<- drop {table}/{drop_id} sha256 {drop['content_hash'][:16]}... gate: {gate}"
-            )
+            lines.append(f"<- drop {table}/{drop_id} {drop['content_hash'][:23]}... gate: {gate}")
     service = data.get("feature_service", {})
     if service:
         lines.append(f"<- FeatureService {service['name']} version {service['version']}")
-    for table in sorted(data.get("feature_tables", {})):
-        lines.append(f"     feature table {table}")
+    tables = data.get("feature_tables", {})
+    if tables:
+        # the feature build's manifest: the silver it read, its gate results per table
+        lines.append(f"<- feature tables built {tables.get('built_at', '?')} from silver drops:")
+        for table, drops in sorted(tables.get("silver", {}).items()):
+            lines.append(f"     {table}: {', '.join(sorted(drops)) if drops else '-'}")
+        for table in sorted(tables.get("gate_results", {})):
+            lines.append(f"     feature table {table}: gated")
     bentos = traced["bentos"]
     lines.append("-> Bentos: " + (", ".join(bentos) if bentos else "none built here"))
     return "\n".join(lines)

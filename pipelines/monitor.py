@@ -47,7 +47,8 @@ def run(ctx: StageContext) -> StageResult:
         raise StageFailed("there is no champion model yet: run `make train` first")
     logged = _read_window(settings)
     reference = _reference(tracker, champion.run_id)
-    features = [c for c in reference.columns if c != SCORE]
+    ignored = set(settings.monitoring.drift.ignore)
+    features = [c for c in reference.columns if c != SCORE and c not in ignored]
     window = logged
     end = window[pl.EVENT_TIME].max()
     verdict = Verdict(

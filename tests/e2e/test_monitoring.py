@@ -192,7 +192,8 @@ def test_lineage_goes_from_a_prediction_back_to_the_drops(trained_root: Path, sc
     assert traced["bentos"], "package built a Bento of version 1"
     text = render(traced)
     assert text.startswith(f"prediction {record[pl.PREDICTION_ID]}")
-    assert "<- drop flights/2013-01 sha256" in text and "-> Bentos: " in text
+    assert "<- drop flights/2013-01 sha256:" in text and "-> Bentos: " in text
+    assert "feature table aircraft_delay_history: gated" in text
     # the same chain from the model version alone
     assert trace(settings, "1")["run"] == run
     with pytest.raises(StageFailed, match=r"no prediction 0{32}"):
