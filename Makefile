@@ -35,7 +35,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export ITERATIVE_DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train ui test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
+.PHONY: help setup check-java train ui replay replay-shift test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
 	services-status synth deploy status destroy rollback bench audit lint format lock clean distclean
 
 help: ## Show this help
@@ -167,6 +167,13 @@ bench: $(STAMP) ## Benchmarks, not tests (about 1.5 h; BENCHES="serving_latency"
 		$(BIN)/python -m bench.$$name || exit 1; \
 	done
 	$(BIN)/python -m bench.report
+
+# The monitoring loop over the use case's past data, period by period (its `replay:` config).
+replay: $(STAMP) ## Replay the year month by month: score, land outcomes, monitor, retrain when decided (about 15 min)
+	$(BIN)/python -m bench.replay
+
+replay-shift: $(STAMP) ## The replay with one month's input sent in another unit: the monitor must name it
+	$(BIN)/python -m bench.replay --shift
 
 # Every locked version (the platform's, the infra venv's, checkov's) against the package
 # index's advisory API. A finding accepted for now is listed with its reason in RELIABILITY.md (Security) and

@@ -217,6 +217,13 @@ def bar_chart(
     axis.set_xticks([g + width * (len(series) - 1) / 2 for g in range(len(groups))], list(groups))
     axis.set(ylabel=ylabel, title=title)
     axis.legend()
+    return save_figure(fig, name)
+
+
+def save_figure(fig: Any, name: str) -> Path:
+    """Write a matplotlib figure to results/<name>.png and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.png"

@@ -28,6 +28,7 @@ from bench.common import (
     median,
     print_table,
     python,
+    save_figure,
     workspace_env,
     write_result,
 )
@@ -237,8 +238,6 @@ def _plot(results: list[dict[str, Any]], name: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.common import RESULTS
-
     flights = [r["flights"] / 1e6 for r in results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for label, key in (
@@ -257,9 +256,7 @@ def _plot(results: list[dict[str, Any]], name: str) -> None:
     right.axhline(16, color="grey", linestyle="--", label="target 16 GiB")
     right.set(xlabel="flights (millions)", ylabel="peak memory (GiB)", title="Peak memory")
     right.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{name}.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, name)
 
 
 if __name__ == "__main__":

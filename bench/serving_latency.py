@@ -43,7 +43,7 @@ from typing import Any
 
 import requests
 
-from bench.common import RESULTS, ROOT, WORK, print_table, write_result
+from bench.common import RESULTS, ROOT, WORK, print_table, save_figure, write_result
 from bench.load import pin, run
 
 SERVER_CPUS, CLIENT_CPUS = {0}, {1}
@@ -461,9 +461,7 @@ def _plot(results: dict[str, Any], rates: list[float], name: str) -> None:
             yscale="log",
         )
         axis.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{name}.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, name)
 
 
 if __name__ == "__main__":

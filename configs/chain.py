@@ -106,3 +106,7 @@ SPARK_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.spark and s.in
 AWS_CHAIN: tuple[tuple[str, str], ...] = tuple(
     (s.name, s.aws) for s in STAGES if s.in_chain and s.aws != ARRIVAL
 )
+# The stage the AWS state machine runs after every run of the chain, and on its own on the
+# monitoring schedule (where a decision to retrain runs the chain).
+AWS_MONITOR: str = "monitor"
+assert BY_NAME[AWS_MONITOR].aws == EMR and not BY_NAME[AWS_MONITOR].in_chain

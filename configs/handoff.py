@@ -12,6 +12,10 @@ ALIAS = "champion"
 VERSION_LABEL = "mlflow_model_version"
 RUN_LABEL = "mlflow_run_id"
 FEATURE_SERVICE_LABEL = "feature_service"
+# On a Bento that also carries a challenger to score in shadow: the challenger's MLflow run.
+SHADOW_RUN_LABEL = "shadow_mlflow_run_id"
+# The registry alias of a version the gate did not promote: scored in shadow when asked.
+CHALLENGER_ALIAS = "challenger"
 # Metadata keys on the BentoML model.
 THRESHOLD_KEY = "threshold"
 FEATURES_KEY = "features"
@@ -23,3 +27,13 @@ MLFLOW_MODEL_DIR = "mlflow_model"
 # The key of the Bento's tag in what `python -m pipelines --handoff-file <path> package` writes
 # (JSON): what `infra` deploys.
 BENTO_TAG_KEY = "bento_tag"
+# What `monitor` decided (retrain, keep, no verdict): read by the AWS state machine, which runs
+# the chain on "retrain" after a scheduled monitor.
+DECISION_KEY = "decision"
+RETRAIN, KEEP, NO_VERDICT = "retrain", "keep", "no verdict"
+
+
+def scored_in_shadow(champion_version: str, challenger_version: str | None) -> bool:
+    """Whether the challenger is worth scoring in shadow: a version newer than the champion
+    (an older one is a past loser the gate has already moved beyond)."""
+    return challenger_version is not None and int(challenger_version) > int(champion_version)

@@ -262,6 +262,34 @@ class MonitoringConfig(Strict):
     # The training rows kept with each model (a seeded sample, with the model's scores): what
     # the monitor compares live inputs and scores with.
     reference_rows: int = Field(50_000, ge=100)
+    # How often each serving worker reads the monitor's newest decision for its gauges.
+    gauges_refresh_s: float = Field(60.0, gt=0)
+    # Publish each verdict's figures to CloudWatch (the aws profile: its alarms notify the
+    # chain's topic on drift and decay; configs/cloudwatch.py).
+    publish_to_cloudwatch: bool = False
+
+
+class ReplayShift(Strict):
+    """A shift injected into one period's raw data (a column in the wrong unit, say): the
+    monitor must flag it and name the model input it reaches."""
+
+    source: str  # the use case's source whose upstream file is changed
+    column: str
+    period: str  # the drop (month) it is injected into
+    scale: float = 1.0  # value * scale + offset
+    offset: float = 0.0
+    expect: str  # the model input the monitor must name
+    what: str = ""  # in words, for the timeline
+
+
+class ReplayConfig(Strict):
+    """`make replay`: the loop played over past data, one period (month) at a time."""
+
+    # Periods landed and trained on before the first model serves.
+    train: list[str] = Field(default_factory=list)
+    # Then, one at a time: land, score with the champion, monitor, retrain when it decides.
+    periods: list[str] = Field(default_factory=list)
+    shift: ReplayShift | None = None
 
 
 class ServingConfig(Strict):
@@ -288,6 +316,12 @@ class ServingConfig(Strict):
     # routes skip tracing, which costs more than the prediction itself at a few hundred
     # requests per second (BENCHMARKS.md), and their log lines still carry a request id.
     trace_requests: bool = False
+    # Shadow scoring: when the registry holds a `challenger` newer than the champion, `package`
+    # puts it in the Bento beside the champion and the service scores it on every request too.
+    # Clients are answered from the champion only; both are logged (the challenger's records
+    # with source "shadow"), so `monitor` compares the two on live traffic before anyone
+    # promotes. A failing challenger never fails a request (counted on /metrics).
+    shadow_challenger: bool = False
 
 
 class AwsNetworkConfig(Strict):
@@ -357,6 +391,9 @@ class AwsChainConfig(Strict):
     # schedule). A new drop in the landing zone starts a run as well.
     schedule: str = Field("cron(0 6 * * ? *)", pattern=r"^((cron|rate)\(.+\))?$")
     run_on_new_drop: bool = True
+    # The monitor runs after every run of the chain and, on its own, on this schedule (empty:
+    # only after the chain); a scheduled monitor that decides to retrain runs the chain.
+    monitor_schedule: str = Field("rate(6 hours)", pattern=r"^((cron|rate)\(.+\))?$")
     # Who is told when a run fails (an SNS email subscription, confirmed by its recipient;
     # empty: the topic only, subscribe to it yourself).
     notify_email: str = Field("", pattern=r"^([^@\s]+@[^@\s]+)?$")
@@ -426,6 +463,16 @@ class Names(Strict):
         return f"{self.snake.upper()}_MODEL_TAG"
 
     @property
+    def cloudwatch_namespace(self) -> str:
+        """Where the monitor publishes its figures on AWS (configs/cloudwatch.py)."""
+        return f"{self.project}/monitoring"
+
+    @property
+    def shadow_model_tag_variable(self) -> str:
+        """The variable naming the BentoML model scored in shadow (the challenger), if any."""
+        return f"{self.snake.upper()}_SHADOW_MODEL_TAG"
+
+    @property
     def metric_prefix(self) -> str:
         """Prefix of the service's Prometheus metrics."""
         return self.snake
@@ -451,6 +498,7 @@ class Settings(Strict):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
 
     @model_validator(mode="before")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from configs import load_settings
 from configs.settings import AwsConfig, Settings
@@ -59,6 +60,30 @@ def landing_key_prefix(environ: Mapping[str, str] | None = None) -> str:
     landing = str(_aws_settings(environ).paths.landing)
     _, _, key = landing.removeprefix("s3://").partition("/")
     return f"{key.strip('/')}/" if key.strip("/") else ""
+
+
+@dataclass(frozen=True)
+class MonitoringAlarms:
+    """What the CloudWatch alarms on the monitor's figures need, from the aws profile (the
+    bounds are the monitor's own retrain bounds: one place for each)."""
+
+    namespace: str
+    usecase: str
+    max_drifted_share: float
+    min_live_metric: float | None
+    primary_metric: str
+
+
+def monitoring_alarms(environ: Mapping[str, str] | None = None) -> MonitoringAlarms:
+    settings = _aws_settings(environ)
+    retrain = settings.monitoring.retrain
+    return MonitoringAlarms(
+        namespace=settings.names.cloudwatch_namespace,
+        usecase=settings.usecase,
+        max_drifted_share=retrain.max_drifted_share,
+        min_live_metric=retrain.min_live_metric,
+        primary_metric=settings.promotion.primary_metric,
+    )
 
 
 def _aws_settings(environ: Mapping[str, str] | None) -> Settings:

@@ -88,7 +88,12 @@ def job_environment(
 def handoff_location(lake_bucket: str, run: str) -> str:
     """The handoff file of one run of the chain: each stage reads what the stages before it
     handed off (a model version, the champion) and adds its own."""
-    return f"s3://{lake_bucket}/{RUNS_PREFIX}{run}/{HANDOFF_FILE}"
+    return f"s3://{lake_bucket}/{handoff_key(run)}"
+
+
+def handoff_key(run: str) -> str:
+    """The handoff file's key in the lake bucket."""
+    return f"{RUNS_PREFIX}{run}/{HANDOFF_FILE}"
 
 
 def job_name(stage: str) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from configs import cloudwatch, handoff
 from configs.settings import DriftConfig, RetrainConfig
 
 # Evidently's methods whose value is a p-value: a column has drifted when it is BELOW the
@@ -38,7 +39,7 @@ P_VALUE_METHODS = frozenset(
     }
 )
 SCORE = "score"
-RETRAIN, KEEP, NO_VERDICT = "retrain", "keep", "no verdict"
+RETRAIN, KEEP, NO_VERDICT = handoff.RETRAIN, handoff.KEEP, handoff.NO_VERDICT
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class Verdict:
     score_drift: ColumnDrift | None = None
     # model version -> {"rows": n, "roc_auc": ..., "precision": ..., "recall": ...}
     live: dict[str, dict[str, float]] = field(default_factory=dict)
+    # With a challenger scored in shadow: champion and challenger per version, measured on the
+    # same answered requests (the pairs both scored), as `live`.
+    shadow: dict[str, dict[str, float]] = field(default_factory=dict)
     model_age_days: int | None = None
     decision: str = NO_VERDICT
     reasons: list[str] = field(default_factory=list)
@@ -187,3 +191,23 @@ def decide(verdict: Verdict, config: RetrainConfig, drift: DriftConfig, metric: 
     verdict.decision = RETRAIN if reasons else KEEP
     verdict.reasons = reasons or ["no input or score drift beyond the bounds, no decay"]
     return verdict
+
+
+def cloudwatch_figures(
+    verdict: Verdict, usecase: str, metric: str, min_outcomes: int
+) -> list[dict[str, Any]]:
+    """The verdict as CloudWatch metric data (configs/cloudwatch.py): what the alarms read.
+    The champion's live `metric` only when measured on at least `min_outcomes` outcomes."""
+    dimensions = [{"Name": cloudwatch.USECASE_DIMENSION, "Value": usecase}]
+    figures = {cloudwatch.RETRAIN: 1.0 if verdict.decision == RETRAIN else 0.0}
+    if verdict.drift:
+        figures[cloudwatch.DRIFTED_SHARE] = verdict.drifted_share
+    if verdict.score_drift is not None and not math.isnan(verdict.score_drift.value):
+        figures[cloudwatch.SCORE_DRIFT] = verdict.score_drift.value
+    live = verdict.live.get(verdict.champion_version, {})
+    if live.get("rows", 0) >= min_outcomes and metric in live:
+        figures[cloudwatch.CHAMPION_LIVE_METRIC] = live[metric]
+    return [
+        {"MetricName": name, "Dimensions": dimensions, "Value": float(value), "Unit": "None"}
+        for name, value in sorted(figures.items())
+    ]

@@ -18,13 +18,16 @@ of a write that failed, are counted (`dropped`, exported on `/metrics` by the se
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,7 +44,12 @@ ROW_ID = "row_id"
 SCORE = "score"
 DECISION = "decision"
 MISSING = "missing_features"
-SOURCE = "source"  # "service" or "batch"
+SOURCE = "source"  # who made the prediction: one of the three below
+SERVICE_SOURCE, BATCH_SOURCE = "service", "batch"
+# A challenger scored in shadow (serving.shadow_challenger): its records carry this source and
+# the id of the champion's answer they shadow plus this suffix.
+SHADOW_SOURCE = "shadow"
+SHADOW_ID_SUFFIX = "-shadow"
 INPUT_PREFIX = "input__"
 DAY_PARTITION = "day"
 
@@ -51,12 +59,14 @@ def input_column(feature: str) -> str:
 
 
 def new_prediction_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits (uuid4's format without its version bits, at a
+    quarter of its cost: the service makes one per item)."""
+    return os.urandom(16).hex()
 
 
-@dataclass(frozen=True)
-class Record:
-    """One prediction, as cheap to make as a tuple: the service makes one per item."""
+class Record(NamedTuple):
+    """One prediction: a tuple (four times cheaper to make than a frozen dataclass), since the
+    service makes one per item on the request path."""
 
     prediction_id: str
     predicted_at: float  # seconds since the epoch, UTC
@@ -66,7 +76,7 @@ class Record:
     score: float
     decision: bool
     missing: Sequence[str]
-    inputs: Sequence[float]  # in the order of PredictionLog.features
+    inputs: Sequence[float]  # in the order of PredictionLog.features (a list or an array row)
 
 
 @dataclass
@@ -75,7 +85,7 @@ class PredictionLog:
 
     location: str
     features: Sequence[str]
-    source: str = "service"
+    source: str = SERVICE_SOURCE
     capacity: int = 100_000
     flush_rows: int = 5_000
     flush_interval_s: float = 5.0
@@ -158,10 +168,10 @@ class PredictionLog:
 
 
 def _by_day(records: list[Record]) -> dict[str, list[Record]]:
-    days: dict[str, list[Record]] = {}
-    for record in records:
-        days.setdefault(record.event_time.astimezone(UTC).strftime("%Y-%m-%d"), []).append(record)
-    return days
+    days: dict[date, list[Record]] = {}
+    for record in records:  # dates, formatted once per day (strftime per record costs more)
+        days.setdefault(record.event_time.astimezone(UTC).date(), []).append(record)
+    return {day.isoformat(): grouped for day, grouped in days.items()}
 
 
 def to_table(records: Sequence[Record], features: Sequence[str], source: str) -> pa.Table:
@@ -179,9 +189,15 @@ def to_table(records: Sequence[Record], features: Sequence[str], source: str) ->
         MISSING: pa.array([list(r.missing) for r in records], pa.list_(pa.string())),
         SOURCE: pa.array([source] * len(records), pa.string()),
     }
+    # One C-level stack of every record's inputs, then a column each: building the columns
+    # value by value in Python would hold the interpreter's lock for long on a big flush,
+    # which the requests being answered meanwhile would wait for.
+    matrix = np.asarray([r.inputs for r in records], dtype=np.float64).reshape(
+        len(records), len(features)
+    )
     for position, feature in enumerate(features):
         columns[input_column(feature)] = pa.array(
-            [r.inputs[position] for r in records], pa.float64()
+            np.ascontiguousarray(matrix[:, position]), pa.float64()
         )
     return pa.table(columns)
 

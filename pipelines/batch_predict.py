@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from configs import Settings
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
-from monitoring.prediction_log import PredictionLog, Record, new_prediction_id
+from monitoring.prediction_log import BATCH_SOURCE, PredictionLog, Record, new_prediction_id
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import CHAMPION, Tracker
@@ -155,7 +155,7 @@ def log_predictions(
             float(score),
             bool(score >= threshold),
             [name for name, gone in zip(inputs, line_absent, strict=True) if gone],
-            line.tolist(),
+            line,
         )
         for identifier, event, score, line, line_absent in zip(
             frame[row_id],
@@ -167,7 +167,7 @@ def log_predictions(
         )
     ]
     log = PredictionLog(
-        settings.paths.prediction_log, inputs, source="batch", capacity=len(records) or 1
+        settings.paths.prediction_log, inputs, source=BATCH_SOURCE, capacity=len(records) or 1
     )
     log.record(records)
     written = log.flush()

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from configs import ConfigError, Settings, available_envs, load_settings
+from configs import handoff as handoff_keys
 from pipelines.chain import CHAIN, STAGES, run_chain
 from pipelines.results import StageResult
 
@@ -194,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "batch-predict":
         handoff["period"] = args.date or args.month
     code, results = run_stages(settings, planned, handoff, args.handoff_file)
-    retrain = results[-1].handoff.get("decision") == "retrain" if results else False
+    decided = results[-1].handoff.get(handoff_keys.DECISION_KEY) if results else None
+    retrain = decided == handoff_keys.RETRAIN
     if args.command == "monitor" and args.retrain and code == EXIT_OK and retrain:
         print("\nthe monitor decided to retrain: running the chain (the gate decides promotion)")
         return run_and_report(settings, CHAIN, None, args.handoff_file)

@@ -22,7 +22,8 @@ from monitoring import prediction_log as pl
 from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageFailed
 
-PREDICTION_ID = re.compile(r"^[0-9a-f]{32}$")
+# A prediction id, or the id of the challenger's shadow record of the same answer.
+PREDICTION_ID = re.compile(rf"^[0-9a-f]{{32}}({re.escape(pl.SHADOW_ID_SUFFIX)})?$")
 LINEAGE_ARTIFACT = "evaluation/lineage.json"
 # The tag fit sets on its run: the commit of the code that trained it.
 GIT_COMMIT_TAG = "git_commit"

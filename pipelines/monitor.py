@@ -23,9 +23,18 @@ from typing import Any
 
 import pandas as pd
 
-from configs import Settings
+from configs import Settings, handoff
+from monitoring import decisions as recorded
 from monitoring import prediction_log as pl
-from monitoring.monitor import SCORE, Verdict, decide, drift_report, live_metrics
+from monitoring.monitor import (
+    NO_VERDICT,
+    SCORE,
+    Verdict,
+    cloudwatch_figures,
+    decide,
+    drift_report,
+    live_metrics,
+)
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import Tracker
 from pipelines.context import StageContext
@@ -34,8 +43,6 @@ from pipelines.train import REFERENCE_ARTIFACT, REFERENCE_SET
 from storage import files as fs
 
 log = logging.getLogger(__name__)
-
-DECISIONS = "decisions"
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -46,10 +53,24 @@ def run(ctx: StageContext) -> StageResult:
     if champion is None:
         raise StageFailed("there is no champion model yet: run `make train` first")
     logged = _read_window(settings)
+    if logged is None:
+        # Nothing served or scored yet (a first deploy before any traffic): nothing to judge,
+        # which is no failure of the run that asked.
+        result.notes.append(
+            f"no predictions logged yet in {settings.paths.prediction_log}: nothing to judge "
+            "(serve or batch-predict first)"
+        )
+        result.handoff[handoff.DECISION_KEY] = NO_VERDICT
+        return result
     reference = _reference(tracker, champion.run_id)
     ignored = set(settings.monitoring.drift.ignore)
     features = [c for c in reference.columns if c != SCORE and c not in ignored]
-    window = logged
+    # Drift is judged on what clients were answered with; the challenger's shadow scores are
+    # measured beside them (live metrics), never mixed into the window.
+    shadowed = logged[logged[pl.SOURCE] == pl.SHADOW_SOURCE]
+    window = logged[logged[pl.SOURCE] != pl.SHADOW_SOURCE]
+    if window.empty:
+        raise StageFailed("the window holds only shadow scores: nothing answered to judge")
     end = window[pl.EVENT_TIME].max()
     verdict = Verdict(
         window_from=str(window[pl.EVENT_TIME].min().date()),
@@ -69,8 +90,14 @@ def run(ctx: StageContext) -> StageResult:
         verdict.score_drift = next((d for d in drift if d.column == SCORE), None)
     outcomes = _outcomes(settings, ctx)
     if outcomes is not None:
-        rows = window[window[pl.ROW_ID].notna()].rename(columns={pl.ROW_ID: "row_id"})
-        verdict.live = live_metrics(rows, outcomes, usecase.examples.label)
+        answered = window[window[pl.ROW_ID].notna()].rename(columns={pl.ROW_ID: "row_id"})
+        verdict.live = live_metrics(answered, outcomes, usecase.examples.label)
+        if not shadowed.empty:
+            verdict.shadow = live_metrics(
+                paired(window, shadowed).rename(columns={pl.ROW_ID: "row_id"}),
+                outcomes,
+                usecase.examples.label,
+            )
     last_example = tracker.client.get_run(champion.run_id).data.tags.get("last_example_date")
     if last_example:
         verdict.model_age_days = (end.date() - pd.Timestamp(last_example).date()).days
@@ -83,6 +110,8 @@ def run(ctx: StageContext) -> StageResult:
     report = _write_report(settings, verdict, snapshot)
     _log_to_mlflow(tracker, settings, verdict, report)
     record = record_decision(settings, verdict)
+    if settings.monitoring.publish_to_cloudwatch:
+        _publish_to_cloudwatch(settings, verdict)
     result.rows_in = len(window)
     result.notes.append(
         f"{verdict.window_from}..{verdict.window_to}: {verdict.rows:,} predictions; "
@@ -97,18 +126,44 @@ def run(ctx: StageContext) -> StageResult:
                 for k, v in figures.items()
             )
         )
+    if verdict.shadow:
+        result.notes.append(
+            "shadow, on the same answered requests: "
+            + "; ".join(
+                f"version {version} "
+                + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if k != "rows")
+                for version, figures in verdict.shadow.items()
+            )
+            + f" ({int(next(iter(verdict.shadow.values()))['rows']):,} outcomes)"
+        )
     result.notes.append(f"decision: {verdict.decision.upper()}: {'; '.join(verdict.reasons)}")
     result.outputs |= {"drift report": str(report), "decision": record}
-    result.handoff["decision"] = verdict.decision
+    result.handoff[handoff.DECISION_KEY] = verdict.decision
     return result
 
 
-def _read_window(settings: Settings) -> pd.DataFrame:
-    """The newest `window_days` days of the prediction log (ending at its newest record)."""
+def paired(answered: pd.DataFrame, shadowed: pd.DataFrame) -> pd.DataFrame:
+    """The answered predictions that were also scored in shadow, and their shadow twins: the
+    rows on which champion and challenger are compared (the same requests, the same inputs
+    read at the same moment)."""
+    twins = shadowed[pl.PREDICTION_ID].str.removesuffix(pl.SHADOW_ID_SUFFIX)
+    both = set(twins) & set(answered[pl.PREDICTION_ID])
+    return pd.concat(
+        [
+            answered[answered[pl.PREDICTION_ID].isin(both)],
+            shadowed[twins.isin(both)],
+        ],
+        ignore_index=True,
+    ).loc[lambda rows: rows[pl.ROW_ID].notna()]
+
+
+def _read_window(settings: Settings) -> pd.DataFrame | None:
+    """The newest `window_days` days of the prediction log (ending at its newest record);
+    None when nothing is logged yet."""
     location = settings.paths.prediction_log
     days = _logged_days(location)
     if not days:
-        raise StageFailed(f"no predictions logged yet in {location}: serve or batch-predict first")
+        return None
     newest = pd.Timestamp(days[-1])
     window = settings.monitoring.drift.window_days
     wanted = [d for d in days if pd.Timestamp(d) > newest - timedelta(days=window)]
@@ -171,6 +226,8 @@ def _log_to_mlflow(tracker: Tracker, settings: Settings, verdict: Verdict, repor
     metrics["rows"] = float(verdict.rows)
     for version, figures in verdict.live.items():
         metrics |= {f"live.v{version}.{k}": v for k, v in figures.items()}
+    for version, figures in verdict.shadow.items():
+        metrics |= {f"shadow.v{version}.{k}": v for k, v in figures.items()}
     tracker.monitoring_run(
         name=f"monitor {verdict.window_from}..{verdict.window_to}",
         metrics=metrics,
@@ -185,21 +242,26 @@ def _log_to_mlflow(tracker: Tracker, settings: Settings, verdict: Verdict, repor
     )
 
 
+def _publish_to_cloudwatch(settings: Settings, verdict: Verdict) -> None:
+    """The verdict's figures to CloudWatch, where the aws profile's alarms watch them."""
+    import boto3
+
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace=settings.names.cloudwatch_namespace,
+        MetricData=cloudwatch_figures(
+            verdict,
+            settings.usecase,
+            settings.promotion.primary_metric,
+            settings.monitoring.retrain.min_outcomes,
+        ),
+    )
+
+
 def record_decision(settings: Settings, verdict: Verdict) -> str:
-    """One JSON file per decision under `paths.monitoring/decisions/` (never rewritten)."""
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
-    target = fs.join(settings.paths.monitoring, DECISIONS, f"{verdict.window_to}-{stamp}.json")
-    fs.write_text(target, json.dumps({"decided_at": stamp, **verdict.as_dict()}, default=str))
-    return target
+    """One JSON file per decision under `paths.monitoring` (never rewritten)."""
+    return recorded.record(settings.paths.monitoring, verdict.as_dict())
 
 
 def decisions(settings: Settings) -> list[dict[str, Any]]:
     """Every recorded decision, oldest first."""
-    folder = fs.join(settings.paths.monitoring, DECISIONS)
-    if not fs.is_dir(folder):
-        return []
-    return [
-        json.loads(fs.read_text(fs.join(folder, name)))
-        for name in sorted(fs.children(folder))
-        if name.endswith(".json")
-    ]
+    return recorded.every(settings.paths.monitoring)

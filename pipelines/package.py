@@ -18,7 +18,7 @@ import yaml
 
 import models
 from configs import Settings, handoff
-from pipelines.adapters.tracking import Tracker
+from pipelines.adapters.tracking import CHALLENGER, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 
@@ -48,26 +48,42 @@ def import_champion(
 ) -> tuple[Any, Any]:
     """The champion (the version the chain resolved, else the alias) in BentoML's model store,
     imported from MLflow on first use."""
-    bentoml = _bentoml(settings)
     champion = tracker.champion(champion_version)
     if champion is None:
         raise LookupError("there is no champion model yet: nothing to package")
+    return champion, import_version(settings, tracker, champion)
+
+
+def shadow_challenger(settings: Settings, tracker: Tracker, champion: Any) -> Any | None:
+    """The challenger to score in shadow beside `champion`, when the switch is on and the
+    registry holds one newer than it; else None."""
+    if not settings.serving.shadow_challenger:
+        return None
+    challenger = tracker.alias(CHALLENGER)
+    if challenger is None or not handoff.scored_in_shadow(champion.version, challenger.version):
+        return None
+    return challenger
+
+
+def import_version(settings: Settings, tracker: Tracker, version: Any) -> Any:
+    """Model `version` (a registry reference) in BentoML's model store, imported on first use."""
+    bentoml = _bentoml(settings)
     name = settings.names.registered_model
     try:
         known = bentoml.models.list(name)
     except bentoml.exceptions.NotFound:
         known = []
     for stored in known:
-        if stored.info.labels.get(handoff.RUN_LABEL) == champion.run_id:
-            return champion, stored
-    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        if stored.info.labels.get(handoff.RUN_LABEL) == version.run_id:
+            return stored
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
         # Imported from a local copy, so the digest the service checks is of exactly these bytes.
-        local = tracker.download_model(champion, Path(tmp))
+        local = tracker.download_model(version, Path(tmp))
         metadata = models.metadata_of(local)
-        stored = bentoml.mlflow.import_model(
+        return bentoml.mlflow.import_model(
             name,
             model_uri=str(local),
-            labels={handoff.VERSION_LABEL: champion.version, handoff.RUN_LABEL: champion.run_id},
+            labels={handoff.VERSION_LABEL: version.version, handoff.RUN_LABEL: version.run_id},
             metadata={
                 handoff.THRESHOLD_KEY: metadata["threshold"],
                 handoff.FEATURES_KEY: metadata[models.FEATURES_KEY],
@@ -76,7 +92,6 @@ def import_champion(
                 handoff.DIGEST_KEY: models.folder_digest(local),
             },
         )
-    return champion, stored
 
 
 def _bentos(bentoml: Any, name: str) -> list[Any]:
@@ -95,12 +110,21 @@ def run(ctx: StageContext) -> StageResult:
     except LookupError as err:
         result.notes.append(str(err))
         return result
+    challenger = shadow_challenger(settings, tracker, champion)
+    shadow = import_version(settings, tracker, challenger) if challenger else None
+    shadow_run = challenger.run_id if challenger else ""
     bentoml = _bentoml(settings)
     names = settings.names
     for existing in _bentos(bentoml, names.bento):
-        if existing.info.labels.get(handoff.RUN_LABEL) == champion.run_id:
+        labels = existing.info.labels
+        if (
+            labels.get(handoff.RUN_LABEL) == champion.run_id
+            and labels.get(handoff.SHADOW_RUN_LABEL, "") == shadow_run
+        ):
             result.notes.append(
-                f"Bento {existing.tag} already serves version {champion.version}: not rebuilt"
+                f"Bento {existing.tag} already serves version {champion.version}"
+                + (f" (version {challenger.version} in shadow)" if challenger else "")
+                + ": not rebuilt"
             )
             result.outputs["bento"] = str(Path(existing.path))
             result.outputs["bento tag"] = str(existing.tag)
@@ -110,9 +134,10 @@ def run(ctx: StageContext) -> StageResult:
     spec = yaml.safe_load(BENTOFILE.read_text())
     # The class is generic; the Bento (and the service, in its image) is named by the project.
     spec["name"] = names.bento
-    spec["models"] = [str(stored.tag)]
+    spec["models"] = [str(stored.tag)] + ([str(shadow.tag)] if shadow else [])
     spec["envs"] = [
         {"name": names.model_tag_variable, "value": str(stored.tag)},
+        *([{"name": names.shadow_model_tag_variable, "value": str(shadow.tag)}] if shadow else []),
         {"name": "MLOPS_USECASE", "value": settings.usecase},
         # One OpenMP thread per worker: threaded LightGBM under concurrent requests ruins the tail.
         {"name": "OMP_NUM_THREADS", "value": "1"},
@@ -129,11 +154,13 @@ def run(ctx: StageContext) -> StageResult:
                 handoff.VERSION_LABEL: champion.version,
                 handoff.RUN_LABEL: champion.run_id,
                 handoff.FEATURE_SERVICE_LABEL: champion.tags.get("feature_service", ""),
+                **({handoff.SHADOW_RUN_LABEL: shadow_run} if shadow else {}),
             },
         )
     tracker.tag_version(champion.version, {"bento_tag": str(bento.tag)})
     result.notes.append(
         f"Bento {bento.tag} serves {settings.names.registered_model} version {champion.version}"
+        + (f", version {challenger.version} scored in shadow" if challenger else "")
     )
     result.outputs["bento"] = str(Path(bento.path))
     result.outputs["bento tag"] = str(bento.tag)

@@ -16,30 +16,56 @@ from configs import ConfigError, handoff, load_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def champion_model_tag(settings) -> str:
-    """The BentoML model tag of the champion, or a SystemExit that says what to run."""
+def packaged_model_tags(settings) -> tuple[str, str | None]:
+    """The BentoML model tags of the champion and, when shadow scoring is on and the registry
+    holds a newer challenger that `package` imported, of the challenger (else None); a
+    SystemExit that says what to run when the champion is not there."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(
         tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri
     )
+    name = settings.names.registered_model
     try:
-        champion = client.get_model_version_by_alias(settings.names.registered_model, handoff.ALIAS)
+        champion = client.get_model_version_by_alias(name, handoff.ALIAS)
     except MlflowException:
         raise SystemExit("no champion model yet: run `make train` first") from None
     import bentoml
 
     try:
-        stored = bentoml.models.list(settings.names.registered_model)
+        stored = {
+            m.info.labels.get(handoff.RUN_LABEL): str(m.tag) for m in bentoml.models.list(name)
+        }
     except bentoml.exceptions.NotFound:
-        stored = []
-    for model in stored:
-        if model.info.labels.get(handoff.RUN_LABEL) == champion.run_id:
-            return str(model.tag)
-    raise SystemExit(
-        f"champion version {champion.version} is not packaged yet: run `python -m pipelines package`"
-    )
+        stored = {}
+    if champion.run_id not in stored:
+        raise SystemExit(
+            f"champion version {champion.version} is not packaged yet: run `python -m pipelines package`"
+        )
+    if not settings.serving.shadow_challenger:
+        return stored[champion.run_id], None
+    try:
+        challenger = client.get_model_version_by_alias(name, handoff.CHALLENGER_ALIAS)
+    except MlflowException:
+        return stored[champion.run_id], None
+    if not handoff.scored_in_shadow(champion.version, challenger.version):
+        return stored[champion.run_id], None
+    if challenger.run_id not in stored:
+        print(
+            f"challenger version {challenger.version} is not packaged: serving without shadow "
+            "scoring (run `python -m pipelines package` to add it)",
+            file=sys.stderr,
+        )
+        return stored[champion.run_id], None
+    return stored[champion.run_id], stored[challenger.run_id]
+
+
+def champion_model_tag(settings) -> str:
+    """The BentoML model tag of the champion (see `packaged_model_tags`)."""
+    return packaged_model_tags(settings.with_overrides({"serving": {"shadow_challenger": False}}))[
+        0
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,9 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one OpenMP thread per worker: no contention
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ["MLOPS_USECASE"] = settings.usecase
-    tag_variable = settings.names.model_tag_variable
-    os.environ[tag_variable] = champion_model_tag(settings)
-    print(f"serving {os.environ[tag_variable]} on http://{args.host}:{args.port}", file=sys.stderr)
+    tag_variable, shadow_variable = (
+        settings.names.model_tag_variable,
+        settings.names.shadow_model_tag_variable,
+    )
+    champion, shadow = packaged_model_tags(settings)
+    os.environ[tag_variable] = champion
+    os.environ.pop(shadow_variable, None)
+    if shadow:
+        os.environ[shadow_variable] = shadow
+    print(
+        f"serving {champion}{f' ({shadow} in shadow)' if shadow else ''} "
+        f"on http://{args.host}:{args.port}",
+        file=sys.stderr,
+    )
     command = [
         sys.executable,
         "-m",

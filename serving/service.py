@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +30,15 @@ from features.definitions import service_name
 from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
 from features.store import feature_store
-from monitoring.prediction_log import PredictionLog, Record, new_prediction_id
+from monitoring.prediction_log import (
+    SERVICE_SOURCE,
+    SHADOW_ID_SUFFIX,
+    SHADOW_SOURCE,
+    PredictionLog,
+    Record,
+    new_prediction_id,
+)
+from serving.gauges import GAUGES, MonitorGauges
 from serving.guard import JsonBodiesOnly, ShedLoad
 from serving.logs import RequestIds, use_json_logs
 from serving.schemas import response_models
@@ -85,6 +94,18 @@ LOG_DROPPED = bentoml.metrics.Counter(
     name=f"{NAMES.metric_prefix}_prediction_log_dropped_total",
     documentation="Predictions answered but not logged (buffer full, or a write failed)",
 )
+SHADOW_FAILURES = bentoml.metrics.Counter(
+    name=f"{NAMES.metric_prefix}_shadow_failures_total",
+    documentation="Requests the shadow model (the challenger) failed to score; answered anyway",
+)
+MONITOR_GAUGES = {
+    name: bentoml.metrics.Gauge(
+        name=f"{NAMES.metric_prefix}_monitor_{name}",
+        documentation=documentation,
+        labelnames=list(labels),
+    )
+    for name, (labels, documentation) in GAUGES.items()
+}
 STORE_FAILURES = bentoml.metrics.Counter(
     name=f"{NAMES.metric_prefix}_online_store_failures_total",
     documentation="Requests answered 503 because the online store failed to answer",
@@ -130,6 +151,41 @@ def load_model(tag: str, path: str, features: list[str], digest: str | None) -> 
             "the artifact does not match its description"
         )
     return model
+
+
+def served_model(tag: str) -> tuple[Any, str, list[str], float, Any]:
+    """BentoML model `tag` loaded and checked: (its store entry, its MLflow version, the
+    inputs it takes, its decision threshold, the model)."""
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise ModelUnavailable(
+            f"model {tag} is not in the BentoML store ({os.environ.get('BENTOML_HOME')}): "
+            "rebuild the Bento with `python -m pipelines package`"
+        ) from None
+    metadata = stored.info.metadata
+    version = str(stored.info.labels.get(handoff.VERSION_LABEL, stored.tag.version))
+    features = [str(name) for name in metadata[handoff.FEATURES_KEY]]  # type: ignore[union-attr]
+    model = load_model(
+        tag,
+        stored.path_of(handoff.MLFLOW_MODEL_DIR),
+        features,
+        str(metadata[MODEL_DIGEST]) if MODEL_DIGEST in metadata else None,  # type: ignore[operator]
+    )
+    return stored, version, features, float(str(metadata[handoff.THRESHOLD_KEY])), model
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """The challenger scored beside the champion: its own inputs' assembly when it takes
+    other features than the champion (else None: the champion's are used), its own log."""
+
+    version: str
+    features: list[str]
+    threshold: float
+    model: Any
+    inputs: OnlineInputs | None
+    log: PredictionLog | None
 
 
 _full_gc_started = [0.0]
@@ -193,26 +249,10 @@ class PredictionService:
             raise RuntimeError(
                 f"{MODEL_TAG_ENV} is not set: serve a Bento built by `python -m pipelines package`"
             )
-        try:
-            stored = bentoml.models.get(tag)
-        except bentoml.exceptions.NotFound:
-            raise ModelUnavailable(
-                f"model {tag} is not in the BentoML store ({os.environ.get('BENTOML_HOME')}): "
-                "rebuild the Bento with `python -m pipelines package`"
-            ) from None
-        metadata = stored.info.metadata
-        self.model_version = str(stored.info.labels.get(handoff.VERSION_LABEL, stored.tag.version))
+        stored, self.model_version, self.features, self.threshold, self.model = served_model(tag)
         use_json_logs(self.model_version)
-        self.features: list[str] = [str(name) for name in metadata[handoff.FEATURES_KEY]]  # type: ignore[union-attr]
-        self.threshold = float(str(metadata[handoff.THRESHOLD_KEY]))
         self.score_field = self.usecase.outcome.score_field
         self.decision_field = self.usecase.outcome.decision_field
-        self.model = load_model(
-            tag,
-            stored.path_of(handoff.MLFLOW_MODEL_DIR),
-            self.features,
-            str(metadata[MODEL_DIGEST]) if MODEL_DIGEST in metadata else None,  # type: ignore[operator]
-        )
         self.store = feature_store(self.settings, online_only=True)
         self.service = self.store.get_feature_service(service_name(self.settings))
         self.materialized = False  # see `unmaterialized`
@@ -220,21 +260,13 @@ class PredictionService:
             self.store, self.service, self.usecase, self.settings.params, self.features
         )
         self.row_id = self.usecase.examples.row_id
-        logged = self.settings.monitoring.prediction_log
-        self.prediction_log = (
-            PredictionLog(
-                location=self.settings.paths.prediction_log,
-                features=self.features,
-                capacity=logged.capacity,
-                flush_rows=logged.flush_rows,
-                flush_interval_s=logged.flush_interval_s,
-                # late-bound: BentoML makes its metrics in the worker
-                on_dropped=lambda count: LOG_DROPPED.inc(count),
-                on_written=lambda count: LOG_WRITTEN.inc(count),
-            ).start()
-            if logged.enabled
-            else None
-        )
+        self.prediction_log = self._prediction_log(self.features, SERVICE_SOURCE)
+        self.shadow = self._shadow(os.environ.get(NAMES.shadow_model_tag_variable))
+        self.monitor_gauges = MonitorGauges(
+            self.settings.paths.monitoring,
+            MONITOR_GAUGES,
+            self.settings.monitoring.gauges_refresh_s,
+        ).start()
         log.info(
             "serving model version %s with %d features",
             self.model_version,
@@ -248,11 +280,47 @@ class PredictionService:
         if _time_full_collection not in gc.callbacks:
             gc.callbacks.append(_time_full_collection)
 
+    def _prediction_log(self, features: list[str], source: str) -> PredictionLog | None:
+        logged = self.settings.monitoring.prediction_log
+        if not logged.enabled:
+            return None
+        return PredictionLog(
+            location=self.settings.paths.prediction_log,
+            features=features,
+            source=source,
+            capacity=logged.capacity,
+            flush_rows=logged.flush_rows,
+            flush_interval_s=logged.flush_interval_s,
+            # late-bound: BentoML makes its metrics in the worker
+            on_dropped=lambda count: LOG_DROPPED.inc(count),
+            on_written=lambda count: LOG_WRITTEN.inc(count),
+        ).start()
+
+    def _shadow(self, tag: str | None) -> Shadow | None:
+        """The challenger scored in shadow (`serving.shadow_challenger`; the Bento names it),
+        or None. Its inputs come from the same online read when it takes the champion's."""
+        if not tag:
+            return None
+        _, version, features, threshold, model = served_model(tag)
+        log_ = self._prediction_log(features, SHADOW_SOURCE)
+        same = features == self.features
+        inputs = (
+            None
+            if same
+            else OnlineInputs(
+                self.store, self.service, self.usecase, self.settings.params, features
+            )
+        )
+        log.info("scoring model version %s in shadow", version)
+        return Shadow(version, features, threshold, model, inputs, log_)
+
     @bentoml.on_shutdown
     def close_prediction_log(self) -> None:
-        """On SIGTERM (a deploy, a scale-in): write what the prediction log still holds."""
-        if self.prediction_log is not None:
-            self.prediction_log.close()
+        """On SIGTERM (a deploy, a scale-in): write what the prediction logs still hold."""
+        self.monitor_gauges.stop()
+        for logged in (self.prediction_log, self.shadow.log if self.shadow else None):
+            if logged is not None:
+                logged.close()
 
     def vectors(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
         """Model inputs for entity `rows` (online + request features, the model's columns)
@@ -329,7 +397,9 @@ class PredictionService:
             for score, absent, prediction_id in zip(scores, missing, ids, strict=True)
         ]
         if self.prediction_log is not None:
-            self._log(ids, rows, inputs.tolist(), scores, missing)
+            self._log(self.prediction_log, ids, rows, inputs, scores, missing)
+        if self.shadow is not None:
+            self._score_in_shadow(self.shadow, ids, rows, inputs, missing)
         defaulted = sum(1 for absent in missing if absent)
         PREDICTIONS.labels(model_version=version).inc(len(predictions))
         DEFAULTED.labels(model_version=version).inc(defaulted)
@@ -344,23 +414,53 @@ class PredictionService:
         )
         return predictions
 
-    def _log(
+    def _score_in_shadow(
         self,
+        shadow: Shadow,
         ids: list[str],
         rows: list[dict[str, Any]],
-        inputs: list[list[float]],
-        scores: list[float],
+        inputs: Any,
         missing: list[list[str]],
     ) -> None:
-        """Hand the predictions to the prediction log (a buffer: never waits on a write)."""
-        assert self.prediction_log is not None
-        now, version, threshold, row_id = (
-            time.time(),
-            self.model_version,
-            self.threshold,
-            self.row_id,
-        )
-        self.prediction_log.record(
+        """Score the challenger on the same items and log it (never the client's answer); a
+        failure is counted and logged, never raised."""
+        try:
+            if shadow.inputs is not None:
+                inputs, missing = shadow.inputs(rows)
+            scores = shadow.model.probabilities(inputs).tolist()
+            if shadow.log is not None:
+                shadow_ids = [f"{prediction_id}{SHADOW_ID_SUFFIX}" for prediction_id in ids]
+                self._log(
+                    shadow.log,
+                    shadow_ids,
+                    rows,
+                    inputs,
+                    scores,
+                    missing,
+                    version=shadow.version,
+                    threshold=shadow.threshold,
+                )
+        except Exception:  # the challenger must never cost a client its answer
+            SHADOW_FAILURES.inc()
+            log.warning("shadow model version %s failed", shadow.version, exc_info=True)
+
+    def _log(
+        self,
+        prediction_log: PredictionLog,
+        ids: list[str],
+        rows: list[dict[str, Any]],
+        inputs: Any,  # the model's input matrix: one row per prediction
+        scores: list[float],
+        missing: list[list[str]],
+        version: str | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        """Hand predictions to a prediction log (a buffer: never waits on a write); the
+        champion's version and threshold unless told otherwise."""
+        now, row_id = time.time(), self.row_id
+        version = self.model_version if version is None else version
+        threshold = self.threshold if threshold is None else threshold
+        prediction_log.record(
             Record(
                 prediction_id,
                 now,

@@ -52,6 +52,8 @@ SLICE_QUALITY = {
         },
     },
     "promotion": {"minimum": {"roc_auc": 0.5, "pr_auc": 0.1}, "maximum": {"brier": 0.35}},
+    # the service shows a new monitor decision within a second
+    "monitoring": {"gauges_refresh_s": 1},
 }
 
 

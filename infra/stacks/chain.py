@@ -13,6 +13,10 @@ by every new drop in the landing zone.
 - A run that starts while another runs ends at once (a drop of several files starts several).
 - A failed step stops the run (the previous champion keeps serving: nothing after it ran),
   publishes what failed to the SNS topic (email in config), and fails the execution.
+- Every run ends with the monitor. On the monitoring schedule a run (input `{"mode":
+  "monitor"}`) runs the monitor alone, reads its decision from the handoff file and, on
+  "retrain", runs the chain. The monitor's figures are in CloudWatch; two alarms (drift, decay)
+  notify the same topic.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, Fn, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -32,10 +38,12 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from configs.chain import AWS_CHAIN, EMR, RELEASE
+from configs import cloudwatch as cw_contract
+from configs import handoff as handoff_keys
+from configs.chain import AWS_CHAIN, AWS_MONITOR, EMR, RELEASE
 from configs.settings import AwsConfig
 from infra import jobs
-from infra.config import landing_key_prefix
+from infra.config import landing_key_prefix, monitoring_alarms
 from infra.deploy import CLOUDFORMATION_ROLE_VARIABLE
 from infra.stacks.common import allow_secret_decryption, log_group
 from infra.stacks.data import DataStack, grant_data
@@ -51,6 +59,11 @@ EMR_SYNC_RULE = "StepFunctionsGetEventsForEMRServerlessJobRule"
 HANDOFF_VARIABLE = "MLOPS_HANDOFF_FILE"
 RUN_VARIABLE = "MLOPS_CHAIN_RUN"
 STATE_MACHINE_OUTPUT = "StateMachineArn"
+# A run started with {"mode": "monitor"} (the monitoring schedule) runs the monitor alone.
+MODE_KEY, MONITOR_MODE = "mode", "monitor"
+SCHEDULED_MONITOR_STATE = "monitor (scheduled)"
+READ_DECISION_STATE = "Read the monitor's decision"
+RETRAIN_CHOICE = "Retrain?"
 
 
 def state_name(stage: str) -> str:
@@ -85,16 +98,7 @@ class ChainStack(Stack):
             tracking_uri=mlflow.tracking_uri,
             mlflow_password_secret_arn=mlflow.admin_password.secret_arn,
         )
-        self.topic = sns.Topic(
-            self,
-            "Failures",
-            display_name=f"{config.name}: chain runs that failed",
-            # The account's AWS-managed SNS key: Step Functions' role publishes through SNS.
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
-            enforce_ssl=True,
-        )
-        if chain.notify_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(chain.notify_email))
+        self.topic = self._alerts_topic(config)
         self.release = self._release_project(config, vpc, data, mlflow, serving, environment)
         handoff = sfn.JsonPath.format(
             jobs.handoff_location(lake, "{}"), sfn.JsonPath.string_at("$$.Execution.Name")
@@ -120,27 +124,59 @@ class ChainStack(Stack):
                 )
             else:
                 raise ValueError(f"stage {stage!r} runs {where!r} on AWS: no step for that")
-            notify = tasks.SnsPublish(
-                self,
-                f"Notify {stage} failed",
-                topic=self.topic,
-                subject=f"{config.name}: the chain failed at {stage}",
-                message=sfn.TaskInput.from_object(
-                    {
-                        "run": sfn.JsonPath.string_at("$$.Execution.Name"),
-                        "stage": stage,
-                        "error": sfn.JsonPath.string_at("$.failure.Error"),
-                        "cause": sfn.JsonPath.string_at("$.failure.Cause"),
-                    }
-                ),
-                result_path=sfn.JsonPath.DISCARD,
+            steps.append(self._notify_on_failure(config, step, stage, failed))
+        # After every run: the monitor on the champion the run left serving.
+        steps.append(
+            self._notify_on_failure(
+                config,
+                self._emr_step(config, spark, lake, AWS_MONITOR, environment),
+                AWS_MONITOR,
+                failed,
             )
-            step.add_catch(notify.next(failed), result_path="$.failure")
-            steps.append(step)
+        )
         body = sfn.Chain.start(steps[0])
         for step in steps[1:]:
             body = body.next(step)
         body = body.next(sfn.Succeed(self, "Done"))
+        # On the monitoring schedule: the monitor alone; when it decides to retrain, the chain
+        # (which ends with the monitor again, never looping back here).
+        scheduled = self._notify_on_failure(
+            config,
+            self._emr_step(
+                config, spark, lake, AWS_MONITOR, environment, name=SCHEDULED_MONITOR_STATE
+            ),
+            SCHEDULED_MONITOR_STATE,
+            failed,
+        )
+        decision = tasks.CallAwsService(
+            self,
+            READ_DECISION_STATE,
+            service="s3",
+            action="getObject",
+            iam_action="s3:GetObject",
+            parameters={
+                "Bucket": lake,
+                "Key": sfn.JsonPath.format(
+                    jobs.handoff_key("{}"), sfn.JsonPath.string_at("$$.Execution.Name")
+                ),
+            },
+            iam_resources=[data.lake.arn_for_objects(f"{jobs.RUNS_PREFIX}*")],
+            result_selector={
+                "handoff": sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.Body"))
+            },
+            result_path="$.monitor",
+        )
+        self._notify_on_failure(config, decision, READ_DECISION_STATE, failed)
+        monitor_only = scheduled.next(decision).next(
+            sfn.Choice(self, RETRAIN_CHOICE)
+            .when(
+                sfn.Condition.string_equals(
+                    f"$.monitor.handoff.{handoff_keys.DECISION_KEY}", handoff_keys.RETRAIN
+                ),
+                steps[0],
+            )
+            .otherwise(sfn.Succeed(self, "Kept the champion"))
+        )
         # A run started while another is running ends at once: the running one collects
         # every drop that has landed (a month's delivery is several files, several events).
         machine_name = f"{config.name}-chain"
@@ -173,6 +209,13 @@ class ChainStack(Stack):
                 sfn.Condition.number_greater_than("$.running.count", 1),
                 sfn.Succeed(self, "Left to the run in progress"),
             )
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present(f"$.{MODE_KEY}"),
+                    sfn.Condition.string_equals(f"$.{MODE_KEY}", MONITOR_MODE),
+                ),
+                monitor_only,
+            )
             .otherwise(body)
         )
         self.state_machine = sfn.StateMachine(
@@ -188,6 +231,10 @@ class ChainStack(Stack):
             ),
         )
         self._allow_emr_jobs(spark)
+        # The decision the monitor handed off, read from the run's handoff file (encrypted
+        # with the platform's key).
+        grant_data(self.state_machine.role, data.key, read=[(data.lake, jobs.RUNS_PREFIX)])
+        self.alerts_key.grant(self.state_machine.role, "kms:Decrypt", "kms:GenerateDataKey")
         triggers = []
         if chain.schedule:
             triggers.append(
@@ -217,9 +264,129 @@ class ChainStack(Stack):
             )
         for rule in triggers:
             rule.add_target(targets.SfnStateMachine(self.state_machine))
+        if chain.monitor_schedule:
+            events.Rule(
+                self,
+                "MonitorSchedule",
+                description=f"{config.name}: the monitor on its schedule",
+                schedule=events.Schedule.expression(chain.monitor_schedule),
+            ).add_target(
+                targets.SfnStateMachine(
+                    self.state_machine,
+                    input=events.RuleTargetInput.from_object({MODE_KEY: MONITOR_MODE}),
+                )
+            )
+        self.alarms = self._monitoring_alarms(config)
         CfnOutput(self, STATE_MACHINE_OUTPUT, value=self.state_machine.state_machine_arn)
         CfnOutput(self, "FailuresTopic", value=self.topic.topic_arn)
         CfnOutput(self, "ReleaseProject", value=self.release.project_name)
+
+    def _alerts_topic(self, config: AwsConfig) -> sns.Topic:
+        """Where failed runs and the monitoring alarms notify. Encrypted with a key of its own:
+        CloudWatch alarms cannot publish to a topic under SNS's AWS-managed key (its policy,
+        which nobody can change, does not let CloudWatch use it), and the topic's policy lets
+        this account's alarms publish (enforcing TLS replaces SNS's default policy)."""
+        self.alerts_key = kms.Key(
+            self,
+            "AlertsKey",
+            description=f"{config.name}: the alerts topic",
+            enable_key_rotation=True,
+        )
+        cloudwatch_principal = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+        self.alerts_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[cloudwatch_principal],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        topic = sns.Topic(
+            self,
+            "Failures",
+            display_name=f"{config.name}: failed chain runs and monitoring alarms",
+            master_key=self.alerts_key,
+            enforce_ssl=True,
+        )
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[cloudwatch_principal],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+        if config.chain.notify_email:
+            topic.add_subscription(subscriptions.EmailSubscription(config.chain.notify_email))
+        return topic
+
+    def _notify_on_failure(self, config: AwsConfig, step: Any, label: str, failed: sfn.Fail) -> Any:
+        """`step`, whose failure publishes what failed to the topic and fails the run."""
+        notify = tasks.SnsPublish(
+            self,
+            f"Notify {label} failed",
+            topic=self.topic,
+            subject=f"{config.name}: the chain failed at {label}",
+            message=sfn.TaskInput.from_object(
+                {
+                    "run": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    "stage": label,
+                    "error": sfn.JsonPath.string_at("$.failure.Error"),
+                    "cause": sfn.JsonPath.string_at("$.failure.Cause"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        step.add_catch(notify.next(failed), result_path="$.failure")
+        return step
+
+    def _monitoring_alarms(self, config: AwsConfig) -> list[cloudwatch.Alarm]:
+        """Drift and decay of the live model (the monitor's figures, configs/cloudwatch.py),
+        alarmed at the monitor's own retrain bounds, notifying the topic."""
+        bounds = monitoring_alarms()
+
+        def figure(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=bounds.namespace,
+                metric_name=name,
+                dimensions_map={cw_contract.USECASE_DIMENSION: bounds.usecase},
+                statistic=statistic,
+                period=Duration.days(1),
+            )
+
+        alarms = [
+            cloudwatch.Alarm(
+                self,
+                "DriftAlarm",
+                alarm_description=(
+                    f"{config.name}: more than {bounds.max_drifted_share:.0%} of the model's "
+                    "inputs drifted (python -m pipelines monitoring says which)"
+                ),
+                metric=figure(cw_contract.DRIFTED_SHARE, "Maximum"),
+                threshold=bounds.max_drifted_share,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        ]
+        if bounds.min_live_metric is not None:
+            alarms.append(
+                cloudwatch.Alarm(
+                    self,
+                    "DecayAlarm",
+                    alarm_description=(
+                        f"{config.name}: the champion's live {bounds.primary_metric} fell "
+                        f"below {bounds.min_live_metric}"
+                    ),
+                    metric=figure(cw_contract.CHAMPION_LIVE_METRIC, "Minimum"),
+                    threshold=bounds.min_live_metric,
+                    comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    evaluation_periods=1,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        for alarm in alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        return alarms
 
     def _emr_step(
         self,
@@ -228,6 +395,7 @@ class ChainStack(Stack):
         lake: str,
         stage: str,
         environment: dict[str, str],
+        name: str | None = None,
     ) -> sfn.CustomState:
         """`python -m pipelines --handoff-file <run's file> <stage>` as an EMR Serverless job;
         the job driver is the deploy's own (`jobs.spark_submit`), its keys as Step Functions
@@ -244,7 +412,7 @@ class ChainStack(Stack):
         )
         return sfn.CustomState(
             self,
-            state_name(stage),
+            name or state_name(stage),
             state_json={
                 "Type": "Task",
                 "Resource": f"arn:{self.partition}:states:::emr-serverless:startJobRun.sync",

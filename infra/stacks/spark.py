@@ -12,6 +12,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
+from infra.config import monitoring_alarms
 from infra.jobs import (
     CODE_PREFIX,
     LOG_PREFIX,
@@ -67,6 +68,17 @@ class SparkStack(Stack):
             )
         )
         allow_secret_decryption(self.job_role, data.key)
+        # The monitor's figures, for the alarms (PutMetricData takes no resource: the
+        # condition keeps the role to the project's own namespace).
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"cloudwatch:namespace": monitoring_alarms().namespace}
+                },
+            )
+        )
         security_group = ec2.SecurityGroup(
             self,
             "JobSecurityGroup",

@@ -19,13 +19,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from configs import handoff
 from configs.settings import Settings
 from pipelines.results import StageFailed
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+CHAMPION = handoff.ALIAS
+CHALLENGER = handoff.CHALLENGER_ALIAS
 # Tags written on a model version by the gate.
 DECISION = "gate.decision"  # promoted | not_promoted | rolled_back_to
 DECIDED_AT = "gate.decided_at"

@@ -156,9 +156,17 @@ def test_the_decision_goes_both_ways_by_its_bounds(trained_root: Path, spark, sc
     assert cli._monitoring(settings) == cli.EXIT_OK
 
 
-def test_no_log_yet_is_a_clear_stop(trained_root: Path, spark, tmp_path: Path) -> None:
-    results = run_chain(monitored(trained_root, tmp_path), ("monitor",), spark=spark)
-    assert not results[0].ok and "no predictions logged yet" in problems(results)
+def test_no_log_yet_is_no_verdict_and_no_failure(trained_root: Path, spark, tmp_path: Path) -> None:
+    """A first deploy runs the monitor after its first chain, before any traffic: the run must
+    not fail for it (on AWS a failed monitor step would fail the run and alert)."""
+    from pipelines.monitor import decisions
+
+    settings = monitored(trained_root, tmp_path)
+    results = run_chain(settings, ("monitor",), spark=spark)
+    assert results[0].ok, problems(results)
+    assert results[0].handoff["decision"] == "no verdict"
+    assert any("no predictions logged yet" in note for note in results[0].notes)
+    assert decisions(settings) == []
 
 
 def test_lineage_goes_from_a_prediction_back_to_the_drops(trained_root: Path, scored) -> None:

@@ -135,6 +135,44 @@ def in_process_service(
     return service
 
 
+def test_the_monitor_s_newest_decision_is_on_metrics(server: str, trained_root: Path) -> None:
+    """A decision the monitor records is on /metrics at the worker's next refresh."""
+    from monitoring import decisions
+
+    decided = {
+        "window_from": "2013-03-01",
+        "window_to": "2013-03-31",
+        "rows": 2000,
+        "champion_version": "1",
+        "drift": [{"column": "weather_visib", "value": 0.8125, "drifted": True}],
+        "score_drift": None,
+        "live": {"1": {"rows": 1500.0, "roc_auc": 0.6875}},
+        "shadow": {},
+        "decision": "retrain",
+        "drifted_share": 0.25,
+    }
+    written = Path(decisions.record(settings_for(trained_root).paths.monitoring, decided))
+    try:
+        wanted = {
+            "flight_delay_monitor_drifted_share": "0.25",
+            'flight_delay_monitor_input_drift{input="weather_visib"': "0.8125",
+            'flight_delay_monitor_live{metric="roc_auc",model_version="1"': "0.6875",
+            'flight_delay_monitor_decision{decision="retrain"': "1.0",
+        }
+        deadline, missing = time.monotonic() + 30, dict(wanted)
+        while missing and time.monotonic() < deadline:
+            lines = requests.get(f"{server}/metrics", timeout=5).text.splitlines()
+            missing = {
+                name: value
+                for name, value in wanted.items()
+                if not any(line.startswith(name) and line.endswith(f" {value}") for line in lines)
+            }
+            time.sleep(0.5)
+        assert not missing, [line for line in lines if "monitor" in line]
+    finally:
+        written.unlink()
+
+
 def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]) -> None:
     url, log_path = served
     requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30).raise_for_status()

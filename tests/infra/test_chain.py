@@ -11,10 +11,20 @@ from typing import Any
 
 import pytest
 
-from configs.chain import ARRIVAL, AWS_CHAIN, CHAIN, EMR, RELEASE, STAGES
+from configs import cloudwatch, handoff
+from configs.chain import ARRIVAL, AWS_CHAIN, AWS_MONITOR, CHAIN, EMR, RELEASE, STAGES
 from infra import jobs
-from infra.config import infra_config, landing_key_prefix
-from infra.stacks.chain import CLOUDFORMATION_ROLE_VARIABLE, EMR_SYNC_RULE, HANDOFF_VARIABLE
+from infra.config import infra_config, landing_key_prefix, monitoring_alarms
+from infra.stacks.chain import (
+    CLOUDFORMATION_ROLE_VARIABLE,
+    EMR_SYNC_RULE,
+    HANDOFF_VARIABLE,
+    MODE_KEY,
+    MONITOR_MODE,
+    READ_DECISION_STATE,
+    RETRAIN_CHOICE,
+    SCHEDULED_MONITOR_STATE,
+)
 
 
 def _render(node: Any) -> Any:
@@ -61,9 +71,10 @@ def test_the_steps_are_the_chain_s_stages_in_its_order(machine) -> None:
     path = _walk(machine)
     assert path[:2] == ["Runs in progress", "Another run in progress?"]
     assert path[-1] == "Done" and machine["States"]["Done"]["Type"] == "Succeed"
-    stages = path[2:-1]
     # every stage of `train` but the data's arrival, in the declared order: the model is
-    # fitted, gated and materialized in AWS before anything is released
+    # fitted, gated and materialized in AWS before anything is released; then the monitor
+    assert path[-2] == AWS_MONITOR
+    stages = path[2:-2]
     assert (
         stages == [name for name in CHAIN if dict(AWS_CHAIN).get(name)] == [n for n, _ in AWS_CHAIN]
     )
@@ -73,9 +84,18 @@ def test_the_steps_are_the_chain_s_stages_in_its_order(machine) -> None:
     assert stages.index("materialize") < stages.index("package") == len(stages) - 1
 
 
-@pytest.mark.parametrize(("stage", "where"), AWS_CHAIN)
-def test_each_step_runs_its_stage_where_the_declaration_says(machine, stage, where) -> None:
-    state = machine["States"][stage]
+@pytest.mark.parametrize(
+    ("state_name", "stage", "where"),
+    [
+        *[(stage, stage, where) for stage, where in AWS_CHAIN],
+        (AWS_MONITOR, AWS_MONITOR, EMR),
+        (SCHEDULED_MONITOR_STATE, AWS_MONITOR, EMR),
+    ],
+)
+def test_each_step_runs_its_stage_where_the_declaration_says(
+    machine, state_name, stage, where
+) -> None:
+    state = machine["States"][state_name]
     assert state["Type"] == "Task"
     if where == EMR:
         assert state["Resource"] == "arn:aws:states:::emr-serverless:startJobRun.sync"
@@ -108,7 +128,10 @@ def test_each_step_runs_its_stage_where_the_declaration_says(machine, stage, whe
         assert "$$.Execution.Name" in overrides[HANDOFF_VARIABLE]["Value.$"]
 
 
-@pytest.mark.parametrize("stage", [name for name, _ in AWS_CHAIN])
+@pytest.mark.parametrize(
+    "stage",
+    [*[name for name, _ in AWS_CHAIN], AWS_MONITOR, SCHEDULED_MONITOR_STATE, READ_DECISION_STATE],
+)
 def test_a_failed_step_notifies_and_fails_the_run(machine, stage) -> None:
     """Nothing after a failed step runs (so the previous champion keeps serving), the topic
     is told which stage failed and why, and the execution ends failed."""
@@ -125,7 +148,8 @@ def test_a_run_started_during_another_ends_at_once(machine) -> None:
     guard = machine["States"]["Runs in progress"]
     assert guard["Resource"] == "arn:aws:states:::aws-sdk:sfn:listExecutions"
     assert guard["Parameters"]["StateMachineArn.$"] == "$$.StateMachine.Id"
-    (choice,) = machine["States"]["Another run in progress?"]["Choices"]
+    # the first choice, before the monitor mode's: a scheduled monitor defers to a run too
+    choice = machine["States"]["Another run in progress?"]["Choices"][0]
     assert choice["NumericGreaterThan"] == 1
     assert machine["States"][choice["Next"]]["Type"] == "Succeed"
 
@@ -133,7 +157,11 @@ def test_a_run_started_during_another_ends_at_once(machine) -> None:
 def test_a_schedule_and_every_new_drop_start_the_chain(templates) -> None:
     config = infra_config(environ={})
     rules = _resources(templates["chain"], "AWS::Events::Rule")
-    scheduled = [r for r in rules if "ScheduleExpression" in r["Properties"]]
+    scheduled = [
+        r
+        for r in rules
+        if "ScheduleExpression" in r["Properties"] and "Input" not in r["Properties"]["Targets"][0]
+    ]
     assert [r["Properties"]["ScheduleExpression"] for r in scheduled] == [config.chain.schedule]
     (drop,) = [r for r in rules if "EventPattern" in r["Properties"]]
     pattern = drop["Properties"]["EventPattern"]
@@ -151,6 +179,101 @@ def test_a_schedule_and_every_new_drop_start_the_chain(templates) -> None:
     ]
     notifications = landing["Properties"]["NotificationConfiguration"]
     assert notifications["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+
+
+def test_the_monitor_on_its_schedule_runs_the_chain_when_it_decides_to_retrain(
+    machine, templates
+) -> None:
+    """A scheduled run (its input names the monitor mode) runs the monitor alone, reads the
+    decision it handed off from this run's handoff file, and on "retrain" goes to the chain's
+    first stage; the chain ends with the monitor after it, never back at the decision."""
+    config = infra_config(environ={})
+    (rule,) = [
+        r
+        for r in _resources(templates["chain"], "AWS::Events::Rule")
+        if "Input" in r["Properties"]["Targets"][0]
+    ]
+    assert rule["Properties"]["ScheduleExpression"] == config.chain.monitor_schedule
+    assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {MODE_KEY: MONITOR_MODE}
+    states = machine["States"]
+    guard = states["Another run in progress?"]["Choices"]
+    (monitor_mode,) = [c for c in guard if "And" in c]
+    assert {"Variable": f"$.{MODE_KEY}", "StringEquals": MONITOR_MODE} in monitor_mode["And"]
+    assert monitor_mode["Next"] == SCHEDULED_MONITOR_STATE
+    assert states[SCHEDULED_MONITOR_STATE]["Next"] == READ_DECISION_STATE
+    read = states[READ_DECISION_STATE]
+    assert read["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject"
+    assert read["Parameters"]["Key.$"] == (
+        f"States.Format('{jobs.handoff_key('{}')}', $$.Execution.Name)"
+    )
+    assert read["ResultSelector"] == {"handoff.$": "States.StringToJson($.Body)"}
+    assert read["Next"] == RETRAIN_CHOICE
+    (retrain,) = states[RETRAIN_CHOICE]["Choices"]
+    assert retrain["Variable"] == f"$.monitor.handoff.{handoff.DECISION_KEY}"
+    assert retrain["StringEquals"] == handoff.RETRAIN
+    assert retrain["Next"] == AWS_CHAIN[0][0]
+    assert states[states[RETRAIN_CHOICE]["Default"]]["Type"] == "Succeed"
+    # the chain's last stage leads to the monitor and then to Done, not to the decision
+    assert states[AWS_CHAIN[-1][0]]["Next"] == AWS_MONITOR
+    assert states[AWS_MONITOR]["Next"] == "Done"
+    # the state machine may read the handoff file (and decrypt it)
+    statements = _statements(templates["chain"], "ChainRole")
+    by_action = {a: s for s in statements for a in _actions(s)}
+    assert f"/{jobs.RUNS_PREFIX}*" in json.dumps(by_action["s3:GetObject"]["Resource"])
+    assert "kms:Decrypt" in by_action
+
+
+def test_alarms_on_drift_and_decay_notify_the_topic_which_cloudwatch_may_use(templates) -> None:
+    """The alarms read what the monitor publishes, at the monitor's own bounds, and can
+    deliver: a topic under SNS's AWS-managed key, or without a policy letting CloudWatch
+    publish, would take the alarm and never send it."""
+    bounds = monitoring_alarms(environ={})
+    chain = templates["chain"]
+    alarms = {
+        r["Properties"]["MetricName"]: r["Properties"]
+        for r in _resources(chain, "AWS::CloudWatch::Alarm")
+    }
+    assert set(alarms) == {cloudwatch.DRIFTED_SHARE, cloudwatch.CHAMPION_LIVE_METRIC}
+    drift, decay = alarms[cloudwatch.DRIFTED_SHARE], alarms[cloudwatch.CHAMPION_LIVE_METRIC]
+    assert drift["Threshold"] == bounds.max_drifted_share
+    assert drift["ComparisonOperator"] == "GreaterThanThreshold"
+    assert decay["Threshold"] == bounds.min_live_metric
+    assert decay["ComparisonOperator"] == "LessThanThreshold"
+    (topic_name,) = [
+        name for name, r in chain["Resources"].items() if r["Type"] == "AWS::SNS::Topic"
+    ]
+    for alarm in (drift, decay):
+        assert alarm["Namespace"] == bounds.namespace
+        assert alarm["Dimensions"] == [
+            {"Name": cloudwatch.USECASE_DIMENSION, "Value": bounds.usecase}
+        ]
+        assert alarm["AlarmActions"] == [{"Ref": topic_name}]
+        assert alarm["TreatMissingData"] == "notBreaching"
+    topic = chain["Resources"][topic_name]["Properties"]
+    key_ref = topic["KmsMasterKeyId"]
+    assert "alias/aws/sns" not in json.dumps(key_ref)
+    (key_name,) = key_ref["Fn::GetAtt"][:1]
+    key_policy = chain["Resources"][key_name]["Properties"]["KeyPolicy"]["Statement"]
+    assert any(
+        s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(_actions(s))
+        for s in key_policy
+    )
+    (policy,) = _resources(chain, "AWS::SNS::TopicPolicy")
+    assert any(
+        s["Effect"] == "Allow"
+        and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        and "sns:Publish" in _actions(s)
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    )
+
+
+def test_the_jobs_may_publish_the_monitor_s_figures_to_its_namespace_only(templates) -> None:
+    statements = _statements(templates["spark"], "JobRole")
+    (put,) = [s for s in statements if "cloudwatch:PutMetricData" in _actions(s)]
+    assert put["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": monitoring_alarms(environ={}).namespace}
+    }
 
 
 def _statements(template: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:

@@ -147,3 +147,73 @@ def test_too_few_outcomes_or_rows_decide_nothing_on_them() -> None:
     # too few predictions in the window: no verdict at all
     empty = decide(verdict(rows=20), RetrainConfig(), DriftConfig(), "roc_auc")
     assert empty.decision == NO_VERDICT and "only 20 predictions" in empty.reasons[0]
+
+
+def test_cloudwatch_figures_are_what_the_alarms_read() -> None:
+    from configs import cloudwatch
+    from monitoring.monitor import cloudwatch_figures
+
+    drifting = verdict(
+        drift=[ColumnDrift("temp", 0.9, True), ColumnDrift("distance", 0.01, False)],
+        live={"3": {"rows": 1000.0, "roc_auc": 0.61}, "4": {"rows": 900.0, "roc_auc": 0.7}},
+    )
+    decide(drifting, RetrainConfig(), DriftConfig(), "roc_auc")
+    figures = {f["MetricName"]: f for f in cloudwatch_figures(drifting, "my_case", "roc_auc", 500)}
+    assert figures[cloudwatch.DRIFTED_SHARE]["Value"] == 0.5
+    assert figures[cloudwatch.CHAMPION_LIVE_METRIC]["Value"] == 0.61  # the champion's, v3
+    assert figures[cloudwatch.RETRAIN]["Value"] == 1.0
+    assert figures[cloudwatch.SCORE_DRIFT]["Value"] == 0.01
+    assert all(
+        f["Dimensions"] == [{"Name": cloudwatch.USECASE_DIMENSION, "Value": "my_case"}]
+        for f in figures.values()
+    )
+    # too few outcomes: no live figure for the decay alarm to read
+    few = {f["MetricName"] for f in cloudwatch_figures(drifting, "my_case", "roc_auc", 5000)}
+    assert cloudwatch.CHAMPION_LIVE_METRIC not in few
+
+
+def test_the_monitor_publishes_its_figures_to_the_project_namespace(monkeypatch) -> None:
+    import boto3
+
+    from configs import load_settings
+    from pipelines import monitor
+
+    sent: list[dict] = []
+
+    class CloudWatch:
+        def put_metric_data(self, **request: object) -> None:
+            sent.append(request)
+
+    monkeypatch.setattr(boto3, "client", lambda service: CloudWatch())
+    settings = load_settings("local", environ={})
+    done = decide(verdict(), RetrainConfig(), DriftConfig(), "roc_auc")
+    monitor._publish_to_cloudwatch(settings, done)
+    (request,) = sent
+    assert request["Namespace"] == settings.names.cloudwatch_namespace
+    assert {f["MetricName"] for f in request["MetricData"]} >= {"DriftedShare", "RetrainDecision"}
+
+
+def test_shadow_scores_are_paired_with_the_answers_they_shadow() -> None:
+    from monitoring import prediction_log as pl
+    from pipelines.monitor import paired
+
+    answered = pd.DataFrame(
+        {
+            pl.PREDICTION_ID: ["a", "b", "c"],
+            pl.ROW_ID: ["f1", "f2", None],
+            pl.MODEL_VERSION: "1",
+        }
+    )
+    shadowed = pd.DataFrame(
+        {
+            pl.PREDICTION_ID: [f"b{pl.SHADOW_ID_SUFFIX}", f"c{pl.SHADOW_ID_SUFFIX}"],
+            pl.ROW_ID: ["f2", None],
+            pl.MODEL_VERSION: "2",
+        }
+    )
+    both = paired(answered, shadowed)
+    # "a" was never shadowed; "c" names no row, so no outcome can be joined
+    assert sorted(zip(both[pl.PREDICTION_ID], both[pl.MODEL_VERSION], strict=True)) == [
+        ("b", "1"),
+        (f"b{pl.SHADOW_ID_SUFFIX}", "2"),
+    ]

@@ -1,0 +1,317 @@
+"""`make replay`: the monitoring loop played over the use case's past data, one period at a
+time, to show that it works: drift seen, decay measured once outcomes arrive, retraining
+when the monitor decides to, the gate deciding promotion.
+
+    .venv/bin/python -m bench.replay            # make replay
+    .venv/bin/python -m bench.replay --shift    # make replay-shift: with the injected shift
+
+The use case's `replay:` config names the periods (months, YYYY-MM). The first model is
+trained on `replay.train`; then for each of `replay.periods`:
+
+1. the period's drop lands and goes through collect, the quality gate and the features (the
+   batch scorer reads the period's rows and their features from the lake; the point-in-time
+   join gives each row only what was known before its moment, and no model has seen them);
+2. the champion scores the period (`batch-predict`), every score going to the prediction log;
+3. `monitor` judges the period's scores against the champion's reference set and, the
+   outcomes being in silver now, measures the champion's live performance;
+4. when it decides to retrain, the whole chain runs (as `monitor --retrain` does), with the
+   newest period as its test set: the champion/challenger gate decides promotion.
+
+`--shift` first changes `replay.shift`'s column in its period's upstream file (a column sent
+in another unit): the monitor must flag that period's drift and name the input it reaches; the
+run fails if it does not. It all runs in one process with one Spark session, its data under
+`bench/work/replay*/`; the timeline goes to `bench/results/replay*.json` and a plot beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.common import WORK, print_table, save_figure, workspace_overrides, write_result
+from configs import Settings, handoff, load_settings
+from configs.chain import CHAIN
+from configs.settings import ReplayShift
+from monitoring import decisions
+from pipelines.chain import run_chain
+from pipelines.land import read_source, source_dir
+from pipelines.results import StageResult
+from usecases import load as load_usecase
+
+# Land the period and take it through the gate and into the feature tables.
+DATA_STAGES = ("land", "collect", "validate", "features")
+
+
+class ReplayFailed(RuntimeError):
+    pass
+
+
+def _month_start(period: str) -> str:
+    return f"{period}-01"
+
+
+def _previous(period: str) -> str:
+    return (pd.Period(period, freq="M") - 1).strftime("%Y-%m")
+
+
+def _days(period: str) -> int:
+    year, month = (int(part) for part in period.split("-"))
+    return calendar.monthrange(year, month)[1]
+
+
+def shifted_source(settings: Settings, shift: ReplayShift, folder: Path) -> Path:
+    """A copy of the upstream files with `shift` applied to its period's rows: returns the
+    folder to land from."""
+    usecase = load_usecase(settings.usecase)
+    original = source_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in usecase.sources:
+        for name in (source.file, source.file.removesuffix(".zip")):
+            if (original / name).is_file():
+                shutil.copy2(original / name, folder / name)
+    (source,) = [s for s in usecase.sources if s.name == shift.source]
+    if source.drop_period is None:
+        raise ReplayFailed(f"replay.shift: source {source.name} does not arrive by period")
+    rows = read_source(original, source)
+    chosen = (source.drop_period(rows) == shift.period) & ~rows[shift.column].isin(["", "NA"])
+    if not chosen.any():
+        raise ReplayFailed(f"replay.shift: no {shift.column} values in {shift.period}")
+    values = pd.to_numeric(rows.loc[chosen, shift.column]) * shift.scale + shift.offset
+    rows.loc[chosen, shift.column] = values.round(2).astype(str)
+    (folder / source.file).unlink(missing_ok=True)  # the zip, if it came as one
+    rows.to_csv(folder / source.file.removesuffix(".zip"), index=False)
+    return folder
+
+
+def _ok(results: list[StageResult], what: str) -> list[StageResult]:
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise ReplayFailed(f"{what}: {failed[0].stage} failed: {'; '.join(failed[0].problems)}")
+    return results
+
+
+def _stage(results: list[StageResult], name: str) -> StageResult | None:
+    return next((r for r in results if r.stage == name), None)
+
+
+def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict[str, Any]]:
+    from pipelines.adapters.spark import get_spark
+
+    plan = base.replay
+    if not plan.train or not plan.periods:
+        raise ReplayFailed(f"use case {base.usecase} sets no replay.train and replay.periods")
+    source = shifted_source(base, shift, folder / "source") if shift else None
+    spark = get_spark(base.spark)
+
+    def settings(landed: list[str], newest: str) -> Settings:
+        """Land only what has arrived; test on the newest period, validate on the one before;
+        monitor the newest period whole."""
+        return base.with_overrides(
+            {
+                "land": {"months": landed} | ({"source_dir": str(source)} if source else {}),
+                "training": {
+                    "split": {
+                        "validation_start": _month_start(_previous(newest)),
+                        "test_start": _month_start(newest),
+                    }
+                },
+                "monitoring": {"drift": {"window_days": _days(newest)}},
+            }
+        )
+
+    landed = list(plan.train)
+    started = time.perf_counter()
+    first = _ok(run_chain(settings(landed, landed[-1]), CHAIN, spark=spark), "first training")
+    champion = _stage(first, "promote").handoff.get("champion_version")  # type: ignore[union-attr]
+    print(f"trained on {landed[0]}..{landed[-1]}: version {champion} serves", flush=True)
+    timeline = []
+    for period in plan.periods:
+        landed.append(period)
+        current = settings(landed, period)
+        tick = time.perf_counter()
+        _ok(run_chain(current, DATA_STAGES, spark=spark), f"{period}: landing")
+        scored = _ok(
+            run_chain(current, ("batch-predict",), spark=spark, handoff={"period": period}),
+            f"{period}: scoring",
+        )
+        _ok(run_chain(current, ("monitor",), spark=spark), f"{period}: monitor")
+        decision = decisions.newest(current.paths.monitoring)
+        assert decision is not None
+        serving = decision["champion_version"]
+        live = decision["live"].get(serving, {})
+        row = {
+            "period": period,
+            "serving": serving,
+            "scored": scored[0].rows_out,
+            "drifted_share": decision["drifted_share"],
+            "drifted": decision["drifted"],
+            "drift": {d["column"]: d["value"] for d in decision["drift"]},
+            "score_drift": (decision.get("score_drift") or {}).get("value"),
+            "live_roc_auc": live.get("roc_auc"),
+            "live_outcomes": live.get("rows"),
+            "decision": decision["decision"],
+            "reasons": decision["reasons"],
+            "retrained": None,
+        }
+        if decision["decision"] == handoff.RETRAIN:
+            retrained = _ok(run_chain(current, CHAIN, spark=spark), f"{period}: retraining")
+            gate = _stage(retrained, "promote")
+            assert gate is not None
+            version = gate.handoff.get("decided_version")
+            promoted = gate.handoff.get("champion_version") == version
+            row["retrained"] = f"v{version} {'promoted' if promoted else 'not promoted'}"
+        row["seconds"] = round(time.perf_counter() - tick, 1)
+        timeline.append(row)
+        print(
+            f"{period}: v{serving} scored {row['scored']:,}; "
+            f"{len(row['drifted'])} inputs drifted; live ROC AUC "
+            f"{_fmt(row['live_roc_auc'])}; {row['decision']}"
+            + (f" -> {row['retrained']}" if row["retrained"] else ""),
+            flush=True,
+        )
+    print(
+        f"the first training and {len(plan.periods)} periods took "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    return timeline
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def plot(name: str, title: str, timeline: list[dict[str, Any]], settings: Settings) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    periods = [row["period"] for row in timeline]
+    fig, (auc, drift) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    auc.plot(periods, [row["live_roc_auc"] for row in timeline], marker="o")
+    for index, row in enumerate(timeline):
+        auc.annotate(
+            f"v{row['serving']}",
+            (index, row["live_roc_auc"] or 0),
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    bounds = settings.monitoring.retrain
+    if bounds.min_live_metric is not None:
+        auc.axhline(bounds.min_live_metric, color="grey", linestyle="--", linewidth=1)
+    auc.set(ylabel="live ROC AUC", title=title)
+    drift.bar(periods, [row["drifted_share"] for row in timeline], color="tab:orange")
+    for index, row in enumerate(timeline):
+        if row["decision"] == handoff.RETRAIN:
+            drift.annotate(
+                "retrain",
+                (index, row["drifted_share"]),
+                ha="center",
+                xytext=(0, 3),
+                textcoords="offset points",
+            )
+    drift.axhline(bounds.max_drifted_share, color="grey", linestyle="--", linewidth=1)
+    drift.set(ylabel="share of inputs drifted (dashed: bound)", ylim=(0, 1))
+    return save_figure(fig, name)
+
+
+def _unshifted(shift: ReplayShift) -> float | None:
+    """The expected input's drift in the shifted period in the last plain replay, if any."""
+    from bench.report import load
+
+    plain = load("replay")
+    rows = [r for r in (plain or {}).get("timeline", []) if r["period"] == shift.period]
+    return rows[0].get("drift", {}).get(shift.expect) if rows else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shift", action="store_true", help="inject replay.shift first")
+    parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
+    args = parser.parse_args(argv)
+    name = "replay_shift" if args.shift else "replay"
+    folder = WORK / name
+    shutil.rmtree(folder, ignore_errors=True)
+    base = load_settings("local").with_overrides(workspace_overrides(folder))
+    shift = base.replay.shift if args.shift else None
+    if args.shift and shift is None:
+        print(f"use case {base.usecase} sets no replay.shift", file=sys.stderr)
+        return 2
+    try:
+        timeline = replay(base, folder, shift)
+    except ReplayFailed as err:
+        print(f"replay failed: {err}", file=sys.stderr)
+        return 1
+    print_table(
+        [
+            "period",
+            "serving",
+            "scored",
+            "drifted",
+            "score drift",
+            "live ROC AUC",
+            "decision",
+            "retrained",
+        ],
+        [
+            [
+                row["period"],
+                f"v{row['serving']}",
+                f"{row['scored']:,}",
+                f"{row['drifted_share']:.0%} ({', '.join(row['drifted'][:4])}"
+                + (", ..." if len(row["drifted"]) > 4 else "")
+                + ")",
+                _fmt(row["score_drift"]),
+                _fmt(row["live_roc_auc"]),
+                row["decision"],
+                row["retrained"] or "",
+            ]
+            for row in timeline
+        ],
+    )
+    title = f"{base.usecase}: " + (shift.what if shift else "the monitoring loop, month by month")
+    print(f"plot: {plot(name, title, timeline, base)}")
+    write_result(
+        name,
+        {
+            "usecase": base.usecase,
+            "shift": shift.model_dump() if shift else None,
+            "timeline": timeline,
+        },
+    )
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    if shift:
+        (flagged,) = [row for row in timeline if row["period"] == shift.period]
+        if shift.expect not in flagged["drifted"]:
+            print(
+                f"FAIL: the monitor did not name {shift.expect} in {shift.period}: "
+                f"{flagged['drifted']}",
+                file=sys.stderr,
+            )
+            return 1
+        value = flagged["drift"][shift.expect]
+        unshifted = _unshifted(shift)
+        print(
+            f"the monitor flagged {shift.expect} in {shift.period} ({shift.what}): "
+            f"{base.monitoring.drift.method} {value:.3f}"
+            + (
+                f"; without the shift {unshifted:.3f} (bench/results/replay.json)"
+                if unshifted
+                else ""
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
