@@ -218,7 +218,7 @@ def plot(name: str, title: str, timeline: list[dict[str, Any]], settings: Settin
                 textcoords="offset points",
             )
     drift.axhline(bounds.max_drifted_share, color="grey", linestyle="--", linewidth=1)
-    drift.set(ylabel="share of inputs drifted (dashed: bound)", ylim=(0, 1))
+    drift.set(ylabel="inputs drifted (share)", ylim=(0, 1))
     return save_figure(fig, name)
 
 
