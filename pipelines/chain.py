@@ -33,6 +33,7 @@ def runner(name: str) -> Callable[[StageContext], StageResult]:
 def run_stage(name: str, ctx: StageContext) -> StageResult:
     log.info("== %s: %s", name, BY_NAME[name].help)
     started = time.perf_counter()
+    ctx.spark.stage = name
     try:
         result = runner(name)(ctx)
     except StageFailed as err:

@@ -15,11 +15,16 @@ log = logging.getLogger(__name__)
 
 
 class SparkProvider:
-    """Creates the process's one Spark session on first use, so Spark-free stages stay fast."""
+    """Creates the process's one Spark session on first use, so Spark-free stages stay fast.
+
+    Every Spark job a stage starts carries the stage's name as its job group (`stage`, set by
+    the chain before each stage): Spark's event log and UI then say which stage did what.
+    """
 
     def __init__(self, settings: Settings, spark: Any = None) -> None:
         self._settings = settings
         self._spark = spark
+        self.stage: str | None = None
 
     def __call__(self) -> Any:
         if self._spark is None:
@@ -27,6 +32,8 @@ class SparkProvider:
 
             log.info("starting Spark (%s)", self._settings.spark.master)
             self._spark = get_spark(self._settings.spark)
+        if self.stage is not None:
+            self._spark.sparkContext.setJobGroup(self.stage, f"pipelines {self.stage}")
         return self._spark
 
 

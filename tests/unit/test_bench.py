@@ -135,3 +135,43 @@ def test_scaling_target_needs_both_linear_time_and_bounded_memory() -> None:
         r for r in report.targets(_results(scale=scale)) if r[0].startswith("Collect + features")
     ]
     assert row[1].startswith("**missed**") and "peak 17.0 GiB" in row[1]
+
+
+def test_the_spark_profile_reads_each_stage_s_jobs_actions_and_scans(tmp_path) -> None:
+    """Jobs attributed to their stage's job group; Spark time as the union of overlapping jobs;
+    scans counted from each action's plan once, whichever of its jobs ran it."""
+    import json
+
+    from bench.spark_profile import JOB_END, JOB_START, SQL_START, read_event_logs
+
+    plan = "== Physical Plan ==\n* Scan csv (1)\n\n(1) Scan csv \nOutput [2]\n(2) Scan parquet \n"
+
+    def job(job_id: int, group: str, sql: int, start: int, end: int) -> list[dict]:
+        properties = {"spark.jobGroup.id": group, "spark.sql.execution.id": str(sql)}
+        return [
+            {
+                "Event": JOB_START,
+                "Job ID": job_id,
+                "Submission Time": start,
+                "Properties": properties,
+            },
+            {"Event": JOB_END, "Job ID": job_id, "Completion Time": end},
+        ]
+
+    events = [
+        {"Event": SQL_START, "executionId": 1, "physicalPlanDescription": plan},
+        {"Event": SQL_START, "executionId": 2, "physicalPlanDescription": "(1) Scan parquet \n"},
+        *job(0, "collect", 1, 1_000, 3_000),
+        *job(1, "collect", 1, 2_000, 4_000),  # overlaps the first: 3 s of Spark, not 4
+        *job(2, "validate", 2, 5_000, 5_500),
+    ]
+    (tmp_path / "local-1").write_text("\n".join(json.dumps(e) for e in events))
+    profile = read_event_logs(tmp_path)["stages"]
+    assert profile["collect"] == {
+        "jobs": 2,
+        "actions": 1,
+        "spark_seconds": 3.0,
+        "csv_scans": 1,
+        "parquet_scans": 1,
+    }
+    assert profile["validate"]["spark_seconds"] == 0.5 and profile["validate"]["parquet_scans"] == 1
