@@ -16,7 +16,7 @@ from constructs import Construct
 
 from configs.settings import AwsConfig
 from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE
-from infra.jobs import PREDICTION_LOG_PREFIX
+from infra.jobs import MONITORING_PREFIX, PREDICTION_LOG_PREFIX
 from infra.stacks.common import (
     RUNTIME_PLATFORM,
     allow_secret_decryption,
@@ -112,7 +112,8 @@ class ServingStack(Stack):
         grant_data(
             task.task_role,
             data.key,
-            read=[(data.lake, "feast/")],
+            # the Feast registry, and the monitor's decisions (its gauges on /metrics)
+            read=[(data.lake, "feast/"), (data.lake, MONITORING_PREFIX)],
             write=[(data.lake, PREDICTION_LOG_PREFIX)],
         )
 

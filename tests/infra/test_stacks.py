@@ -9,6 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from configs.settings import AwsConfig
+from infra import jobs
 from infra.config import REDIS_READER, REDIS_WRITER, infra_config
 
 
@@ -259,6 +260,32 @@ def test_no_wildcard_actions_and_no_wildcard_data_access(templates) -> None:
                 else [statement["Resource"]]
             )
             assert "*" not in resources, where
+
+
+def test_the_serving_task_reads_the_registry_and_the_monitor_s_decisions(templates) -> None:
+    """The service's gauges read the monitor's newest decision from the lake (paths.monitoring
+    in the aws profile): without the grant they would never show on AWS."""
+    reads = [
+        statement
+        for where, statement in _statements(templates)
+        if where.startswith("serving/") and "s3:GetObject" in statement["Action"]
+    ]
+    prefixes = sorted(
+        str(part)
+        for statement in reads
+        for resource in (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        if isinstance(resource, dict) and "Fn::Join" in resource
+        for part in resource["Fn::Join"][1]
+        if isinstance(part, str)
+    )
+    # (the prediction log's prefix, which it writes, is readable with it)
+    assert prefixes == sorted(
+        [f"/{jobs.MONITORING_PREFIX}*", "/feast/*", f"/{jobs.PREDICTION_LOG_PREFIX}*"]
+    )
 
 
 def test_the_spark_role_writes_only_its_prefixes_of_the_lake(templates) -> None:
