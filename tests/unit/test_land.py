@@ -13,7 +13,9 @@ from pipelines.context import SparkProvider, StageContext
 from tests.conftest import SLICE_DIR
 from usecases.flight_delay import SOURCES, replicate
 
-FLIGHTS, PLANES = (next(s for s in SOURCES if s.name == name) for name in ("flights", "planes"))
+FLIGHTS, PLANES, WEATHER = (
+    next(s for s in SOURCES if s.name == name) for name in ("flights", "planes", "weather")
+)
 
 
 def run_land(settings):
@@ -98,6 +100,30 @@ def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
     assert flights["year"].tolist() == ["2013", "2013"]  # the source frame is not touched
     planes = replicate(pd.DataFrame({"tailnum": ["N1"], "year": ["1999"]}), PLANES, 2, "NA")
     assert planes.to_dict("records") == [{"tailnum": "N1S02", "year": "1999"}]  # built in 1999
+
+
+def test_a_copy_in_a_leap_year_keeps_each_stamp_on_its_rows_local_hour() -> None:
+    # 28 February 2013, 19:00 in New York is 1 March 00:00 UTC; three years later (2016 has
+    # a 29 February) it must be 29 February 00:00 UTC, not 1 March. Summer hours move with
+    # the local clock too (2013-07-04 is EDT, UTC-4; so is 2016-07-04).
+    flights = pd.DataFrame(
+        {
+            "year": ["2013", "2013", "2013"],
+            "month": ["2", "7", "3"],
+            "tailnum": ["N1", "N2", "N3"],
+            "time_hour": ["2013-03-01T00:00:00Z", "2013-07-04T12:00:00Z", "not a stamp"],
+        }
+    )
+    moved = replicate(flights, FLIGHTS, 3, "NA")
+    assert moved["time_hour"].tolist() == [
+        "2016-02-29T00:00:00Z",
+        "2016-07-04T12:00:00Z",
+        "not a stamp",  # left for collect to refuse
+    ]
+    # 2013-03-13 02:00 in New York exists (EDT began on 10 March); in 2016 that day is the
+    # change itself, so the hour that does not exist moves forward to 03:00 EDT (07:00 UTC).
+    spring = pd.DataFrame({"year": ["2013"], "month": ["3"], "time_hour": ["2013-03-13T06:00:00Z"]})
+    assert replicate(spring, WEATHER, 3, "NA")["time_hour"].tolist() == ["2016-03-13T07:00:00Z"]
 
 
 def test_scale_factor_lands_every_copy_as_new_drops(make_settings) -> None:

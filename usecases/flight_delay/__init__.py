@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 from usecases.contract import (
@@ -250,6 +251,27 @@ REQUEST_FEATURES = (
 )
 
 
+# The flights' and weather's `time_hour` is the UTC instant of the row's local hour in New York.
+_LOCAL_ZONE = "America/New_York"
+_STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _years_later(stamps: pd.Series, years: int) -> pd.Series:
+    """UTC stamps of the same local (New York) hour `years` later.
+
+    Moving the UTC text's year would not do: a late evening of 28 February local is 1 March
+    UTC, which in a leap year is two days after the row's date. Local hours that do not
+    exist or repeat in the later year (daylight saving moves) take the later or standard
+    hour. A stamp that does not parse is kept as it is, for collect to refuse.
+    """
+    parsed = pd.to_datetime(stamps, format=_STAMP_FORMAT, utc=True, errors="coerce")
+    local = parsed.dt.tz_convert(_LOCAL_ZONE).dt.tz_localize(None) + pd.DateOffset(years=years)
+    moved = local.dt.tz_localize(
+        _LOCAL_ZONE, ambiguous=np.zeros(len(local), dtype=bool), nonexistent="shift_forward"
+    ).dt.tz_convert("UTC")
+    return moved.dt.strftime(_STAMP_FORMAT).where(parsed.notna(), stamps)
+
+
 def replicate(frame: pd.DataFrame, source: Source, copy: int, missing: str) -> pd.DataFrame:
     """Copy `copy` of a source for scale-factor runs (copy 0 is the data as delivered).
 
@@ -263,8 +285,7 @@ def replicate(frame: pd.DataFrame, source: Source, copy: int, missing: str) -> p
     if "year" in source.columns and source.monthly:
         moved["year"] = (moved["year"].astype(int) + copy).astype(str)
     if "time_hour" in source.columns:
-        stamp = moved["time_hour"]
-        moved["time_hour"] = (stamp.str[:4].astype(int) + copy).astype(str) + stamp.str[4:]
+        moved["time_hour"] = _years_later(moved["time_hour"], copy)
     if "tailnum" in source.columns:
         known = ~moved["tailnum"].isin(["", missing])
         moved.loc[known, "tailnum"] = moved.loc[known, "tailnum"] + f"S{copy:02d}"
