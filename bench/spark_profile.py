@@ -34,6 +34,22 @@ GROUP = "spark.jobGroup.id"
 SCAN = re.compile(r"^\(\d+\) Scan (csv|parquet)", re.MULTILINE)
 PARQUET_SCAN = re.compile(r"^\(\d+\) Scan parquet", re.MULTILINE)
 SQL_ID = "spark.sql.execution.id"
+CALL_SITE = "callSite.short"
+PROJECT = str(Path(__file__).resolve().parents[1])
+TOP_SITES = 6
+
+
+def _call_site(short: str) -> str:
+    """ "collect at <project>/pipelines/collect.py:327" -> "collect at pipelines/collect.py:327"
+    (and a library's file from its package down)."""
+    action, _, where = short.partition(" at ")
+    if not where:
+        return short or "(unknown)"
+    for prefix in (f"{PROJECT}/", "site-packages/"):
+        if prefix in where:
+            where = where.split(prefix, 1)[1]
+            break
+    return f"{action} at {where}"
 
 
 def _union_seconds(intervals: list[tuple[int, int]]) -> float:
@@ -69,6 +85,7 @@ def read_event_logs(folder: Path) -> dict[str, Any]:
                 app_jobs[event["Job ID"]] = {
                     "group": properties.get(GROUP) or "(none)",
                     "sql": properties.get(SQL_ID),
+                    "site": _call_site(properties.get(CALL_SITE, "")),
                     "start": event["Submission Time"],
                 }
             elif kind == JOB_END and event["Job ID"] in app_jobs:
@@ -88,7 +105,7 @@ def read_event_logs(folder: Path) -> dict[str, Any]:
             {"log": log.name, "seconds": (ended - started) / 1000 if started and ended else None}
         )
     by_stage: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"jobs": 0, "actions": set(), "intervals": []}
+        lambda: {"jobs": 0, "actions": set(), "intervals": [], "sites": defaultdict(list)}
     )
     for job in jobs.values():
         stage = by_stage[job["group"]]
@@ -97,6 +114,7 @@ def read_event_logs(folder: Path) -> dict[str, Any]:
             stage["actions"].add(job["sql"])
         if "end" in job:
             stage["intervals"].append((job["start"], job["end"]))
+            stage["sites"][job["site"]].append((job["start"], job["end"]))
     profile = {}
     for group, stage in by_stage.items():
         text = "\n".join(plans.get(sql, "") for sql in stage["actions"])
@@ -107,6 +125,13 @@ def read_event_logs(folder: Path) -> dict[str, Any]:
             # each scan's own line in the plan's formatted description: "(3) Scan parquet"
             "csv_scans": len(SCAN.findall(text)) - len(PARQUET_SCAN.findall(text)),
             "parquet_scans": len(PARQUET_SCAN.findall(text)),
+            # where the Spark time goes: the call sites whose jobs took longest
+            "call_sites": [
+                {"site": site, "jobs": len(spans), "spark_seconds": _union_seconds(spans)}
+                for site, spans in sorted(
+                    stage["sites"].items(), key=lambda item: -_union_seconds(item[1])
+                )[:TOP_SITES]
+            ],
         }
     return {"stages": profile, "applications": applications}
 
@@ -198,6 +223,11 @@ def main() -> int:
             for name, s in result["stages"].items()
         ],
     )
+    for name, s in result["stages"].items():
+        for site in s.get("call_sites", []):
+            print(
+                f"  {name}: {site['spark_seconds']:7.1f} s in {site['jobs']:4d} job(s)  {site['site']}"
+            )
     print(f"Spark applications (JVM start-ups): {len(result['spark_applications'])}")
     write_result(args.name or f"spark_profile_{args.factor}x", result)
     return 0

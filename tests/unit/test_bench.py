@@ -142,12 +142,16 @@ def test_the_spark_profile_reads_each_stage_s_jobs_actions_and_scans(tmp_path) -
     scans counted from each action's plan once, whichever of its jobs ran it."""
     import json
 
-    from bench.spark_profile import JOB_END, JOB_START, SQL_START, read_event_logs
+    from bench.spark_profile import JOB_END, JOB_START, PROJECT, SQL_START, read_event_logs
 
     plan = "== Physical Plan ==\n* Scan csv (1)\n\n(1) Scan csv \nOutput [2]\n(2) Scan parquet \n"
 
     def job(job_id: int, group: str, sql: int, start: int, end: int) -> list[dict]:
-        properties = {"spark.jobGroup.id": group, "spark.sql.execution.id": str(sql)}
+        properties = {
+            "spark.jobGroup.id": group,
+            "spark.sql.execution.id": str(sql),
+            "callSite.short": f"collect at {PROJECT}/pipelines/stage_{group}.py:{job_id}",
+        }
         return [
             {
                 "Event": JOB_START,
@@ -173,5 +177,10 @@ def test_the_spark_profile_reads_each_stage_s_jobs_actions_and_scans(tmp_path) -
         "spark_seconds": 3.0,
         "csv_scans": 1,
         "parquet_scans": 1,
+        # by call site, the longest first, named from the project's root
+        "call_sites": [
+            {"site": "collect at pipelines/stage_collect.py:0", "jobs": 1, "spark_seconds": 2.0},
+            {"site": "collect at pipelines/stage_collect.py:1", "jobs": 1, "spark_seconds": 2.0},
+        ],
     }
     assert profile["validate"]["spark_seconds"] == 0.5 and profile["validate"]["parquet_scans"] == 1

@@ -88,6 +88,7 @@ def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
         {
             "year": ["2013", "2013"],
             "month": ["12", "1"],
+            "day": ["31", "1"],
             "tailnum": ["N14228", "NA"],
             "time_hour": ["2014-01-01T02:00:00Z", "2013-01-01T10:00:00Z"],
         }
@@ -102,14 +103,14 @@ def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
     assert planes.to_dict("records") == [{"tailnum": "N1S02", "year": "1999"}]  # built in 1999
 
 
-def test_a_copy_in_a_leap_year_keeps_each_stamp_on_its_rows_local_hour() -> None:
+def test_a_copy_in_a_leap_year_keeps_each_stamp_next_to_its_row_s_date() -> None:
     # 28 February 2013, 19:00 in New York is 1 March 00:00 UTC; three years later (2016 has
-    # a 29 February) it must be 29 February 00:00 UTC, not 1 March. Summer hours move with
-    # the local clock too (2013-07-04 is EDT, UTC-4; so is 2016-07-04).
+    # a 29 February) it must be 29 February 00:00 UTC, a day after its row's date, not 1 March.
     flights = pd.DataFrame(
         {
             "year": ["2013", "2013", "2013"],
             "month": ["2", "7", "3"],
+            "day": ["28", "4", "1"],
             "tailnum": ["N1", "N2", "N3"],
             "time_hour": ["2013-03-01T00:00:00Z", "2013-07-04T12:00:00Z", "not a stamp"],
         }
@@ -120,10 +121,20 @@ def test_a_copy_in_a_leap_year_keeps_each_stamp_on_its_rows_local_hour() -> None
         "2016-07-04T12:00:00Z",
         "not a stamp",  # left for collect to refuse
     ]
-    # 2013-03-13 02:00 in New York exists (EDT began on 10 March); in 2016 that day is the
-    # change itself, so the hour that does not exist moves forward to 03:00 EDT (07:00 UTC).
-    spring = pd.DataFrame({"year": ["2013"], "month": ["3"], "time_hour": ["2013-03-13T06:00:00Z"]})
-    assert replicate(spring, WEATHER, 3, "NA")["time_hour"].tolist() == ["2016-03-13T07:00:00Z"]
+    # The night clocks went back in 2013 has two 01:00s in New York, an hour apart in UTC;
+    # their copies must stay distinct (weather is unique per airport and UTC hour).
+    night = pd.DataFrame(
+        {
+            "year": ["2013", "2013"],
+            "month": ["11", "11"],
+            "day": ["3", "3"],
+            "time_hour": ["2013-11-03T05:00:00Z", "2013-11-03T06:00:00Z"],
+        }
+    )
+    assert replicate(night, WEATHER, 3, "NA")["time_hour"].tolist() == [
+        "2016-11-03T05:00:00Z",
+        "2016-11-03T06:00:00Z",
+    ]
 
 
 def test_scale_factor_lands_every_copy_as_new_drops(make_settings) -> None:

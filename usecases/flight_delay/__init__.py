@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 from importlib import resources
 
-import numpy as np
 import pandas as pd
 
 from usecases.contract import (
@@ -251,25 +250,27 @@ REQUEST_FEATURES = (
 )
 
 
-# The flights' and weather's `time_hour` is the UTC instant of the row's local hour in New York.
-_LOCAL_ZONE = "America/New_York"
 _STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def _years_later(stamps: pd.Series, years: int) -> pd.Series:
-    """UTC stamps of the same local (New York) hour `years` later.
+def _years_later(frame: pd.DataFrame, years: int) -> pd.Series:
+    """`time_hour` (a UTC stamp) moved by as many days as the row's date moves in `years`.
 
-    Moving the UTC text's year would not do: a late evening of 28 February local is 1 March
-    UTC, which in a leap year is two days after the row's date. Local hours that do not
-    exist or repeat in the later year (daylight saving moves) take the later or standard
-    hour. A stamp that does not parse is kept as it is, for collect to refuse.
+    Rewriting the stamp's year would not do: the evening of 28 February in New York is
+    1 March UTC, which in a leap year is two days after the row's date. Moving every stamp
+    of a date by the same number of days keeps the stamps of a day distinct (the two
+    01:00s of the night clocks go back stay an hour apart) and next to their date. A row
+    whose date or stamp does not parse keeps its stamp, for collect to refuse.
     """
+    stamps = frame["time_hour"]
     parsed = pd.to_datetime(stamps, format=_STAMP_FORMAT, utc=True, errors="coerce")
-    local = parsed.dt.tz_convert(_LOCAL_ZONE).dt.tz_localize(None) + pd.DateOffset(years=years)
-    moved = local.dt.tz_localize(
-        _LOCAL_ZONE, ambiguous=np.zeros(len(local), dtype=bool), nonexistent="shift_forward"
-    ).dt.tz_convert("UTC")
-    return moved.dt.strftime(_STAMP_FORMAT).where(parsed.notna(), stamps)
+    dates = pd.to_datetime(
+        frame["year"] + "-" + frame["month"] + "-" + frame["day"],
+        format="%Y-%m-%d",
+        errors="coerce",
+    )
+    moved = parsed + ((dates + pd.DateOffset(years=years)) - dates)
+    return moved.dt.strftime(_STAMP_FORMAT).where(moved.notna(), stamps)
 
 
 def replicate(frame: pd.DataFrame, source: Source, copy: int, missing: str) -> pd.DataFrame:
@@ -282,10 +283,10 @@ def replicate(frame: pd.DataFrame, source: Source, copy: int, missing: str) -> p
     if copy == 0:
         return frame
     moved = frame.copy()
+    if "time_hour" in source.columns:
+        moved["time_hour"] = _years_later(frame, copy)
     if "year" in source.columns and source.monthly:
         moved["year"] = (moved["year"].astype(int) + copy).astype(str)
-    if "time_hour" in source.columns:
-        moved["time_hour"] = _years_later(moved["time_hour"], copy)
     if "tailnum" in source.columns:
         known = ~moved["tailnum"].isin(["", missing])
         moved.loc[known, "tailnum"] = moved.loc[known, "tailnum"] + f"S{copy:02d}"
