@@ -45,7 +45,7 @@ def _call_site(short: str) -> str:
     action, _, where = short.partition(" at ")
     if not where:
         return short or "(unknown)"
-    for prefix in (f"{PROJECT}/", "site-packages/"):
+    for prefix in ("site-packages/", f"{PROJECT}/"):
         if prefix in where:
             where = where.split(prefix, 1)[1]
             break

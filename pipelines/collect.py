@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -312,34 +312,45 @@ class _Collector:
         header: list[str],
         source: Source,
     ) -> dict[str, DropOutcome]:
+        """Two writes for the whole batch, both under temporary folders: the typed rows to
+        bronze, then the good drops' silver rows to staging. The files are parsed once (the
+        typed rows stay in memory for the second write); counts are read from memory or
+        from the written files, not computed again. Only whole, good drops are published."""
         by_id = {item.drop.drop_id: item for item in items}
         typed = parse(self._read(items, header), source)
         if source.monthly:
             typed = dated_outside_drop(typed, source)
-        typed = typed.cache()
+        typed = typed.cache()  # parsed once, for bronze and silver
+        bronze_temp = self.layout.temp_dir(self.layout.bronze(source.name), "batch")
+        silver_temp = self.layout.temp_dir(self.layout.staging(source.name), "batch")
         try:
-            candidate = self._to_silver(typed, source).cache()
-            is_bad = (F.size(PROBLEMS) > 0).cast("long")
-            stats = {
-                row[DROP_ID]: (row["rows"], row["bad"])
-                for row in candidate.groupBy(DROP_ID)
-                .agg(F.count(F.lit(1)).alias("rows"), F.sum(is_bad).alias("bad"))
-                .collect()
-            }
+            self._write(bronze_frame(typed, source), bronze_temp, by_id, source)
+            # Counted from the rows in memory (the write above put them there): two columns.
+            counts = _rows_and_bad_rows(typed)
             outcomes: dict[str, DropOutcome] = {}
             for drop_id, item in by_id.items():
-                rows_in, bad_rows = stats.get(drop_id, (0, 0))
+                rows_in, bad_rows = counts.get(drop_id, (0, 0))
                 if bad_rows or not rows_in:
-                    reasons = self._refuse(item, candidate, rows_in, bad_rows)
+                    reasons = self._refuse(item, typed, rows_in, bad_rows)
                     outcomes[drop_id] = DropOutcome(False, rows_in, 0, reasons)
             good = sorted(set(by_id) - set(outcomes))
             if not good:
                 return outcomes
-            keep = F.col(DROP_ID).isin(good)
-            silver = candidate.where(keep).drop(PROBLEMS).dropDuplicates().cache()
-            rows_out: dict[str, int] = {
-                row[DROP_ID]: row["count"] for row in silver.groupBy(DROP_ID).count().collect()
-            }
+            candidate = self._to_silver(typed.where(F.col(DROP_ID).isin(good)), source)
+            # A silver transform's own problems (say, an airport without a time zone) are
+            # counted while silver is written; they are rare, so only then per drop.
+            placed = Observation()
+            observed = candidate.observe(placed, F.count_if(F.size(PROBLEMS) > 0).alias("bad"))
+            # Exact duplicate rows are dropped within a drop: the shuffle that puts each drop
+            # in one task (one file per drop) is the one the de-duplication needs.
+            silver = observed.drop(PROBLEMS).repartition(DROP_ID).dropDuplicates()
+            self._write(silver, silver_temp, by_id, source)
+            if placed.get["bad"]:
+                for drop_id, (rows_in, bad_rows) in _rows_and_bad_rows(candidate).items():
+                    if bad_rows:
+                        reasons = self._refuse(by_id[drop_id], candidate, rows_in, bad_rows)
+                        outcomes[drop_id] = DropOutcome(False, rows_in, 0, reasons)
+            rows_out = _rows_per_drop(self.spark.read.parquet(silver_temp))
             markers = {
                 drop_id: DropMarker(
                     table=source.name,
@@ -347,22 +358,22 @@ class _Collector:
                     content_hash=by_id[drop_id].content_hash,
                     source_file=fs.name(by_id[drop_id].drop.path),
                     ingested_at=self.ingested_at.isoformat(),
-                    rows_in=stats[drop_id][0],
+                    rows_in=counts[drop_id][0],
                     rows_out=rows_out[drop_id],
-                    duplicates_dropped=stats[drop_id][0] - rows_out[drop_id],
+                    duplicates_dropped=counts[drop_id][0] - rows_out[drop_id],
                 )
                 for drop_id in good
+                if drop_id not in outcomes
             }
-            bronze = bronze_frame(typed.where(keep), source)
-            self._write(bronze, self.layout.bronze(source.name), markers, source)
-            self._write(silver, self.layout.staging(source.name), markers, source)
-            silver.unpersist()
-            candidate.unpersist()
+            self._publish(bronze_temp, self.layout.bronze(source.name), markers)
+            self._publish(silver_temp, self.layout.staging(source.name), markers)
             for drop_id, marker in markers.items():
                 outcomes[drop_id] = DropOutcome(True, marker.rows_in, marker.rows_out)
             return outcomes
         finally:
             typed.unpersist()
+            fs.delete_tree(bronze_temp)
+            fs.delete_tree(silver_temp)
 
     def _refuse(
         self, item: DropPlan, candidate: DataFrame, rows_in: int, bad_rows: int
@@ -395,35 +406,60 @@ class _Collector:
         return resolve(source.silver)(typed, self.context)
 
     def _write(
-        self, frame: DataFrame, table_dir: str, markers: dict[str, DropMarker], source: Source
+        self,
+        frame: DataFrame,
+        temp: str,
+        items: dict[str, DropPlan],
+        source: Source,
     ) -> None:
-        """Write the drops in one job, then publish each drop's directory with its marker.
+        """Write the drops of `frame` in one job under `temp`, as `drop_id=<id>/` folders,
+        which are exactly drops' directories in the lake (see `_publish`).
 
-        Spark writes `drop_id=<id>/` under a temporary folder, which is exactly a drop's
-        directory in the lake; each is moved into place once its marker is in it. A drop is
-        one file, its rows in date order (parquet's statistics then prune by date): a file per
-        day and drop made thousands of small files at scale, whose writing and listing cost
-        more than the data (BENCHMARKS.md, collect + features at scale).
+        A drop is one file, its rows in date order (parquet's statistics then prune by date):
+        a file per day and drop made thousands of small files at scale, whose writing and
+        listing cost more than the data (BENCHMARKS.md, collect + features at scale). Rows
+        are sorted within each task, not shuffled: a drop is in one task when its frame was
+        partitioned by drop (silver), and for bronze as long as Spark reads its file whole,
+        which it does unless the file is larger than the batch's share of a core
+        (`spark.sql.files.maxPartitionBytes`); a larger drop is then a few files.
         """
         drops = self.spark.createDataFrame(
-            [(m.drop_id, m.content_hash, m.source_file) for m in markers.values()],
+            [
+                (drop_id, item.content_hash, fs.name(item.drop.path))
+                for drop_id, item in items.items()
+            ],
             f"{DROP_ID} string, _content_hash string, _source_file string",
         )
         frame = with_ingest_metadata(frame, drops, self.ingested_at)
         order = ["date"] if source.monthly else []
-        temp = self.layout.temp_dir(table_dir, "batch")
         (
-            frame.repartition(DROP_ID)
-            .sortWithinPartitions(DROP_ID, *order)
+            frame.sortWithinPartitions(DROP_ID, *order)
             .write.mode("error")
             .partitionBy(DROP_ID)
             .parquet(temp)
         )
+
+    def _publish(self, temp: str, table_dir: str, markers: dict[str, DropMarker]) -> None:
+        """Move each accepted drop's directory from `temp` into `table_dir`, with its marker."""
         for drop_id, marker in markers.items():
             written = StorageLayout.drop_dir(temp, drop_id)
             StorageLayout.write_marker(written, marker)
             self.layout.publish(written, StorageLayout.drop_dir(table_dir, drop_id))
-        fs.delete_tree(temp)
+
+
+def _rows_and_bad_rows(frame: DataFrame) -> dict[str, tuple[int, int]]:
+    """Drop id -> (rows, rows with a problem)."""
+    return {
+        row[DROP_ID]: (row["rows"], row["bad"])
+        for row in frame.groupBy(DROP_ID)
+        .agg(F.count(F.lit(1)).alias("rows"), F.count_if(F.size(PROBLEMS) > 0).alias("bad"))
+        .collect()
+    }
+
+
+def _rows_per_drop(written: DataFrame) -> dict[str, int]:
+    """Drop id -> rows, of parquet just written (Spark reads the files' row counts only)."""
+    return {row[DROP_ID]: row["count"] for row in written.groupBy(DROP_ID).count().collect()}
 
 
 def run(ctx: StageContext) -> StageResult:

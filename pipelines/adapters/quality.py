@@ -112,16 +112,45 @@ class QualityGate:
         expectations: list[gxe.Expectation],
         run_label: str,
     ) -> GateResult:
-        """Validate `frame` (Spark or pandas) against `expectations` as suite `name`."""
+        """Validate `frame` (Spark or pandas) against `expectations` as suite `name`.
+
+        The suite runs first as pass/fail only (GX's BOOLEAN_ONLY: on Spark, no job per
+        expectation to fetch examples of unexpected values, which scans a passing table whole
+        for nothing). Only when it fails are the failed expectations run again for their
+        counts and examples, kept as a second result beside the first.
+        """
         if not expectations:
             return GateResult(suite=name, success=True, evaluated=0)
-        source = self._source_for(frame)
         asset_name = f"{name}_{run_label}"
+        verdict, by_id = self._run(asset_name, frame, expectations, ResultFormat.BOOLEAN_ONLY)
+        result = GateResult(
+            suite=name,
+            success=bool(verdict.success),
+            evaluated=len(verdict.results),
+            result_files=[self._keep(asset_name, verdict)],
+        )
+        if result.success:
+            return result
+        failed = [by_id[r.expectation_config.id] for r in verdict.results if not r.success]
+        details_name = f"{asset_name}_failures"
+        details, _ = self._run(details_name, frame, failed, ResultFormat.SUMMARY)
+        result.failures = [_describe(r) for r in details.results if not r.success]
+        result.result_files.append(self._keep(details_name, details))
+        return result
+
+    def _run(
+        self, asset_name: str, frame: Any, expectations: list[gxe.Expectation], detail: ResultFormat
+    ) -> tuple[Any, dict[str | None, gxe.Expectation]]:
+        """One checkpoint run of `expectations` on `frame`: its validation result, and which
+        of `expectations` each id in the result stands for."""
+        source = self._source_for(frame)
         asset = source.add_dataframe_asset(name=asset_name)
         batch_definition = asset.add_batch_definition_whole_dataframe(f"{asset_name}_whole")
         suite = self.context.suites.add(gx.ExpectationSuite(name=asset_name))
-        for expectation in expectations:
-            suite.add_expectation(expectation.copy(update={"id": None}))
+        by_id = {
+            suite.add_expectation(expectation.copy(update={"id": None})).id: expectation
+            for expectation in expectations
+        }
         definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=asset_name, data=batch_definition, suite=suite)
         )
@@ -130,26 +159,20 @@ class QualityGate:
                 name=asset_name,
                 validation_definitions=[definition],
                 actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
-                result_format={
-                    "result_format": ResultFormat.SUMMARY.value,
-                    "partial_unexpected_count": 5,
-                },
+                result_format={"result_format": detail.value, "partial_unexpected_count": 5},
             )
         )
         checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame})
         (validation_result,) = checkpoint_result.run_results.values()
-        result = GateResult(
-            suite=name,
-            success=bool(checkpoint_result.success),
-            evaluated=len(validation_result.results),
-            failures=[_describe(r) for r in validation_result.results if not r.success],
-        )
+        return validation_result, by_id
+
+    def _keep(self, asset_name: str, validation_result: Any) -> str:
+        """Write a validation result as JSON under the reports; its location."""
         result_file = fs.join(self.results_dir, f"{asset_name}.json")
         fs.write_text(
             result_file, json.dumps(validation_result.to_json_dict(), indent=2, default=str)
         )
-        result.result_files.append(result_file)
-        return result
+        return result_file
 
     def _source_for(self, frame: Any) -> Any:
         if type(frame).__module__.startswith("pyspark"):

@@ -8,8 +8,10 @@ from pyspark.sql import SparkSession
 
 from configs.settings import SparkConfig
 
-# Start-up flags that cut JVM start by about a third on small machines.
-_FAST_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# The local JVM: the parallel collector (throughput, every core). Not C1 only
+# (-XX:TieredStopAtLevel=1): it started the session about 2 s sooner but ran every Spark job
+# about half as fast (BENCHMARKS.md, "Where the Spark stages' time goes").
+_LOCAL_JVM = "-XX:+UseParallelGC"
 
 
 def get_spark(config: SparkConfig) -> SparkSession:
@@ -33,7 +35,7 @@ def get_spark(config: SparkConfig) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
     )
     if config.master.startswith("local"):
-        builder = builder.config("spark.driver.extraJavaOptions", _FAST_START_JVM)
+        builder = builder.config("spark.driver.extraJavaOptions", _LOCAL_JVM)
     for key, value in config.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

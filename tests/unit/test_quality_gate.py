@@ -78,6 +78,11 @@ def test_each_rule_fails_bad_data_and_names_it(
     assert not result.success
     named = {(f.expectation, f.column) for f in result.failures}
     assert (expectation, column) in named, named
+    # Pass/fail of the whole suite first, then the failed expectations alone, with counts.
+    verdict, details = (json.loads(Path(f).read_text()) for f in result.result_files)
+    assert len(verdict["results"]) == len(row_expectations(rules))
+    assert len(details["results"]) == len(result.failures) < len(verdict["results"])
+    assert all(r["result"]["unexpected_count"] >= 1 for r in details["results"])
 
 
 def test_rows_per_drop_bounds(gate: QualityGate, rules) -> None:
