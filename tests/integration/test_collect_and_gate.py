@@ -46,6 +46,20 @@ def test_baseline_silver_holds_every_flight_once_in_utc(lake) -> None:
     assert {"_content_hash", "_ingested_at", "_source_file", "date"} <= set(silver.columns)
 
 
+def test_each_drop_is_one_file_in_date_order_in_bronze_and_silver(lake) -> None:
+    """Few files at scale (one per drop, not per day or task), with rows in date order so that
+    parquet's statistics prune by date; markers count what the file holds."""
+    layout = StorageLayout(lake.paths)
+    for zone in (layout.bronze("flights"), layout.silver("flights"), layout.silver("weather")):
+        for drop_id, marker in layout.drops_in(zone).items():
+            files = list(Path(StorageLayout.drop_dir(zone, drop_id)).glob("*.parquet"))
+            assert len(files) == 1, (zone, drop_id, files)
+            rows = pd.read_parquet(files[0], columns=["date"])
+            assert rows["date"].is_monotonic_increasing, (zone, drop_id)
+            bronze = zone == layout.bronze("flights")  # bronze keeps exact duplicates
+            assert len(rows) == (marker.rows_in if bronze else marker.rows_out)
+
+
 def test_every_zone_has_its_gate_results_and_data_docs(lake) -> None:
     layout = StorageLayout(lake.paths)
     results = list((Path(layout.reports) / "validation").glob("*.json"))
