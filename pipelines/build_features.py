@@ -18,7 +18,7 @@ from configs import Settings
 from features.definitions import build_repo, feature_table_path, service_name
 from features.store import feature_store
 from pipelines.adapters.lake import read_silver, read_snapshot
-from pipelines.adapters.quality import QualityGate, row_expectations
+from pipelines.adapters.quality import QualityGate
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageResult
@@ -107,12 +107,12 @@ def run(ctx: StageContext) -> StageResult:
             frame = frame.cache()
             rules = settings.quality.tables.get(view)
             if rules is not None:
-                outcome = gate.validate(view, frame, row_expectations(rules), label)
+                outcome = gate.check(view, frame, rules, label, by_drop=False)
                 gate_results[view] = (
                     fs.name(outcome.result_files[0]) if outcome.result_files else ""
                 )
                 if not outcome.success:
-                    for failure in outcome.failures:
+                    for failure in outcome.all_failures():
                         result.fail(f"{view}: {failure}")
                     continue
             written[view] = write_single_parquet(frame, staging)

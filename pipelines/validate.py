@@ -1,10 +1,10 @@
 """Validate: the Great Expectations gate between staged and published silver.
 
-Write, audit, publish: collect stages new drops; this stage validates each table's published
-silver together with its staged drops, and publishes the staged drops only if the suite
-passes. When it fails, each staged drop is tried on its own so that good drops still go
-through; the ones that fail are quarantined with the failed expectations as the reason.
-Published silver is only ever data that passed.
+Write, audit, publish: collect stages new drops; this stage checks each staged drop against its
+table's suite and publishes the drops that pass. Row rules hold for each drop on its own;
+uniqueness looks at published silver too (a key already published, or in an earlier drop, is
+taken). A drop that fails is quarantined with the failed expectations as the reason; the others
+still go through. Published silver is only ever data that passed.
 """
 
 from __future__ import annotations
@@ -13,48 +13,19 @@ import json
 import logging
 from datetime import UTC, datetime
 
-import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import SparkSession
 
 from configs.settings import TableQuality
 from pipelines.adapters.lake import read_drops, read_silver
-from pipelines.adapters.quality import (
-    GateResult,
-    QualityGate,
-    drop_count_expectations,
-    row_expectations,
-)
-from pipelines.adapters.storage import LandedDrop, StorageLayout
+from pipelines.adapters.quality import FailedExpectation, GateResult, QualityGate
+from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs
 
 log = logging.getLogger(__name__)
 
-
-def drop_counts(frame: DataFrame) -> pd.DataFrame:
-    """Rows per drop, as a small pandas frame for the per-drop suite."""
-    return frame.groupBy("drop_id").count().withColumnRenamed("count", "rows").toPandas()
-
-
-class _TableGate:
-    def __init__(self, gate: QualityGate, table: str, rules: TableQuality, run_label: str) -> None:
-        self.gate, self.table, self.rules, self.run_label = gate, table, rules, run_label
-        self.attempt = 0
-
-    def check(self, frame: DataFrame, staged_only: DataFrame) -> list[GateResult]:
-        """Row suite on `frame`; per-drop counts suite on the staged drops."""
-        self.attempt += 1
-        label = f"{self.run_label}_{self.attempt}"
-        results = [self.gate.validate(self.table, frame, row_expectations(self.rules), label)]
-        count_rules = drop_count_expectations(self.rules)
-        if count_rules:
-            results.append(
-                self.gate.validate(
-                    f"{self.table}_rows_per_drop", drop_counts(staged_only), count_rules, label
-                )
-            )
-        return results
+_UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -76,49 +47,77 @@ def run(ctx: StageContext) -> StageResult:
     now = datetime.now(UTC)
     run_label = now.strftime("%Y%m%dT%H%M%SZ")
     for table, staged in pending.items():
-        table_gate = _TableGate(gate, table, settings.quality.tables[table], run_label)
-        published = read_silver(spark, layout, table)
-        staged_frame = read_drops(spark, layout.staging(table), list(staged))
-        assert staged_frame is not None
-        union = staged_frame if published is None else published.unionByName(staged_frame)
         log.info("validate %s: %d staged drop(s)", table, len(staged))
-        outcomes = table_gate.check(union, staged_frame)
-        if all(outcome.success for outcome in outcomes):
-            for drop_id in sorted(staged):
-                _publish(layout, table, drop_id, outcomes)
-            rows = sum(marker.rows_out for marker in staged.values())
-            result.rows_in += rows
-            result.rows_out += rows
+        failures, result_files = _check(
+            spark, gate, layout, table, settings.quality.tables[table], sorted(staged), run_label
+        )
+        passed = [drop_id for drop_id in sorted(staged) if drop_id not in failures]
+        for drop_id in passed:
+            _publish(layout, table, drop_id, result_files)
+        rows_passed = _rows(staged, passed)
+        result.rows_in += _rows(staged, list(staged))
+        result.rows_out += rows_passed
+        if passed:
             result.notes.append(
-                f"{table}: {len(staged)} drop(s) passed and published ({rows:,} rows)"
+                f"{table}: {len(passed)} drop(s) passed and published ({rows_passed:,} rows)"
             )
-            continue
-        # The batch failed: find which drops are to blame, publish the others.
-        for drop_id in sorted(staged):
-            published = read_silver(spark, layout, table)
-            one = read_drops(spark, layout.staging(table), [drop_id])
-            assert one is not None
-            frame = one if published is None else published.unionByName(one)
-            outcomes = table_gate.check(frame, one)
-            result.rows_in += staged[drop_id].rows_out
-            if all(outcome.success for outcome in outcomes):
-                _publish(layout, table, drop_id, outcomes)
-                result.rows_out += staged[drop_id].rows_out
-                result.notes.append(f"{table}/{drop_id}: passed and published")
-                continue
-            failures = [str(failure) for outcome in outcomes for failure in outcome.failures]
-            _quarantine_staged(layout, table, drop_id, staged[drop_id].content_hash, failures, now)
+        for drop_id, found in sorted(failures.items()):
+            reasons = [str(failure) for failure in found]
+            _quarantine_staged(layout, table, drop_id, staged[drop_id].content_hash, reasons, now)
             result.fail(
                 f"{table}/{drop_id} failed the quality gate and was quarantined:\n    - "
-                + "\n    - ".join(failures)
+                + "\n    - ".join(reasons)
             )
     return result
 
 
-def _publish(layout: StorageLayout, table: str, drop_id: str, outcomes: list[GateResult]) -> None:
+def _check(
+    spark: SparkSession,
+    gate: QualityGate,
+    layout: StorageLayout,
+    table: str,
+    quality: TableQuality,
+    staged: list[str],
+    run_label: str,
+) -> tuple[dict[str, list[FailedExpectation]], list[str]]:
+    """The staged drops that fail the suite, with what they broke; the gate's result files.
+
+    A key is taken by an earlier staged drop only while that drop stands: when drops failed
+    for other reasons, the drops that failed on uniqueness alone are checked again without them.
+    """
+    published = read_silver(spark, layout, table)
+
+    def attempt(drop_ids: list[str], number: int) -> GateResult:
+        frame = read_drops(spark, layout.staging(table), drop_ids)
+        assert frame is not None
+        return gate.check(table, frame, quality, f"{run_label}_{number}", published=published)
+
+    first = attempt(staged, 1)
+    failures = dict(first.failures)
+    refused = {d for d, found in failures.items() if not _only_uniqueness(found)}
+    suspects = sorted(d for d in failures if d not in refused)
+    if not (refused and suspects):
+        return failures, first.result_files
+    again = attempt(sorted(set(staged) - refused), 2)
+    for drop_id in suspects:
+        failures.pop(drop_id)
+        if drop_id in again.failures:
+            failures[drop_id] = again.failures[drop_id]
+    return failures, first.result_files + again.result_files
+
+
+def _only_uniqueness(failures: list[FailedExpectation]) -> bool:
+    return all(failure.expectation in _UNIQUE for failure in failures)
+
+
+def _rows(staged: dict[str, DropMarker], drop_ids: list[str]) -> int:
+    return sum(staged[drop_id].rows_out for drop_id in drop_ids)
+
+
+def _publish(layout: StorageLayout, table: str, drop_id: str, result_files: list[str]) -> None:
     """Move a staged drop into silver, with a record of the gate results that let it in."""
     staged = StorageLayout.drop_dir(layout.staging(table), drop_id)
-    results = [fs.name(path) for outcome in outcomes for path in outcome.result_files]
+    results = [fs.name(path) for path in result_files]
     fs.write_text(fs.join(staged, "_gate.json"), json.dumps({"results": results}, indent=2))
     layout.publish(staged, StorageLayout.drop_dir(layout.silver(table), drop_id))
 

@@ -1,7 +1,24 @@
-"""The only module that talks to Great Expectations (GX 1.x).
+"""The quality gate: Spark measures each table's rules in one pass, Great Expectations (GX 1.x)
+judges the measurements and keeps the record. The only module that talks to GX.
 
-Suites are built from `configs` (`quality.tables.<table>`), so the same numbers drive the
-gate and its tests. GX never stops anything by itself: callers read `GateResult.success`.
+Rules come from `configs` (`quality.tables.<table>`), so the same numbers drive the gate and its
+tests. GX's Spark engine runs a Spark job per column a suite touches (it sets each column's
+nulls apart first), which made the gate about a third of the chain's Spark time at scale
+(BENCHMARKS.md, "Where the Spark stages' time goes"). So the work is split:
+
+- Spark measures every row rule of a table in one aggregation, per drop (or over the whole
+  table, for tables without drops): how many rows each rule speaks of (non-null values, for
+  ranges and sets) and how many of those break it. Uniqueness is one group-by on the keys,
+  which also sees published silver: a key is taken when published silver, an earlier drop or an
+  earlier row of the same drop holds it.
+- GX validates those measurements: a frame with one row per drop and one column per rule (the
+  share of the drop's rows that break it), one expectation per rule (`share <= 1 - mostly`),
+  plus the drop's row count. GX says which drops failed which rule, writes the JSON result and
+  renders Data Docs; each expectation carries a description in plain words.
+
+A rule holds for each drop on its own: a delivery is judged on its rows, not diluted in the
+table (published silver has passed already). GX never stops anything by itself: callers read
+`GateResult.success` and `GateResult.failures`.
 """
 
 from __future__ import annotations
@@ -13,13 +30,97 @@ from typing import Any
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
-from great_expectations.core.result_format import ResultFormat
+import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
 
 from configs.settings import TableQuality
 from storage import files as fs
 
 log = logging.getLogger(__name__)
+
+GROUP = "drop_id"  # the measurements' row: a drop, or the whole table
+ROWS = "rows"  # the measurements' row count column
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of a suite: what Spark counts, and what GX is told about it."""
+
+    expectation: str  # the GX expectation the rule is (named in messages)
+    column: str  # its column(s), as messages name them
+    label: str  # the measurements' column: the share of rows that break it
+    description: str  # the rule in plain words, for Data Docs
+    judged: Column | None = None  # the rows it speaks of (None: all rows)
+    broken: Column | None = None  # a row breaks it (None for uniqueness: see `keys`)
+    keys: tuple[str, ...] = ()  # uniqueness: the key columns
+    allowed_share: float = 0.0  # 1 - mostly
+    expected: dict[str, Any] = field(default_factory=dict)  # its bounds, for messages
+
+
+def rules_for(quality: TableQuality) -> list[Rule]:
+    """The row rules of one table's suite, in config order."""
+    rules: list[Rule] = []
+    for column in quality.not_null:
+        rules.append(
+            Rule(
+                expectation="expect_column_values_to_not_be_null",
+                column=column,
+                label=f"{column} is null",
+                description=f"Every row has a {column}.",
+                broken=F.col(column).isNull(),
+            )
+        )
+    for columns in quality.unique:
+        names = ", ".join(columns)
+        rules.append(
+            Rule(
+                expectation="expect_column_values_to_be_unique"
+                if len(columns) == 1
+                else "expect_compound_columns_to_be_unique",
+                column=names,
+                label=f"{names} already taken",
+                description=f"No two rows of the table have the same {names}.",
+                keys=tuple(columns),
+            )
+        )
+    for column, bounds in quality.ranges.items():
+        value = F.col(column)
+        outside = F.lit(False)
+        if bounds.min is not None:
+            outside = outside | (value < bounds.min)
+        if bounds.max is not None:
+            outside = outside | (value > bounds.max)
+        interval = f"[{_number(bounds.min, '-inf')}, {_number(bounds.max, 'inf')}]"
+        share = "Every" if bounds.mostly >= 1 else f"At least {bounds.mostly:.4g} of the"
+        rules.append(
+            Rule(
+                expectation="expect_column_values_to_be_between",
+                column=column,
+                label=f"{column} outside {interval}",
+                description=f"{share} {column} values (where given) are within {interval}.",
+                judged=value.isNotNull(),
+                broken=outside,
+                allowed_share=1.0 - bounds.mostly,
+                expected={"min_value": bounds.min, "max_value": bounds.max}
+                | ({"mostly": bounds.mostly} if bounds.mostly < 1 else {}),
+            )
+        )
+    for column, allowed in quality.in_set.items():
+        rules.append(
+            Rule(
+                expectation="expect_column_values_to_be_in_set",
+                column=column,
+                label=f"{column} not in its set",
+                description=f"Every {column} (where given) is one of {', '.join(allowed)}.",
+                judged=F.col(column).isNotNull(),
+                broken=~F.col(column).isin(allowed),
+                expected={"value_set": allowed},
+            )
+        )
+    return rules
 
 
 @dataclass(frozen=True)
@@ -37,44 +138,92 @@ class FailedExpectation:
 class GateResult:
     suite: str
     success: bool
-    evaluated: int
-    failures: list[FailedExpectation] = field(default_factory=list)
+    evaluated: int  # expectations
+    groups: list[str] = field(default_factory=list)  # the drops measured (or the table)
+    failures: dict[str, list[FailedExpectation]] = field(default_factory=dict)  # by drop
     result_files: list[str] = field(default_factory=list)  # locations of the JSON results
 
+    def all_failures(self) -> list[FailedExpectation]:
+        return [failure for group in self.failures.values() for failure in group]
 
-def row_expectations(rules: TableQuality) -> list[gxe.Expectation]:
-    """Expectations on every row of a silver table."""
-    expectations: list[gxe.Expectation] = []
-    for column in rules.not_null:
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    for columns in rules.unique:
-        if len(columns) == 1:
-            expectations.append(gxe.ExpectColumnValuesToBeUnique(column=columns[0]))
-        else:
-            expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=columns))
-    for column, bounds in rules.ranges.items():
-        expectations.append(
-            gxe.ExpectColumnValuesToBeBetween(
-                column=column, min_value=bounds.min, max_value=bounds.max, mostly=bounds.mostly
+
+@dataclass
+class _Measured:
+    """Per group: rows, and per rule (rows it speaks of, rows that break it)."""
+
+    rows: dict[str, int]
+    counts: dict[str, dict[str, tuple[int, int]]]  # rule label -> group -> (judged, broken)
+
+    def frame(self, rules: list[Rule]) -> pd.DataFrame:
+        groups = sorted(self.rows)
+        data: dict[str, list[Any]] = {GROUP: groups, ROWS: [self.rows[g] for g in groups]}
+        for rule in rules:
+            shares = []
+            for group in groups:
+                judged, broken = self.counts[rule.label].get(group, (0, 0))
+                shares.append(broken / judged if judged else 0.0)
+            data[rule.label] = shares
+        return pd.DataFrame(data)
+
+
+def measure(
+    frame: DataFrame, rules: list[Rule], group: Column, published: DataFrame | None = None
+) -> _Measured:
+    """Spark's part: every row rule in one aggregation by `group`, then each uniqueness rule in
+    one group-by on its keys over `published` (already in the table) and `frame`."""
+    row_rules = [rule for rule in rules if rule.broken is not None]
+    aggregates = [F.count(F.lit(1)).alias(ROWS)]
+    for i, rule in enumerate(row_rules):
+        judged = rule.judged if rule.judged is not None else F.lit(True)
+        assert rule.broken is not None
+        aggregates += [
+            F.count_if(judged).alias(f"judged_{i}"),
+            F.count_if(judged & rule.broken).alias(f"broken_{i}"),
+        ]
+    rows: dict[str, int] = {}
+    counts: dict[str, dict[str, tuple[int, int]]] = {rule.label: {} for rule in rules}
+    for row in frame.groupBy(group.alias(GROUP)).agg(*aggregates).collect():
+        name = str(row[GROUP])
+        rows[name] = row[ROWS]
+        for i, rule in enumerate(row_rules):
+            counts[rule.label][name] = (row[f"judged_{i}"], row[f"broken_{i}"])
+    for rule in rules:
+        if rule.keys:
+            taken = (
+                _taken(frame, rule.keys, group, published)
+                .groupBy(GROUP)
+                .agg(F.sum("taken").alias("taken"))
             )
+            broken = {str(row[GROUP]): row["taken"] for row in taken.collect()}
+            counts[rule.label] = {name: (n, broken.get(name, 0)) for name, n in rows.items()}
+    return _Measured(rows, counts)
+
+
+def _taken(
+    frame: DataFrame, keys: tuple[str, ...], group: Column, published: DataFrame | None
+) -> DataFrame:
+    """Per group and key: how many of the group's rows have a key already taken, by published
+    rows, by an earlier group, or by an earlier row of the same group (only keys with any)."""
+    source = "_source"
+    new = frame.select(*keys, group.cast("string").alias(source))
+    if published is not None:
+        new = published.select(*keys, F.lit(None).cast("string").alias(source)).unionByName(new)
+    per_source = new.groupBy(*keys, source).count()
+    earlier = Window.partitionBy(*keys).orderBy(F.col(source).asc_nulls_first())
+    before = F.coalesce(
+        F.sum("count").over(earlier.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)
+    )
+    return (
+        per_source.withColumn(
+            "taken", F.when(before > 0, F.col("count")).otherwise(F.col("count") - 1)
         )
-    for column, allowed in rules.in_set.items():
-        expectations.append(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=allowed))
-    return expectations
-
-
-def drop_count_expectations(rules: TableQuality) -> list[gxe.Expectation]:
-    """Expectations on the per-drop row counts (a frame with columns drop_id, rows)."""
-    if rules.rows_per_drop is None:
-        return []
-    bounds = rules.rows_per_drop
-    return [
-        gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=bounds.min, max_value=bounds.max)
-    ]
+        .where(F.col(source).isNotNull() & (F.col("taken") > 0))
+        .select(*keys, F.col(source).alias(GROUP), "taken")
+    )
 
 
 class QualityGate:
-    """Runs suites on Spark or pandas frames and keeps JSON results and HTML Data Docs."""
+    """Measures frames with Spark, judges them with GX, keeps JSON results and Data Docs."""
 
     def __init__(self, reports_dir: str) -> None:
         self.reports_dir = reports_dir
@@ -94,8 +243,7 @@ class QualityGate:
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
-        self._spark_source: Any = None
-        self._pandas_source: Any = None
+        self._source = self.context.data_sources.add_pandas(name="measurements")
 
     @staticmethod
     def results_dir_for(reports_dir: str) -> str:
@@ -105,52 +253,78 @@ class QualityGate:
     def docs_dir_for(reports_dir: str) -> str:
         return fs.join(reports_dir, "data_docs")
 
-    def validate(
+    def check(
         self,
         name: str,
-        frame: Any,
-        expectations: list[gxe.Expectation],
+        frame: DataFrame,
+        quality: TableQuality,
         run_label: str,
+        *,
+        by_drop: bool = True,
+        published: DataFrame | None = None,
     ) -> GateResult:
-        """Validate `frame` (Spark or pandas) against `expectations` as suite `name`.
-
-        The suite runs first as pass/fail only (GX's BOOLEAN_ONLY: on Spark, no job per
-        expectation to fetch examples of unexpected values, which scans a passing table whole
-        for nothing). Only when it fails are the failed expectations run again for their
-        counts and examples, kept as a second result beside the first.
-        """
-        if not expectations:
-            return GateResult(suite=name, success=True, evaluated=0)
-        asset_name = f"{name}_{run_label}"
-        verdict, by_id = self._run(asset_name, frame, expectations, ResultFormat.BOOLEAN_ONLY)
-        result = GateResult(
-            suite=name,
-            success=bool(verdict.success),
-            evaluated=len(verdict.results),
-            result_files=[self._keep(asset_name, verdict)],
-        )
-        if result.success:
+        """Check `frame` against the suite `quality` of table `name`: each drop on its own
+        (`by_drop`, with `published` rows for uniqueness), or the frame as one table."""
+        rules = rules_for(quality)
+        group = F.col(GROUP) if by_drop else F.lit(name)
+        measured = measure(frame, rules, group, published)
+        counts = quality.rows_per_drop if by_drop else None
+        expectations: list[gxe.Expectation] = [
+            gxe.ExpectColumnValuesToBeBetween(
+                column=rule.label,
+                min_value=0,
+                max_value=rule.allowed_share,
+                description=rule.description,
+                meta={"rule": rule.expectation, "column": rule.column},
+            )
+            for rule in rules
+        ]
+        if counts is not None:
+            expectations.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=ROWS,
+                    min_value=counts.min,
+                    max_value=counts.max,
+                    description=f"Each drop has {counts.min:,} to {counts.max:,} rows.",
+                )
+            )
+        result = GateResult(suite=name, success=True, evaluated=len(expectations))
+        result.groups = sorted(measured.rows)
+        if not expectations or not measured.rows:
             return result
-        failed = [by_id[r.expectation_config.id] for r in verdict.results if not r.success]
-        details_name = f"{asset_name}_failures"
-        details, _ = self._run(details_name, frame, failed, ResultFormat.SUMMARY)
-        result.failures = [_describe(r) for r in details.results if not r.success]
-        result.result_files.append(self._keep(details_name, details))
+        verdict = self._run(f"{name}_{run_label}", measured.frame(rules), expectations)
+        result.success = bool(verdict.success)
+        result.result_files.append(self._keep(f"{name}_{run_label}", verdict))
+        by_label = {rule.label: rule for rule in rules}
+        for outcome in verdict.results:
+            if outcome.success:
+                continue
+            column = outcome.expectation_config.kwargs["column"]
+            # A rule GX could not evaluate names no drop: it holds every drop back.
+            for group_name in _failed_groups(outcome) or result.groups:
+                if column == ROWS:
+                    assert counts is not None
+                    failure = FailedExpectation(
+                        "expect_column_values_to_be_between",
+                        "rows per drop",
+                        f"{measured.rows[group_name]:,} rows; expected {counts.min:,} to"
+                        f" {counts.max:,}",
+                    )
+                else:
+                    rule = by_label[column]
+                    failure = self._describe(rule, measured, group_name, frame, group, published)
+                result.failures.setdefault(group_name, []).append(failure)
         return result
 
     def _run(
-        self, asset_name: str, frame: Any, expectations: list[gxe.Expectation], detail: ResultFormat
-    ) -> tuple[Any, dict[str | None, gxe.Expectation]]:
-        """One checkpoint run of `expectations` on `frame`: its validation result, and which
-        of `expectations` each id in the result stands for."""
-        source = self._source_for(frame)
-        asset = source.add_dataframe_asset(name=asset_name)
+        self, asset_name: str, measurements: pd.DataFrame, expectations: list[gxe.Expectation]
+    ) -> Any:
+        """One GX checkpoint run of `expectations` on the measurements: its validation result."""
+        asset = self._source.add_dataframe_asset(name=asset_name)
         batch_definition = asset.add_batch_definition_whole_dataframe(f"{asset_name}_whole")
         suite = self.context.suites.add(gx.ExpectationSuite(name=asset_name))
-        by_id = {
-            suite.add_expectation(expectation.copy(update={"id": None})).id: expectation
-            for expectation in expectations
-        }
+        for expectation in expectations:
+            suite.add_expectation(expectation)
         definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=asset_name, data=batch_definition, suite=suite)
         )
@@ -159,12 +333,15 @@ class QualityGate:
                 name=asset_name,
                 validation_definitions=[definition],
                 actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
-                result_format={"result_format": detail.value, "partial_unexpected_count": 5},
+                result_format={
+                    "result_format": "COMPLETE",
+                    "unexpected_index_column_names": [GROUP],
+                },
             )
         )
-        checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame})
+        checkpoint_result = checkpoint.run(batch_parameters={"dataframe": measurements})
         (validation_result,) = checkpoint_result.run_results.values()
-        return validation_result, by_id
+        return validation_result
 
     def _keep(self, asset_name: str, validation_result: Any) -> str:
         """Write a validation result as JSON under the reports; its location."""
@@ -174,14 +351,50 @@ class QualityGate:
         )
         return result_file
 
-    def _source_for(self, frame: Any) -> Any:
-        if type(frame).__module__.startswith("pyspark"):
-            if self._spark_source is None:
-                self._spark_source = self.context.data_sources.add_spark(name="spark")
-            return self._spark_source
-        if self._pandas_source is None:
-            self._pandas_source = self.context.data_sources.add_pandas(name="pandas")
-        return self._pandas_source
+    @staticmethod
+    def _describe(
+        rule: Rule,
+        measured: _Measured,
+        group_name: str,
+        frame: DataFrame,
+        group: Column,
+        published: DataFrame | None,
+    ) -> FailedExpectation:
+        """What broke, how often, and a few examples (one small Spark query: failures only)."""
+        judged, broken = measured.counts[rule.label][group_name]
+        detail = f"{broken:,} of {judged:,} rows ({100 * broken / judged:.3g}%)"
+        if rule.keys:
+            taken = _taken(frame, rule.keys, group, published).where(F.col(GROUP) == group_name)
+            examples = [
+                ", ".join(map(str, row))
+                for row in taken.select(*rule.keys).limit(_EXAMPLES).collect()
+            ]
+        elif rule.judged is not None:  # not-null rules have no value to show
+            assert rule.broken is not None
+            examples = [
+                row[0]
+                for row in frame.where((group == group_name) & rule.judged & rule.broken)
+                .select(rule.column)
+                .limit(_EXAMPLES)
+                .collect()
+            ]
+        else:
+            examples = []
+        if examples:
+            detail += f", e.g. {examples}"
+        if rule.expected:
+            detail += f"; expected {rule.expected}"
+        return FailedExpectation(rule.expectation, rule.column, detail)
+
+
+def _failed_groups(outcome: Any) -> list[str]:
+    """The drops (measurement rows) a failed expectation names, from GX's result."""
+    indices = (outcome.result or {}).get("unexpected_index_list") or []
+    return sorted({str(index[GROUP]) for index in indices})
+
+
+def _number(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:g}"
 
 
 def _docs_backend(docs_dir: str) -> dict[str, str]:
@@ -190,30 +403,3 @@ def _docs_backend(docs_dir: str) -> dict[str, str]:
         bucket, _, prefix = docs_dir.removeprefix("s3://").partition("/")
         return {"class_name": "TupleS3StoreBackend", "bucket": bucket, "prefix": prefix}
     return {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir}
-
-
-def _describe(result: Any) -> FailedExpectation:
-    config = result.expectation_config
-    kwargs = config.kwargs
-    column = kwargs.get("column") or (
-        ", ".join(kwargs["column_list"]) if "column_list" in kwargs else None
-    )
-    details = result.result or {}
-    if "unexpected_count" in details:
-        examples = details.get("partial_unexpected_list") or []
-        detail = (
-            f"{details['unexpected_count']} unexpected of {details.get('element_count', '?')} rows"
-            f" ({details.get('unexpected_percent', 0):.3g}%)"
-        )
-        if examples:
-            detail += f", e.g. {examples[:5]}"
-    elif result.exception_info and result.exception_info.get("raised_exception"):
-        detail = f"could not be evaluated: {result.exception_info.get('exception_message')}"
-    else:
-        detail = f"observed {details.get('observed_value')!r}"
-    bounds = {
-        k: kwargs[k] for k in ("min_value", "max_value", "value_set", "mostly") if k in kwargs
-    }
-    if bounds:
-        detail += f"; expected {bounds}"
-    return FailedExpectation(expectation=config.type, column=column, detail=detail)
