@@ -120,6 +120,7 @@ def run(ctx: StageContext) -> StageResult:
             result.rows_out += rows
             result.notes.append(f"{view}: {rows:,} rows")
             frame.unpersist()
+        gate.publish_docs()
         if not result.ok:
             result.problems.append(
                 "feature tables failed their checks: nothing was replaced or registered"

@@ -68,6 +68,7 @@ def run(ctx: StageContext) -> StageResult:
                 f"{table}/{drop_id} failed the quality gate and was quarantined:\n    - "
                 + "\n    - ".join(reasons)
             )
+    gate.publish_docs()
     return result
 
 

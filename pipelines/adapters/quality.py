@@ -189,34 +189,42 @@ def measure(
             counts[rule.label][name] = (row[f"judged_{i}"], row[f"broken_{i}"])
     for rule in rules:
         if rule.keys:
-            taken = (
-                _taken(frame, rule.keys, group, published)
-                .groupBy(GROUP)
-                .agg(F.sum("taken").alias("taken"))
-            )
-            broken = {str(row[GROUP]): row["taken"] for row in taken.collect()}
-            counts[rule.label] = {name: (n, broken.get(name, 0)) for name, n in rows.items()}
+            found = _taken(frame, rule.keys, group, published)
+            taken = {
+                str(row[GROUP]): row["taken"]
+                for row in (
+                    found.groupBy(GROUP).agg(F.sum("taken").alias("taken")).collect()
+                    if found is not None
+                    else []
+                )
+            }
+            counts[rule.label] = {name: (n, taken.get(name, 0)) for name, n in rows.items()}
     return _Measured(rows, counts)
 
 
 def _taken(
     frame: DataFrame, keys: tuple[str, ...], group: Column, published: DataFrame | None
-) -> DataFrame:
+) -> DataFrame | None:
     """Per group and key: how many of the group's rows have a key already taken, by published
-    rows, by an earlier group, or by an earlier row of the same group (only keys with any)."""
+    rows, by an earlier group, or by an earlier row of the same group (only keys with any).
+
+    One group-by on the keys finds the keys held more than once; only when there are any (bad
+    data) are they traced to their groups; None when no key is."""
     source = "_source"
-    new = frame.select(*keys, group.cast("string").alias(source))
+    rows = frame.select(*keys, group.cast("string").alias(source))
     if published is not None:
-        new = published.select(*keys, F.lit(None).cast("string").alias(source)).unionByName(new)
-    per_source = new.groupBy(*keys, source).count()
+        rows = published.select(*keys, F.lit(None).cast("string").alias(source)).unionByName(rows)
+    repeated = rows.groupBy(*keys).count().where(F.col("count") > 1).select(*keys)
+    if repeated.isEmpty():
+        return None
+    per_source = rows.join(repeated, list(keys)).groupBy(*keys, source).count()
     earlier = Window.partitionBy(*keys).orderBy(F.col(source).asc_nulls_first())
     before = F.coalesce(
         F.sum("count").over(earlier.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)
     )
+    taken = F.when(before > 0, F.col("count")).otherwise(F.col("count") - 1)
     return (
-        per_source.withColumn(
-            "taken", F.when(before > 0, F.col("count")).otherwise(F.col("count") - 1)
-        )
+        per_source.withColumn("taken", taken)
         .where(F.col(source).isNotNull() & (F.col("taken") > 0))
         .select(*keys, F.col(source).alias(GROUP), "taken")
     )
@@ -332,7 +340,7 @@ class QualityGate:
             gx.Checkpoint(
                 name=asset_name,
                 validation_definitions=[definition],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+                actions=[],  # Data Docs are built once, by `publish_docs`
                 result_format={
                     "result_format": "COMPLETE",
                     "unexpected_index_column_names": [GROUP],
@@ -342,6 +350,10 @@ class QualityGate:
         checkpoint_result = checkpoint.run(batch_parameters={"dataframe": measurements})
         (validation_result,) = checkpoint_result.run_results.values()
         return validation_result
+
+    def publish_docs(self) -> None:
+        """Render Data Docs for every result of this gate (once: each build renders them all)."""
+        self.context.build_data_docs()
 
     def _keep(self, asset_name: str, validation_result: Any) -> str:
         """Write a validation result as JSON under the reports; its location."""
@@ -364,11 +376,18 @@ class QualityGate:
         judged, broken = measured.counts[rule.label][group_name]
         detail = f"{broken:,} of {judged:,} rows ({100 * broken / judged:.3g}%)"
         if rule.keys:
-            taken = _taken(frame, rule.keys, group, published).where(F.col(GROUP) == group_name)
-            examples = [
-                ", ".join(map(str, row))
-                for row in taken.select(*rule.keys).limit(_EXAMPLES).collect()
-            ]
+            found = _taken(frame, rule.keys, group, published)
+            examples = (
+                [
+                    ", ".join(map(str, row))
+                    for row in found.where(F.col(GROUP) == group_name)
+                    .select(*rule.keys)
+                    .limit(_EXAMPLES)
+                    .collect()
+                ]
+                if found is not None
+                else []
+            )
         elif rule.judged is not None:  # not-null rules have no value to show
             assert rule.broken is not None
             examples = [
