@@ -100,7 +100,7 @@ class CollectConfig(Strict):
 class Range(Strict):
     min: float | None = None
     max: float | None = None
-    # Share of rows that must be in range (1.0 = all); for noisy sensor columns.
+    # Share of each drop's non-null values that must be in range (1.0 = all); for noisy sensors.
     mostly: float = Field(1.0, gt=0.0, le=1.0)
 
     @model_validator(mode="after")

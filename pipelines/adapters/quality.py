@@ -94,13 +94,17 @@ def rules_for(quality: TableQuality) -> list[Rule]:
         if bounds.max is not None:
             outside = outside | (value > bounds.max)
         interval = f"[{_number(bounds.min, '-inf')}, {_number(bounds.max, 'inf')}]"
-        share = "Every" if bounds.mostly >= 1 else f"At least {bounds.mostly:.4g} of the"
+        values = (
+            f"Every {column} value (where given) is"
+            if bounds.mostly >= 1
+            else f"At least {bounds.mostly:.4g} of the {column} values (where given) are"
+        )
         rules.append(
             Rule(
                 expectation="expect_column_values_to_be_between",
                 column=column,
                 label=f"{column} outside {interval}",
-                description=f"{share} {column} values (where given) are within {interval}.",
+                description=f"{values} within {interval}.",
                 judged=value.isNotNull(),
                 broken=outside,
                 allowed_share=1.0 - bounds.mostly,

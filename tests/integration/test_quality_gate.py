@@ -70,7 +70,7 @@ def test_good_drops_pass_and_the_record_is_kept(spark, gate: QualityGate, rules)
     assert saved["success"] is True
     assert len(saved["results"]) == len(rules_for(rules)) == result.evaluated
     descriptions = {r["expectation_config"]["description"] for r in saved["results"]}
-    assert "Every distance values (where given) are within [10, 5000]." in descriptions
+    assert "Every distance value (where given) is within [10, 5000]." in descriptions
     assert "Every row has a carrier." in descriptions
     gate.publish_docs()
     page = (Path(gate.docs_dir) / "index.html").read_text()
