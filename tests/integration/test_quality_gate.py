@@ -48,10 +48,18 @@ def flights(drop_id: str, prefix: str) -> pd.DataFrame:
     )
 
 
+def to_spark(spark, frame: pd.DataFrame):
+    """A pandas frame as Spark rows, missing values as nulls (PySpark 4.0 keeps pandas' NaN as
+    NaN, which is a value, and out of every range)."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return spark.createDataFrame(rows)
+
+
 def two_drops(spark, second: pd.DataFrame | None = None):
     """Drop 2013-01 (good) and drop 2013-02 (good, or `second`) as one Spark frame."""
-    return spark.createDataFrame(
-        pd.concat([flights("2013-01", "a"), flights("2013-02", "b") if second is None else second])
+    return to_spark(
+        spark,
+        pd.concat([flights("2013-01", "a"), flights("2013-02", "b") if second is None else second]),
     )
 
 
@@ -105,11 +113,11 @@ def test_each_rule_fails_the_drop_that_breaks_it_and_names_it(
 
 
 def test_a_key_is_taken_by_published_rows_and_by_earlier_drops(spark, gate: QualityGate, rules):
-    published = spark.createDataFrame(flights("2012-12", "p"))
+    published = to_spark(spark, flights("2012-12", "p"))
     # Drop 2013-01 repeats a published key; drop 2013-02 repeats a key of drop 2013-01.
     first = flights("2013-01", "a").assign(flight_id=["p-UA-1", "a-AA-2"])
     second = flights("2013-02", "b").assign(flight_id=["b-UA-1", "a-AA-2"])
-    frame = spark.createDataFrame(pd.concat([first, second]))
+    frame = to_spark(spark, pd.concat([first, second]))
     result = gate.check("flights", frame, rules, "taken", published=published)
     assert set(result.failures) == {"2013-01", "2013-02"}
     assert "p-UA-1" in result.failures["2013-01"][0].detail
