@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from configs import Settings
-from pipelines.adapters.lake import read_snapshot
+from pipelines.adapters.lake import read_drops, read_snapshot
 from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
 from pipelines.context import StageContext
 from pipelines.results import StageResult
@@ -313,30 +313,34 @@ class _Collector:
         source: Source,
     ) -> dict[str, DropOutcome]:
         """Two writes for the whole batch, both under temporary folders: the typed rows to
-        bronze, then the good drops' silver rows to staging. The files are parsed once (the
-        typed rows stay in memory for the second write); counts are read from memory or
-        from the written files, not computed again. Only whole, good drops are published."""
+        bronze, then the good drops' silver rows to staging. The files are parsed once, while
+        bronze is written (rows and rows with a problem are counted on the way); silver is
+        made from the bronze just written, not from the CSV again nor from a cache. Counts
+        per drop are read from the written files. Only whole, good drops are published."""
         by_id = {item.drop.drop_id: item for item in items}
         typed = parse(self._read(items, header), source)
         if source.monthly:
             typed = dated_outside_drop(typed, source)
-        typed = typed.cache()  # parsed once, for bronze and silver
         bronze_temp = self.layout.temp_dir(self.layout.bronze(source.name), "batch")
         silver_temp = self.layout.temp_dir(self.layout.staging(source.name), "batch")
         try:
-            self._write(bronze_frame(typed, source), bronze_temp, by_id, source)
-            # Counted from the rows in memory (the write above put them there): two columns.
-            counts = _rows_and_bad_rows(typed)
+            parsed = Observation()
+            observed = typed.observe(parsed, F.count_if(F.size(PROBLEMS) > 0).alias("bad"))
+            self._write(bronze_frame(observed, source), bronze_temp, by_id, source)
+            rows_in = _rows_per_drop(self.spark.read.parquet(bronze_temp))
+            # Rows that do not parse are rare: only then are they counted per drop (the CSV
+            # files are parsed again for it).
+            counts = _rows_and_bad_rows(typed) if parsed.get["bad"] else {}
             outcomes: dict[str, DropOutcome] = {}
             for drop_id, item in by_id.items():
-                rows_in, bad_rows = counts.get(drop_id, (0, 0))
-                if bad_rows or not rows_in:
-                    reasons = self._refuse(item, typed, rows_in, bad_rows)
-                    outcomes[drop_id] = DropOutcome(False, rows_in, 0, reasons)
+                rows, bad_rows = counts.get(drop_id, (rows_in.get(drop_id, 0), 0))
+                if bad_rows or not rows:
+                    reasons = self._refuse(item, typed, rows, bad_rows)
+                    outcomes[drop_id] = DropOutcome(False, rows, 0, reasons)
             good = sorted(set(by_id) - set(outcomes))
             if not good:
                 return outcomes
-            candidate = self._to_silver(typed.where(F.col(DROP_ID).isin(good)), source)
+            candidate = self._to_silver(self._typed_rows(typed, bronze_temp, good, source), source)
             # A silver transform's own problems (say, an airport without a time zone) are
             # counted while silver is written; they are rare, so only then per drop.
             placed = Observation()
@@ -346,10 +350,10 @@ class _Collector:
             silver = observed.drop(PROBLEMS).repartition(DROP_ID).dropDuplicates()
             self._write(silver, silver_temp, by_id, source)
             if placed.get["bad"]:
-                for drop_id, (rows_in, bad_rows) in _rows_and_bad_rows(candidate).items():
+                for drop_id, (rows, bad_rows) in _rows_and_bad_rows(candidate).items():
                     if bad_rows:
-                        reasons = self._refuse(by_id[drop_id], candidate, rows_in, bad_rows)
-                        outcomes[drop_id] = DropOutcome(False, rows_in, 0, reasons)
+                        reasons = self._refuse(by_id[drop_id], candidate, rows, bad_rows)
+                        outcomes[drop_id] = DropOutcome(False, rows, 0, reasons)
             rows_out = _rows_per_drop(self.spark.read.parquet(silver_temp))
             markers = {
                 drop_id: DropMarker(
@@ -358,9 +362,9 @@ class _Collector:
                     content_hash=by_id[drop_id].content_hash,
                     source_file=fs.name(by_id[drop_id].drop.path),
                     ingested_at=self.ingested_at.isoformat(),
-                    rows_in=counts[drop_id][0],
+                    rows_in=rows_in[drop_id],
                     rows_out=rows_out[drop_id],
-                    duplicates_dropped=counts[drop_id][0] - rows_out[drop_id],
+                    duplicates_dropped=rows_in[drop_id] - rows_out[drop_id],
                 )
                 for drop_id in good
                 if drop_id not in outcomes
@@ -371,9 +375,22 @@ class _Collector:
                 outcomes[drop_id] = DropOutcome(True, marker.rows_in, marker.rows_out)
             return outcomes
         finally:
-            typed.unpersist()
             fs.delete_tree(bronze_temp)
             fs.delete_tree(silver_temp)
+
+    def _typed_rows(
+        self, typed: DataFrame, bronze_temp: str, good: list[str], source: Source
+    ) -> DataFrame:
+        """The good drops' typed rows, as the silver transform takes them (every row without
+        a problem). Read from the bronze just written, which holds them typed; except when
+        bronze replaced a source column (a monthly source's own `date`): then parsed again."""
+        if source.monthly and "date" in source.column_names:
+            return typed.where(F.col(DROP_ID).isin(good))
+        bronze = read_drops(self.spark, bronze_temp, good)
+        assert bronze is not None  # `good` is never empty
+        return bronze.select(
+            *source.column_names, F.array().cast("array<string>").alias(PROBLEMS), DROP_ID
+        )
 
     def _refuse(
         self, item: DropPlan, candidate: DataFrame, rows_in: int, bad_rows: int
