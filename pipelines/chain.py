@@ -54,6 +54,8 @@ def run_chain(
     """Run `stages` in order, stopping after the first that fails."""
     ctx = StageContext(settings, SparkProvider(settings, spark))
     ctx.handoff.update(dict(handoff or {}))
+    if stages and not BY_NAME[stages[0]].spark and any(BY_NAME[s].spark for s in stages):
+        ctx.spark.start_in_background()  # ready when the first Spark stage starts
     results = []
     for name in stages:
         result = run_stage(name, ctx)

@@ -479,6 +479,21 @@ def _rows_per_drop(written: DataFrame) -> dict[str, int]:
     return {row[DROP_ID]: row["count"] for row in written.groupBy(DROP_ID).count().collect()}
 
 
+def batches(items: list[DropPlan], limit_bytes: int) -> list[list[DropPlan]]:
+    """`items` in order, cut into batches whose files add up to at most `limit_bytes` (a drop
+    larger than that is a batch of its own)."""
+    cut: list[list[DropPlan]] = []
+    size = 0
+    for item in items:
+        length = fs.size(item.drop.path)
+        if not cut or size + length > limit_bytes:
+            cut.append([])
+            size = 0
+        cut[-1].append(item)
+        size += length
+    return cut
+
+
 def run(ctx: StageContext) -> StageResult:
     settings, spark = ctx.settings, ctx.spark
     result = StageResult("collect")
@@ -510,20 +525,20 @@ def run(ctx: StageContext) -> StageResult:
                 collector.quarantine(item, [item.detail])
                 counts["quarantined"] += 1
                 result.problems.append(f"{item.drop.table}/{item.drop.drop_id}: {item.detail}")
-    batch_size = settings.collect.drops_per_job
     for source in sources:
         todo = [item for item in plans[source.name] if item.state == "new"]
-        for first in range(0, len(todo), batch_size):
-            batch = todo[first : first + batch_size]
+        done = 0
+        for batch in batches(todo, settings.collect.batch_mib * 2**20):
             log.info(
                 "collect %s: drops %s..%s [%d-%d of %d new]",
                 source.name,
                 batch[0].drop.drop_id,
                 batch[-1].drop.drop_id,
-                first + 1,
-                first + len(batch),
+                done + 1,
+                done + len(batch),
                 len(todo),
             )
+            done += len(batch)
             try:
                 outcomes = collector.collect(batch, source)
             except RuntimeError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
@@ -24,14 +25,36 @@ class SparkProvider:
     def __init__(self, settings: Settings, spark: Any = None) -> None:
         self._settings = settings
         self._spark = spark
+        self._starting: threading.Thread | None = None
+        self._failed: BaseException | None = None
         self.stage: str | None = None
 
-    def __call__(self) -> Any:
-        if self._spark is None:
-            from pipelines.adapters.spark import get_spark
+    def start_in_background(self) -> None:
+        """Start the session on a thread of its own, while stages that need no Spark run (a
+        JVM takes 10-15 s to start; `land` takes about 5 at 1x). The first use waits for it."""
+        if self._spark is None and self._starting is None:
+            self._starting = threading.Thread(target=self._start, name="spark-start", daemon=True)
+            self._starting.start()
 
-            log.info("starting Spark (%s)", self._settings.spark.master)
+    def _start(self) -> None:
+        from pipelines.adapters.spark import get_spark
+
+        log.info("starting Spark (%s)", self._settings.spark.master)
+        try:
             self._spark = get_spark(self._settings.spark)
+        except BaseException as err:  # raised again to the stage that needs Spark
+            self._failed = err
+
+    def __call__(self) -> Any:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
+        if self._spark is None:
+            self._start()
+            return self()
         if self.stage is not None:
             self._spark.sparkContext.setJobGroup(self.stage, f"pipelines {self.stage}")
         return self._spark

@@ -96,6 +96,11 @@ def is_dir(location: str) -> bool:
     return _info(location).type == pafs.FileType.Directory
 
 
+def size(location: str) -> int:
+    """A file's size in bytes."""
+    return int(_info(location).size or 0)
+
+
 def children(location: str) -> list[str]:
     """Names directly under a directory (files and directories), sorted; [] if it is absent."""
     filesystem, path = resolve(location)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.collect import inspect_file
+from pipelines.adapters.storage import LandedDrop
+from pipelines.collect import DropPlan, batches, inspect_file
 
 COLUMNS = ["a", "b", "c"]
 
@@ -48,3 +49,16 @@ def test_utf8_split_across_read_chunks_is_fine(
     path = tmp_path / "drop.csv"
     path.write_bytes("a,b,c\n1,Zürich,3\n".encode())
     assert inspect_file(path, COLUMNS).problems == []
+
+
+def test_drops_are_batched_by_the_size_of_their_files(tmp_path: Path) -> None:
+    sizes = {"2013-01": 40, "2013-02": 40, "2013-03": 30, "2013-04": 150, "2013-05": 10}
+    items = []
+    for drop_id, size in sizes.items():
+        path = tmp_path / f"{drop_id}.csv"
+        path.write_bytes(b"x" * size)
+        items.append(DropPlan(LandedDrop("flights", drop_id, str(path)), "hash", "new"))
+    cut = [[item.drop.drop_id for item in batch] for batch in batches(items, 100)]
+    # In landing order; a drop larger than the limit is a batch of its own.
+    assert cut == [["2013-01", "2013-02"], ["2013-03"], ["2013-04"], ["2013-05"]]
+    assert [len(batch) for batch in batches(items, 10_000)] == [5]
