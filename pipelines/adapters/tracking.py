@@ -282,7 +282,7 @@ class RunRecorder:
 def frame_schema(frame: Any) -> Any:
     """MLflow's schema of a pandas frame, as `mlflow.models.infer_signature` infers it from
     every row (a column with a missing value is optional), without its pass in Python over
-    each value of each column: about 15 s for a year of flights, a third of training
+    each value of each column: about 13 s for a year of flights, a third of training
     (BENCHMARKS.md, step 4). The types are MLflow's own, inferred from the few rows that hold
     each column's first value; whether a column is required, from every row, vectorised.
     """
