@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.data.digest_utils import compute_pandas_digest
 from mlflow.models import infer_signature
 
-from pipelines.adapters.tracking import frame_schema
+from pipelines.adapters.tracking import frame_digest, frame_schema
 
 
 def _frame(rows: int) -> pd.DataFrame:
@@ -54,3 +55,17 @@ def test_a_column_with_no_value_at_all_is_optional_of_any_type() -> None:
     schema = frame_schema(frame)
     assert schema.to_dict() == infer_signature(frame).inputs.to_dict()
     assert not schema.input_dict()["empty"].required
+
+
+@pytest.mark.parametrize("rows", [5, 500, 12_000])
+def test_frame_digest_is_mlflows_own(rows: int) -> None:
+    frame = _frame(rows).assign(
+        route=lambda f: (f["carrier"] + "-" + f["tailnum"].fillna("?")).astype("category"),
+        text=lambda f: f["carrier"].astype("string"),
+    )
+    assert frame_digest(frame) == compute_pandas_digest(frame)
+    # A text column with a missing value is not text to MLflow's digest, even past its
+    # first rows.
+    changed = frame.copy()
+    changed.loc[rows - 1, "carrier"] = "ZZ"
+    assert frame_digest(changed) == compute_pandas_digest(changed)
