@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -28,6 +29,22 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / "work"  # scratch data of the benchmarks (git-ignored)
+
+# One line of the chain's summary: stage, status, rows in, rows out, seconds.
+SUMMARY_LINE = re.compile(
+    r"^(?P<stage>[a-z][a-z-]*)\s+ok\s+[\d,]+\s+[\d,]+\s+(?P<seconds>[\d.]+)s$"
+)
+
+
+def stage_seconds(output: str) -> dict[str, float]:
+    """Stage -> seconds, from the summary `python -m pipelines train` prints."""
+    found = {}
+    for line in output.splitlines():
+        if match := SUMMARY_LINE.match(line.strip()):
+            found[match["stage"]] = float(match["seconds"])
+    return found
+
+
 GIB = 1024**3
 
 # What a measured child needs: the project on the path, no usage reporting, quiet libraries.

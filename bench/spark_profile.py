@@ -7,8 +7,8 @@ CSV and parquet.
     .venv/bin/python -m bench.spark_profile --factor 10     # collect, validate, features at 10x
 
 At 1x it runs `python -m pipelines train` from an empty workspace, as a new user does (one
-process, one Spark session); at a larger factor it runs the data stages one process each, as
-`bench.scale` does (fit on millions of rows is not what is profiled). Spark's event log
+process, one Spark session); at a larger factor it lands, then runs the data stages in one
+process, as `bench.scale` does (fit on millions of rows is not what is profiled). Spark's event log
 (`spark.eventLog.enabled`) is written to the workspace and read back; each job carries the
 pipeline stage that started it as its job group (`pipelines/context.py`).
 """
@@ -23,8 +23,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import WORK, measure, print_table, python, workspace_env, write_result
-from bench.train_stages import stage_seconds
+from bench.common import (
+    WORK,
+    measure,
+    print_table,
+    python,
+    stage_seconds,
+    workspace_env,
+    write_result,
+)
 from configs.chain import SPARK_STAGES
 
 JOB_START, JOB_END = "SparkListenerJobStart", "SparkListenerJobEnd"
@@ -137,8 +144,8 @@ def read_event_logs(folder: Path) -> dict[str, Any]:
 
 
 def profile_run(factor: int, folder: Path) -> dict[str, Any]:
-    """Run the chain (1x: `train`, one process) or the data stages (one process each) with
-    Spark's event log on; the profile of each stage."""
+    """Run the chain (1x: `train`, one process) or land, then the data stages (one process,
+    as `bench.scale` runs them) with Spark's event log on; the profile of each stage."""
     shutil.rmtree(folder, ignore_errors=True)
     events = folder / "spark-events"
     events.mkdir(parents=True)
@@ -155,7 +162,10 @@ def profile_run(factor: int, folder: Path) -> dict[str, Any]:
         "land": {"scale_factor": factor},
     }
     env = workspace_env(folder, extra)
-    commands = [("train",)] if factor == 1 else [("land",), *[(s,) for s in SPARK_STAGES]]
+    first, last = SPARK_STAGES[0], SPARK_STAGES[-1]
+    commands = (
+        [("train",)] if factor == 1 else [("land",), ("train", "--from", first, "--to", last)]
+    )
     wall: dict[str, float] = {}
     processes = []
     for command in commands:

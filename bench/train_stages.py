@@ -11,7 +11,6 @@ tree's (the Spark JVM included).
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 from typing import Any
 
@@ -22,23 +21,10 @@ from bench.common import (
     median,
     print_table,
     python,
+    stage_seconds,
     workspace_env,
     write_result,
 )
-
-# One line of the chain's summary: stage, status, rows in, rows out, seconds.
-SUMMARY_LINE = re.compile(
-    r"^(?P<stage>[a-z][a-z-]*)\s+ok\s+[\d,]+\s+[\d,]+\s+(?P<seconds>[\d.]+)s$"
-)
-
-
-def stage_seconds(output: str) -> dict[str, float]:
-    """Stage -> seconds, from the summary `python -m pipelines train` prints."""
-    found = {}
-    for line in output.splitlines():
-        if match := SUMMARY_LINE.match(line.strip()):
-            found[match["stage"]] = float(match["seconds"])
-    return found
 
 
 def plot(summary: dict[str, Any]) -> None:

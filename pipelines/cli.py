@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     train = commands.add_parser("train", help=f"run the whole chain: {' -> '.join(CHAIN)}")
     _add_land_options(train)
+    train.add_argument(
+        "--from",
+        dest="first",
+        choices=CHAIN,
+        help="start the chain at this stage (what it needs must already be there)",
+    )
+    train.add_argument("--to", dest="last", choices=CHAIN, help="stop the chain after this stage")
     for stage in STAGES:
         name = stage.name
         sub = commands.add_parser(name, help=stage.help)
@@ -98,6 +105,18 @@ def _add_land_options(parser: argparse.ArgumentParser) -> None:
         "--months",
         help="land only these months, comma-separated (e.g. 2013-01,2013-02); default: land.months in config",
     )
+
+
+def chain_slice(first: str | None = None, last: str | None = None) -> tuple[str, ...]:
+    """The chain's stages from `first` to `last`, both included (default: its ends), run in
+    one process as `train` runs them all: one Spark session, stages handing off in memory."""
+    start = CHAIN.index(first) if first else 0
+    stop = CHAIN.index(last) if last else len(CHAIN) - 1
+    if start > stop:
+        raise ValueError(
+            f"--from {first} comes after --to {last} in the chain ({' -> '.join(CHAIN)})"
+        )
+    return CHAIN[start : stop + 1]
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -186,7 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ui(settings, args.port)
     if args.command == "lineage":
         return _lineage(settings, args.target, as_json=args.json)
-    planned = CHAIN if args.command == "train" else (args.command,)
+    if args.command == "train":
+        try:
+            planned = chain_slice(args.first, args.last)
+        except ValueError as err:
+            print(f"train: {err}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        planned = (args.command,)
     try:
         handoff = read_handoff(args.handoff_file) if args.handoff_file else {}
     except ValueError as err:

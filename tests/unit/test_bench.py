@@ -7,10 +7,10 @@ import math
 import pytest
 
 from bench import report
+from bench.common import stage_seconds
 from bench.load import Outcomes
 from bench.scale import _growth
 from bench.serving_latency import bodies, capacity
-from bench.train_stages import stage_seconds
 from pipelines.cli import render_summary
 from pipelines.results import StageResult
 

@@ -116,6 +116,28 @@ def test_monitor_retrain_runs_the_chain_only_when_it_decides_to(
     assert ran == [("monitor",)]
 
 
+def test_train_runs_a_slice_of_the_chain_in_one_process(monkeypatch, capsys) -> None:
+    ran: list[tuple[str, ...]] = []
+
+    def fake_chain(settings, stages, spark=None, handoff=None):
+        ran.append(tuple(stages))
+        return [StageResult(stage) for stage in stages]
+
+    monkeypatch.setattr(cli, "run_chain", fake_chain)
+    assert cli.main(["train", "--from", "collect", "--to", "features"]) == cli.EXIT_OK
+    assert cli.main(["train", "--to", "collect"]) == cli.EXIT_OK
+    assert cli.main(["train", "--from", "package"]) == cli.EXIT_OK
+    chain = cli.CHAIN
+    assert ran == [
+        ("collect", "validate", "features"),
+        ("land", "collect"),
+        chain[chain.index("package") :],
+    ]
+    assert cli.main(["train", "--from", "features", "--to", "collect"]) == cli.EXIT_USAGE
+    assert "--from features comes after --to collect" in capsys.readouterr().err
+    assert len(ran) == 3
+
+
 def test_make_ui_starts_mlflow_on_the_local_store_and_says_where_reports_are(
     tmp_path, capsys, monkeypatch
 ) -> None:
