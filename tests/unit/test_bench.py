@@ -33,6 +33,7 @@ def _factor(flights: int, collect: float, features: float, peak: float) -> dict:
         "spark_peak_gib": peak,
         "steps": {"duckdb": {"seconds": flights / 1e5}},
         "scale_factor": flights // 100,
+        "features_identical": True,
     }
 
 
@@ -184,3 +185,21 @@ def test_the_spark_profile_reads_each_stage_s_jobs_actions_and_scans(tmp_path) -
         ],
     }
     assert profile["validate"]["spark_seconds"] == 0.5 and profile["validate"]["parquet_scans"] == 1
+
+
+def test_the_spark_stage_targets_read_the_largest_factor_and_the_train_median() -> None:
+    small = _factor(100, 1, 1, 1.0)
+    large = _factor(3000, 30, 18, 2.0)  # 49 s of Spark
+    large["steps"]["duckdb"]["seconds"] = 10.0
+    train = {"repeats": 3, "summary": {"total_seconds": 61.0}}
+    rows = dict(report.targets(_results(scale={"factors": [small, large]}, train_stages=train)))
+    spark = rows[
+        "Spark collect + validate + features <= 5x the DuckDB baseline at 30x, same feature tables"
+    ]
+    assert spark == "**met** (4.9x: 49 s against 10.0 s; feature tables identical)"
+    assert rows["`make train` from nothing <= 60 s (median of 3 runs)"] == "**missed** (61.0 s)"
+    large["features_identical"] = False  # fast enough, but other feature tables: a miss
+    rows = dict(report.targets(_results(scale={"factors": [small, large]})))
+    assert rows[
+        "Spark collect + validate + features <= 5x the DuckDB baseline at 30x, same feature tables"
+    ].startswith("**missed**")
