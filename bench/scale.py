@@ -8,7 +8,8 @@ For each scale factor the data is landed once (`land.scale_factor`, no download)
 `validate` (the Great Expectations gate that publishes silver) and `features` (feature
 tables, their gate, Feast registration) in one process, as `make train` runs them
 (`python -m pipelines train --from collect --to features`: one Spark session), then the
-DuckDB script in another. Figures per stage: its time from the chain's summary (the
+DuckDB script in another, then the DuckDB script writing bronze and silver as the platform
+does (`--layers`, the like-for-like figure). Figures per stage: its time from the chain's summary (the
 process's start counted with collect), rows per second, and the peak memory of the process
 tree (the JVM included). The DuckDB feature tables are checked against Spark's, row for row.
 """
@@ -37,6 +38,9 @@ from bench.common import (
 )
 from bench.duckdb_pipeline import KEYS
 from configs.chain import SPARK_STAGES
+
+# The DuckDB baseline that also writes bronze and silver (`duckdb_pipeline --layers`).
+LAYERS = "duckdb_layers"
 
 
 def land(folder: Path, factor: int) -> dict[str, Any]:
@@ -68,7 +72,14 @@ def _data_lines(path: Path) -> int:
 
 def reset(folder: Path) -> None:
     """Everything but the landing zone: each repeat collects from scratch."""
-    for part in ("data/lake", "data/quarantine", "data/feast", "reports", "duckdb"):
+    for part in (
+        "data/lake",
+        "data/quarantine",
+        "data/feast",
+        "reports",
+        "duckdb",
+        "duckdb-layers",
+    ):
         shutil.rmtree(folder / part, ignore_errors=True)
 
 
@@ -85,12 +96,23 @@ def run_once(folder: Path, factor: int) -> dict[str, dict[str, float]]:
         steps[stage] = {"seconds": stages[stage], "peak_gib": run.peak_gib}
         print(f"  sf {factor} {stage}: {stages[stage]:.1f} s")
     print(f"  sf {factor} Spark stages: {run.seconds:.1f} s, peak {run.peak_gib:.2f} GiB")
-    landing, out = folder / "data" / "landing", folder / "duckdb"
-    run = measure(
-        python("-m", "bench.duckdb_pipeline", "--landing", str(landing), "--out", str(out)), env
-    )
-    steps["duckdb"] = {"seconds": run.seconds, "peak_gib": run.peak_gib}
-    print(f"  sf {factor} duckdb: {run.seconds:.1f} s, peak {run.peak_gib:.2f} GiB")
+    landing = folder / "data" / "landing"
+    # The baseline, and the same script writing bronze and silver too, as the platform does.
+    for step, out, extra in (("duckdb", "duckdb", ()), (LAYERS, "duckdb-layers", ("--layers",))):
+        run = measure(
+            python(
+                "-m",
+                "bench.duckdb_pipeline",
+                "--landing",
+                str(landing),
+                "--out",
+                str(folder / out),
+                *extra,
+            ),
+            env,
+        )
+        steps[step] = {"seconds": run.seconds, "peak_gib": run.peak_gib}
+        print(f"  sf {factor} {step}: {run.seconds:.1f} s, peak {run.peak_gib:.2f} GiB")
     return steps
 
 
@@ -166,7 +188,7 @@ def main() -> int:
                 "peak_gib": max(run[step]["peak_gib"] for run in runs),
                 "runs_seconds": [run[step]["seconds"] for run in runs],
             }
-            for step in (*SPARK_STAGES, "duckdb")
+            for step in (*SPARK_STAGES, "duckdb", LAYERS)
         }
         spark_seconds = steps["collect"]["seconds"] + steps["features"]["seconds"]
         rows = landed["flights"] + landed["weather_rows"]
