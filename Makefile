@@ -104,7 +104,7 @@ $(EMR_SPARK_STAMP): $(STAMP) configs/aws.yaml
 	rm -rf $(EMR_SPARK_DIR) && $(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
 		--target $(EMR_SPARK_DIR) "pyspark==$$version" && echo "$$version" > $(EMR_SPARK_STAMP)
 
-test-infra: $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
+test-infra: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)

@@ -26,6 +26,8 @@ from infra.stacks.database import DATABASE, DATABASE_PORT, DatabaseStack
 from infra.stacks.network import APP_SUBNETS
 
 ARTIFACT_PREFIX = "mlflow-artifacts/"
+# Read by the image's entrypoint (infra/images/mlflow/entrypoint.sh): the Host names it serves.
+ALLOWED_HOSTS_VARIABLE = "MLFLOW_ALLOWED_HOSTS"
 
 
 class MlflowStack(Stack):
@@ -74,7 +76,7 @@ class MlflowStack(Stack):
             memory_limit_mib=mlflow.memory_mib,
             runtime_platform=RUNTIME_PLATFORM,
         )
-        task.add_container(
+        container = task.add_container(
             "mlflow",
             # Built from infra/images/mlflow by the deploy itself (a CDK image asset, pushed to
             # the account's asset repository), for the architecture Fargate runs.
@@ -168,6 +170,9 @@ class MlflowStack(Stack):
             health_check=elbv2.HealthCheck(path="/health", healthy_http_codes="200"),
             deregistration_delay=Duration.seconds(30),
         )
+        # The server accepts requests addressed to the load balancer's name (MLflow refuses a
+        # Host that is not localhost or a private IP unless told otherwise).
+        container.add_environment(ALLOWED_HOSTS_VARIABLE, balancer.load_balancer_dns_name)
         self.tracking_uri = f"http://{balancer.load_balancer_dns_name}"
         CfnOutput(self, "TrackingUri", value=self.tracking_uri)
         CfnOutput(self, "AdminPasswordSecret", value=self.admin_password.secret_arn)

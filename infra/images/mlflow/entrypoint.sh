@@ -5,6 +5,10 @@
 set -eu
 : "${DB_HOST:?}" "${DB_NAME:?}" "${DB_USERNAME:?}" "${DB_PASSWORD:?}" "${ARTIFACTS_DESTINATION:?}"
 : "${MLFLOW_FLASK_SERVER_SECRET_KEY:?the auth app needs a secret key shared by every task}"
+# The Host names clients call the server by: the load balancer's DNS name (set by the stack).
+# MLflow refuses any other Host but localhost and private IPs ("Invalid Host header"), and the
+# jobs, the release build and the UI's tunnel address it by that name or by localhost.
+: "${MLFLOW_ALLOWED_HOSTS:?the load balancer's DNS name, which the jobs call the server by}"
 case "$(printf '%s' "${MLFLOW_ADMIN_PASSWORD:-}" | tr '[:upper:]' '[:lower:]')" in
   ""|password1234|password|admin|mlflow|changeme)
     echo "refusing to start: MLFLOW_ADMIN_PASSWORD is empty or a default password" >&2
@@ -40,4 +44,5 @@ exec mlflow server \
   --backend-store-uri "postgresql+psycopg://${DB_USERNAME}:${DB_PASSWORD}@${DB_HOST}:5432/${DB_NAME}" \
   --artifacts-destination "$ARTIFACTS_DESTINATION" \
   --serve-artifacts \
+  --allowed-hosts "${MLFLOW_ALLOWED_HOSTS},localhost,localhost:*,127.0.0.1,127.0.0.1:*" \
   --host 0.0.0.0 --port "${PORT:-5000}" --workers "${WORKERS:-2}"
