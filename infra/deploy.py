@@ -658,6 +658,14 @@ def image_exists(ecr: Any, repository_uri: str, tag: str) -> bool:
         ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
     except ecr.exceptions.ImageNotFoundException:
         return False
+    except ecr.exceptions.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in ("AccessDeniedException", "AccessDenied"):
+            raise DeployError(
+                f"this role may not call ecr:DescribeImages on {repository}: the release "
+                "build's role needs it (infra/stacks/chain.py)"
+            ) from None
+        raise
     return True
 
 

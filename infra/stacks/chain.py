@@ -569,6 +569,8 @@ class ChainStack(Stack):
         )
         allow_secret_decryption(role, data.key)
         serving.repository.grant_pull_push(role)
+        # The release checks whether the Bento's image is already pushed (tags are immutable).
+        serving.repository.grant(role, "ecr:DescribeImages")
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[

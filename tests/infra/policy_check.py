@@ -85,8 +85,10 @@ def _ecr(operation: str, params: dict[str, Any], region: str) -> list[Call]:
 def _cloudformation(operation: str, params: dict[str, Any], region: str) -> list[Call]:
     stack = params.get("StackName", "")
     # A stack's ARN ends with its id; policies name it `stack/<name>/*`.
-    resource = stack if stack.startswith("arn:") else _arn(
-        "cloudformation", region, f"stack/{stack}/00000000-0000-0000-0000-000000000000"
+    resource = (
+        stack
+        if stack.startswith("arn:")
+        else _arn("cloudformation", region, f"stack/{stack}/00000000-0000-0000-0000-000000000000")
     )
     calls = [Call(f"cloudformation:{operation}", resource)]
     if role := params.get("RoleARN"):
@@ -118,8 +120,10 @@ def _ecs(operation: str, params: dict[str, Any], region: str) -> list[Call]:
         ]
     if operation in ("UpdateService",):
         service = params["service"]
-        resource = service if service.startswith("arn:") else _arn(
-            "ecs", region, f"service/{cluster}/{service}"
+        resource = (
+            service
+            if service.startswith("arn:")
+            else _arn("ecs", region, f"service/{cluster}/{service}")
         )
         return [Call(f"ecs:{operation}", resource)]
     raise KeyError(operation)
@@ -284,10 +288,11 @@ def refused(policies: list[dict[str, Any]], calls: Iterable[Call]) -> list[str]:
 def role_policies(session: Any, stack: str, role_logical_id: str) -> list[dict[str, Any]]:
     """Every identity policy of a role of `stack` (inline and attached), resolved."""
     cloudformation, iam = session.client("cloudformation"), session.client("iam")
-    role = cloudformation.describe_stack_resource(
-        StackName=stack, LogicalResourceId=role_logical_id
-    )["StackResourceDetail"]["PhysicalResourceId"]
-    role = role.rsplit("/", 1)[-1]
+    (role,) = [
+        r["PhysicalResourceId"].rsplit("/", 1)[-1]
+        for r in cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
+        if r.get("LogicalResourceId") == role_logical_id
+    ]
     documents = []
     for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
         documents.append(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])

@@ -51,9 +51,7 @@ def _resolve(value: Any, resources: dict[str, Any], stand_ins: dict[tuple[str, s
 
 
 def _container(template: dict[str, Any]) -> dict[str, Any]:
-    (task,) = [
-        r for r in template["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"
-    ]
+    (task,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
     (container,) = task["Properties"]["ContainerDefinitions"]
     return dict(container)
 
