@@ -807,25 +807,26 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def main(argv: list[str] | None = None) -> int:
+COMMANDS = (
+    "deploy",
+    "status",
+    "release",
+    "rollback",
+    "releases",
+    "preflight",
+    "spark",
+    "mlflow-ui",
+    "destroy",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.deploy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "command",
-        choices=[
-            "deploy",
-            "status",
-            "release",
-            "rollback",
-            "releases",
-            "preflight",
-            "spark",
-            "destroy",
-        ],
-    )
+    parser.add_argument("command", choices=COMMANDS)
     parser.add_argument(
         "pipeline_args",
         nargs=argparse.REMAINDER,
@@ -848,7 +849,21 @@ def main(argv: list[str] | None = None) -> int:
         "--handoff-file",
         help="with `release`: the chain run's handoff (s3://...), as the state machine passes it",
     )
+    return parser
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; options may follow any command but `spark` (whose remaining
+    arguments are the `python -m pipelines` command to run)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "spark" and args.pipeline_args:
+        args = parser.parse_args([*args.pipeline_args, args.command])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
     import boto3
 
     session = boto3.session.Session()
