@@ -379,7 +379,6 @@ class AwsServingConfig(Strict):
     # ALB requests per target per minute at which another task starts.
     requests_per_target: int = Field(3000, ge=1)
     port: int = 3000
-    health_check_path: str = "/readyz"
     # An ACM certificate for HTTPS on the load balancer; empty: HTTP only (a dev account).
     certificate_arn: str = ""
     # Who may reach the serving load balancer.

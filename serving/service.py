@@ -368,11 +368,29 @@ class PredictionService:
         self.materialized = not empty
         return empty
 
+    def _require_materialized(self) -> None:
+        """Readiness inside the service, not only on `/readyz`: the load balancer checks
+        liveness (a store failover must not get healthy tasks replaced), so a request that
+        arrives while the store holds none of the champion's features is refused (503), not
+        answered with every stored feature missing. Free once every view is materialized."""
+        if self.materialized:
+            return
+        try:
+            empty = self.unmaterialized()
+        except Exception as err:  # the registry or the store failing: the store's 503
+            raise OnlineStoreUnavailable(f"{type(err).__name__}: {err}") from err
+        if empty:
+            raise bentoml.exceptions.ServiceUnavailable(
+                "the online feature store holds no features yet for "
+                f"{', '.join(empty)}; retry later"
+            )
+
     def score(self, items: list[Any]) -> list[Any]:
         """Predictions for `items`, in order; a failing online store becomes a 503."""
         row = self.usecase.request.row
         rows = [row(item) for item in items]
         try:
+            self._require_materialized()
             inputs, missing = self.inputs(rows)
         except OnlineStoreUnavailable as err:
             STORE_FAILURES.labels(model_version=self.model_version).inc()

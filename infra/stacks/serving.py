@@ -1,5 +1,5 @@
 """Serving: the Bento's image in ECR, run on ECS Fargate behind a public load balancer that
-checks `/readyz`, scaled on CPU and on requests per target, logs kept for a set time.
+checks `/livez`, scaled on CPU and on requests per target, logs kept for a set time.
 
 The image tag is a stack parameter (`ImageTag`). Until the first model is deployed it is
 `none`: the service exists with no tasks, and the load balancer answers 503 (not ready, not
@@ -28,6 +28,11 @@ from infra.stacks.data import DataStack, grant_data
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.network import APP_SUBNETS
 
+# What the load balancer (and so ECS) checks: liveness, which reads nothing. `/readyz` reads the
+# online store, so checking it would mark every task unhealthy during an ElastiCache failover
+# and ECS would replace them all; readiness stays inside the service (503 while the store is
+# down, counted, never a 500).
+HEALTH_CHECK_PATH = "/livez"
 # What the public listener forwards to the service: its API and its health checks.
 PUBLIC_PATHS = ("/predict", "/predict_batch", "/livez", "/readyz")
 # BentoML's generated Dockerfile runs the service as `bentoml` (uid and gid 1034).
@@ -212,7 +217,7 @@ class ServingStack(Stack):
             priority=10,
             conditions=[elbv2.ListenerCondition.path_patterns(list(PUBLIC_PATHS))],
             health_check=elbv2.HealthCheck(
-                path=serving.health_check_path,
+                path=HEALTH_CHECK_PATH,
                 healthy_http_codes="200",
                 interval=Duration.seconds(15),
                 timeout=Duration.seconds(5),

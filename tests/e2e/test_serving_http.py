@@ -345,6 +345,10 @@ def test_an_online_store_with_nothing_materialized_is_not_ready(
     assert service.__is_ready__() is False
     views = {declared.name for declared in load_usecase("flight_delay").views}
     assert set(service.unmaterialized()) == views
+    # and a request that reaches it anyway (load balancers check /livez) is refused, not
+    # answered with every stored feature missing
+    with pytest.raises(bentoml.exceptions.ServiceUnavailable, match="holds no features yet"):
+        service.predict([Flight.model_validate(FLIGHT)])
     # the trained workspace, materialized, is ready
     assert in_process_service(trained_root, monkeypatch).__is_ready__() is True
 

@@ -176,13 +176,13 @@ def test_online_store_is_redis_encrypted_with_a_user_for_each_side(
     assert "RedisReaderToken" in json.dumps(secret) and "RedisAuthToken" not in json.dumps(secret)
 
 
-def test_serving_checks_readyz_and_scales_on_cpu_and_requests(
+def test_serving_checks_livez_and_scales_on_cpu_and_requests(
     synthesized, config: AwsConfig
 ) -> None:
     serving = template(synthesized, "serving")
     serving.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
-        {"HealthCheckPath": "/readyz", "Port": config.serving.port, "Matcher": {"HttpCode": "200"}},
+        {"HealthCheckPath": "/livez", "Port": config.serving.port, "Matcher": {"HttpCode": "200"}},
     )
     policies = serving.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
     metrics = {
@@ -312,3 +312,36 @@ def test_the_spark_role_writes_only_its_prefixes_of_the_lake(templates) -> None:
             "/runs/*",
         ]
     )
+
+
+def test_two_nat_gateways_give_each_zone_its_own_way_out(config: AwsConfig) -> None:
+    """`aws.network.nat_gateways: 2`: each zone's app subnets leave through the NAT gateway in
+    that zone, so one zone's outage does not cut the other's jobs, builds and image pulls."""
+    from aws_cdk import App, Environment, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk.assertions import Template
+
+    from infra.stacks.network import NetworkStack
+
+    app = App()
+    environment = Environment(account="123456789012", region="eu-west-1")
+    keys = Stack(app, "keys", env=environment)
+    two = config.model_copy(
+        update={"network": config.network.model_copy(update={"nat_gateways": 2})}
+    )
+    stack = NetworkStack(
+        app, "network", config=two, logs_key=kms.Key(keys, "Logs"), env=environment
+    )
+    network = Template.from_stack(stack)
+    gateways = network.find_resources("AWS::EC2::NatGateway")
+    assert len(gateways) == 2
+    # every default route of a private app subnet goes to a NAT gateway, and no two zones share one
+    routes = network.find_resources(
+        "AWS::EC2::Route", {"Properties": {"DestinationCidrBlock": "0.0.0.0/0"}}
+    )
+    nat_routes = [
+        r["Properties"]["NatGatewayId"]["Ref"]
+        for r in routes.values()
+        if "NatGatewayId" in r["Properties"]
+    ]
+    assert sorted(nat_routes) == sorted(gateways)

@@ -45,7 +45,6 @@ def test_every_shipped_environment_loads() -> None:
     assert aws.features.offline_store == {"type": "spark"}
     assert aws.features.online_store["connection_string"].startswith("redis.internal:6379,ssl=true")
     assert aws.features.registry["path"] == "s3://lake-b/feast/registry.db"
-    assert aws.aws.serving.health_check_path == "/readyz"
 
 
 def test_the_aws_profile_names_what_it_misses() -> None:
