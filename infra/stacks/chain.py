@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, Fn, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -64,6 +65,12 @@ MODE_KEY, MONITOR_MODE = "mode", "monitor"
 SCHEDULED_MONITOR_STATE = "monitor (scheduled)"
 READ_DECISION_STATE = "Read the monitor's decision"
 RETRAIN_CHOICE = "Retrain?"
+# The run lock: one item (`lock_id` = "chain") naming the execution that holds it (names
+# that are not among DynamoDB's reserved words: `lock` is one, and is refused).
+LOCK_KEY, LOCK_ITEM, HOLDER = "lock_id", "chain", "held_by"
+TAKE_LOCK_STATE = "Take the run lock"
+LEFT_STATE = "Left to the run in progress"
+LOCK_TAKEN_ERROR = "DynamoDB.ConditionalCheckFailedException"
 
 
 def state_name(stage: str) -> str:
@@ -103,7 +110,14 @@ class ChainStack(Stack):
         handoff = sfn.JsonPath.format(
             jobs.handoff_location(lake, "{}"), sfn.JsonPath.string_at("$$.Execution.Name")
         )
-        failed = sfn.Fail(self, "Failed", cause="a stage of the chain failed; see the topic")
+        # One run at a time: a lock item in DynamoDB, taken by a conditional write before
+        # anything runs and given back at every end (infra/stacks/chain.py `_run_lock`).
+        self.machine_name = f"{config.name}-chain"
+        self.lock = self._lock_table(config)
+        failed = self._release_lock(
+            "Give back the run lock (failed)",
+            sfn.Fail(self, "Failed", cause="a stage of the chain failed; see the topic"),
+        )
         steps: list[sfn.IChainable] = []
         for stage, where in AWS_CHAIN:
             if where == EMR:
@@ -137,7 +151,7 @@ class ChainStack(Stack):
         body = sfn.Chain.start(steps[0])
         for step in steps[1:]:
             body = body.next(step)
-        body = body.next(sfn.Succeed(self, "Done"))
+        body = body.next(self._release_lock("Give back the run lock", sfn.Succeed(self, "Done")))
         # On the monitoring schedule: the monitor alone; when it decides to retrain, the chain
         # (which ends with the monitor again, never looping back here).
         scheduled = self._notify_on_failure(
@@ -175,40 +189,16 @@ class ChainStack(Stack):
                 ),
                 steps[0],
             )
-            .otherwise(sfn.Succeed(self, "Kept the champion"))
-        )
-        # A run started while another is running ends at once: the running one collects
-        # every drop that has landed (a month's delivery is several files, several events).
-        machine_name = f"{config.name}-chain"
-        running = tasks.CallAwsService(
-            self,
-            "Runs in progress",
-            service="sfn",
-            action="listExecutions",
-            parameters={
-                "StateMachineArn": sfn.JsonPath.string_at("$$.StateMachine.Id"),
-                "StatusFilter": "RUNNING",
-                "MaxResults": 2,
-            },
-            iam_resources=[
-                self.format_arn(
-                    service="states",
-                    resource="stateMachine",
-                    resource_name=machine_name,
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            .otherwise(
+                self._release_lock(
+                    "Give back the run lock (kept)", sfn.Succeed(self, "Kept the champion")
                 )
-            ],
-            result_selector={
-                "count": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.Executions"))
-            },
-            result_path="$.running",
-        )
-        definition = running.next(
-            sfn.Choice(self, "Another run in progress?")
-            .when(
-                sfn.Condition.number_greater_than("$.running.count", 1),
-                sfn.Succeed(self, "Left to the run in progress"),
             )
+        )
+        # A run started while another holds the lock ends at once: the running one collects
+        # every drop that has landed (a month's delivery is several files, several events).
+        mode = (
+            sfn.Choice(self, "Monitor only?")
             .when(
                 sfn.Condition.and_(
                     sfn.Condition.is_present(f"$.{MODE_KEY}"),
@@ -218,10 +208,11 @@ class ChainStack(Stack):
             )
             .otherwise(body)
         )
+        definition = self._run_lock(mode)
         self.state_machine = sfn.StateMachine(
             self,
             "Chain",
-            state_machine_name=machine_name,
+            state_machine_name=self.machine_name,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             tracing_enabled=True,
             logs=sfn.LogOptions(
@@ -281,6 +272,111 @@ class ChainStack(Stack):
         CfnOutput(self, "FailuresTopic", value=self.topic.topic_arn)
         CfnOutput(self, "ReleaseProject", value=self.release.project_name)
 
+    def _lock_table(self, config: AwsConfig) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            "RunLock",
+            partition_key=dynamodb.Attribute(name=LOCK_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            removal_policy=RemovalPolicy.DESTROY,  # holds one item while a run is going
+        )
+
+    def _run_lock(self, then: sfn.IChainable) -> sfn.IChainable:
+        """Take the lock, then `then`. The lock is one item written only if absent
+        (`attribute_not_exists`), so of two runs started at once exactly one gets it: the
+        other ends as "Left to the run in progress". A lock whose holder is no longer running
+        (aborted, timed out: it never gave it back) is taken over, only if it is still that
+        holder's (a conditional delete), and the take is tried again."""
+        lock_key = {LOCK_KEY: tasks.DynamoAttributeValue.from_string(LOCK_ITEM)}
+        take = tasks.DynamoPutItem(
+            self,
+            TAKE_LOCK_STATE,
+            table=self.lock,
+            item={
+                **lock_key,
+                HOLDER: tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.Execution.Id")
+                ),
+                "started_at": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.Execution.StartTime")
+                ),
+            },
+            condition_expression=f"attribute_not_exists({LOCK_KEY})",
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        holder = tasks.DynamoGetItem(
+            self,
+            "Who holds the run lock?",
+            table=self.lock,
+            key=lock_key,
+            consistent_read=True,
+            result_selector={"holder": sfn.JsonPath.string_at(f"$.Item.{HOLDER}.S")},
+            result_path="$.lock",
+        )
+        status = tasks.CallAwsService(
+            self,
+            "Is its run still going?",
+            service="sfn",
+            action="describeExecution",
+            parameters={"ExecutionArn": sfn.JsonPath.string_at("$.lock.holder")},
+            iam_resources=[
+                self.format_arn(
+                    service="states",
+                    resource="execution",
+                    resource_name=f"{self.machine_name}:*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            result_selector={"status": sfn.JsonPath.string_at("$.Status")},
+            result_path="$.lock.run",
+        )
+        take_over = tasks.DynamoDeleteItem(
+            self,
+            "Take over a lock its run left",
+            table=self.lock,
+            key=lock_key,
+            condition_expression=f"{HOLDER} = :holder",
+            expression_attribute_values={
+                ":holder": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$.lock.holder")
+                )
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        left = sfn.Succeed(self, LEFT_STATE)
+        # The item vanished between the failed write and the read: try again.
+        holder.add_catch(take, errors=[sfn.Errors.ALL], result_path="$.lock_error")
+        # Someone else took it over first: read who holds it now.
+        take_over.add_catch(holder, errors=[sfn.Errors.ALL], result_path="$.lock_error")
+        status.add_catch(take_over, errors=[sfn.Errors.ALL], result_path="$.lock_error")
+        take.add_catch(holder, errors=[LOCK_TAKEN_ERROR], result_path="$.lock_error")
+        holder.next(status).next(
+            sfn.Choice(self, "Another run in progress?")
+            .when(sfn.Condition.string_equals("$.lock.run.status", "RUNNING"), left)
+            .otherwise(take_over.next(take))
+        )
+        return take.next(then)
+
+    def _release_lock(self, name: str, then: sfn.State) -> sfn.IChainable:
+        """Give the lock back (only if this run holds it), then `then`."""
+        give_back = tasks.DynamoDeleteItem(
+            self,
+            name,
+            table=self.lock,
+            key={LOCK_KEY: tasks.DynamoAttributeValue.from_string(LOCK_ITEM)},
+            condition_expression=f"{HOLDER} = :me",
+            expression_attribute_values={
+                ":me": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.Execution.Id")
+                )
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        # Not ours any more (taken over after this run was thought gone): nothing to give.
+        give_back.add_catch(then, errors=[sfn.Errors.ALL], result_path="$.lock_error")
+        return give_back.next(then)
+
     def _alerts_topic(self, config: AwsConfig) -> sns.Topic:
         """Where failed runs and the monitoring alarms notify. Encrypted with a key of its own:
         CloudWatch alarms cannot publish to a topic under SNS's AWS-managed key (its policy,
@@ -319,7 +415,9 @@ class ChainStack(Stack):
             topic.add_subscription(subscriptions.EmailSubscription(config.chain.notify_email))
         return topic
 
-    def _notify_on_failure(self, config: AwsConfig, step: Any, label: str, failed: sfn.Fail) -> Any:
+    def _notify_on_failure(
+        self, config: AwsConfig, step: Any, label: str, failed: sfn.IChainable
+    ) -> Any:
         """`step`, whose failure publishes what failed to the topic and fails the run."""
         notify = tasks.SnsPublish(
             self,

@@ -152,6 +152,14 @@ def _states(operation: str, params: dict[str, Any], region: str) -> list[Call]:
     return [Call(f"states:{operation}", params.get("stateMachineArn") or params["executionArn"])]
 
 
+def _dynamodb(operation: str, params: dict[str, Any], region: str) -> list[Call]:
+    return [Call(f"dynamodb:{operation}", _arn("dynamodb", region, f"table/{params['TableName']}"))]
+
+
+def _sns(operation: str, params: dict[str, Any], region: str) -> list[Call]:
+    return [Call(f"sns:{operation}", params["TopicArn"])]
+
+
 def _anything(operation: str, params: dict[str, Any], region: str, prefix: str) -> list[Call]:
     return [Call(f"{prefix}:{operation}", "*")]
 
@@ -165,6 +173,8 @@ RESOURCES: dict[str, Callable[[str, dict[str, Any], str], list[Call]]] = {
     "secretsmanager": _secretsmanager,
     "emr-serverless": _emr_serverless,
     "states": _states,
+    "dynamodb": _dynamodb,
+    "sns": _sns,
     # PutMetricData names no resource (IAM: "*")
     "cloudwatch": lambda o, p, r: _anything(o, p, r, "cloudwatch"),
 }

@@ -19,11 +19,13 @@ from infra.stacks.chain import (
     CLOUDFORMATION_ROLE_VARIABLE,
     EMR_SYNC_RULE,
     HANDOFF_VARIABLE,
+    LOCK_TAKEN_ERROR,
     MODE_KEY,
     MONITOR_MODE,
     READ_DECISION_STATE,
     RETRAIN_CHOICE,
     SCHEDULED_MONITOR_STATE,
+    TAKE_LOCK_STATE,
 )
 
 
@@ -69,12 +71,13 @@ def _walk(machine: dict[str, Any]) -> list[str]:
 
 def test_the_steps_are_the_chain_s_stages_in_its_order(machine) -> None:
     path = _walk(machine)
-    assert path[:2] == ["Runs in progress", "Another run in progress?"]
+    assert path[:2] == [TAKE_LOCK_STATE, "Monitor only?"]
     assert path[-1] == "Done" and machine["States"]["Done"]["Type"] == "Succeed"
+    assert path[-2] == "Give back the run lock"
     # every stage of `train` but the data's arrival, in the declared order: the model is
     # fitted, gated and materialized in AWS before anything is released; then the monitor
-    assert path[-2] == AWS_MONITOR
-    stages = path[2:-2]
+    assert path[-3] == AWS_MONITOR
+    stages = path[2:-3]
     assert (
         stages == [name for name in CHAIN if dict(AWS_CHAIN).get(name)] == [n for n, _ in AWS_CHAIN]
     )
@@ -141,17 +144,20 @@ def test_a_failed_step_notifies_and_fails_the_run(machine, stage) -> None:
     assert notify["Resource"] == "arn:aws:states:::sns:publish"
     message = notify["Parameters"]["Message"]
     assert message["stage"] == stage and message["cause.$"] == "$.failure.Cause"
-    assert machine["States"][notify["Next"]]["Type"] == "Fail"
+    give_back = machine["States"][notify["Next"]]
+    assert give_back["Resource"] == "arn:aws:states:::dynamodb:deleteItem"
+    assert machine["States"][give_back["Next"]]["Type"] == "Fail"
 
 
-def test_a_run_started_during_another_ends_at_once(machine) -> None:
-    guard = machine["States"]["Runs in progress"]
-    assert guard["Resource"] == "arn:aws:states:::aws-sdk:sfn:listExecutions"
-    assert guard["Parameters"]["StateMachineArn.$"] == "$$.StateMachine.Id"
-    # the first choice, before the monitor mode's: a scheduled monitor defers to a run too
-    choice = machine["States"]["Another run in progress?"]["Choices"][0]
-    assert choice["NumericGreaterThan"] == 1
-    assert machine["States"][choice["Next"]]["Type"] == "Succeed"
+def test_a_run_takes_the_lock_with_a_conditional_write_first(machine) -> None:
+    """Read here; executed (two runs at once, a lock left by a dead run) in
+    tests/infra/test_chain_executed.py."""
+    take = machine["States"][machine["StartAt"]]
+    assert machine["StartAt"] == TAKE_LOCK_STATE
+    assert take["Resource"] == "arn:aws:states:::dynamodb:putItem"
+    assert take["Parameters"]["ConditionExpression"] == "attribute_not_exists(lock_id)"
+    (taken,) = take["Catch"]
+    assert taken["ErrorEquals"] == [LOCK_TAKEN_ERROR]
 
 
 def test_a_schedule_and_every_new_drop_start_the_chain(templates) -> None:
@@ -196,7 +202,7 @@ def test_the_monitor_on_its_schedule_runs_the_chain_when_it_decides_to_retrain(
     assert rule["Properties"]["ScheduleExpression"] == config.chain.monitor_schedule
     assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {MODE_KEY: MONITOR_MODE}
     states = machine["States"]
-    guard = states["Another run in progress?"]["Choices"]
+    guard = states["Monitor only?"]["Choices"]
     (monitor_mode,) = [c for c in guard if "And" in c]
     assert {"Variable": f"$.{MODE_KEY}", "StringEquals": MONITOR_MODE} in monitor_mode["And"]
     assert monitor_mode["Next"] == SCHEDULED_MONITOR_STATE
@@ -212,10 +218,11 @@ def test_the_monitor_on_its_schedule_runs_the_chain_when_it_decides_to_retrain(
     assert retrain["Variable"] == f"$.monitor.handoff.{handoff.DECISION_KEY}"
     assert retrain["StringEquals"] == handoff.RETRAIN
     assert retrain["Next"] == AWS_CHAIN[0][0]
-    assert states[states[RETRAIN_CHOICE]["Default"]]["Type"] == "Succeed"
+    kept = states[states[RETRAIN_CHOICE]["Default"]]
+    assert states[kept["Next"]]["Type"] == "Succeed"
     # the chain's last stage leads to the monitor and then to Done, not to the decision
     assert states[AWS_CHAIN[-1][0]]["Next"] == AWS_MONITOR
-    assert states[AWS_MONITOR]["Next"] == "Done"
+    assert states[states[AWS_MONITOR]["Next"]]["Next"] == "Done"
     # the state machine may read the handoff file (and decrypt it)
     statements = _statements(templates["chain"], "ChainRole")
     by_action = {a: s for s in statements for a in _actions(s)}
