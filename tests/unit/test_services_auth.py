@@ -89,6 +89,7 @@ def run_entrypoint(tmp_path: Path, password: str) -> subprocess.CompletedProcess
         "ARTIFACTS_DESTINATION": "s3://bucket/mlflow",
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 64,
         "MLFLOW_ADMIN_PASSWORD": password,
+        "MLFLOW_ALLOWED_HOSTS": "internal-mlflow-1.eu-west-1.elb.amazonaws.com",
         "TMPDIR": str(tmp_path),
     }
     return subprocess.run(
@@ -108,3 +109,5 @@ def test_the_aws_image_starts_the_auth_app_with_a_strong_password(tmp_path: Path
     ran = run_entrypoint(tmp_path, STRONG)
     assert ran.returncode == 0, ran.stderr
     assert "mlflow server --app-name basic-auth" in ran.stdout
+    # the load balancer's name (the Host the jobs call it by), and localhost for the UI tunnel
+    assert "--allowed-hosts internal-mlflow-1.eu-west-1.elb.amazonaws.com,localhost," in ran.stdout
