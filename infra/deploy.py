@@ -21,8 +21,9 @@ until the first run has trained and released a champion.
 
 Release (the chain's last step, a CodeBuild build in the VPC): package the AWS champion into
 a Bento, containerize it for linux/amd64, push it under the Bento's version, roll the serving
-stack to that tag (its `ImageTag` parameter, through CloudFormation's deploy role, so
-CloudFormation stays the owner of the service), record the release in SSM Parameter Store,
+stack to that tag (its `ImageTag` parameter, through the serving stack's own deploy role,
+which may touch only the service, its task definitions and its scaling, so CloudFormation stays
+the owner of the service and the build holds no administrator role), record the release in SSM Parameter Store,
 send a smoke request. When the champion is the version already serving, it does nothing.
 
 Rollback: roll the serving stack back to the tag of the release before the current one. The
@@ -64,7 +65,8 @@ from infra.config import (
 ROOT = Path(__file__).resolve().parents[1]
 CDK_CLI = ["npx", "--yes", "aws-cdk@2"]
 JOB_POLL_S = 15
-# Set on the release build by the chain stack: CloudFormation's deploy role.
+# Set on the release build by the chain stack: the serving stack's deploy role, which
+# CloudFormation rolls the image with (infra/stacks/serving.py `_deploy_role`).
 CLOUDFORMATION_ROLE_VARIABLE = "MLOPS_CLOUDFORMATION_ROLE_ARN"
 # Object metadata holding the sha256 of an uploaded file: an unchanged file is not sent again.
 SHA_METADATA = "sha256"
@@ -234,7 +236,7 @@ def roll_service(
     role_arn: str | None = None,
 ) -> None:
     """Point the serving stack at `image_tag` and wait until the service is stable (through
-    CloudFormation's deploy role `role_arn` when given, as `cdk deploy` does)."""
+    the role `role_arn` when given: the release build passes the serving stack's deploy role)."""
     described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     # Every other parameter keeps its value: an SSM-typed one (CDK's BootstrapVersion) is
     # given the name of its SSM parameter again, from the template, to be resolved anew.

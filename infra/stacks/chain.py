@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_codebuild as codebuild
@@ -607,7 +607,7 @@ class ChainStack(Stack):
             else:
                 variables[name] = codebuild.BuildEnvironmentVariable(value=value)
         variables[CLOUDFORMATION_ROLE_VARIABLE] = codebuild.BuildEnvironmentVariable(
-            value=cloudformation_execution_role(self)
+            value=serving.deploy_role.role_arn
         )
         project = codebuild.Project(
             self,
@@ -682,11 +682,12 @@ class ChainStack(Stack):
                 resources=[_stack_arn(self, f"{config.name}-serving")],
             )
         )
-        # The serving stack is updated by CloudFormation's deploy role, as `cdk deploy` does.
+        # CloudFormation rolls the serving stack with the serving stack's own deploy role, which
+        # may touch only the service, its task definitions and its scaling (infra/stacks/serving.py).
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
-                resources=[cloudformation_execution_role(self)],
+                resources=[serving.deploy_role.role_arn],
                 conditions={
                     "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
                 },
@@ -711,14 +712,6 @@ class ChainStack(Stack):
             )
         )
         return project
-
-
-def cloudformation_execution_role(stack: Stack) -> str:
-    """The role CloudFormation deploys with (`cdk bootstrap` makes it): the release rolls the
-    serving stack through it, as `cdk deploy` does, instead of holding those rights itself."""
-    synthesizer: Any = stack.synthesizer
-    # The synthesizer's ARN holds ${AWS::AccountId} and ${AWS::Partition} placeholders.
-    return Fn.sub(str(synthesizer.cloud_formation_execution_role_arn))
 
 
 def _stack_arn(stack: Stack, name: str) -> str:

@@ -8,10 +8,20 @@ broken). `infra.deploy` rolls a new tag in and can roll back to the previous one
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Duration, Fn, Stack
+from aws_cdk import (
+    ArnFormat,
+    CfnCondition,
+    CfnOutput,
+    CfnParameter,
+    DefaultStackSynthesizer,
+    Duration,
+    Fn,
+    Stack,
+)
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from configs.settings import AwsConfig
@@ -250,8 +260,127 @@ class ServingStack(Stack):
         target.add_property_override(  # type: ignore[attr-defined]
             "MaxCapacity", Fn.condition_if(has_image.logical_id, serving.max_tasks, 0)
         )
+        self.deploy_role = self._deploy_role(task, cluster)
         scheme = "https" if https else "http"
         CfnOutput(self, "Url", value=f"{scheme}://{self.balancer.load_balancer_dns_name}")
         CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ServiceName", value=self.service.service_name)
+        CfnOutput(self, "DeployRoleArn", value=self.deploy_role.role_arn)
+
+    def _deploy_role(self, task: ecs.FargateTaskDefinition, cluster: ecs.Cluster) -> iam.Role:
+        """The role CloudFormation rolls this stack with when the release build changes its
+        image (`ImageTag`): what the resource handlers of the task definition (replaced), the
+        service and its scalable target (updated) call, as CloudFormation's registry schemas
+        list them (tests/infra/test_role_policies.py checks the list against them), each on this
+        stack's resources. Not the CDK bootstrap's execution role, which is administrator."""
+        role = iam.Role(
+            self,
+            "DeployRole",
+            assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
+            description="CloudFormation rolls the serving image with this role (release build)",
+        )
+        service, family = self.service.service_arn, task.family
+        task_definitions = self.format_arn(
+            service="ecs", resource="task-definition", resource_name=f"{family}:*"
+        )
+        deployments = self.format_arn(
+            service="ecs",
+            resource="service-deployment",
+            resource_name=f"{cluster.cluster_name}/{self.service.service_name}/*",
+        )
+        roles = [task.task_role.role_arn, task.obtain_execution_role().role_arn]
+        statements = [
+            # the service: rolled to the new task definition, its deployment watched
+            (
+                [
+                    "ecs:UpdateService",
+                    "ecs:DescribeServices",
+                    "ecs:ListServiceDeployments",
+                    "ecs:TagResource",
+                    "ecs:UntagResource",
+                    "ecs:ListTagsForResource",
+                ],
+                [service, task_definitions],
+            ),
+            (["ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"], [deployments]),
+            # Registering, describing and deregistering task definitions take no resource:
+            # harmless alone (running one needs the service, above, and PassRole, below).
+            (
+                [
+                    "ecs:RegisterTaskDefinition",
+                    "ecs:DeregisterTaskDefinition",
+                    "ecs:DescribeTaskDefinition",
+                ],
+                ["*"],
+            ),
+            (["iam:GetRole"], roles),
+            # Scalable targets are named by an id Application Auto Scaling makes (its Describe
+            # calls take no resource); the target tracking alarms are its own, named after it.
+            (
+                [
+                    "application-autoscaling:RegisterScalableTarget",
+                    "application-autoscaling:DeregisterScalableTarget",
+                    "application-autoscaling:PutScheduledAction",
+                    "application-autoscaling:DeleteScheduledAction",
+                    "application-autoscaling:TagResource",
+                    "application-autoscaling:UntagResource",
+                    "application-autoscaling:ListTagsForResource",
+                ],
+                [
+                    self.format_arn(
+                        service="application-autoscaling",
+                        resource="scalable-target",
+                        resource_name="*",
+                    )
+                ],
+            ),
+            (
+                [
+                    "application-autoscaling:DescribeScalableTargets",
+                    "application-autoscaling:DescribeScheduledActions",
+                ],
+                ["*"],
+            ),
+            (
+                [
+                    "cloudwatch:PutMetricAlarm",
+                    "cloudwatch:DeleteAlarms",
+                    "cloudwatch:DescribeAlarms",
+                ],
+                [
+                    self.format_arn(
+                        service="cloudwatch",
+                        resource="alarm",
+                        resource_name="TargetTracking-*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            ),
+        ]
+        for actions, resources in statements:
+            role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
+        # the task's own two roles, to ECS only
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=roles,
+                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            )
+        )
+        # the CDK bootstrap version the stack's rule checks (an SSM-typed parameter)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameters"],
+                resources=[
+                    self.format_arn(
+                        service="ssm",
+                        resource="parameter",
+                        resource_name=DefaultStackSynthesizer.DEFAULT_BOOTSTRAP_STACK_VERSION_SSM_PARAMETER.replace(
+                            "${Qualifier}", DefaultStackSynthesizer.DEFAULT_QUALIFIER
+                        ).lstrip("/"),
+                    )
+                ],
+            )
+        )
+        return role

@@ -324,15 +324,19 @@ def test_the_release_build_packages_in_the_vpc_with_docker_and_secrets_by_refere
         assert variables[secret]["Type"] == "SECRETS_MANAGER", secret
     assert not [n for n in variables if n.endswith(jobs.SECRET_ARN_SUFFIX)]
     assert variables["MLOPS_ENV"]["Value"] == "aws"
-    assert "cfn-exec-role" in variables[CLOUDFORMATION_ROLE_VARIABLE]["Value"]
+    # the serving stack's own deploy role, not the CDK bootstrap's (administrator) one
+    role_value = json.dumps(variables[CLOUDFORMATION_ROLE_VARIABLE]["Value"])
+    assert "DeployRole" in role_value and "cfn-exec-role" not in role_value
     buildspec = properties["Source"]["BuildSpec"]
     assert "python -m infra.deploy release" in buildspec
     assert f'--handoff-file \\"${HANDOFF_VARIABLE}\\"' in buildspec
     assert f"/{jobs.CODE_PREFIX}{jobs.SOURCE_BUNDLE} source.zip" in buildspec
-    # it rolls the serving stack through CloudFormation's role, not with rights of its own
+    # it rolls the serving stack through the serving stack's deploy role, not with rights of its
+    # own, and passes no other role
     statements = _statements(templates["chain"], "ReleaseRole")
     by_action = {a: s for s in statements for a in _actions(s)}
-    assert "cfn-exec-role" in json.dumps(by_action["iam:PassRole"]["Resource"])
+    passed = json.dumps(by_action["iam:PassRole"]["Resource"])
+    assert "DeployRole" in passed and "cfn-exec-role" not in passed
     assert "flight-delay-serving/*" in json.dumps(by_action["cloudformation:UpdateStack"])
     assert not [a for s in statements for a in _actions(s) if a.startswith("ecs:Update")]
     # CodeBuild reads the two secrets it gives the build, and no other

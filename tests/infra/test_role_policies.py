@@ -62,8 +62,9 @@ def _commands(spec: Any) -> list[str]:
     return [c for phase in spec["phases"].values() for c in phase.get("commands", [])]
 
 
-def _project_variable(templates: dict[str, Any], name: str) -> str:
-    """A plain variable of the release build's environment, as CloudFormation resolves it."""
+def _project_variable(templates: dict[str, Any], name: str, session: Any) -> str:
+    """A plain variable of the release build's environment, as CloudFormation resolves it
+    (an import from the stacks' exports in moto)."""
     (project,) = [
         r["Properties"]
         for r in templates["chain"]["Resources"].values()
@@ -72,6 +73,9 @@ def _project_variable(templates: dict[str, Any], name: str) -> str:
     (value,) = [
         v["Value"] for v in project["Environment"]["EnvironmentVariables"] if v["Name"] == name
     ]
+    if isinstance(value, dict) and "Fn::ImportValue" in value:
+        exports = session.client("cloudformation").list_exports()["Exports"]
+        value = next(e["Value"] for e in exports if e["Name"] == value["Fn::ImportValue"])
     if isinstance(value, dict) and "Fn::Sub" in value:
         value = value["Fn::Sub"]
         for placeholder, resolved in {
@@ -93,7 +97,7 @@ def test_the_release_build_may_make_every_call_it_makes(
     create_stacks(aws, synthesized, templates)
     # the build's environment, as the project sets it
     role_variable = deploy.CLOUDFORMATION_ROLE_VARIABLE
-    monkeypatch.setenv(role_variable, _project_variable(templates, role_variable))
+    monkeypatch.setenv(role_variable, _project_variable(templates, role_variable, aws))
     config = infra_config(environ={})
     recorder = policy_check.Recorder(REGION, bucket_keys=_bucket_keys(aws))
     session = _recording_session(recorder)
@@ -144,3 +148,184 @@ def test_the_check_refuses_a_call_the_policy_does_not_grant(aws, synthesized, te
         for p in policies
     ]
     assert policy_check.refused(stripped, [call]) == [str(call)]
+
+
+# -- CloudFormation's own calls when the release rolls the image --------------------------------
+SERVING_STACK = "flight-delay-serving"
+# Calls a handler's schema lists for kinds of target the serving stack does not have: the
+# scalable target is an ECS service's, not a Lambda function's provisioned concurrency.
+NOT_THIS_TARGET = ("lambda:",)
+
+
+def _references(node: Any) -> set[str]:
+    """What a piece of a template depends on: resources (Ref, GetAtt), parameters (Ref) and
+    conditions (Fn::If)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if "Ref" in node:
+            found.add(node["Ref"])
+        if "Fn::GetAtt" in node:
+            found.add(node["Fn::GetAtt"][0])
+        if "Fn::If" in node:
+            found.add(node["Fn::If"][0])
+        if "Condition" in node and isinstance(node["Condition"], str):
+            found.add(node["Condition"])
+        for value in node.values():
+            found |= _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _references(value)
+    return found
+
+
+def rolled_resources(template: dict[str, Any], parameter: str) -> dict[str, str]:
+    """Which resources a change of `parameter` alone touches, and how ("replace" when a
+    property CloudFormation can only set at creation changes, else "update"), by the resource
+    types' registry schemas (cfn-lint ships them): a replaced resource's new physical id
+    changes whatever refers to it, and so on until nothing more changes."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    changed = {parameter} | {
+        name
+        for name, expression in template.get("Conditions", {}).items()
+        if parameter in _references(expression)
+    }
+    touched: dict[str, str] = {}
+    while True:
+        before = dict(touched)
+        for logical_id, resource in template["Resources"].items():
+            schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, resource["Type"]).schema
+            create_only = {
+                p.removeprefix("/properties/").split("/")[0]
+                for p in schema.get("createOnlyProperties", [])
+            }
+            properties = {
+                name
+                for name, value in resource.get("Properties", {}).items()
+                if _references(value) & changed
+            }
+            if properties:
+                touched[logical_id] = "replace" if properties & create_only else "update"
+                if touched[logical_id] == "replace":
+                    changed.add(logical_id)
+        if touched == before:
+            return touched
+
+
+def _handler_actions(resource_type: str, how: str) -> list[str]:
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    handlers = PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, resource_type).schema["handlers"]
+    # a replacement creates the new resource, then deletes the old one (or, rolled back, the new)
+    wanted = ("create", "delete") if how == "replace" else ("update",)
+    actions = {a for h in wanted for a in handlers[h]["permissions"]}
+    return sorted(a for a in actions if not a.startswith(NOT_THIS_TARGET))
+
+
+def _deploy_calls(session: Any, template: dict[str, Any]) -> list[policy_check.Call]:
+    """Every call the resource handlers may make when the image is rolled, each on the
+    resource it acts on (moto's physical ids), as IAM would judge it."""
+    cloudformation = session.client("cloudformation")
+    physical = {
+        r.get("LogicalResourceId", ""): r.get("PhysicalResourceId", "")
+        for r in cloudformation.describe_stack_resources(StackName=SERVING_STACK)["StackResources"]
+    }
+    prefix = f"arn:aws:{{}}:{REGION}:{policy_check.ACCOUNT}:"
+    (service_id,) = [
+        k for k, r in template["Resources"].items() if r["Type"] == "AWS::ECS::Service"
+    ]
+    service = physical[service_id]
+    cluster_service = service.split(":service/", 1)[1]
+    (task_id,) = [
+        k for k, r in template["Resources"].items() if r["Type"] == "AWS::ECS::TaskDefinition"
+    ]
+    task = template["Resources"][task_id]["Properties"]
+    task_roles = [
+        session.client("iam").get_role(RoleName=physical[task[p]["Fn::GetAtt"][0]])["Role"]["Arn"]
+        for p in ("TaskRoleArn", "ExecutionRoleArn")
+    ]
+    on_resource = {
+        "AWS::ECS::Service": service,
+        "AWS::ECS::TaskDefinition": physical[task_id],
+    }
+    calls = []
+    for logical_id, how in rolled_resources(template, "ImageTag").items():
+        kind = template["Resources"][logical_id]["Type"]
+        for action in _handler_actions(kind, how):
+            prefix_of = action.split(":", 1)[0]
+            if action in ("iam:PassRole", "iam:GetRole"):
+                context = (
+                    (("iam:PassedToService", "ecs-tasks.amazonaws.com"),)
+                    if action == "iam:PassRole"
+                    else ()
+                )
+                calls += [policy_check.Call(action, r, context, because=kind) for r in task_roles]
+                continue
+            if action in ("ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"):
+                resource = prefix.format("ecs") + f"service-deployment/{cluster_service}/d1"
+            elif prefix_of == "ecs":
+                resource = on_resource.get(kind, service)
+            elif prefix_of == "application-autoscaling":
+                resource = prefix.format(prefix_of) + "scalable-target/0a1b2c3d"
+            elif prefix_of == "cloudwatch":
+                resource = (
+                    prefix.format("cloudwatch")
+                    + f"alarm:TargetTracking-service/{cluster_service}-AlarmHigh-1"
+                )
+            else:
+                raise AssertionError(f"{action} ({kind}): no resource for it in this test")
+            calls.append(policy_check.Call(action, resource, because=kind))
+    if "BootstrapVersion" in template.get("Parameters", {}):
+        name = template["Parameters"]["BootstrapVersion"]["Default"].lstrip("/")
+        calls.append(
+            policy_check.Call("ssm:GetParameters", prefix.format("ssm") + f"parameter/{name}")
+        )
+    return calls
+
+
+def test_rolling_the_image_is_within_the_serving_stacks_deploy_role(
+    aws, synthesized, templates
+) -> None:
+    """What CloudFormation calls, with the role the release passes it, when only `ImageTag`
+    changes: the handlers' permissions of every resource that change touches (from the
+    resource types' registry schemas: the task definition replaced, the service and its
+    scalable target updated), each judged against the deploy role's policy on this stack's
+    own resources."""
+    create_stacks(aws, synthesized, templates)
+    template = templates["serving"]
+    rolled = rolled_resources(template, "ImageTag")
+    kinds = {template["Resources"][k]["Type"]: how for k, how in rolled.items()}
+    assert kinds == {
+        "AWS::ECS::TaskDefinition": "replace",
+        "AWS::ECS::Service": "update",
+        "AWS::ApplicationAutoScaling::ScalableTarget": "update",
+    }
+    role = next(
+        k
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::Role" and k.startswith("DeployRole")
+    )
+    policies = policy_check.role_policies(aws, SERVING_STACK, role)
+    calls = _deploy_calls(aws, template)
+    assert {"ecs:RegisterTaskDefinition", "ecs:UpdateService", "iam:PassRole"} <= {
+        c.action for c in calls
+    }
+    assert policy_check.refused(policies, calls) == []
+    # and nothing beyond the stack: another service, another role, another cluster's alarms
+    foreign = [
+        policy_check.Call(
+            "ecs:UpdateService", f"arn:aws:ecs:{REGION}:{policy_check.ACCOUNT}:service/other/api"
+        ),
+        policy_check.Call(
+            "iam:PassRole",
+            f"arn:aws:iam::{policy_check.ACCOUNT}:role/Admin",
+            (("iam:PassedToService", "ecs-tasks.amazonaws.com"),),
+        ),
+        policy_check.Call(
+            "iam:PassRole",
+            f"arn:aws:iam::{policy_check.ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{policy_check.ACCOUNT}-{REGION}",
+            (("iam:PassedToService", "cloudformation.amazonaws.com"),),
+        ),
+        policy_check.Call("s3:GetObject", "arn:aws:s3:::any/thing"),
+    ]
+    assert len(policy_check.refused(policies, foreign)) == len(foreign)
