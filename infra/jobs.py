@@ -25,6 +25,10 @@ PREDICTION_LOG_PREFIX = "prediction-log/"
 # What the monitor decided (configs/aws.yaml paths.monitoring).
 MONITORING_PREFIX = "monitoring/"
 SOURCE_BUNDLE = "source.zip"
+# The platform's runtime dependencies with the hash of every file (`make lock` writes it): the
+# release build and the EMR image install from it with `pip --require-hashes`, so a build
+# installs exactly what was tested, and a file the package index changes is refused.
+RUNTIME_LOCK = "runtime-lock.txt"
 HANDOFF_FILE = "handoff.json"
 # `<VARIABLE>_SECRET_ARN` holds the ARN of the secret whose value `<VARIABLE>` is to hold.
 SECRET_ARN_SUFFIX = "_SECRET_ARN"  # pragma: allowlist secret

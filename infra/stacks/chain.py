@@ -641,8 +641,11 @@ class ChainStack(Stack):
                                 # explicit grant below, not CodeBuild's wildcard S3 source).
                                 f"aws s3 cp {bundle} source.zip",
                                 "unzip -q source.zip && rm source.zip",
+                                # The dependencies, each file checked against its hash; the
+                                # platform itself runs from the source (`python -m`).
                                 "python -m venv /tmp/venv",
-                                "/tmp/venv/bin/pip install --quiet -c constraints.txt -e .",
+                                "/tmp/venv/bin/pip install --quiet --require-hashes --no-deps"
+                                f" -r {jobs.RUNTIME_LOCK}",
                             ],
                         },
                         "build": {

@@ -331,6 +331,9 @@ def test_the_release_build_packages_in_the_vpc_with_docker_and_secrets_by_refere
     assert "python -m infra.deploy release" in buildspec
     assert f'--handoff-file \\"${HANDOFF_VARIABLE}\\"' in buildspec
     assert f"/{jobs.CODE_PREFIX}{jobs.SOURCE_BUNDLE} source.zip" in buildspec
+    # every file it installs checked against the lock's hashes; nothing resolved at build time
+    assert f"pip install --quiet --require-hashes --no-deps -r {jobs.RUNTIME_LOCK}" in buildspec
+    assert "constraints.txt" not in buildspec and "-e ." not in buildspec
     # it rolls the serving stack through the serving stack's deploy role, not with rights of its
     # own, and passes no other role
     statements = _statements(templates["chain"], "ReleaseRole")

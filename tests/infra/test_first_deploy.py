@@ -143,6 +143,14 @@ def test_the_spark_jobs_bring_the_project_s_python_with_them() -> None:
     assert f"cp -r /usr/local/lib/python{minor}/* /opt/venv/lib/python{minor}/" in dockerfile
     assert f"--python-prefix /home/hadoop/{jobs.ARCHIVE_ALIAS}" in dockerfile
     assert f"-o /{jobs.VENV_ARCHIVE}" in dockerfile
+    # its dependencies from the hash-pinned lock, the lock in the build context
+    assert f"--require-hashes --no-deps -r {jobs.RUNTIME_LOCK}" in dockerfile
+    assert re.search(rf"^COPY .*\b{re.escape(jobs.RUNTIME_LOCK)}\b", dockerfile, re.M)
+    # the lock's version of the Python it is resolved for is the one the image builds
+    lock_python = re.search(r"--python-version (\S+)", (ROOT / "Makefile").read_text())
+    assert lock_python and re.search(
+        rf"ARG PYTHON_VERSION={lock_python.group(1)}$", dockerfile, re.M
+    )
     # every package the platform installs is in the image's build context
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"
