@@ -379,10 +379,24 @@ class AwsServingConfig(Strict):
     # ALB requests per target per minute at which another task starts.
     requests_per_target: int = Field(3000, ge=1)
     port: int = 3000
-    # An ACM certificate for HTTPS on the load balancer; empty: HTTP only (a dev account).
+    # Off: an internal load balancer, reached from the VPC only (the default). On: an
+    # internet-facing one, which must have a certificate (HTTPS only) and answers only requests
+    # carrying one of its API keys (Secrets Manager, checked by the service).
+    public: bool = False
+    # An ACM certificate for HTTPS on the load balancer; empty: HTTP (internal only).
     certificate_arn: str = ""
-    # Who may reach the serving load balancer.
+    # Who may reach an internet-facing load balancer; an internal one admits the VPC's range.
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+
+    @model_validator(mode="after")
+    def _opened_over_https(self) -> AwsServingConfig:
+        if self.public and not self.certificate_arn:
+            raise ValueError(
+                "aws.serving.public opens /predict to the internet: it needs "
+                "aws.serving.certificate_arn (an ACM certificate; MLOPS_CERTIFICATE_ARN in "
+                "configs/aws.yaml), so that API keys and requests never travel in the clear"
+            )
+        return self
 
 
 class AwsChainConfig(Strict):

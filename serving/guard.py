@@ -10,9 +10,11 @@ one larger than the largest valid request. Other routes (health, metrics, docs) 
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -22,6 +24,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON = "application/json"
+# The API keys a service opened to the internet accepts (comma-separated, so that a new key can
+# be added before the old one is removed); set from Secrets Manager by the serving stack when
+# `aws.serving.public` is on. Unset: no key is asked for (local, or behind an internal load
+# balancer). The smoke request sends the first one.
+API_KEYS_VARIABLE = "MLOPS_API_KEYS"  # pragma: allowlist secret
 
 
 async def _answer(
@@ -150,3 +157,44 @@ class ShedLoad:
             took = finished - max(arrived, self.last_finished)
             self.last_finished = finished
             self.service_s += self.SMOOTHING * (took - self.service_s)
+
+
+def api_keys(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The accepted API keys, from API_KEYS_VARIABLE (none: no key is asked for)."""
+    value = (os.environ if environ is None else environ).get(API_KEYS_VARIABLE, "")
+    return [key.strip() for key in value.split(",") if key.strip()]
+
+
+class ApiKeys:
+    """401 for a request to `paths` without one of `keys` as `Authorization: Bearer <key>`.
+
+    Checked before anything reads the body, in constant time; the answer never says whether a
+    key was close. With no keys, every request passes (the variable is unset locally)."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str], keys: list[str]) -> None:
+        self.app = app
+        self.paths = paths
+        self.keys = [key.encode() for key in keys]
+
+    def accepts(self, authorization: bytes) -> bool:
+        scheme, _, presented = authorization.partition(b" ")
+        if scheme.lower() != b"bearer" or not presented.strip():
+            return False
+        # every key compared, so the time taken does not say which one nearly matched
+        matched = [hmac.compare_digest(presented.strip(), key) for key in self.keys]
+        return any(matched)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.keys or scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        headers = {key.lower(): value for key, value in scope["headers"]}
+        if not self.accepts(headers.get(b"authorization", b"")):
+            await _answer(
+                send,
+                401,
+                "an API key is required: Authorization: Bearer <key>",
+                [(b"www-authenticate", b'Bearer realm="predict"')],
+            )
+            return
+        await self.app(scope, receive, send)

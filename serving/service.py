@@ -39,7 +39,7 @@ from monitoring.prediction_log import (
     new_prediction_id,
 )
 from serving.gauges import GAUGES, MonitorGauges
-from serving.guard import JsonBodiesOnly, ShedLoad
+from serving.guard import ApiKeys, JsonBodiesOnly, ShedLoad, api_keys
 from serving.logs import RequestIds, use_json_logs
 from serving.schemas import response_models
 from usecases import load as load_usecase
@@ -517,10 +517,14 @@ class PredictionService:
     )(_api(_predict_batch, "predict_batch", list[Prediction]))  # type: ignore[valid-type]
 
 
-# Outermost first: past capacity a request is refused before anything reads it; then client
-# mistakes in the body itself (not JSON, too large) are answered 415/413 before BentoML's
-# parser sees them. See serving/guard.py.
+# Outermost first: a request without an accepted API key (when the service has keys: opened
+# to the internet on AWS) is refused before it takes a place in the queue; past capacity a
+# request is refused before anything reads it; then client mistakes in the body itself (not
+# JSON, too large) are answered 415/413 before BentoML's parser sees them. See serving/guard.py.
 PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
+    ApiKeys, paths=API_PATHS, keys=api_keys()
+)
+PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]
     ShedLoad,
     paths=API_PATHS,
     max_queue_s=SETTINGS.serving.max_queue_ms / 1000,

@@ -16,6 +16,7 @@ import urllib.request
 from typing import Any
 
 from configs import load_settings
+from serving.guard import api_keys
 from usecases import load as load_usecase
 
 
@@ -33,11 +34,14 @@ def example_request(usecase_name: str) -> tuple[dict[str, Any], str, str]:
     return body, request.items_field, usecase.outcome.score_field
 
 
-def _call(url: str, body: dict[str, Any] | None, timeout_s: float) -> tuple[int, str]:
+def _call(
+    url: str, body: dict[str, Any] | None, timeout_s: float, api_key: str = ""
+) -> tuple[int, str]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"} if data else {}
-    )
+    headers = {"Content-Type": "application/json"} if data else {}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return int(response.status), response.read().decode(errors="replace")
@@ -55,8 +59,10 @@ def smoke(
     ready_within_s: float = 300,
     poll_s: float = 5,
     timeout_s: float = 10,
+    api_key: str = "",
 ) -> dict[str, Any]:
-    """Wait for `/readyz`, POST `body` to `/predict`; the answer, or SmokeFailed."""
+    """Wait for `/readyz`, POST `body` to `/predict` (with `api_key` when the service asks for
+    one); the answer, or SmokeFailed."""
     base = base_url.rstrip("/")
     deadline = time.monotonic() + ready_within_s
     while True:
@@ -69,7 +75,7 @@ def smoke(
                 f"(last: {code or 'no answer'} {text[:200]})"
             )
         time.sleep(poll_s)
-    code, text = _call(f"{base}/predict", body, timeout_s)
+    code, text = _call(f"{base}/predict", body, timeout_s, api_key)
     if code != 200:
         raise SmokeFailed(f"{base}/predict answered {code}: {text[:500]}")
     try:
@@ -95,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.env)
     try:
         body, _, score_field = example_request(settings.usecase)
-        answer = smoke(args.url, body, score_field, ready_within_s=args.ready_within)
+        # the service's first API key, when it has any (an endpoint opened to the internet)
+        keys = api_keys()
+        answer = smoke(
+            args.url,
+            body,
+            score_field,
+            ready_within_s=args.ready_within,
+            api_key=keys[0] if keys else "",
+        )
     except SmokeFailed as err:
         print(f"smoke request failed: {err}", file=sys.stderr)
         return 1

@@ -53,6 +53,7 @@ from infra.stacks.mlflow import MlflowStack
 from infra.stacks.network import APP_SUBNETS
 from infra.stacks.serving import ServingStack
 from infra.stacks.spark import SparkStack
+from serving.guard import API_KEYS_VARIABLE
 
 # Step Functions' managed rule for `.sync` EMR Serverless jobs (it watches the job's events).
 EMR_SYNC_RULE = "StepFunctionsGetEventsForEMRServerlessJobRule"
@@ -609,6 +610,12 @@ class ChainStack(Stack):
         variables[CLOUDFORMATION_ROLE_VARIABLE] = codebuild.BuildEnvironmentVariable(
             value=serving.deploy_role.role_arn
         )
+        if serving.api_keys is not None:
+            # the smoke request's key, when the endpoint is opened to the internet
+            variables[API_KEYS_VARIABLE] = codebuild.BuildEnvironmentVariable(
+                type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER,
+                value=serving.api_keys.secret_arn,
+            )
         project = codebuild.Project(
             self,
             "Release",

@@ -1,5 +1,11 @@
-"""Serving: the Bento's image in ECR, run on ECS Fargate behind a public load balancer that
-checks `/livez`, scaled on CPU and on requests per target, logs kept for a set time.
+"""Serving: the Bento's image in ECR, run on ECS Fargate behind a load balancer that checks
+`/livez`, scaled on CPU and on requests per target, logs kept for a set time.
+
+The load balancer is internal (reached from the VPC) unless `aws.serving.public` opens it; an
+opened one is internet-facing, HTTPS only, and the service then answers only requests that
+carry one of the API keys this stack keeps in Secrets Manager (serving/guard.py `ApiKeys`).
+API keys rather than OIDC on the load balancer: the callers of a prediction API are programs,
+and the load balancer's OIDC action is a browser's sign-in redirect that they cannot follow.
 
 The image tag is a stack parameter (`ImageTag`). Until the first model is deployed it is
 `none`: the service exists with no tasks, and the load balancer answers 503 (not ready, not
@@ -22,6 +28,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
@@ -37,6 +44,7 @@ from infra.stacks.common import (
 from infra.stacks.data import DataStack, grant_data
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.network import APP_SUBNETS
+from serving.guard import API_KEYS_VARIABLE
 
 # What the load balancer (and so ECS) checks: liveness, which reads nothing. `/readyz` reads the
 # online store, so checking it would mark every task unhealthy during an ElastiCache failover
@@ -76,6 +84,23 @@ class ServingStack(Stack):
             "HasImage",
             expression=Fn.condition_not(Fn.condition_equals(image_tag.value_as_string, NO_IMAGE)),
         )
+        # An endpoint opened to the internet asks for an API key (the secret's value, to which
+        # more keys can be added, comma-separated, while clients move to a new one).
+        self.api_keys: secretsmanager.Secret | None = None
+        secrets = {
+            "MLOPS_REDIS_AUTH_TOKEN": task_secret(self, "RedisToken", feature_store.reader_token),
+        }
+        if serving.public:
+            self.api_keys = secretsmanager.Secret(
+                self,
+                "ApiKeys",
+                description=f"{config.name}: the API keys /predict accepts (comma-separated)",
+                encryption_key=data.key,
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    exclude_punctuation=True, password_length=48
+                ),
+            )
+            secrets[API_KEYS_VARIABLE] = task_secret(self, "TaskApiKeys", self.api_keys)
         self.repository = image_repository(self, keep_images=30)
         cluster = ecs.Cluster(
             self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
@@ -108,14 +133,10 @@ class ServingStack(Stack):
                 "OMP_NUM_THREADS": "1",
                 "BENTOML_DO_NOT_TRACK": "true",
             },
-            # Only what it reads: the read-only user's password. The service serves the model
-            # packed into its image and never calls MLflow, so it holds none of MLflow's
-            # credentials, and not the writer's password.
-            secrets={
-                "MLOPS_REDIS_AUTH_TOKEN": task_secret(
-                    self, "RedisToken", feature_store.reader_token
-                ),
-            },
+            # Only what it reads: the read-only user's password (and, opened, its API keys).
+            # The service serves the model packed into its image and never calls MLflow, so it
+            # holds none of MLflow's credentials, and not the writer's password.
+            secrets=secrets,
             stop_timeout=Duration.seconds(30),  # SIGTERM, then requests in flight finish
             # The Bento image's own non-root user (BentoML's Dockerfile: bentoml, uid 1034),
             # stated here too so the task never runs as root whatever the image says.
@@ -169,7 +190,9 @@ class ServingStack(Stack):
             allow_all_outbound=False,
         )
         https = bool(serving.certificate_arn)
-        for cidr in serving.allowed_cidrs:
+        # Opened: the configured ranges; internal: the VPC's own.
+        clients = serving.allowed_cidrs if serving.public else [vpc.vpc_cidr_block]
+        for cidr in clients:
             lb_security_group.add_ingress_rule(
                 ec2.Peer.ipv4(cidr), ec2.Port.tcp(443 if https else 80), "clients"
             )
@@ -183,7 +206,8 @@ class ServingStack(Stack):
             self,
             "LoadBalancer",
             vpc=vpc,
-            internet_facing=True,
+            internet_facing=serving.public,
+            vpc_subnets=None if serving.public else APP_SUBNETS,
             security_group=lb_security_group,
             drop_invalid_header_fields=True,
         )
@@ -211,7 +235,7 @@ class ServingStack(Stack):
                     protocol="HTTPS", port="443", permanent=True
                 ),
             )
-            for cidr in serving.allowed_cidrs:
+            for cidr in clients:
                 lb_security_group.add_ingress_rule(
                     ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), "clients, redirected to HTTPS"
                 )
@@ -267,6 +291,8 @@ class ServingStack(Stack):
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ServiceName", value=self.service.service_name)
         CfnOutput(self, "DeployRoleArn", value=self.deploy_role.role_arn)
+        if self.api_keys is not None:
+            CfnOutput(self, "ApiKeysSecret", value=self.api_keys.secret_arn)
 
     def _deploy_role(self, task: ecs.FargateTaskDefinition, cluster: ecs.Cluster) -> iam.Role:
         """The role CloudFormation rolls this stack with when the release build changes its

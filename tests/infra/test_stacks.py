@@ -345,3 +345,68 @@ def test_two_nat_gateways_give_each_zone_its_own_way_out(config: AwsConfig) -> N
         if "NatGatewayId" in r["Properties"]
     ]
     assert sorted(nat_routes) == sorted(gateways)
+
+
+def _balancer(serving: Template) -> dict[str, Any]:
+    (balancer,) = serving.find_resources("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    return dict(balancer["Properties"])
+
+
+def _client_rules(serving: Template) -> list[dict[str, Any]]:
+    groups = serving.find_resources("AWS::EC2::SecurityGroup")
+    (group,) = [
+        g for g in groups.values() if "load balancer" in g["Properties"]["GroupDescription"]
+    ]
+    return list(group["Properties"].get("SecurityGroupIngress", []))
+
+
+def test_serving_is_internal_by_default(synthesized, config: AwsConfig) -> None:
+    """Shipped config: an internal load balancer in the private subnets, reached from the VPC's
+    range only; no API keys (nothing outside the VPC can call it)."""
+    assert config.serving.public is False
+    serving = template(synthesized, "serving")
+    balancer = _balancer(serving)
+    assert balancer["Scheme"] == "internal"
+    rules = _client_rules(serving)
+    assert rules and all("CidrIp" not in r or r["CidrIp"] != "0.0.0.0/0" for r in rules)
+    assert all("Fn::ImportValue" in json.dumps(r.get("CidrIp")) for r in rules), rules
+    assert not serving.find_resources("AWS::SecretsManager::Secret")
+    (task,) = serving.find_resources("AWS::ECS::TaskDefinition").values()
+    secrets = task["Properties"]["ContainerDefinitions"][0]["Secrets"]
+    assert "MLOPS_API_KEYS" not in {s["Name"] for s in secrets}
+
+
+def test_an_opened_endpoint_is_https_only_and_asks_for_an_api_key(tmp_path, config) -> None:
+    """`public: true` (with a certificate): internet-facing, HTTPS on 443 with plain HTTP only
+    redirecting, the service given its API keys from Secrets Manager, and the release build
+    the same secret for its smoke request."""
+    from infra.app import build_app
+    from serving.guard import API_KEYS_VARIABLE
+    from tests.infra.conftest import REGION
+
+    certificate = f"arn:aws:acm:{REGION}:123456789012:certificate/abc"
+    opened = config.model_copy(
+        update={
+            "serving": config.serving.model_copy(
+                update={"public": True, "certificate_arn": certificate}
+            )
+        }
+    )
+    _, stacks = build_app(opened, REGION, outdir=str(tmp_path))
+    serving = Template.from_stack(stacks["serving"])
+    assert _balancer(serving)["Scheme"] == "internet-facing"
+    ports = {r["FromPort"] for r in _client_rules(serving)}
+    assert ports == {443, 80}
+    listeners = serving.find_resources("AWS::ElasticLoadBalancingV2::Listener")
+    by_port = {r["Properties"]["Port"]: r["Properties"] for r in listeners.values()}
+    assert by_port[443]["Protocol"] == "HTTPS"
+    assert by_port[443]["Certificates"] == [{"CertificateArn": certificate}]
+    assert by_port[80]["DefaultActions"][0]["Type"] == "redirect"
+    (secret_id,) = serving.find_resources("AWS::SecretsManager::Secret")
+    (task,) = serving.find_resources("AWS::ECS::TaskDefinition").values()
+    secrets = {s["Name"]: s for s in task["Properties"]["ContainerDefinitions"][0]["Secrets"]}
+    assert secret_id in json.dumps(secrets[API_KEYS_VARIABLE]["ValueFrom"])
+    chain = Template.from_stack(stacks["chain"])
+    (project,) = chain.find_resources("AWS::CodeBuild::Project").values()
+    variables = {v["Name"]: v for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert variables[API_KEYS_VARIABLE]["Type"] == "SECRETS_MANAGER"

@@ -177,3 +177,15 @@ def test_a_missing_or_unknown_use_case_is_named(config_dir: Path) -> None:
         load_settings("local", config_dir=config_dir, environ={})
     with pytest.raises(ConfigError, match=r"unknown use case 'nope'.*available: flight_delay"):
         load_settings("local", config_dir=config_dir, environ={"MLOPS_USECASE": "nope"})
+
+
+def test_an_endpoint_opened_to_the_internet_needs_a_certificate() -> None:
+    """`aws.serving.public` without a certificate is refused at load, naming what to set: an
+    opened endpoint is never plain HTTP (its API keys would travel in the clear)."""
+    from configs.settings import AwsServingConfig
+
+    assert AwsServingConfig().public is False
+    with pytest.raises(ValueError, match=r"public.*certificate_arn"):
+        AwsServingConfig(public=True)
+    opened = AwsServingConfig(public=True, certificate_arn="arn:aws:acm:eu-west-1:1:certificate/x")
+    assert opened.public
