@@ -150,7 +150,7 @@ status: $(INFRA_STAMP) ## ENV=aws: the chain's last runs in AWS, and the stage e
 	@if [ "$(ENV)" != aws ]; then echo "status reads AWS: run 'make status ENV=aws' (locally: python -m pipelines promotions)"; exit 2; fi
 	$(INFRA_BIN)/python -m infra.deploy status
 
-destroy: $(INFRA_STAMP) ## ENV=aws: delete every stack; keeps (and names) the data buckets, images and the database snapshot
+destroy: $(INFRA_STAMP) ## ENV=aws: snapshot the database, delete every stack; names all it keeps (infra.deploy destroy --purge: those too)
 	@if [ "$(ENV)" != aws ]; then echo "destroy targets AWS: run 'make destroy ENV=aws'"; exit 2; fi
 	$(INFRA_BIN)/python -m infra.deploy destroy
 

@@ -328,25 +328,6 @@ def test_status_lists_the_last_runs_and_the_stage_a_failed_one_stopped_at(
     assert deploy._failed_step(History(), "arn") == "fit"
 
 
-def test_destroy_deletes_every_stack_and_names_what_it_keeps(aws, synthesized, templates) -> None:
-    create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
-    cloudformation = aws.client("cloudformation")
-    database = deploy.stack_outputs(cloudformation, "flight-delay-database")["DatabaseInstance"]
-    # what RemovalPolicy.SNAPSHOT leaves when the stack goes
-    aws.client("rds").create_db_snapshot(
-        DBSnapshotIdentifier="flight-delay-mlflow-final", DBInstanceIdentifier=database
-    )
-    run = Recorder()
-    kept = deploy.destroy(aws, config, run=run)
-
-    assert any("aws-cdk@2 destroy --all --force" in " ".join(c) for c in run.commands)
-    data = deploy.stack_outputs(cloudformation, "flight-delay-data")
-    assert f"bucket {data['LandingBucket']}" in kept and f"bucket {data['LakeBucket']}" in kept
-    assert "database snapshot flight-delay-mlflow-final" in kept
-    assert any(k.startswith("image repository ") for k in kept)
-
-
 def test_batch_predict_runs_on_emr_with_the_same_entry_point(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
     config = infra_config(environ={})
