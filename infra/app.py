@@ -83,7 +83,7 @@ def build_app(
         config=config,
         vpc=network.vpc,
         data=data,
-        secrets=[feature_store.auth_token, mlflow.admin_password],
+        secrets=[feature_store.auth_token, mlflow.jobs_password],
         env=env,
     )
     serving = ServingStack(

@@ -54,6 +54,11 @@ def infra_config(environ: Mapping[str, str] | None = None) -> AwsConfig:
     return _aws_settings(environ).aws
 
 
+def registered_model(environ: Mapping[str, str] | None = None) -> str:
+    """The use case's MLflow registered model (the release build may edit it, nothing else)."""
+    return _aws_settings(environ).names.registered_model
+
+
 def landing_key_prefix(environ: Mapping[str, str] | None = None) -> str:
     """Where drops land in the landing bucket: the key prefix of the aws profile's
     `paths.landing` (`s3://<bucket>/landing` -> `landing/`)."""

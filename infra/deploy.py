@@ -325,7 +325,7 @@ def job_environment(cloudformation: Any, config: AwsConfig) -> dict[str, str]:
         redis_user=store["RedisWriterUser"],
         redis_token_secret_arn=store["RedisAuthTokenSecret"],
         tracking_uri=mlflow["TrackingUri"],
-        mlflow_password_secret_arn=mlflow["AdminPasswordSecret"],
+        mlflow_password_secret_arn=mlflow["JobsPasswordSecret"],
     )
 
 

@@ -32,8 +32,11 @@ RUNTIME_LOCK = "runtime-lock.txt"
 HANDOFF_FILE = "handoff.json"
 # `<VARIABLE>_SECRET_ARN` holds the ARN of the secret whose value `<VARIABLE>` is to hold.
 SECRET_ARN_SUFFIX = "_SECRET_ARN"  # pragma: allowlist secret
-# The user the jobs sign in to MLflow as; its password is read from Secrets Manager by ARN.
-MLFLOW_JOB_USER = "admin"
+# The MLflow accounts of the chain (made by the MLflow image, infra/images/mlflow/accounts.py):
+# the jobs' (not an admin: it manages what it creates) and the release build's (reads, and edits
+# only the registered model). Their passwords are read from Secrets Manager.
+MLFLOW_JOB_USER = "pipelines"
+MLFLOW_RELEASE_USER = "release"
 
 
 def spark_submit(

@@ -104,10 +104,12 @@ class ChainStack(Stack):
             redis_user=feature_store.writer_user,
             redis_token_secret_arn=feature_store.auth_token.secret_arn,
             tracking_uri=mlflow.tracking_uri,
-            mlflow_password_secret_arn=mlflow.admin_password.secret_arn,
+            mlflow_password_secret_arn=mlflow.jobs_password.secret_arn,
         )
         self.topic = self._alerts_topic(config)
-        self.release = self._release_project(config, vpc, data, mlflow, serving, environment)
+        self.release = self._release_project(
+            config, vpc, data, mlflow, feature_store, serving, environment
+        )
         handoff = sfn.JsonPath.format(
             jobs.handoff_location(lake, "{}"), sfn.JsonPath.string_at("$$.Execution.Name")
         )
@@ -582,6 +584,7 @@ class ChainStack(Stack):
         vpc: ec2.IVpc,
         data: DataStack,
         mlflow: MlflowStack,
+        feature_store: FeatureStoreStack,
         serving: ServingStack,
         environment: dict[str, str],
     ) -> codebuild.Project:
@@ -607,6 +610,23 @@ class ChainStack(Stack):
                 )
             else:
                 variables[name] = codebuild.BuildEnvironmentVariable(value=value)
+        # The release build signs in to MLflow with its own account: it reads, and edits only
+        # the registered model (it tags the version it packaged); never the jobs' account.
+        variables["MLFLOW_TRACKING_USERNAME"] = codebuild.BuildEnvironmentVariable(
+            value=jobs.MLFLOW_RELEASE_USER
+        )
+        variables["MLFLOW_TRACKING_PASSWORD"] = codebuild.BuildEnvironmentVariable(
+            type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER,
+            value=mlflow.release_password.secret_arn,
+        )
+        # It writes no features: the online store's read-only user (the profile names one).
+        variables["MLOPS_REDIS_USER"] = codebuild.BuildEnvironmentVariable(
+            value=feature_store.reader_user
+        )
+        variables["MLOPS_REDIS_AUTH_TOKEN"] = codebuild.BuildEnvironmentVariable(
+            type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER,
+            value=feature_store.reader_token.secret_arn,
+        )
         variables[CLOUDFORMATION_ROLE_VARIABLE] = codebuild.BuildEnvironmentVariable(
             value=serving.deploy_role.role_arn
         )

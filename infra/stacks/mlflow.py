@@ -13,6 +13,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from configs.settings import AwsConfig
+from infra import jobs
+from infra.config import registered_model
 from infra.stacks.common import (
     ASSET_PLATFORM,
     IMAGES,
@@ -44,6 +46,7 @@ class MlflowStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         mlflow = config.mlflow
+        self.key = data.key
         self.admin_password = secretsmanager.Secret(
             self,
             "AdminPassword",
@@ -53,6 +56,10 @@ class MlflowStack(Stack):
                 exclude_punctuation=True, password_length=32
             ),
         )
+        # The jobs' and the release build's accounts (made by the image at start, neither an
+        # admin): the chain never holds the admin's password.
+        self.jobs_password = self._password(config, "JobsPassword", "the chain's jobs")
+        self.release_password = self._password(config, "ReleasePassword", "the release build")
         # Signs the auth app's CSRF tokens; one key for every task behind the load balancer.
         self.flask_secret_key = secretsmanager.Secret(
             self,
@@ -87,12 +94,19 @@ class MlflowStack(Stack):
                 "DB_NAME": DATABASE,
                 "ARTIFACTS_DESTINATION": data.lake.s3_url_for_object(ARTIFACT_PREFIX.rstrip("/")),
                 "PORT": str(mlflow.port),
+                "MLFLOW_JOBS_USERNAME": jobs.MLFLOW_JOB_USER,
+                "MLFLOW_RELEASE_USERNAME": jobs.MLFLOW_RELEASE_USER,
+                "MLFLOW_RELEASE_MODELS": registered_model(),
             },
             secrets={
                 "DB_HOST": task_secret(self, "DbHost", database_secret, "host"),
                 "DB_USERNAME": task_secret(self, "DbUser", database_secret, "username"),
                 "DB_PASSWORD": task_secret(self, "DbPassword", database_secret, "password"),
                 "MLFLOW_ADMIN_PASSWORD": task_secret(self, "Admin", self.admin_password),
+                "MLFLOW_JOBS_PASSWORD": task_secret(self, "Jobs", self.jobs_password),
+                "MLFLOW_RELEASE_PASSWORD": task_secret(
+                    self, "ReleaseAccount", self.release_password
+                ),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": task_secret(
                     self, "FlaskKey", self.flask_secret_key
                 ),
@@ -176,5 +190,17 @@ class MlflowStack(Stack):
         self.tracking_uri = f"http://{balancer.load_balancer_dns_name}"
         CfnOutput(self, "TrackingUri", value=self.tracking_uri)
         CfnOutput(self, "AdminPasswordSecret", value=self.admin_password.secret_arn)
+        CfnOutput(self, "JobsPasswordSecret", value=self.jobs_password.secret_arn)
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ServiceName", value=self.service.service_name)
+
+    def _password(self, config: AwsConfig, construct_id: str, who: str) -> secretsmanager.Secret:
+        return secretsmanager.Secret(
+            self,
+            construct_id,
+            description=f"{config.name}: MLflow password of {who} (basic auth)",
+            encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=32
+            ),
+        )

@@ -14,7 +14,7 @@ import pytest
 from configs import cloudwatch, handoff
 from configs.chain import ARRIVAL, AWS_CHAIN, AWS_MONITOR, CHAIN, EMR, RELEASE, STAGES
 from infra import jobs
-from infra.config import infra_config, landing_key_prefix, monitoring_alarms
+from infra.config import REDIS_READER, infra_config, landing_key_prefix, monitoring_alarms
 from infra.stacks.chain import (
     CLOUDFORMATION_ROLE_VARIABLE,
     EMR_SYNC_RULE,
@@ -342,7 +342,11 @@ def test_the_release_build_packages_in_the_vpc_with_docker_and_secrets_by_refere
     assert "DeployRole" in passed and "cfn-exec-role" not in passed
     assert "flight-delay-serving/*" in json.dumps(by_action["cloudformation:UpdateStack"])
     assert not [a for s in statements for a in _actions(s) if a.startswith("ecs:Update")]
-    # CodeBuild reads the two secrets it gives the build, and no other
+    # CodeBuild reads the two secrets it gives the build, and no other: the online store's
+    # read-only user's token and the release account's MLflow password (not the Redis writer's,
+    # not the jobs', not the admin's)
     readable = json.dumps(by_action["secretsmanager:GetSecretValue"]["Resource"])
-    assert "RedisAuthToken" in readable and "AdminPassword" in readable
+    assert "RedisReaderToken" in readable and "ReleasePassword" in readable
     assert readable.count("import") == 2
+    assert variables["MLFLOW_TRACKING_USERNAME"]["Value"] == jobs.MLFLOW_RELEASE_USER
+    assert variables["MLOPS_REDIS_USER"]["Value"] == REDIS_READER[0]

@@ -97,14 +97,19 @@ def mlflow_in_its_image(templates, tmp_path_factory) -> Iterator[dict[str, str]]
         "DB_USERNAME",
         "DB_PASSWORD",
         "MLFLOW_ADMIN_PASSWORD",
+        "MLFLOW_JOBS_PASSWORD",
+        "MLFLOW_RELEASE_PASSWORD",
         "MLFLOW_FLASK_SERVER_SECRET_KEY",
     }
+    passwords = {role: secrets.token_urlsafe(18) for role in ("admin", "jobs", "release")}
     environment |= {
         "DB_HOST": "127.0.0.1",
         "DB_USERNAME": "postgres",
         "DB_PASSWORD": "trust-auth-ignores-it",  # pragma: allowlist secret
         "DB_NAME": DATABASE,  # stand-in for the template's database on RDS
         "MLFLOW_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_JOBS_PASSWORD": passwords["jobs"],
+        "MLFLOW_RELEASE_PASSWORD": passwords["release"],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
         "ARTIFACTS_DESTINATION": str(artifacts),  # stand-in for s3://<lake>/mlflow-artifacts
         "PORT": str(port),
@@ -143,7 +148,16 @@ def mlflow_in_its_image(templates, tmp_path_factory) -> Iterator[dict[str, str]]
             raise AssertionError(
                 f"the entrypoint exited {server.returncode}:\n{Path(log.name).read_text()[-3000:]}"
             )
-        yield {"tracking_uri": tracking_uri, "port": str(port), "password": admin_password}
+        yield {
+            "tracking_uri": tracking_uri,
+            "port": str(port),
+            "password": admin_password,
+            "jobs": environment["MLFLOW_JOBS_USERNAME"],
+            "jobs_password": passwords["jobs"],
+            "release": environment["MLFLOW_RELEASE_USERNAME"],
+            "release_password": passwords["release"],
+            "model": environment["MLFLOW_RELEASE_MODELS"],
+        }
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -207,3 +221,77 @@ def test_the_ui_tunnel_and_the_health_check_reach_it_and_other_hosts_do_not(
         timeout=30,
     )
     assert anonymous.status_code == 401
+
+
+def _as(server: dict[str, str], account: str) -> Any:
+    """A call to the REST API as `account` ("jobs" or "release"), by the load balancer's name;
+    returns the status and the JSON answer."""
+
+    def call(method: str, path: str, **body: Any) -> tuple[int, dict[str, Any]]:
+        answer = requests.request(
+            method,
+            f"http://127.0.0.1:{server['port']}/api/2.0/mlflow/{path}",
+            json=body if method != "GET" else None,
+            params=body if method == "GET" else None,
+            headers={"Host": BALANCER_DNS},
+            auth=(server[account], server[f"{account}_password"]),
+            timeout=30,
+        )
+        try:
+            return answer.status_code, dict(answer.json())
+        except ValueError:  # the auth app answers some refusals in plain text
+            return answer.status_code, {"text": answer.text}
+
+    return call
+
+
+def test_the_chain_s_accounts_are_not_admins_and_the_release_only_edits_its_model(
+    mlflow_in_its_image,
+) -> None:
+    """The image makes the jobs' and the release build's accounts from the task's secrets: the
+    jobs train and promote (they own what they create) but manage no accounts; the release
+    reads, and tags the model version it packaged, and can change nothing else."""
+    server, model = mlflow_in_its_image, mlflow_in_its_image["model"]
+    jobs, release = _as(server, "jobs"), _as(server, "release")
+    # the jobs: an experiment, a run, the registered model, a version, the champion alias
+    code, made = jobs("POST", "experiments/create", name="flight-delay")
+    assert code == 200, made
+    code, run = jobs("POST", "runs/create", experiment_id=made["experiment_id"])
+    assert code == 200, run
+    run_id = run["run"]["info"]["run_id"]
+    assert (
+        jobs("POST", "runs/log-metric", run_id=run_id, key="auc", value=0.7, timestamp=1)[0] == 200
+    )
+    assert jobs("POST", "registered-models/create", name=model)[0] == 200
+    code, version = jobs(
+        "POST", "model-versions/create", name=model, source=f"runs:/{run_id}/model", run_id=run_id
+    )
+    assert code == 200, version
+    number = version["model_version"]["version"]
+    assert (
+        jobs("POST", "registered-models/alias", name=model, alias="champion", version=number)[0]
+        == 200
+    )
+    # ... and are not admins
+    assert jobs("POST", "users/create", username="mallory", password="x" * 16)[0] == 403
+
+    # the release: reads the champion and tags its version with the Bento
+    code, champion = release("GET", "registered-models/alias", name=model, alias="champion")
+    assert code == 200 and champion["model_version"]["version"] == number
+    tagged = release(
+        "POST", "model-versions/set-tag", name=model, version=number, key="bento_tag", value="svc:1"
+    )
+    assert tagged[0] == 200, tagged
+    # ... and can write nothing else: the jobs' runs, the model's life, the accounts
+    assert (
+        release("POST", "runs/log-metric", run_id=run_id, key="auc", value=1.0, timestamp=2)[0]
+        == 403
+    )
+    assert release("DELETE", "registered-models/delete", name=model)[0] == 403
+    assert release("POST", "users/create", username="mallory", password="x" * 16)[0] == 403
+    # a model of another use case: read-only for it
+    assert jobs("POST", "registered-models/create", name="another_model")[0] == 200
+    assert (
+        release("POST", "registered-models/set-tag", name="another_model", key="k", value="v")[0]
+        == 403
+    )

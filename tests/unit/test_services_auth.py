@@ -90,6 +90,10 @@ def run_entrypoint(tmp_path: Path, password: str) -> subprocess.CompletedProcess
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 64,
         "MLFLOW_ADMIN_PASSWORD": password,
         "MLFLOW_ALLOWED_HOSTS": "internal-mlflow-1.eu-west-1.elb.amazonaws.com",
+        "MLFLOW_JOBS_USERNAME": "pipelines",
+        "MLFLOW_JOBS_PASSWORD": "j" * 32,
+        "MLFLOW_RELEASE_USERNAME": "release",
+        "MLFLOW_RELEASE_PASSWORD": "r" * 32,
         "TMPDIR": str(tmp_path),
     }
     return subprocess.run(
@@ -109,5 +113,9 @@ def test_the_aws_image_starts_the_auth_app_with_a_strong_password(tmp_path: Path
     ran = run_entrypoint(tmp_path, STRONG)
     assert ran.returncode == 0, ran.stderr
     assert "mlflow server --app-name basic-auth" in ran.stdout
+    # the chain's accounts are made in the auth database before the server starts
+    accounts = next(line for line in ran.stdout.splitlines() if "accounts.py" in line)
+    assert accounts.endswith("@db:5432/mlflow_auth")
+    assert ran.stdout.index("accounts.py") < ran.stdout.index("mlflow server")
     # the load balancer's name (the Host the jobs call it by), and localhost for the UI tunnel
     assert "--allowed-hosts internal-mlflow-1.eu-west-1.elb.amazonaws.com,localhost," in ran.stdout

@@ -37,6 +37,10 @@ admin_password = ${MLFLOW_ADMIN_PASSWORD}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 INI
 export MLFLOW_AUTH_CONFIG_PATH="$auth_ini"
+# The jobs' and the release build's accounts, neither an admin (accounts.py says what each may do).
+: "${MLFLOW_JOBS_USERNAME:?}" "${MLFLOW_JOBS_PASSWORD:?}" "${MLFLOW_RELEASE_USERNAME:?}" "${MLFLOW_RELEASE_PASSWORD:?}"
+python "$(dirname "$0")/accounts.py" \
+  "postgresql+psycopg://${DB_USERNAME}:${DB_PASSWORD}@${DB_HOST}:5432/${DB_NAME}_auth"
 # MLflow's GenAI job runner (worker processes the platform never uses): off unless asked for.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 exec mlflow server \
