@@ -67,6 +67,22 @@ def log_group(
     )
 
 
+def generated_secret(
+    scope: Construct, construct_id: str, description: str, key: kms.IKey, length: int
+) -> secretsmanager.Secret:
+    """A secret Secrets Manager generates (letters and digits, `length` of them), encrypted with
+    `key`: the platform's passwords, tokens and API keys."""
+    return secretsmanager.Secret(
+        scope,
+        construct_id,
+        description=description,
+        encryption_key=key,
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            exclude_punctuation=True, password_length=length
+        ),
+    )
+
+
 def task_secret(
     scope: Construct, construct_id: str, secret: secretsmanager.ISecret, field: str | None = None
 ) -> ecs.Secret:

@@ -14,6 +14,7 @@ from constructs import Construct
 
 from configs.settings import AwsConfig
 from infra.config import REDIS_DEFAULT_OFF, REDIS_READER, REDIS_WRITER
+from infra.stacks.common import generated_secret
 from infra.stacks.network import DATA_SUBNETS
 
 REDIS_PORT = 6379
@@ -93,14 +94,8 @@ class FeatureStoreStack(Stack):
         CfnOutput(self, "RedisWriterUser", value=self.writer_user)
 
     def _password(self, config: AwsConfig, construct_id: str, who: str) -> secretsmanager.Secret:
-        return secretsmanager.Secret(
-            self,
-            construct_id,
-            description=f"{config.name}: online store password of the {who}",
-            encryption_key=self.key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                exclude_punctuation=True, password_length=64
-            ),
+        return generated_secret(
+            self, construct_id, f"{config.name}: online store password of the {who}", self.key, 64
         )
 
     def _user(

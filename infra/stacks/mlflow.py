@@ -20,6 +20,7 @@ from infra.stacks.common import (
     IMAGES,
     RUNTIME_PLATFORM,
     allow_secret_decryption,
+    generated_secret,
     log_group,
     task_secret,
 )
@@ -47,28 +48,24 @@ class MlflowStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         mlflow = config.mlflow
         self.key = data.key
-        self.admin_password = secretsmanager.Secret(
+        self.admin_password = generated_secret(
             self,
             "AdminPassword",
-            description=f"{config.name}: MLflow admin password (basic auth)",
-            encryption_key=data.key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                exclude_punctuation=True, password_length=32
-            ),
+            f"{config.name}: MLflow admin password (basic auth)",
+            data.key,
+            32,
         )
         # The jobs' and the release build's accounts (made by the image at start, neither an
         # admin): the chain never holds the admin's password.
         self.jobs_password = self._password(config, "JobsPassword", "the chain's jobs")
         self.release_password = self._password(config, "ReleasePassword", "the release build")
         # Signs the auth app's CSRF tokens; one key for every task behind the load balancer.
-        self.flask_secret_key = secretsmanager.Secret(
+        self.flask_secret_key = generated_secret(
             self,
             "FlaskSecretKey",
-            description=f"{config.name}: MLflow server secret key (CSRF tokens of the auth app)",
-            encryption_key=data.key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                exclude_punctuation=True, password_length=64
-            ),
+            f"{config.name}: MLflow server secret key (CSRF tokens of the auth app)",
+            data.key,
+            64,
         )
         cluster = ecs.Cluster(
             self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
@@ -195,12 +192,10 @@ class MlflowStack(Stack):
         CfnOutput(self, "ServiceName", value=self.service.service_name)
 
     def _password(self, config: AwsConfig, construct_id: str, who: str) -> secretsmanager.Secret:
-        return secretsmanager.Secret(
+        return generated_secret(
             self,
             construct_id,
-            description=f"{config.name}: MLflow password of {who} (basic auth)",
-            encryption_key=self.key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                exclude_punctuation=True, password_length=32
-            ),
+            f"{config.name}: MLflow password of {who} (basic auth)",
+            self.key,
+            32,
         )

@@ -37,6 +37,7 @@ from infra.jobs import MONITORING_PREFIX, PREDICTION_LOG_PREFIX
 from infra.stacks.common import (
     RUNTIME_PLATFORM,
     allow_secret_decryption,
+    generated_secret,
     image_repository,
     log_group,
     task_secret,
@@ -91,14 +92,12 @@ class ServingStack(Stack):
             "MLOPS_REDIS_AUTH_TOKEN": task_secret(self, "RedisToken", feature_store.reader_token),
         }
         if serving.public:
-            self.api_keys = secretsmanager.Secret(
+            self.api_keys = generated_secret(
                 self,
                 "ApiKeys",
-                description=f"{config.name}: the API keys /predict accepts (comma-separated)",
-                encryption_key=data.key,
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    exclude_punctuation=True, password_length=48
-                ),
+                f"{config.name}: the API keys /predict accepts (comma-separated)",
+                data.key,
+                48,
             )
             secrets[API_KEYS_VARIABLE] = task_secret(self, "TaskApiKeys", self.api_keys)
         self.repository = image_repository(self, keep_images=30)
