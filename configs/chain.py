@@ -29,6 +29,9 @@ class StageSpec:
     # Part of `train` (the chain); the others run on demand.
     in_chain: bool = True
     aws: str = EMR
+    # Writes to the online store (Feast's materialize; `apply` deletes a removed view's keys):
+    # on AWS only these stages hold the store's writer password, the others sign in read-only.
+    writes_online_store: bool = False
 
 
 STAGES: tuple[StageSpec, ...] = (
@@ -55,6 +58,7 @@ STAGES: tuple[StageSpec, ...] = (
         "Spark: silver -> feature tables, checked by GX and registered with Feast",
         "pipelines.build_features:run",
         spark=True,
+        writes_online_store=True,
     ),
     # `train` on the command line is the whole chain; this stage alone is `fit`.
     StageSpec(
@@ -71,6 +75,7 @@ STAGES: tuple[StageSpec, ...] = (
         "materialize",
         "load the champion's features into the online store, incrementally",
         "pipelines.materialize:run",
+        writes_online_store=True,
     ),
     StageSpec(
         "report",
@@ -106,6 +111,8 @@ SPARK_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.spark and s.in
 AWS_CHAIN: tuple[tuple[str, str], ...] = tuple(
     (s.name, s.aws) for s in STAGES if s.in_chain and s.aws != ARRIVAL
 )
+# The stages that write to the online store (the others only read it).
+ONLINE_STORE_WRITERS: tuple[str, ...] = tuple(s.name for s in STAGES if s.writes_online_store)
 # The stage the AWS state machine runs after every run of the chain, and on its own on the
 # monitoring schedule (where a decision to retrain runs the chain).
 AWS_MONITOR: str = "monitor"

@@ -83,7 +83,8 @@ def build_app(
         config=config,
         vpc=network.vpc,
         data=data,
-        secrets=[feature_store.auth_token, mlflow.jobs_password],
+        secrets=[feature_store.reader_token, mlflow.jobs_password],
+        writer_secrets=[feature_store.auth_token],
         env=env,
     )
     serving = ServingStack(

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from configs import handoff
+from configs.chain import ONLINE_STORE_WRITERS
 from configs.settings import AwsConfig
 from infra import jobs
 from infra.config import (
@@ -313,17 +314,22 @@ def spark_job_driver(
     return {"sparkSubmit": jobs.spark_submit(lake_bucket, command, environment)}
 
 
-def job_environment(cloudformation: Any, config: AwsConfig) -> dict[str, str]:
-    """What the aws profile reads from the environment, from the stacks' outputs."""
+def job_environment(
+    cloudformation: Any, config: AwsConfig, *, writes_online_store: bool = False
+) -> dict[str, str]:
+    """What the aws profile reads from the environment, from the stacks' outputs: signed in to
+    the online store as its writer only for a stage that writes it."""
     data = stack_outputs(cloudformation, f"{config.name}-data")
     store = stack_outputs(cloudformation, f"{config.name}-feature-store")
     mlflow = stack_outputs(cloudformation, f"{config.name}-mlflow")
+    side = "Writer" if writes_online_store else "Reader"
+    token = "RedisAuthTokenSecret" if writes_online_store else "RedisReaderTokenSecret"
     return jobs.job_environment(
         landing_bucket=data["LandingBucket"],
         lake_bucket=data["LakeBucket"],
         redis_endpoint=store["RedisEndpoint"],
-        redis_user=store["RedisWriterUser"],
-        redis_token_secret_arn=store["RedisAuthTokenSecret"],
+        redis_user=store[f"Redis{side}User"],
+        redis_token_secret_arn=store[token],
         tracking_uri=mlflow["TrackingUri"],
         mlflow_password_secret_arn=mlflow["JobsPasswordSecret"],
     )
@@ -377,18 +383,24 @@ def run_spark_jobs(
 def run_on_emr(
     session: Any, config: AwsConfig, commands: Sequence[Sequence[str]]
 ) -> dict[str, str]:
-    """`python -m pipelines` commands as EMR Serverless jobs, in order (the deployed code)."""
+    """`python -m pipelines` commands as EMR Serverless jobs, in order (the deployed code); a
+    stage that writes the online store runs as the feature writer's role, the others as the job
+    role, as in the state machine."""
     cloudformation = session.client("cloudformation")
     spark = stack_outputs(cloudformation, f"{config.name}-spark")
-    environment = job_environment(cloudformation, config)
-    return run_spark_jobs(
-        session.client("emr-serverless"),
-        spark["ApplicationId"],
-        spark["JobRoleArn"],
-        environment["MLOPS_LAKE_BUCKET"],
-        environment,
-        commands,
-    )
+    states: dict[str, str] = {}
+    for command in commands:
+        writes = command[0] in ONLINE_STORE_WRITERS
+        environment = job_environment(cloudformation, config, writes_online_store=writes)
+        states |= run_spark_jobs(
+            session.client("emr-serverless"),
+            spark["ApplicationId"],
+            spark["FeatureWriterRoleArn" if writes else "JobRoleArn"],
+            environment["MLOPS_LAKE_BUCKET"],
+            environment,
+            [command],
+        )
+    return states
 
 
 # -- code, data and the first run ----------------------------------------------------------

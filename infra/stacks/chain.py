@@ -41,7 +41,7 @@ from constructs import Construct
 
 from configs import cloudwatch as cw_contract
 from configs import handoff as handoff_keys
-from configs.chain import AWS_CHAIN, AWS_MONITOR, EMR, RELEASE
+from configs.chain import AWS_CHAIN, AWS_MONITOR, BY_NAME, EMR, RELEASE
 from configs.settings import AwsConfig
 from infra import jobs
 from infra.config import landing_key_prefix, monitoring_alarms
@@ -97,19 +97,26 @@ class ChainStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         chain = config.chain
         lake = data.lake.bucket_name
-        environment = jobs.job_environment(
-            landing_bucket=data.landing.bucket_name,
-            lake_bucket=lake,
-            redis_endpoint=feature_store.endpoint,
-            redis_user=feature_store.writer_user,
-            redis_token_secret_arn=feature_store.auth_token.secret_arn,
-            tracking_uri=mlflow.tracking_uri,
-            mlflow_password_secret_arn=mlflow.jobs_password.secret_arn,
-        )
+        # The jobs' environment: signed in to the online store as its writer for the stages
+        # that write it (configs/chain.py `writes_online_store`), as its reader for the rest.
+        self.environments = {
+            writes: jobs.job_environment(
+                landing_bucket=data.landing.bucket_name,
+                lake_bucket=lake,
+                redis_endpoint=feature_store.endpoint,
+                redis_user=feature_store.writer_user if writes else feature_store.reader_user,
+                redis_token_secret_arn=(
+                    feature_store.auth_token if writes else feature_store.reader_token
+                ).secret_arn,
+                tracking_uri=mlflow.tracking_uri,
+                mlflow_password_secret_arn=mlflow.jobs_password.secret_arn,
+            )
+            for writes in (False, True)
+        }
+        environment = self.environments[False]
         self.topic = self._alerts_topic(config)
-        self.release = self._release_project(
-            config, vpc, data, mlflow, feature_store, serving, environment
-        )
+        # the release build writes no features: the reader's environment
+        self.release = self._release_project(config, vpc, data, mlflow, serving, environment)
         handoff = sfn.JsonPath.format(
             jobs.handoff_location(lake, "{}"), sfn.JsonPath.string_at("$$.Execution.Name")
         )
@@ -124,7 +131,7 @@ class ChainStack(Stack):
         steps: list[sfn.IChainable] = []
         for stage, where in AWS_CHAIN:
             if where == EMR:
-                step: Any = self._emr_step(config, spark, lake, stage, environment)
+                step: Any = self._emr_step(config, spark, lake, stage)
             elif where == RELEASE:
                 step = tasks.CodeBuildStartBuild(
                     self,
@@ -146,7 +153,7 @@ class ChainStack(Stack):
         steps.append(
             self._notify_on_failure(
                 config,
-                self._emr_step(config, spark, lake, AWS_MONITOR, environment),
+                self._emr_step(config, spark, lake, AWS_MONITOR),
                 AWS_MONITOR,
                 failed,
             )
@@ -159,9 +166,7 @@ class ChainStack(Stack):
         # (which ends with the monitor again, never looping back here).
         scheduled = self._notify_on_failure(
             config,
-            self._emr_step(
-                config, spark, lake, AWS_MONITOR, environment, name=SCHEDULED_MONITOR_STATE
-            ),
+            self._emr_step(config, spark, lake, AWS_MONITOR, name=SCHEDULED_MONITOR_STATE),
             SCHEDULED_MONITOR_STATE,
             failed,
         )
@@ -498,13 +503,15 @@ class ChainStack(Stack):
         spark: SparkStack,
         lake: str,
         stage: str,
-        environment: dict[str, str],
         name: str | None = None,
     ) -> sfn.CustomState:
         """`python -m pipelines --handoff-file <run's file> <stage>` as an EMR Serverless job;
         the job driver is the deploy's own (`jobs.spark_submit`), its keys as Step Functions
-        spells them, the arguments built at run time (they name the execution)."""
-        driver = jobs.spark_submit(lake, [stage], environment)
+        spells them, the arguments built at run time (they name the execution). A stage that
+        writes the online store runs as the feature writer's role, with the writer's sign-in."""
+        writes = BY_NAME[stage].writes_online_store
+        driver = jobs.spark_submit(lake, [stage], self.environments[writes])
+        role = spark.feature_writer_role if writes else spark.job_role
         arguments = ", ".join(
             [
                 "'--env'",
@@ -522,7 +529,7 @@ class ChainStack(Stack):
                 "Resource": f"arn:{self.partition}:states:::emr-serverless:startJobRun.sync",
                 "Parameters": {
                     "ApplicationId": spark.application.attr_application_id,
-                    "ExecutionRoleArn": spark.job_role.role_arn,
+                    "ExecutionRoleArn": role.role_arn,
                     "Name": jobs.job_name(stage),
                     "ExecutionTimeoutMinutes": config.chain.job_timeout_minutes,
                     "JobDriver": {
@@ -563,7 +570,7 @@ class ChainStack(Stack):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
-                resources=[spark.job_role.role_arn],
+                resources=[spark.job_role.role_arn, spark.feature_writer_role.role_arn],
                 conditions={
                     "StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}
                 },
@@ -584,7 +591,6 @@ class ChainStack(Stack):
         vpc: ec2.IVpc,
         data: DataStack,
         mlflow: MlflowStack,
-        feature_store: FeatureStoreStack,
         serving: ServingStack,
         environment: dict[str, str],
     ) -> codebuild.Project:
@@ -618,14 +624,6 @@ class ChainStack(Stack):
         variables["MLFLOW_TRACKING_PASSWORD"] = codebuild.BuildEnvironmentVariable(
             type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER,
             value=mlflow.release_password.secret_arn,
-        )
-        # It writes no features: the online store's read-only user (the profile names one).
-        variables["MLOPS_REDIS_USER"] = codebuild.BuildEnvironmentVariable(
-            value=feature_store.reader_user
-        )
-        variables["MLOPS_REDIS_AUTH_TOKEN"] = codebuild.BuildEnvironmentVariable(
-            type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER,
-            value=feature_store.reader_token.secret_arn,
         )
         variables[CLOUDFORMATION_ROLE_VARIABLE] = codebuild.BuildEnvironmentVariable(
             value=serving.deploy_role.role_arn

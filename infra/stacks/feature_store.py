@@ -92,6 +92,8 @@ class FeatureStoreStack(Stack):
         CfnOutput(self, "RedisEndpoint", value=self.endpoint)
         CfnOutput(self, "RedisAuthTokenSecret", value=self.auth_token.secret_arn)
         CfnOutput(self, "RedisWriterUser", value=self.writer_user)
+        CfnOutput(self, "RedisReaderTokenSecret", value=self.reader_token.secret_arn)
+        CfnOutput(self, "RedisReaderUser", value=self.reader_user)
 
     def _password(self, config: AwsConfig, construct_id: str, who: str) -> secretsmanager.Secret:
         return generated_secret(

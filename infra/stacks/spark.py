@@ -35,49 +35,25 @@ class SparkStack(Stack):
         vpc: ec2.IVpc,
         data: DataStack,
         secrets: list[secretsmanager.ISecret],
+        writer_secrets: list[secretsmanager.ISecret],
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         spark = config.spark
-        self.job_role = iam.Role(
-            self,
+        # Every stage's jobs run as the job role, which reads the online store's reader
+        # password; the stages that write to the store (configs/chain.py
+        # `writes_online_store`) as the feature writer's role, which reads the writer's.
+        self.job_role = self._job_role(
             "JobRole",
-            assumed_by=iam.ServicePrincipal("emr-serverless.amazonaws.com"),
-            description="Spark jobs of the chain: read landing, read and write the lake",
+            "Spark jobs of the chain: read landing, read and write the lake",
+            data,
+            secrets,
         )
-        grant_data(
-            self.job_role,
-            data.key,
-            read=[(data.landing, ""), (data.lake, CODE_PREFIX)],
-            write=[
-                (data.lake, "lake/"),
-                (data.lake, "quarantine/"),
-                (data.lake, "reports/"),
-                (data.lake, "feast/"),
-                (data.lake, LOG_PREFIX),
-                (data.lake, RUNS_PREFIX),  # each run's handoff file
-                (data.lake, PREDICTION_LOG_PREFIX),  # batch scores
-                (data.lake, MONITORING_PREFIX),  # the monitor's decisions
-            ],
-        )
-        # The entry point reads the online store's token and MLflow's password itself.
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["secretsmanager:GetSecretValue"],
-                resources=[secret.secret_arn for secret in secrets],
-            )
-        )
-        allow_secret_decryption(self.job_role, data.key)
-        # The monitor's figures, for the alarms (PutMetricData takes no resource: the
-        # condition keeps the role to the project's own namespace).
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"cloudwatch:namespace": monitoring_alarms().namespace}
-                },
-            )
+        self.feature_writer_role = self._job_role(
+            "FeatureWriterRole",
+            "Spark jobs that write the online store (features, materialize)",
+            data,
+            [*secrets, *writer_secrets],
         )
         security_group = ec2.SecurityGroup(
             self,
@@ -110,3 +86,50 @@ class SparkStack(Stack):
         )
         CfnOutput(self, "ApplicationId", value=self.application.attr_application_id)
         CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)
+        CfnOutput(self, "FeatureWriterRoleArn", value=self.feature_writer_role.role_arn)
+
+    def _job_role(
+        self,
+        construct_id: str,
+        description: str,
+        data: DataStack,
+        secrets: list[secretsmanager.ISecret],
+    ) -> iam.Role:
+        role = iam.Role(
+            self,
+            construct_id,
+            assumed_by=iam.ServicePrincipal("emr-serverless.amazonaws.com"),
+            description=description,
+        )
+        grant_data(
+            role,
+            data.key,
+            read=[(data.landing, ""), (data.lake, CODE_PREFIX)],
+            write=[
+                (data.lake, "lake/"),
+                (data.lake, "quarantine/"),
+                (data.lake, "reports/"),
+                (data.lake, "feast/"),
+                (data.lake, LOG_PREFIX),
+                (data.lake, RUNS_PREFIX),  # each run's handoff file
+                (data.lake, PREDICTION_LOG_PREFIX),  # batch scores
+                (data.lake, MONITORING_PREFIX),  # the monitor's decisions
+            ],
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[secret.secret_arn for secret in secrets],
+            )
+        )
+        allow_secret_decryption(role, data.key)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"cloudwatch:namespace": monitoring_alarms().namespace}
+                },
+            )
+        )
+        return role

@@ -288,11 +288,14 @@ def test_the_serving_task_reads_the_registry_and_the_monitor_s_decisions(templat
     )
 
 
-def test_the_spark_role_writes_only_its_prefixes_of_the_lake(templates) -> None:
+@pytest.mark.parametrize(
+    "role", ["spark/JobRoleDefaultPolicy", "spark/FeatureWriterRoleDefaultPolicy"]
+)
+def test_the_spark_roles_write_only_their_prefixes_of_the_lake(templates, role: str) -> None:
     writes = [
         statement
         for where, statement in _statements(templates)
-        if where.startswith("spark/") and "s3:PutObject" in statement["Action"]
+        if where.startswith(role) and "s3:PutObject" in statement["Action"]
     ]
     prefixes = sorted(
         str(part)
@@ -410,3 +413,50 @@ def test_an_opened_endpoint_is_https_only_and_asks_for_an_api_key(tmp_path, conf
     (project,) = chain.find_resources("AWS::CodeBuild::Project").values()
     variables = {v["Name"]: v for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
     assert variables[API_KEYS_VARIABLE]["Type"] == "SECRETS_MANAGER"
+
+
+def test_only_the_stages_that_write_features_hold_the_online_store_s_writer_password(
+    templates,
+) -> None:
+    """The job role reads the store's reader password; the feature writer's role (the stages
+    of configs/chain.py that write the store) the writer's; the state machine runs each stage
+    as the role, and with the sign-in, its declaration says."""
+    from configs.chain import AWS_CHAIN, BY_NAME, ONLINE_STORE_WRITERS
+
+    assert set(ONLINE_STORE_WRITERS) == {"features", "materialize"}
+    readable = {
+        where.split("/")[1].split("DefaultPolicy")[0]: json.dumps(statement["Resource"])
+        for where, statement in _statements(templates)
+        if where.startswith("spark/") and "secretsmanager:GetSecretValue" in statement["Action"]
+    }
+    assert "RedisReaderToken" in readable["JobRole"] and "RedisAuthToken" not in readable["JobRole"]
+    assert "RedisAuthToken" in readable["FeatureWriterRole"]
+    states = json.loads(
+        "".join(
+            part if isinstance(part, str) else "X"
+            for part in next(
+                r["Properties"]["DefinitionString"]["Fn::Join"][1]
+                for r in templates["chain"]["Resources"].values()
+                if r["Type"] == "AWS::StepFunctions::StateMachine"
+            )
+        )
+    )["States"]
+    steps = {
+        name: state for name, state in _all_states(states).items() if state.get("Type") == "Task"
+    }
+    for stage, where in AWS_CHAIN:
+        if where != "emr":
+            continue
+        parameters = json.dumps(steps[stage]["Parameters"])
+        writes = BY_NAME[stage].writes_online_store
+        assert f"MLOPS_REDIS_USER={REDIS_WRITER[0] if writes else REDIS_READER[0]}" in parameters, (
+            stage
+        )
+
+
+def _all_states(states: dict[str, Any]) -> dict[str, Any]:
+    found = dict(states)
+    for state in states.values():
+        for branch in state.get("Branches", []):
+            found |= _all_states(branch["States"])
+    return found
