@@ -6,7 +6,7 @@ moto's S3, failures published to moto's SNS).
 Stand-ins, named: each EMR Serverless job is a handler that checks the job's entry point and
 arguments as EMR would receive them (the stage, `--env aws`, this run's handoff file) and
 writes what the stage hands off; the release build is a handler that checks the variables the
-build is given. Running each stage for real on local Spark is not done here (see README).
+build is given. Each stage run for real on local Spark: test_chain_run.py.
 """
 
 from __future__ import annotations

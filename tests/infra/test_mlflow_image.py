@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+
+from tests.infra.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "infra" / "images" / "mlflow"
@@ -56,12 +57,6 @@ def _container(template: dict[str, Any]) -> dict[str, Any]:
     return dict(container)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _psql(sql: str) -> None:
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c", sql],
@@ -88,7 +83,7 @@ def mlflow_in_its_image(templates, tmp_path_factory) -> Iterator[dict[str, str]]
         if e["Name"] not in stand_ins
     }
     tracking_uri = _resolve(template["Outputs"]["TrackingUri"]["Value"], resources, dns)
-    port = _free_port()
+    port = free_port()
     admin_password = secrets.token_urlsafe(18)
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
     # Secrets Manager's values (the task's `Secrets`): the database and the two secrets.

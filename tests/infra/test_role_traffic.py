@@ -17,16 +17,13 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.etree import ElementTree
 
 import boto3
-import pytest
 
 from infra import deploy
 from tests.infra import policy_check
@@ -43,38 +40,6 @@ IDENTITIES = {
     "monitor": ("AKIAMONITORJOB000001", "spark", ("AWS::IAM::Role", "JobRole")),
     "serving": ("AKIASERVINGTASK00001", "serving", ("AWS::ECS::TaskDefinition", "TaskRoleArn")),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def moto_server(tmp_path, monkeypatch) -> Iterator[str]:
-    """A moto server recording every request to a file; this process's boto3 calls go to it."""
-    from moto.moto_api import recorder
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_ENDPOINT_URL": endpoint,
-    }.items():
-        monkeypatch.setenv(name, value)
-    recorder._location = str(tmp_path / "recording.jsonl")  # moto's own default is the cwd
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield endpoint
-    finally:
-        recorder.stop_recording()
-        server.stop()
 
 
 def _role_id(templates: dict[str, Any], stack: str, kind: tuple[str, str]) -> str:
