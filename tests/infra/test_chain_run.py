@@ -40,7 +40,7 @@ from infra.stacks.chain import HANDOFF_VARIABLE
 from tests.infra.asl import StateMachine, TaskFailed
 from tests.infra.conftest import REGION
 from tests.infra.test_deploy import create_stacks
-from tests.infra.test_mlflow_image import mlflow_in_its_image  # noqa: F401  (a fixture)
+from tests.infra.test_mlflow_image import serve_from_image
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -75,6 +75,16 @@ def online_store() -> Any:
     _redis("FLUSHDB")
     for name, _ in (REDIS_WRITER, REDIS_READER):
         _redis("ACL", "DELUSER", name)
+
+
+@pytest.fixture
+def mlflow_server(templates, tmp_path_factory) -> Any:
+    """MLflow from its image; the release's account may edit this run's use case's model (the
+    templates are synthesized for the shipped use case, whose name the task gives)."""
+    with serve_from_image(
+        templates, tmp_path_factory, {"MLFLOW_RELEASE_MODELS": USECASE}
+    ) as server:
+        yield server
 
 
 class RealJobs:
@@ -112,7 +122,7 @@ class RealJobs:
             "MLOPS_REDIS_ENDPOINT": "127.0.0.1",
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "SPARK_MASTER": "local[2]",
-            "AWS_ACCESS_KEY_ID": "AKIACHAINJOB00000001",
+            "AWS_ACCESS_KEY_ID": "TESTKEYCHAINJOB",
             "AWS_SECRET_ACCESS_KEY": "x",  # pragma: allowlist secret
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
@@ -175,10 +185,8 @@ def _submit_parameters(node: Any) -> list[str]:
 
 
 def test_the_chain_trains_promotes_materializes_and_monitors_as_aws_runs_it(
-    moto_server, online_store, synthesized, templates, tmp_path, request
+    moto_server, mlflow_server, online_store, synthesized, templates, tmp_path
 ) -> None:
-    # the image's MLflow (a fixture of test_mlflow_image.py, imported above)
-    mlflow_server = request.getfixturevalue("mlflow_in_its_image")
     session = boto3.session.Session(region_name=REGION)
     create_stacks(session, synthesized, templates)
     config = infra_config(environ={})

@@ -10,6 +10,7 @@ platform's venv, whose MLflow must be the version the image's Dockerfile pins (c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -68,9 +69,18 @@ def _psql(sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def mlflow_in_its_image(templates, tmp_path_factory) -> Iterator[dict[str, str]]:
-    """The server started by the image's entrypoint with the task definition's environment;
-    yields the tracking URI the stacks hand the jobs, the port it listens on here, and the
-    admin's password."""
+    """The server started by the image's entrypoint with the task definition's environment."""
+    with serve_from_image(templates, tmp_path_factory) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_from_image(
+    templates: dict[str, Any], tmp_path_factory: Any, extra: dict[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """MLflow started by the image's entrypoint with the task definition's environment (and
+    `extra`, named by the caller as a stand-in); yields the tracking URI the stacks hand the
+    jobs, the port it listens on here, and the accounts' names and passwords."""
     template = templates["mlflow"]
     resources = template["Resources"]
     dns = {("AWS::ElasticLoadBalancingV2::LoadBalancer", "DNSName"): BALANCER_DNS}
@@ -109,6 +119,7 @@ def mlflow_in_its_image(templates, tmp_path_factory) -> Iterator[dict[str, str]]
         "ARTIFACTS_DESTINATION": str(artifacts),  # stand-in for s3://<lake>/mlflow-artifacts
         "PORT": str(port),
         "WORKERS": "1",
+        **(extra or {}),
     }
     _psql(f"DROP DATABASE IF EXISTS {DATABASE}")
     _psql(f"DROP DATABASE IF EXISTS {DATABASE}_auth")

@@ -36,9 +36,9 @@ PLATFORM_PYTHON = ROOT / ".venv" / "bin" / "python"
 DRIVER = Path(__file__).with_name("role_driver.py")
 # identity -> (its access key, the stack and role it runs as)
 IDENTITIES = {
-    "features": ("AKIAFEATURESJOB00001", "spark", ("AWS::IAM::Role", "FeatureWriterRole")),
-    "monitor": ("AKIAMONITORJOB000001", "spark", ("AWS::IAM::Role", "JobRole")),
-    "serving": ("AKIASERVINGTASK00001", "serving", ("AWS::ECS::TaskDefinition", "TaskRoleArn")),
+    "features": ("TESTKEYFEATURESJOB", "spark", ("AWS::IAM::Role", "FeatureWriterRole")),
+    "monitor": ("TESTKEYMONITORJOB", "spark", ("AWS::IAM::Role", "JobRole")),
+    "serving": ("TESTKEYSERVINGTASK", "serving", ("AWS::ECS::TaskDefinition", "TaskRoleArn")),
 }
 
 
