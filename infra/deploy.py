@@ -294,7 +294,9 @@ def rollback(session: Any, config: AwsConfig, *, wait: bool = True) -> Release:
         )
     previous = history[tags.index(current) - 1]
     print(f"rolling {stack} back from {current} to {previous.image_tag} ({previous.bento})")
-    roll_service(cloudformation, ecs, stack, previous.image_tag, wait=wait)
+    # through the serving stack's deploy role, as the release rolls it
+    role = stack_outputs(cloudformation, stack).get("DeployRoleArn")
+    roll_service(cloudformation, ecs, stack, previous.image_tag, wait=wait, role_arn=role)
     release = Release(
         previous.image_tag,
         previous.bento,

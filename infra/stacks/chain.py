@@ -23,7 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import (
+    ArnFormat,
+    CfnOutput,
+    DefaultStackSynthesizer,
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_codebuild as codebuild
@@ -230,6 +237,7 @@ class ChainStack(Stack):
             ),
         )
         self._allow_emr_jobs(spark)
+        self.operator_policy = self._operator_policy(config, data, spark, serving)
         # The decision the monitor handed off, read from the run's handoff file (encrypted
         # with the platform's key).
         grant_data(self.state_machine.role, data.key, read=[(data.lake, jobs.RUNS_PREFIX)])
@@ -551,6 +559,119 @@ class ChainStack(Stack):
                 "ResultPath": f"$.jobs.{stage}",
             },
         )
+
+    def _operator_policy(
+        self, config: AwsConfig, data: DataStack, spark: SparkStack, serving: ServingStack
+    ) -> iam.ManagedPolicy:
+        """What a person (or a CI role) needs for `make deploy`, `status`, `rollback`,
+        `infra.deploy releases` and `spark` once the platform exists: attach it instead of an
+        administrator's rights. `cdk deploy` itself works through the CDK bootstrap's roles,
+        which it may assume. The first deploy and `destroy` create and delete roles: an
+        administrator runs those (README). Checked against every call those commands make
+        (tests/infra/test_role_policies.py)."""
+        qualifier = DefaultStackSynthesizer.DEFAULT_QUALIFIER
+        stacks = self.format_arn(
+            service="cloudformation", resource="stack", resource_name=f"{config.name}-*/*"
+        )
+        machine = self.format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=self.machine_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        executions = self.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self.machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        application = spark.application.attr_arn
+        statements = [
+            # `cdk deploy` through the bootstrap's deploy, publishing and lookup roles
+            iam.PolicyStatement(
+                actions=["sts:AssumeRole"],
+                resources=[
+                    f"arn:{self.partition}:iam::{self.account}:role/"
+                    f"cdk-{qualifier}-*-{self.account}-{self.region}"
+                ],
+            ),
+            iam.PolicyStatement(
+                actions=[
+                    "cloudformation:DescribeStacks",
+                    "cloudformation:DescribeStackEvents",
+                    "cloudformation:GetTemplate",
+                ],
+                resources=[stacks],
+            ),
+            # rollback: the serving stack, rolled by its own deploy role as the release does
+            iam.PolicyStatement(
+                actions=["cloudformation:UpdateStack"],
+                resources=[_stack_arn(self, f"{config.name}-serving")],
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[serving.deploy_role.role_arn],
+                conditions={
+                    "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
+                },
+            ),
+            iam.PolicyStatement(
+                actions=["ecs:DescribeServices"], resources=[serving.service.service_arn]
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter", "ssm:PutParameter"],
+                resources=[
+                    self.format_arn(
+                        service="ssm",
+                        resource="parameter",
+                        resource_name=f"{config.name}/serving/releases",
+                    )
+                ],
+            ),
+            # the code and the example drops it uploads, and the runs it starts and watches
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[data.lake.bucket_arn, data.landing.bucket_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[
+                    data.lake.arn_for_objects(f"{jobs.CODE_PREFIX}*"),
+                    data.landing.arn_for_objects(f"{landing_key_prefix()}*"),
+                ],
+            ),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[data.key.key_arn]
+            ),
+            iam.PolicyStatement(
+                actions=["states:StartExecution", "states:ListExecutions"],
+                resources=[machine],
+            ),
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+                resources=[executions],
+            ),
+            # `infra.deploy spark`: one command as an EMR Serverless job, as the chain runs it
+            iam.PolicyStatement(actions=["emr-serverless:StartJobRun"], resources=[application]),
+            iam.PolicyStatement(
+                actions=["emr-serverless:GetJobRun"], resources=[f"{application}/jobruns/*"]
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[spark.job_role.role_arn, spark.feature_writer_role.role_arn],
+                conditions={
+                    "StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}
+                },
+            ),
+        ]
+        policy = iam.ManagedPolicy(
+            self,
+            "OperatorPolicy",
+            description=f"{config.name}: deploy, status, rollback, releases and spark",
+            statements=statements,
+        )
+        CfnOutput(self, "OperatorPolicyArn", value=policy.managed_policy_arn)
+        return policy
 
     def _allow_emr_jobs(self, spark: SparkStack) -> None:
         """What `startJobRun.sync` needs (Step Functions' documented policy): start, watch and

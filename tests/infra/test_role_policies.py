@@ -329,3 +329,58 @@ def test_rolling_the_image_is_within_the_serving_stacks_deploy_role(
         policy_check.Call("s3:GetObject", "arn:aws:s3:::any/thing"),
     ]
     assert len(policy_check.refused(policies, foreign)) == len(foreign)
+
+
+def _managed_policy(session: Any, stack: str, logical_prefix: str) -> dict[str, Any]:
+    """The document of a managed policy of `stack`, as moto's CloudFormation created it."""
+    (arn,) = [
+        r["PhysicalResourceId"]
+        for r in session.client("cloudformation").describe_stack_resources(StackName=stack)[
+            "StackResources"
+        ]
+        if r.get("LogicalResourceId", "").startswith(logical_prefix)
+        and r.get("ResourceType") == "AWS::IAM::ManagedPolicy"
+    ]
+    iam = session.client("iam")
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    return dict(json.loads(document) if isinstance(document, str) else document)
+
+
+def test_an_operator_may_deploy_watch_roll_back_and_run_spark_with_the_operator_policy(
+    aws, synthesized, templates
+) -> None:
+    """A person or CI role with the chain stack's operator policy, and nothing else, runs
+    `make deploy` (cdk through the bootstrap's roles, uploads, lands, starts a run), `make
+    status`, `infra.deploy releases`, `make rollback` (through the serving stack's deploy role)
+    and `infra.deploy spark`: every call judged against that policy."""
+    from tests.infra.test_deploy import Recorder as Commands
+    from tests.infra.test_deploy import which_all
+
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ={})
+    # two releases (by the release build) so that there is one to roll back to
+    for run, champion, bento in (("run-1", "3", "svc:first1"), ("run-2", "4", "svc:second2")):
+        deploy.release(
+            aws, config, _handoff(aws, run, champion), run=Pusher(bento, aws.client("ecr"))
+        )
+    recorder = policy_check.Recorder(REGION, bucket_keys=_bucket_keys(aws))
+    session = _recording_session(recorder)
+
+    deploy.deploy(
+        session, config, app_python="python", run=Commands(s3=session.client("s3")), which=which_all
+    )
+    deploy.status(session, config)
+    deploy.read_releases(session.client("ssm"), config)
+    deploy.rollback(session, config)
+    deploy.run_on_emr(session, config, [["batch-predict", "--month", "2013-12"], ["materialize"]])
+
+    policy = _managed_policy(aws, CHAIN_STACK, "OperatorPolicy")
+    operations = set(recorder.operations)
+    assert {
+        "cloudformation:UpdateStack",
+        "states:StartExecution",
+        "s3:PutObject",
+        "emr-serverless:StartJobRun",
+    } <= operations
+    assert policy_check.refused([policy], recorder.calls) == []
