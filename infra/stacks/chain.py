@@ -604,20 +604,7 @@ class ChainStack(Stack):
                 resources=[stacks],
             ),
             # rollback: the serving stack, rolled by its own deploy role as the release does
-            iam.PolicyStatement(
-                actions=["cloudformation:UpdateStack"],
-                resources=[_stack_arn(self, f"{config.name}-serving")],
-            ),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[serving.deploy_role.role_arn],
-                conditions={
-                    "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
-                },
-            ),
-            iam.PolicyStatement(
-                actions=["ecs:DescribeServices"], resources=[serving.service.service_arn]
-            ),
+            *_rolling_the_service(self, config, serving),
             iam.PolicyStatement(
                 actions=["ssm:GetParameter", "ssm:PutParameter"],
                 resources=[
@@ -823,31 +810,12 @@ class ChainStack(Stack):
         serving.repository.grant(role, "ecr:DescribeImages")
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=[
-                    "cloudformation:DescribeStacks",
-                    "cloudformation:GetTemplate",
-                    "cloudformation:UpdateStack",
-                ],
+                actions=["cloudformation:DescribeStacks", "cloudformation:GetTemplate"],
                 resources=[_stack_arn(self, f"{config.name}-serving")],
             )
         )
-        # CloudFormation rolls the serving stack with the serving stack's own deploy role, which
-        # may touch only the service, its task definitions and its scaling (infra/stacks/serving.py).
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[serving.deploy_role.role_arn],
-                conditions={
-                    "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
-                },
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["ecs:DescribeServices"],
-                resources=[serving.service.service_arn],
-            )
-        )
+        for statement in _rolling_the_service(self, config, serving):
+            role.add_to_principal_policy(statement)
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["ssm:GetParameter", "ssm:PutParameter"],
@@ -861,6 +829,28 @@ class ChainStack(Stack):
             )
         )
         return project
+
+
+def _rolling_the_service(
+    stack: Stack, config: AwsConfig, serving: ServingStack
+) -> list[iam.PolicyStatement]:
+    """What rolling the serving stack to another image takes (the release, a rollback): update
+    that stack, through its own deploy role only (which may touch only the service, its task
+    definitions and its scaling: infra/stacks/serving.py), and watch the service settle."""
+    return [
+        iam.PolicyStatement(
+            actions=["cloudformation:UpdateStack"],
+            resources=[_stack_arn(stack, f"{config.name}-serving")],
+        ),
+        iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=[serving.deploy_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
+        ),
+        iam.PolicyStatement(
+            actions=["ecs:DescribeServices"], resources=[serving.service.service_arn]
+        ),
+    ]
 
 
 def _stack_arn(stack: Stack, name: str) -> str:
