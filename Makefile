@@ -35,7 +35,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export ITERATIVE_DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train ui replay replay-shift test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
+.PHONY: help setup check-java train check-usecase ui replay replay-shift test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
 	services-status synth deploy status destroy rollback bench audit lint format lock clean distclean
 
 help: ## Show this help
@@ -84,8 +84,11 @@ check-java: ## Check that Java 17+ (for Spark) is installed
 		exit 1; \
 	fi; echo "Java $$major found"
 
-train: $(STAMP) ## Run the whole chain on the embedded defaults (ENV=local)
+train: check-usecase ## Run the whole chain on the embedded defaults (ENV=local)
 	$(BIN)/python -m pipelines train
+
+check-usecase: $(STAMP) ## Check the use case against its settings: quality rules, params, references (seconds, no Spark)
+	$(BIN)/python -m pipelines check
 
 test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) ## Run every test tier: unit, integration (Spark), end to end, infra, Spark on the EMR release's version
 	$(BIN)/python -m pytest --ignore=tests/infra $(PYTEST_ARGS)
@@ -114,7 +117,7 @@ new-usecase: $(STAMP) ## Create usecases/$(NAME)/, a working use case on example
 	@if [ -z "$(NAME)" ]; then echo "usage: make new-usecase NAME=<name>"; exit 2; fi
 	$(BIN)/python -m usecases.scaffold $(NAME)
 
-test-usecase: $(STAMP) ## Run one use case's own tests (USECASE=<name>; seconds)
+test-usecase: check-usecase ## Check one use case and run its own tests (USECASE=<name>; seconds)
 	$(BIN)/python -m pytest usecases/$(USECASE) $(PYTEST_ARGS)
 
 ui: $(STAMP) ## The MLflow UI on http://127.0.0.1:5000, and where the reports, Data Docs and monitoring are

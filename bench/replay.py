@@ -70,7 +70,7 @@ def shifted_source(settings: Settings, shift: ReplayShift, folder: Path) -> Path
     """A copy of the upstream files with `shift` applied to its period's rows: returns the
     folder to land from."""
     usecase = load_usecase(settings.usecase)
-    original = source_dir(settings)
+    original = source_dir(settings, usecase)
     folder.mkdir(parents=True, exist_ok=True)
     for source in usecase.sources:
         for name in (source.file, source.file.removesuffix(".zip")):

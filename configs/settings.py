@@ -97,6 +97,9 @@ class CollectConfig(Strict):
     # costs seconds of fixed work, and memory stays bounded whatever the backlog. 24 drops
     # at a time ran 2.4 times slower on small drops (BENCHMARKS.md, step 4).
     batch_mib: int = Field(256, ge=1)
+    # Judge every quarantined drop again (`--retry-quarantined`). Without it a drop stays
+    # quarantined until its content or the use case (code, params, quality rules) changes.
+    retry_quarantined: bool = False
 
 
 class Range(Strict):
@@ -536,6 +539,21 @@ class Settings(Strict):
         return _resolve_locations(
             _validate(_deep_merge(self.model_dump(), overrides), source="overrides")
         )
+
+    def with_value(self, key: str, value: Any) -> Settings:
+        """A copy with the setting at the dotted `key` replaced whole (a mapping too: nothing
+        of the value it replaces is kept), validated again."""
+        data = self.model_dump()
+        node = data
+        *parents, leaf = key.split(".")
+        for depth, part in enumerate(parents):
+            below = node.setdefault(part, {})
+            if not isinstance(below, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"{key}: {where} is a value, not a section")
+            node = below
+        node[leaf] = value
+        return _resolve_locations(_validate(data, source=f"--set {key}"))
 
 
 def available_envs(config_dir: Path = CONFIG_DIR) -> list[str]:

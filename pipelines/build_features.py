@@ -23,8 +23,8 @@ from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs
-from usecases import load as load_usecase
 from usecases.contract import FeatureContext, UseCase, resolve
+from usecases.project import Project
 
 MANIFEST = "_manifest.json"
 
@@ -42,11 +42,11 @@ def silver_state(layout: StorageLayout, usecase: UseCase) -> dict:
 
 
 def compute_tables(
-    spark: SparkSession, settings: Settings, layout: StorageLayout
+    spark: SparkSession, project: Project, layout: StorageLayout
 ) -> dict[str, DataFrame]:
     """Each view's table, from its transform over published silver (monthly tables: every
     published drop; reference tables: the newest snapshot)."""
-    usecase = load_usecase(settings.usecase)
+    settings, usecase = project.settings, project.usecase
     monthly = {source.name: source.monthly for source in usecase.sources}
     needed = sorted({table for view in usecase.views for table in view.inputs})
     frames = {
@@ -95,7 +95,7 @@ def run(ctx: StageContext) -> StageResult:
             register(settings, result)
             return result
     spark = spark_session()
-    tables = compute_tables(spark, settings, layout)
+    tables = compute_tables(spark, ctx.project, layout)
     gate = QualityGate(layout.reports)
     label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     staging = fs.join(layout.lake, "features", f"_staging-{uuid.uuid4().hex[:8]}")

@@ -1,7 +1,8 @@
 """The batch chain: the stages declared in configs/chain.py, run in order.
 
 `python -m pipelines train` runs CHAIN; each stage also runs alone. Every stage is
-`run(ctx: StageContext) -> StageResult`. A stage that fails stops the chain: nothing
+`run(ctx: StageContext) -> StageResult`, on the project bound once (usecases/project.py:
+the use case checked against its settings before anything runs). A stage that fails stops the chain: nothing
 downstream runs on data that did not pass. Stages hand off by exact identifiers (a model
 version, a run id) through `StageContext.handoff`, never by "latest".
 """
@@ -18,6 +19,7 @@ from configs import Settings
 from configs.chain import BY_NAME, CHAIN, DATA_STAGES, STAGES
 from pipelines.context import SparkProvider, StageContext
 from pipelines.results import StageFailed, StageResult
+from usecases.project import Project, bind
 
 __all__ = ["CHAIN", "DATA_STAGES", "STAGES", "StageContext", "run_chain", "run_stage"]
 
@@ -46,13 +48,15 @@ def run_stage(name: str, ctx: StageContext) -> StageResult:
 
 
 def run_chain(
-    settings: Settings,
+    settings: Settings | Project,
     stages: tuple[str, ...] = CHAIN,
     spark: Any = None,
     handoff: dict[str, str] | None = None,
 ) -> list[StageResult]:
-    """Run `stages` in order, stopping after the first that fails."""
-    ctx = StageContext(settings, SparkProvider(settings, spark))
+    """Run `stages` in order, stopping after the first that fails. Settings are bound to
+    their use case first (raises `UseCaseError` when the two disagree)."""
+    project = settings if isinstance(settings, Project) else bind(settings)
+    ctx = StageContext(project, SparkProvider(project.settings, spark))
     ctx.handoff.update(dict(handoff or {}))
     if stages and not BY_NAME[stages[0]].spark and any(BY_NAME[s].spark for s in stages):
         ctx.spark.start_in_background()  # ready when the first Spark stage starts

@@ -16,8 +16,11 @@ from configs import ConfigError, Settings, available_envs, load_settings
 from configs import handoff as handoff_keys
 from pipelines.chain import CHAIN, STAGES, run_chain
 from pipelines.results import StageResult
+from usecases.project import Project, UseCaseError, bind
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# How an override on the command line meets the setting it names: --set replaces, --merge merges.
+REPLACE, MERGE = "set", "merge"
 # No usage reporting from the libraries of a batch job (a user's own setting wins).
 QUIET_LIBRARIES = {
     "GX_ANALYTICS_ENABLED": "false",
@@ -42,8 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
         dest="overrides",
         action="append",
         default=[],
+        type=lambda pair: (REPLACE, pair),
         metavar="KEY=VALUE",
-        help="override one setting, e.g. --set collect.max_quarantined_share=0.1 (value read as YAML; repeatable)",
+        help="replace one setting for this run, e.g. --set collect.max_quarantined_share=0.1; "
+        "the value is read as YAML, and a mapping replaces the whole section (repeatable)",
+    )
+    parser.add_argument(
+        "--merge",
+        dest="overrides",
+        action="append",
+        type=lambda pair: (MERGE, pair),
+        metavar="KEY=MAPPING",
+        help="merge a mapping into a section, keeping its other keys, e.g. "
+        "--merge 'training.model.params={learning_rate: 0.1}' (repeatable; in order with --set)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings, errors and the summary"
@@ -58,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     train = commands.add_parser("train", help=f"run the whole chain: {' -> '.join(CHAIN)}")
     _add_land_options(train)
+    _add_retry_option(train)
     train.add_argument(
         "--from",
         dest="first",
@@ -70,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=stage.help)
         if name == "land":
             _add_land_options(sub)
+        if name == "collect":
+            _add_retry_option(sub)
         if name == "monitor":
             sub.add_argument(
                 "--retrain",
@@ -97,7 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("target", help="a prediction id (from /predict) or a model version")
     lineage.add_argument("--json", action="store_true", help="as JSON, for programs")
     commands.add_parser("config", help="print the resolved configuration and exit")
+    commands.add_parser(
+        "check",
+        help="check the use case against its settings (seconds, no Spark); every other "
+        "command does it first",
+    )
     return parser
+
+
+def _add_retry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retry-quarantined",
+        action="store_true",
+        help="judge every quarantined drop again (without it, a quarantined drop is collected "
+        "again only when its content or the use case changes)",
+    )
 
 
 def _add_land_options(parser: argparse.ArgumentParser) -> None:
@@ -119,27 +150,32 @@ def chain_slice(first: str | None = None, last: str | None = None) -> tuple[str,
     return CHAIN[start : stop + 1]
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`["a.b=1", "a.c=x"]` -> `{"a": {"b": 1, "c": "x"}}`; values are read as YAML."""
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"--set {pair!r}: expected KEY=VALUE, e.g. collect.max_quarantined_share=0.1"
-            )
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({err})") from None
-        *parents, leaf = key.strip().split(".")
-        node = overrides
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {pair!r}: {part} is set to a value and to a section")
-        node[leaf] = value
-    return overrides
+def parse_override(pair: str, flag: str = "--set") -> tuple[str, Any]:
+    """`"a.b=[x, y]"` -> `("a.b", ["x", "y"])`: the value is read as YAML."""
+    key, sep, raw = pair.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"{flag} {pair!r}: expected KEY=VALUE, e.g. collect.max_quarantined_share=0.1"
+        )
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{flag} {pair!r}: the value is not valid YAML ({err})") from None
+
+
+def apply_overrides(settings: Settings, overrides: Sequence[tuple[str, str]]) -> Settings:
+    """`--set` and `--merge`, in the order given: (REPLACE | MERGE, "key=value") each."""
+    for how, pair in overrides:
+        key, value = parse_override(pair, f"--{how}")
+        if how == REPLACE:
+            settings = settings.with_value(key, value)
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"--merge {pair!r}: merges a mapping; --set replaces a value")
+        for part in reversed(key.split(".")):
+            value = {part: value}
+        settings = settings.with_overrides(value)
+    return settings
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -182,20 +218,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     _configure_logging(args.quiet)
     try:
-        settings = load_settings(args.env)
-        overrides = parse_overrides(args.overrides)
+        settings = apply_overrides(load_settings(args.env), args.overrides)
         if getattr(args, "months", None):
-            overrides = {
-                **overrides,
-                "land": {**overrides.get("land", {}), "months": args.months.split(",")},
-            }
-        if overrides:
-            settings = settings.with_overrides(overrides)
+            settings = settings.with_value("land.months", args.months.split(","))
+        if getattr(args, "retry_quarantined", False):
+            settings = settings.with_value("collect.retry_quarantined", True)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "config":
         print(settings.model_dump_json(indent=2))
+        return EXIT_OK
+    try:
+        project = bind(settings)
+    except (UseCaseError, ValueError) as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = project.settings
+    if args.command == "check":
+        print(describe(project))
         return EXIT_OK
     if args.command in ("rollback", "promotions"):
         return _registry_command(settings, args.command)
@@ -220,13 +261,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "batch-predict":
         handoff["period"] = args.date or args.month
-    code, results = run_stages(settings, planned, handoff, args.handoff_file)
+    code, results = run_stages(project, planned, handoff, args.handoff_file)
     decided = results[-1].handoff.get(handoff_keys.DECISION_KEY) if results else None
     retrain = decided == handoff_keys.RETRAIN
     if args.command == "monitor" and args.retrain and code == EXIT_OK and retrain:
         print("\nthe monitor decided to retrain: running the chain (the gate decides promotion)")
-        return run_and_report(settings, CHAIN, None, args.handoff_file)
+        return run_and_report(project, CHAIN, None, args.handoff_file)
     return code
+
+
+def describe(project: Project) -> str:
+    """What `check` found, in one line."""
+    usecase, settings = project.usecase, project.settings
+    return (
+        f"use case {usecase.name} ({settings.env}): ok: {len(usecase.sources)} source(s), "
+        f"{len(usecase.views)} feature view(s), {len(usecase.model_inputs)} model inputs, "
+        f"quality rules on {len(settings.quality.tables)} table(s), "
+        f"params {', '.join(settings.params) or 'none'}"
+    )
 
 
 def ui_command(settings: Settings, port: int) -> list[str]:
@@ -331,7 +383,7 @@ def _registry_command(settings: Settings, command: str) -> int:
 
 
 def run_and_report(
-    settings: Settings,
+    settings: Settings | Project,
     planned: Sequence[str],
     handoff: dict[str, str] | None = None,
     handoff_file: str | None = None,
@@ -340,7 +392,7 @@ def run_and_report(
 
 
 def run_stages(
-    settings: Settings,
+    settings: Settings | Project,
     planned: Sequence[str],
     handoff: dict[str, str] | None = None,
     handoff_file: str | None = None,

@@ -21,11 +21,29 @@ from pyspark.sql import types as T
 
 from configs import Settings
 from pipelines.adapters.lake import read_drops, read_snapshot
-from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout, content_hash
+from pipelines.adapters.storage import (
+    USECASE_DIGEST,
+    DropMarker,
+    LandedDrop,
+    StorageLayout,
+    content_hash,
+)
 from pipelines.context import StageContext
-from pipelines.results import StageResult
+from pipelines.results import StageFailed, StageResult
 from storage import files as fs
-from usecases.contract import DROP_ID, PROBLEMS, SilverContext, Source, carried, resolve
+from usecases.contract import (
+    CONTENT_HASH,
+    DROP_ID,
+    INGESTED_AT,
+    PROBLEMS,
+    RESERVED_COLUMNS,
+    ROW_DATE,
+    SOURCE_FILE,
+    SilverContext,
+    Source,
+    carried,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +173,14 @@ def dated_outside_drop(typed: DataFrame, source: Source) -> DataFrame:
 
 
 def bronze_frame(typed: DataFrame, source: Source) -> DataFrame:
-    """The typed columns, plus (monthly sources) the row's date as `date`, yyyy-MM-dd, which
-    partitions bronze: a source column of that name is replaced by its normalised form."""
+    """The typed columns, plus (monthly sources) the row's date as `ROW_DATE`, yyyy-MM-dd, which
+    orders bronze: a source column of that name (allowed only when `date_sql` reads it, see
+    usecases/project.py) is replaced by its normalised form."""
     columns = [*source.column_names, *carried(typed.columns)]
     if source.monthly:
         assert source.date_sql is not None
-        day = F.date_format(F.expr(source.date_sql), "yyyy-MM-dd").alias("date")
-        return typed.select(*(c for c in columns if c != "date"), day)
+        day = F.date_format(F.expr(source.date_sql), "yyyy-MM-dd").alias(ROW_DATE)
+        return typed.select(*(c for c in columns if c != ROW_DATE), day)
     return typed.select(*columns)
 
 
@@ -169,9 +188,9 @@ def with_ingest_metadata(frame: DataFrame, drops: DataFrame, ingested_at: dateti
     """Each row with its drop's content hash and file name (`drops`: one row per drop id)."""
     return frame.join(F.broadcast(drops), DROP_ID).select(
         *frame.columns,
-        "_content_hash",
-        "_source_file",
-        F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
+        CONTENT_HASH,
+        SOURCE_FILE,
+        F.lit(ingested_at).cast("timestamp").alias(INGESTED_AT),
     )
 
 
@@ -184,20 +203,29 @@ class DropPlan:
     content_hash: str
     state: str  # new | collected | staged | quarantined | conflict
     detail: str = ""
+    # Quarantined before, and judged again: the use case changed since, or the run was asked to.
+    retried: bool = False
 
 
-def plan(layout: StorageLayout, source: Source) -> list[DropPlan]:
-    """Classify each landed drop of `source` against what the lake already holds."""
+def plan(
+    layout: StorageLayout, source: Source, usecase_digest: str = "", retry: bool = False
+) -> list[DropPlan]:
+    """Classify each landed drop of `source` against what the lake already holds.
+
+    A quarantined drop stays refused while its content and the use case it was judged by
+    (`usecase_digest`, see usecases/project.py) are the same; a drop refused under another
+    digest, or every one when `retry`, is judged again as new."""
     silver = layout.drops_in(layout.silver(source.name))
     staged = layout.drops_in(layout.staging(source.name))
     plans = []
     for drop in layout.landed_drops(source.name):
         digest = content_hash(drop.path)
         known = silver.get(drop.drop_id) or staged.get(drop.drop_id)
-        if layout.quarantined(source.name, drop.drop_id, digest):
+        refused = layout.quarantined(source.name, drop.drop_id, digest)
+        if refused and not retry and refused.get(USECASE_DIGEST) == usecase_digest:
             plans.append(DropPlan(drop, digest, "quarantined"))
         elif known is None:
-            plans.append(DropPlan(drop, digest, "new"))
+            plans.append(DropPlan(drop, digest, "new", retried=refused is not None))
         elif known.content_hash == digest:
             plans.append(
                 DropPlan(drop, digest, "collected" if drop.drop_id in silver else "staged")
@@ -225,11 +253,16 @@ class DropOutcome:
 
 class _Collector:
     def __init__(
-        self, spark: Callable[[], SparkSession], settings: Settings, layout: StorageLayout
+        self,
+        spark: Callable[[], SparkSession],
+        settings: Settings,
+        layout: StorageLayout,
+        usecase_digest: str,
     ) -> None:
         self._spark = spark
         self.settings = settings
         self.layout = layout
+        self.usecase_digest = usecase_digest
         self.ingested_at = datetime.now(UTC).replace(microsecond=0)
         self._tables: dict[str, DataFrame] = {}
         self.context = SilverContext(table=self.reference_table, params=settings.params)
@@ -259,6 +292,7 @@ class _Collector:
                 "drop_id": item.drop.drop_id,
                 "content_hash": item.content_hash,
                 "stage": "collect",
+                USECASE_DIGEST: self.usecase_digest,
                 "reasons": reasons,
                 "examples": examples or [],
                 "quarantined_at": self.ingested_at.isoformat(),
@@ -384,7 +418,7 @@ class _Collector:
         """The good drops' typed rows, as the silver transform takes them (every row without
         a problem). Read from the bronze just written, which holds them typed; except when
         bronze replaced a source column (a monthly source's own `date`): then parsed again."""
-        if source.monthly and "date" in source.column_names:
+        if source.monthly and ROW_DATE in source.column_names:
             return typed.where(F.col(DROP_ID).isin(good))
         bronze = read_drops(self.spark, bronze_temp, good)
         assert bronze is not None  # `good` is never empty
@@ -420,7 +454,17 @@ class _Collector:
     def _to_silver(self, typed: DataFrame, source: Source) -> DataFrame:
         if source.silver is None:  # reference tables are kept as delivered
             return typed
-        return resolve(source.silver)(typed, self.context)
+        rows: DataFrame = resolve(source.silver)(typed, self.context)
+        made = {column for column in rows.columns if column not in RESERVED_COLUMNS}
+        declared = set(source.silver_columns)
+        if made != declared:
+            raise StageFailed(
+                f"{source.silver} returned the columns {sorted(made)}, but the source "
+                f"{source.name} declares silver_columns {sorted(declared)} (missing: "
+                f"{sorted(declared - made)}, not declared: {sorted(made - declared)}): make "
+                "the transform and its declaration agree; nothing was written"
+            )
+        return rows
 
     def _write(
         self,
@@ -445,10 +489,10 @@ class _Collector:
                 (drop_id, item.content_hash, fs.name(item.drop.path))
                 for drop_id, item in items.items()
             ],
-            f"{DROP_ID} string, _content_hash string, _source_file string",
+            f"{DROP_ID} string, {CONTENT_HASH} string, {SOURCE_FILE} string",
         )
         frame = with_ingest_metadata(frame, drops, self.ingested_at)
-        order = ["date"] if source.monthly else []
+        order = [ROW_DATE] if source.monthly else []
         (
             frame.sortWithinPartitions(DROP_ID, *order)
             .write.mode("error")
@@ -500,9 +544,17 @@ def run(ctx: StageContext) -> StageResult:
     layout = StorageLayout(settings.paths)
     if removed := layout.clean_temporaries():
         result.notes.append(f"removed {removed} leftover temporary folder(s) of an interrupted run")
-    collector = _Collector(spark, settings, layout)
+    collector = _Collector(spark, settings, layout, ctx.project.digest)
     sources = ctx.usecase.sources
-    plans = {source.name: plan(layout, source) for source in sources}
+    retry = settings.collect.retry_quarantined
+    plans = {source.name: plan(layout, source, ctx.project.digest, retry) for source in sources}
+    retried = [item for items in plans.values() for item in items if item.retried]
+    if retried:
+        why = "as asked (--retry-quarantined)" if retry else "the use case changed since"
+        result.notes.append(
+            f"{len(retried)} quarantined drop(s) judged again: {why}: "
+            + ", ".join(f"{item.drop.table}/{item.drop.drop_id}" for item in retried)
+        )
     total = sum(len(items) for items in plans.values())
     if total == 0:
         result.fail(
@@ -550,6 +602,8 @@ def run(ctx: StageContext) -> StageResult:
                 result.rows_out += outcome.rows_out
                 if outcome.accepted:
                     counts["collected"] += 1
+                    if item.retried:  # its quarantine copy and reason are history now
+                        layout.release(source.name, item.drop.drop_id, item.content_hash)
                     continue
                 counts["quarantined"] += 1
                 where = layout.quarantine_dir(source.name, item.drop.drop_id, item.content_hash)

@@ -1,16 +1,16 @@
-"""What every stage receives: the settings, the use case, Spark on demand, and the handoff."""
+"""What every stage receives: the project (settings and use case, checked), Spark on demand,
+and the handoff."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from typing import Any
 
 from configs import Settings
-from usecases import load as load_usecase
 from usecases.contract import UseCase
+from usecases.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,14 @@ class Handoff:
 
 @dataclass
 class StageContext:
-    settings: Settings
+    project: Project
     spark: SparkProvider
     handoff: Handoff = field(default_factory=Handoff)
 
-    @cached_property
+    @property
+    def settings(self) -> Settings:
+        return self.project.settings
+
+    @property
     def usecase(self) -> UseCase:
-        return load_usecase(self.settings.usecase)
+        return self.project.usecase

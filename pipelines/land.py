@@ -22,16 +22,15 @@ from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageFailed, StageResult
 from storage import files as fs
-from usecases import load as load_usecase
 from usecases.contract import Source, UseCase
 
 log = logging.getLogger(__name__)
 
 
-def source_dir(settings: Settings) -> Path:
+def source_dir(settings: Settings, usecase: UseCase) -> Path:
     if settings.land.source_dir:
         return Path(settings.land.source_dir)
-    return Path(load_usecase(settings.usecase).default_source_dir())
+    return Path(usecase.default_source_dir())
 
 
 def read_source(folder: Path, source: Source) -> pd.DataFrame:
@@ -96,8 +95,8 @@ def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     result = StageResult("land")
     layout = StorageLayout(settings.paths)
-    folder = source_dir(settings)
     usecase = ctx.usecase
+    folder = source_dir(settings, usecase)
     written = existing = 0
     for source in usecase.sources:
         frame = read_source(folder, source)

@@ -15,12 +15,11 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from configs import Settings
 from pipelines.adapters.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs
-from usecases import load as load_usecase
+from usecases.project import Project
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -94,10 +93,8 @@ def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
-def build_context(
-    settings: Settings, tracker: Tracker, version: str, folder: Path
-) -> dict[str, Any]:
-    usecase = load_usecase(settings.usecase)
+def build_context(project: Project, tracker: Tracker, version: str, folder: Path) -> dict[str, Any]:
+    settings, usecase = project.settings, project.usecase
     outcome = usecase.outcome
     ref = tracker.version(version)
     metrics, params, tags = tracker.run_record(ref.run_id)
@@ -186,7 +183,7 @@ def run(ctx: StageContext) -> StageResult:
     target = fs.join(settings.paths.reports, "model", f"version-{version}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        context = build_context(settings, tracker, version, folder)
+        context = build_context(ctx.project, tracker, version, folder)
         (folder / "index.html").write_text(render(context), encoding="utf-8")
         for scratch in ("_evaluation", "_plots"):
             shutil.rmtree(folder / scratch, ignore_errors=True)

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from configs.settings import TableQuality
 from pipelines.adapters.lake import read_drops, read_silver
 from pipelines.adapters.quality import FailedExpectation, GateResult, QualityGate
-from pipelines.adapters.storage import DropMarker, LandedDrop, StorageLayout
+from pipelines.adapters.storage import USECASE_DIGEST, DropMarker, LandedDrop, StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs
@@ -37,7 +37,10 @@ def run(ctx: StageContext) -> StageResult:
         "validation results": QualityGate.results_dir_for(layout.reports),
         "data docs": fs.join(QualityGate.docs_dir_for(layout.reports), "index.html"),
     }
-    pending = {table: layout.drops_in(layout.staging(table)) for table in settings.quality.tables}
+    # Every source's staged drops: a source without rules in `quality.tables` passes an
+    # empty suite (the use case's check refuses rules for a table that is not declared).
+    tables = [source.name for source in ctx.usecase.sources]
+    pending = {table: layout.drops_in(layout.staging(table)) for table in tables}
     pending = {table: drops for table, drops in pending.items() if drops}
     if not pending:
         result.notes.append("nothing new to validate: published silver is unchanged")
@@ -49,7 +52,13 @@ def run(ctx: StageContext) -> StageResult:
     for table, staged in pending.items():
         log.info("validate %s: %d staged drop(s)", table, len(staged))
         failures, result_files = _check(
-            spark, gate, layout, table, settings.quality.tables[table], sorted(staged), run_label
+            spark,
+            gate,
+            layout,
+            table,
+            settings.quality.tables.get(table, TableQuality()),
+            sorted(staged),
+            run_label,
         )
         passed = [drop_id for drop_id in sorted(staged) if drop_id not in failures]
         for drop_id in passed:
@@ -63,7 +72,14 @@ def run(ctx: StageContext) -> StageResult:
             )
         for drop_id, found in sorted(failures.items()):
             reasons = [str(failure) for failure in found]
-            _quarantine_staged(layout, table, drop_id, staged[drop_id].content_hash, reasons, now)
+            _quarantine_staged(
+                layout,
+                table,
+                drop_id,
+                staged[drop_id].content_hash,
+                {"reasons": reasons, USECASE_DIGEST: ctx.project.digest},
+                now,
+            )
             result.fail(
                 f"{table}/{drop_id} failed the quality gate and was quarantined:\n    - "
                 + "\n    - ".join(reasons)
@@ -124,16 +140,22 @@ def _publish(layout: StorageLayout, table: str, drop_id: str, result_files: list
 
 
 def _quarantine_staged(
-    layout: StorageLayout, table: str, drop_id: str, digest: str, failures: list[str], now: datetime
+    layout: StorageLayout,
+    table: str,
+    drop_id: str,
+    digest: str,
+    judged: dict[str, object],
+    now: datetime,
 ) -> None:
-    """Record the refusal beside the landing file's copy, then drop the staged data."""
+    """Record the refusal (`judged`: the reasons and the use case's digest) beside the landing
+    file's copy, then drop the staged data."""
     landed = LandedDrop(table, drop_id, layout.landing_file(table, drop_id))
     reason = {
         "table": table,
         "drop_id": drop_id,
         "content_hash": digest,
         "stage": "validate",
-        "reasons": failures,
+        **judged,
         "quarantined_at": now.isoformat(),
         "source_file": landed.path,
     }

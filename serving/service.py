@@ -42,11 +42,12 @@ from serving.gauges import GAUGES, MonitorGauges
 from serving.guard import ApiKeys, JsonBodiesOnly, ShedLoad, api_keys
 from serving.logs import RequestIds, use_json_logs
 from serving.schemas import response_models
-from usecases import load as load_usecase
 from usecases.contract import EVENT_TIMESTAMP
+from usecases.project import bind
 
-SETTINGS = load_settings()
-USECASE = load_usecase(SETTINGS.usecase)
+# The use case checked against its settings (no Spark here: its Spark code is not resolved).
+PROJECT = bind(load_settings(), resolve_references=False)
+SETTINGS, USECASE = PROJECT.settings, PROJECT.usecase
 NAMES = SETTINGS.names
 MODEL_TAG_ENV = NAMES.model_tag_variable
 MODEL_DIGEST = handoff.DIGEST_KEY
@@ -242,8 +243,8 @@ class PredictionService:
     def __init__(self) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         # Loaded again: a worker's environment (MLOPS_OVERRIDES) may differ from the importer's.
-        self.settings = load_settings()
-        self.usecase = load_usecase(self.settings.usecase)
+        project = bind(load_settings(), resolve_references=False)
+        self.settings, self.usecase = project.settings, project.usecase
         tag = os.environ.get(MODEL_TAG_ENV)
         if not tag:
             raise RuntimeError(

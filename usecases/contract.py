@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 # The column that carries an entity row's or a feature row's moment in time, everywhere.
 EVENT_TIMESTAMP = "event_timestamp"
@@ -25,6 +26,15 @@ EVENT_TIMESTAMP = "event_timestamp"
 # PROBLEMS (a row with a problem refuses its whole drop), and passes `carried(...)` through.
 PROBLEMS = "_problems"
 DROP_ID = "drop_id"
+# What collect adds to every row it writes to bronze and silver: the drop's content hash, its
+# file and when it was collected.
+CONTENT_HASH, SOURCE_FILE, INGESTED_AT = "_content_hash", "_source_file", "_ingested_at"
+# The platform's columns: a use case's source, silver rows or features may not use these names.
+RESERVED_COLUMNS = frozenset({PROBLEMS, DROP_ID, CONTENT_HASH, SOURCE_FILE, INGESTED_AT})
+# A monthly source's row date, yyyy-MM-dd, on its bronze and silver rows: collect writes it in
+# bronze (from `date_sql`, replacing a delivered column of that name), and each monthly silver
+# transform carries it (batch-predict picks a day's or month's rows by it).
+ROW_DATE = "date"
 
 
 def carried(columns: Sequence[str]) -> list[str]:
@@ -73,8 +83,12 @@ class Source:
     # A UTC timestamp column that must fall within a day of the row's date, when there is one.
     instant_column: str | None = None
     # The silver transform, `(typed rows, SilverContext) -> silver rows`; None keeps the
-    # table as delivered (reference tables).
+    # table as delivered (reference tables) ...
     silver: Ref | None = None
+    # ... and the columns of the rows it returns (besides the bookkeeping ones), which the
+    # quality rules and the examples are checked against when the use case loads, and the
+    # transform's rows against at collect.
+    silver_columns: tuple[str, ...] = ()
     # Scale-factor runs (benchmarks): a snapshot every copy shares rather than replicates.
     shared_across_copies: bool = False
 
@@ -85,6 +99,11 @@ class Source:
     @property
     def column_names(self) -> list[str]:
         return list(self.columns)
+
+    @property
+    def silver_column_names(self) -> list[str]:
+        """The columns of this table's silver rows (bookkeeping aside)."""
+        return list(self.silver_columns) if self.silver else self.column_names
 
 
 @dataclass(frozen=True)
@@ -187,6 +206,12 @@ class Outcome:
     explanation: str
 
 
+class NoParams(BaseModel):
+    """The params of a use case that declares none: any key under `params` is a mistake."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 @dataclass(frozen=True)
 class UseCase:
     name: str
@@ -202,6 +227,9 @@ class UseCase:
     default_source_dir: Callable[[], str]
     # Scale-factor runs (benchmarks): copy k of a source's raw text, as new data.
     replicate: Callable[[pd.DataFrame, Source, int, str], pd.DataFrame] | None = None
+    # The pydantic model of `params` in the use case's config.yaml (declare it with
+    # `extra="forbid"`, so a misspelt key is refused when the use case loads).
+    params: type[BaseModel] = NoParams
 
     def __post_init__(self) -> None:
         entities = {entity.name for entity in self.entities}
@@ -220,6 +248,9 @@ class UseCase:
             raise ValueError(f"use case {self.name}: feature names used twice: {twice}")
         if self.examples.table not in sources:
             raise ValueError(f"examples.table {self.examples.table!r} is not a source")
+
+    def source(self, name: str) -> Source | None:
+        return next((source for source in self.sources if source.name == name), None)
 
     def entity(self, name: str) -> Entity:
         return next(entity for entity in self.entities if entity.name == name)

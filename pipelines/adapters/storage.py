@@ -27,6 +27,8 @@ from storage import files as fs
 
 MARKER = "_drop.json"
 REASON = "reason.json"
+# The reason's record of the use case a drop was judged by (usecases/project.py `digest`).
+USECASE_DIGEST = "usecase_digest"
 _HASH_CHUNK = 1 << 20
 
 
@@ -156,6 +158,10 @@ class StorageLayout:
                 fs.delete_tree(folder)
                 removed += 1
         return removed
+
+    def release(self, table: str, drop_id: str, content_hash: str) -> None:
+        """Forget a quarantined drop that has since been accepted (its landing file stays)."""
+        fs.delete_tree(self.quarantine_dir(table, drop_id, content_hash))
 
     def quarantine(self, drop: LandedDrop, content_hash: str, reason: dict) -> str:
         """Keep a copy of a refused drop and why it was refused. The landing file stays."""

@@ -160,6 +160,40 @@ def test_a_quarantined_drop_keeps_failing_until_it_is_replaced(lake, spark) -> N
     )
 
 
+def test_a_drop_refused_by_the_use_case_is_judged_again_when_the_use_case_changes(
+    lake, spark
+) -> None:
+    """A drop refused by a rule (not for its content) comes back once the rule is fixed:
+    the quarantine records the use case's digest, and a new digest judges the drop again."""
+    land_new_flights_drop(lake, "2013-04")
+    layout = StorageLayout(lake.paths)
+    strict = lake.with_overrides(
+        {"quality": {"tables": {"flights": {"ranges": {"distance": {"max": 20}}}}}}
+    )
+    refused = chain(strict, spark)
+    assert not refused[2].ok and "flights/2013-04 failed the quality gate" in problems(refused)
+    reason_files = list(Path(layout.quarantine_root).glob("flights/2013-04-*/reason.json"))
+    assert len(reason_files) == 1
+    assert json.loads(reason_files[0].read_text())["usecase_digest"]
+    again = chain(strict, spark)
+    assert "still quarantined" in problems(again)
+    fixed = chain(lake, spark)  # the rule as it was: another digest
+    assert all(r.ok for r in fixed), problems(fixed)
+    assert "judged again: the use case changed since: flights/2013-04" in fixed[1].notes[0]
+    assert "2013-04" in layout.drops_in(layout.silver("flights"))
+    assert not reason_files[0].exists()  # accepted: the quarantine copy is history
+
+
+def test_retry_quarantined_judges_every_quarantined_drop_again(lake, spark) -> None:
+    target = land_new_flights_drop(lake, "2013-04")
+    target.write_bytes(target.read_bytes()[:-40])
+    assert not chain(lake, spark)[1].ok
+    retried = chain(lake.with_value("collect.retry_quarantined", True), spark)
+    assert "judged again: as asked (--retry-quarantined): flights/2013-04" in retried[1].notes[0]
+    assert "still quarantined" not in problems(retried)
+    assert "flights/2013-04 quarantined" in problems(retried)  # the same content, refused again
+
+
 # Two new drops collected in one job make six moves: bronze 04 and 05, staging 04 and 05,
 # then the gate publishes silver 04 and 05. A crash is simulated just before each of them.
 MOVES = 6

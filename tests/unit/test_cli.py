@@ -32,9 +32,40 @@ def test_bad_configuration_exits_2_naming_the_problem(argv, message, capsys) -> 
     assert message in capsys.readouterr().err
 
 
-def test_overrides_nest_and_read_yaml() -> None:
-    parsed = cli.parse_overrides(["a.b=1", "a.c=[x, y]", "d=true"])
-    assert parsed == {"a": {"b": 1, "c": ["x", "y"]}, "d": True}
+def test_an_override_is_read_as_yaml() -> None:
+    assert cli.parse_override("a.c=[x, y]") == ("a.c", ["x", "y"])
+    assert cli.parse_override("d=true") == ("d", True)
+
+
+def _model_params(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:
+    assert cli.main([*argv, "config"]) == 0
+    return json.loads(capsys.readouterr().out)["training"]["model"]["params"]  # type: ignore[no-any-return]
+
+
+def test_set_replaces_a_section_whole_and_merge_keeps_its_other_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Switching an estimator with --set keeps nothing of the old one's parameters."""
+    before = _model_params(capsys)
+    assert before["num_leaves"] == 63
+    replaced = _model_params(capsys, "--set", "training.model.params={objective: binary}")
+    assert replaced == {"objective": "binary"}
+    merged = _model_params(capsys, "--merge", "training.model.params={num_leaves: 7}")
+    assert merged == {**before, "num_leaves": 7}
+    # In the order given: the merge lands on what --set left.
+    both = _model_params(
+        capsys,
+        "--set",
+        "training.model.params={objective: binary}",
+        "--merge",
+        "training.model.params={num_leaves: 7}",
+    )
+    assert both == {"objective": "binary", "num_leaves": 7}
+
+
+def test_merge_takes_only_a_mapping(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--merge", "training.seed=3", "config"]) == cli.EXIT_USAGE
+    assert "--merge 'training.seed=3': merges a mapping" in capsys.readouterr().err
 
 
 def test_summary_shows_each_stage_and_what_was_skipped() -> None:

@@ -12,6 +12,7 @@ from pipelines.adapters.storage import StorageLayout
 from pipelines.context import SparkProvider, StageContext
 from tests.conftest import SLICE_DIR
 from usecases.flight_delay import SOURCES, replicate
+from usecases.project import bind
 
 FLIGHTS, PLANES, WEATHER = (
     next(s for s in SOURCES if s.name == name) for name in ("flights", "planes", "weather")
@@ -19,7 +20,7 @@ FLIGHTS, PLANES, WEATHER = (
 
 
 def run_land(settings):
-    return land.run(StageContext(settings, SparkProvider(settings)))
+    return land.run(StageContext(bind(settings), SparkProvider(settings)))
 
 
 def test_monthly_source_splits_into_one_drop_per_month() -> None:

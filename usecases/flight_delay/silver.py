@@ -10,18 +10,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from usecases.contract import PROBLEMS, SilverContext, carried
-
-WEATHER_MEASURES = (
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-)
+from usecases.flight_delay import WEATHER_MEASURES
 
 
 def timezones(context: SilverContext) -> DataFrame:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from importlib import resources
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from usecases.contract import (
     Entity,
@@ -28,6 +29,15 @@ from usecases.seattle_weather import request, rows
 
 NAME = "seattle_weather"
 _SPARK = f"usecases.{NAME}"
+
+
+class Params(BaseModel):
+    """`params` in config.yaml: what this use case's code reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    station: str = Field(min_length=1)
+    wet_mm: float = Field(ge=0)
 
 
 def _month_of(frame: pd.DataFrame) -> pd.Series:
@@ -49,6 +59,17 @@ OBSERVATIONS = Source(
     date_sql="to_date(date, 'yyyy/MM/dd')",
     drop_period=_month_of,
     silver=f"{_SPARK}.spark:observations_to_silver",
+    silver_columns=(
+        "day_id",
+        "station",
+        "day",
+        "precipitation",
+        "temp_max",
+        "temp_min",
+        "wind",
+        "weather",
+        "date",
+    ),
 )
 
 RECENT_WEATHER = View(
@@ -111,4 +132,5 @@ USECASE = UseCase(
         ),
     ),
     default_source_dir=lambda: str(resources.files("vega_datasets") / "_data"),
+    params=Params,
 )
