@@ -21,6 +21,7 @@ from sklearn import metrics as skm
 
 import models
 from configs import Settings
+from configs.settings import SplitConfig, TrainingConfig
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
@@ -62,27 +63,26 @@ class Split:
     test: pd.DataFrame
 
 
-def split_by_date(frame: pd.DataFrame, settings: Settings, label: str, column: str) -> Split:
-    validation_start = pd.Timestamp(settings.training.split.validation_start)
-    test_start = pd.Timestamp(settings.training.split.test_start)
+def split_by_date(frame: pd.DataFrame, split: SplitConfig, label: str, column: str) -> Split:
+    validation_start = pd.Timestamp(split.validation_start)
+    test_start = pd.Timestamp(split.test_start)
     dates = pd.to_datetime(frame[column])
-    split = Split(
+    parts = Split(
         train=frame[dates < validation_start],
         validation=frame[(dates >= validation_start) & (dates < test_start)],
         test=frame[dates >= test_start],
     )
     for part in ("train", "validation", "test"):
-        if getattr(split, part).empty or getattr(split, part)[label].nunique() < 2:
+        if getattr(parts, part).empty or getattr(parts, part)[label].nunique() < 2:
             raise StageFailed(
                 f"the {part} split is empty or has one class only: check training.split "
-                f"({settings.training.split.validation_start}, {settings.training.split.test_start}) "
-                "against the dates in silver"
+                f"({split.validation_start}, {split.test_start}) against the dates in silver"
             )
-    return split
+    return parts
 
 
 def training_data(
-    split: Split, features: list[str], settings: Settings, usecase: UseCase
+    split: Split, features: list[str], training: TrainingConfig, usecase: UseCase
 ) -> models.TrainingData:
     label = usecase.examples.label
     return models.TrainingData(
@@ -91,18 +91,64 @@ def training_data(
         validation=split.validation[features],
         validation_labels=split.validation[label].to_numpy(),
         categorical=usecase.request.categorical,
-        seed=settings.training.seed,
+        seed=training.seed,
     )
 
 
-def fit(data: models.TrainingData, settings: Settings) -> models.Model:
+def fit(data: models.TrainingData, training: TrainingConfig) -> models.Model:
     """A model of the configured family, fitted on the training rows (the validation rows may
     stop it early)."""
-    chosen = settings.training.model
+    chosen = training.model
     try:
         return models.family(chosen.family).fit(data, chosen.params)
     except models.ModelError as err:
         raise StageFailed(str(err)) from err
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A model fitted and judged: what `record` writes to the tracking server."""
+
+    model: models.Model
+    split: Split
+    features: list[str]
+    threshold: float
+    validation_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    test_scores: np.ndarray
+    importance: pd.Series
+
+
+def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingConfig) -> Fitted:
+    """Split the labelled rows by date, fit on the first part, pick the threshold on the
+    second, measure on the third. Pure: no tracking server, no Spark, no feature store."""
+    leaked = leaked_inputs(usecase)
+    if leaked:
+        raise StageFailed(
+            f"columns known only after the moment of prediction among the model inputs: {leaked}"
+        )
+    examples = usecase.examples
+    features = usecase.model_inputs
+    split = split_by_date(frame, training.split, examples.label, examples.split_column)
+    data = training_data(split, features, training, usecase)
+    model = fit(data, training)
+    validation_scores = model.probabilities(split.validation)
+    threshold = (
+        best_f1_threshold(data.validation_labels, validation_scores)
+        if training.threshold == "best_f1"
+        else training.threshold
+    )
+    test_scores = model.probabilities(split.test)
+    return Fitted(
+        model=model,
+        split=split,
+        features=features,
+        threshold=float(threshold),
+        validation_metrics=evaluate(data.validation_labels, validation_scores, float(threshold)),
+        test_metrics=evaluate(split.test[examples.label].to_numpy(), test_scores, float(threshold)),
+        test_scores=test_scores,
+        importance=model.importances(data),
+    )
 
 
 def plot_all(
@@ -281,7 +327,6 @@ def run(ctx: StageContext) -> StageResult:
     result = StageResult("fit")
     usecase = ctx.usecase
     examples = usecase.examples
-    label, row_id, split_column = examples.label, examples.row_id, examples.split_column
     layout = StorageLayout(settings.paths)
     silver = layout.read_silver_columns(examples.table, list(examples.columns))
     if silver is None:
@@ -289,27 +334,41 @@ def run(ctx: StageContext) -> StageResult:
     labels = examples.labelled(silver, settings.params)
     log.info("training set: %d labelled rows (of %d in silver)", len(labels), len(silver))
     frame = feature_frame(feature_store(settings), settings, labels)
-    features = usecase.model_inputs
-    leaked = leaked_inputs(usecase)
-    if leaked:
-        raise StageFailed(
-            f"columns known only after the moment of prediction among the model inputs: {leaked}"
+    fitted = fit_and_evaluate(frame, usecase, settings.training)
+    run_id, version = record(ctx, layout, frame, fitted)
+    split, family = fitted.split, settings.training.model.family
+    result.rows_in = len(frame)
+    result.rows_out = len(split.test)
+    result.notes.append(
+        f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} rows; "
+        f"{family}: {fitted.model.summary()}; threshold {fitted.threshold:.3f}"
+    )
+    result.notes.append(
+        "test: "
+        + ", ".join(
+            f"{k} {fitted.test_metrics[k]:.3f}"
+            for k in ("roc_auc", "pr_auc", "brier", "precision", "recall")
         )
-    split = split_by_date(frame, settings, label, split_column)
-    data = training_data(split, features, settings, usecase)
-    model = fit(data, settings)
-    validation_scores = model.probabilities(split.validation)
-    threshold = settings.training.threshold
-    if threshold == "best_f1":
-        threshold = best_f1_threshold(data.validation_labels, validation_scores)
-    test_labels = split.test[label].to_numpy()
-    test_scores = model.probabilities(split.test)
-    test_metrics = evaluate(test_labels, test_scores, float(threshold))
-    validation_metrics = evaluate(data.validation_labels, validation_scores, float(threshold))
-    importance = model.importances(data)
+    )
+    result.outputs |= {
+        "mlflow run": run_id,
+        "model": f"{settings.names.registered_model} version {version}",
+    }
+    result.handoff |= {"model_version": version, "run_id": run_id}
+    return result
 
+
+def record(
+    ctx: StageContext, layout: StorageLayout, frame: pd.DataFrame, fitted: Fitted
+) -> tuple[str, str]:
+    """One tracked run of the fitted model: its parameters, metrics, lineage, evaluation
+    artifacts, plots and the model, then the registered version. Returns (run id, version)."""
+    settings, usecase = ctx.settings, ctx.usecase
+    examples = usecase.examples
+    label, row_id, split_column = examples.label, examples.row_id, examples.split_column
+    model, split, features = fitted.model, fitted.split, fitted.features
     tracker = Tracker(settings)
-    record = lineage(settings, layout, frame, usecase)
+    lineage_record = lineage(settings, layout, frame, usecase)
     service = service_name(settings)
     run_id = None
     registering = False
@@ -321,7 +380,7 @@ def run(ctx: StageContext) -> StageResult:
                 params={
                     "model_family": settings.training.model.family,
                     **{f"model.{k}": v for k, v in model.params().items()},
-                    "threshold": float(threshold),
+                    "threshold": fitted.threshold,
                     "threshold_rule": str(settings.training.threshold),
                     **{f"usecase.{k}": v for k, v in _flat(settings.params).items()},
                     "usecase": usecase.name,
@@ -331,27 +390,27 @@ def run(ctx: StageContext) -> StageResult:
                     "n_features": len(features),
                 },
                 metrics={
-                    **{f"test_{k}": v for k, v in test_metrics.items()},
-                    **{f"validation_{k}": v for k, v in validation_metrics.items()},
+                    **{f"test_{k}": v for k, v in fitted.test_metrics.items()},
+                    **{f"validation_{k}": v for k, v in fitted.validation_metrics.items()},
                     "test_rows": float(len(split.test)),
                 },
                 tags={
                     GIT_COMMIT_TAG: git_commit(),
                     "feature_service": service,
                     "training_rows": str(len(frame)),
-                    "training_from": record["training_set"]["from"],
-                    "training_to": record["training_set"]["to"],
+                    "training_from": lineage_record["training_set"]["from"],
+                    "training_to": lineage_record["training_set"]["to"],
                     "last_example_date": pd.Timestamp(frame[split_column].max()).date().isoformat(),
                 },
             )
             run.log_training_set(frame, label, source=layout.silver(examples.table))
             (folder / "features.json").write_text(json.dumps(features, indent=2))
-            (folder / "lineage.json").write_text(json.dumps(record, indent=2))
+            (folder / "lineage.json").write_text(json.dumps(lineage_record, indent=2))
             (folder / "feature_importance.json").write_text(
-                importance.sort_values(ascending=False).to_json(indent=2)
+                fitted.importance.sort_values(ascending=False).to_json(indent=2)
             )
             test_set = split.test[[row_id, split_column, *features, label]].assign(
-                score=test_scores
+                score=fitted.test_scores
             )
             test_set.to_parquet(folder / "test_set.parquet", index=False)
             reference_set(split.train, model, features, settings).to_parquet(
@@ -370,12 +429,14 @@ def run(ctx: StageContext) -> StageResult:
                 ],
                 "evaluation",
             )
-            run.log_files(plot_all(folder, test_labels, test_scores, importance, usecase), "plots")
+            test_labels = split.test[label].to_numpy()
+            plots = plot_all(folder, test_labels, fitted.test_scores, fitted.importance, usecase)
+            run.log_files(plots, "plots")
             model_uri = run.log_model(
                 model,
                 split.test[features],
-                test_scores,
-                {"threshold": float(threshold), "feature_service": service},
+                fitted.test_scores,
+                {"threshold": fitted.threshold, "feature_service": service},
             )
             # Registered last, with its tags in the same call: a version exists complete or not
             # at all, and only once every artifact of its run is stored.
@@ -383,22 +444,4 @@ def run(ctx: StageContext) -> StageResult:
             version = run.register(model_uri, {"run_id": run_id, "feature_service": service})
     except tracking_errors() as err:
         raise _recording_failed(tracker, run_id, registering, err) from err
-    result.rows_in = len(frame)
-    result.rows_out = len(split.test)
-    result.notes.append(
-        f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} rows; "
-        f"{settings.training.model.family}: {model.summary()}; threshold {float(threshold):.3f}"
-    )
-    result.notes.append(
-        "test: "
-        + ", ".join(
-            f"{k} {test_metrics[k]:.3f}"
-            for k in ("roc_auc", "pr_auc", "brier", "precision", "recall")
-        )
-    )
-    result.outputs |= {
-        "mlflow run": run_id,
-        "model": f"{settings.names.registered_model} version {version}",
-    }
-    result.handoff |= {"model_version": version, "run_id": run_id}
-    return result
+    return run_id, version

@@ -1,0 +1,129 @@
+"""Fit and evaluate, without a tracking server, Spark or a feature store: the split by date,
+the threshold picked on validation rows only, the test metrics, and the refusals (a leaked
+input, a split with one class)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs.settings import TrainingConfig
+from pipelines.results import StageFailed
+from pipelines.train import fit_and_evaluate
+from usecases.contract import Entity, Examples, Feature, Outcome, Request, Source, UseCase, View
+
+# A use case reduced to what fitting reads: a label, a split column, model inputs.
+TINY = UseCase(
+    name="tiny",
+    description="a signal and a 0/1 outcome",
+    sources=(Source("things", "things.csv", {"thing_id": "string"}, monthly=False),),
+    entities=(Entity("thing", "thing_id", "a thing"),),
+    views=(
+        View(
+            "thing_signals",
+            "thing",
+            timedelta(days=1),
+            (Feature("signal", "float", "its signal"), Feature("noise", "float", "noise")),
+            "tiny.spark:signals",
+            ("things",),
+        ),
+    ),
+    examples=Examples(
+        table="things",
+        columns=("thing_id", "day", "hit", "seen_after"),
+        row_id="thing_id",
+        split_column="day",
+        entity_frame=lambda frame: frame,
+        labelled=lambda frame, params: frame,
+        label="hit",
+        never_inputs=frozenset({"seen_after"}),
+    ),
+    request=Request(
+        item=dict,
+        items_field="things",
+        max_items=10,
+        row=lambda item: item,
+        compute=lambda params: lambda row: [0.0],
+        features=(Feature("weekday", "float", "the day of the week"),),
+    ),
+    outcome=Outcome("probability_hit", "hit", "A hit?", "things", "hit", "Hits."),
+    default_source_dir=lambda: ".",
+)
+TRAINING = TrainingConfig.model_validate(
+    {
+        "split": {"validation_start": "2024-03-01", "test_start": "2024-04-01"},
+        "model": {
+            "family": "sklearn",
+            "params": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        },
+    }
+)
+
+
+def labelled_rows(days: int = 120, per_day: int = 8, seed: int = 5) -> pd.DataFrame:
+    """Rows from 2024-01-01 on: `hit` follows `signal`; `noise` and `weekday` carry nothing."""
+    rng = np.random.default_rng(seed)
+    rows = days * per_day
+    signal = rng.normal(size=rows)
+    return pd.DataFrame(
+        {
+            "thing_id": [f"t{i}" for i in range(rows)],
+            "day": np.repeat(pd.date_range("2024-01-01", periods=days, freq="D"), per_day),
+            "weekday": rng.integers(0, 7, rows).astype(float),
+            "signal": signal,
+            "noise": rng.normal(size=rows),
+            "hit": (signal + 0.5 * rng.normal(size=rows) > 0).astype(int),
+            "seen_after": rng.normal(size=rows),
+        }
+    )
+
+
+def test_a_model_is_fitted_on_the_past_and_measured_on_the_future() -> None:
+    frame = labelled_rows()
+    fitted = fit_and_evaluate(frame, TINY, TRAINING)
+    assert fitted.features == ["weekday", "signal", "noise"]
+    assert fitted.split.train["day"].max() < pd.Timestamp("2024-03-01")
+    assert fitted.split.validation["day"].between("2024-03-01", "2024-03-31").all()
+    assert fitted.split.test["day"].min() >= pd.Timestamp("2024-04-01")
+    in_test = int((frame["day"] >= pd.Timestamp("2024-04-01")).sum())
+    assert len(fitted.split.test) == len(fitted.test_scores) == in_test > 0
+    assert fitted.test_metrics["roc_auc"] > 0.85
+    assert set(fitted.test_metrics) >= {"roc_auc", "pr_auc", "brier", "precision", "recall"}
+    assert fitted.importance.idxmax() == "signal"
+    assert 0.0 < fitted.threshold < 1.0
+
+
+def test_the_threshold_is_chosen_on_validation_rows_only() -> None:
+    """Changing the test rows' labels changes the test metrics, never the threshold."""
+    frame = labelled_rows()
+    flipped = frame.copy()
+    in_test = flipped["day"] >= pd.Timestamp("2024-04-01")
+    flipped.loc[in_test, "hit"] = 1 - flipped.loc[in_test, "hit"]
+    one, other = fit_and_evaluate(frame, TINY, TRAINING), fit_and_evaluate(flipped, TINY, TRAINING)
+    assert one.threshold == other.threshold
+    assert other.test_metrics["roc_auc"] < 0.2 < 0.8 < one.test_metrics["roc_auc"]
+
+
+def test_a_fixed_threshold_is_kept() -> None:
+    fixed = TRAINING.model_copy(update={"threshold": 0.3})
+    assert fit_and_evaluate(labelled_rows(), TINY, fixed).threshold == 0.3
+
+
+def test_an_input_known_only_afterwards_is_refused() -> None:
+    leaky = replace(
+        TINY,
+        request=replace(TINY.request, features=(Feature("seen_after", "float", "afterwards"),)),
+    )
+    with pytest.raises(StageFailed, match="known only after the moment of prediction"):
+        fit_and_evaluate(labelled_rows(), leaky, TRAINING)
+
+
+def test_a_split_with_one_class_names_the_split_settings() -> None:
+    frame = labelled_rows()
+    frame.loc[frame["day"] >= pd.Timestamp("2024-04-01"), "hit"] = 0
+    with pytest.raises(StageFailed, match=r"the test split is empty or has one class only"):
+        fit_and_evaluate(frame, TINY, TRAINING)
