@@ -43,8 +43,7 @@ def findings(files: Iterable[Path], ignore: frozenset[str] = frozenset()) -> lis
 
     secrets = SecretsCollection()
     with default_settings():
-        for path in files:
-            secrets.scan_file(str(path))
+        secrets.scan_files(*(str(path) for path in files))  # a process per core
     return sorted(
         f"{name}:{item['line_number']}: {item['type']}"
         for name, items in secrets.json().items()

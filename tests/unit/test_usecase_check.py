@@ -21,17 +21,6 @@ from usecases.project import Problem, UseCaseError, bind, check
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def scaffolded() -> Iterator[str]:
-    """A use case as `make new-usecase` writes it, removed afterwards."""
-    name = f"checked_{uuid.uuid4().hex[:6]}"
-    target = scaffold.create(name)
-    try:
-        yield name
-    finally:
-        shutil.rmtree(target)
-
-
 def _plant(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} is not in {path}"
@@ -85,32 +74,57 @@ MISTAKES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def checked() -> Iterator[dict[str, tuple[str, subprocess.CompletedProcess[str]]]]:
+    """Each mistake planted in a use case of its own as `make new-usecase` writes it, and
+    `make check-usecase` run on all of them at once (plus one left as generated): what each
+    printed, by mistake."""
+    names = {what: f"checked_{uuid.uuid4().hex[:6]}" for what, *_ in MISTAKES}
+    names["as generated"] = f"checked_{uuid.uuid4().hex[:6]}"
+    targets = [scaffold.create(name) for name in names.values()]
+    try:
+        for what, file, old, new, _ in MISTAKES:
+            _plant(ROOT / "usecases" / names[what] / file, old, new)
+        running = {what: _check_usecase(name) for what, name in names.items()}
+        yield {what: (names[what], _finished(process)) for what, process in running.items()}
+    finally:
+        for target in targets:
+            shutil.rmtree(target)
+
+
+def test_a_use_case_as_generated_passes_make_check_usecase(checked) -> None:
+    name, done = checked["as generated"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"use case {name} (local): ok" in done.stdout
+
+
 @pytest.mark.parametrize(
-    ("file", "old", "new", "line"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES]
+    ("what", "line"), [(m[0], m[4]) for m in MISTAKES], ids=[m[0] for m in MISTAKES]
 )
 def test_each_mistake_stops_make_check_usecase_with_one_line_naming_file_and_key(
-    scaffolded: str, file: str, old: str, new: str, line: str
+    checked, what: str, line: str
 ) -> None:
-    folder = ROOT / "usecases" / scaffolded
-    ok = _check_usecase(scaffolded)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    _plant(folder / file, old, new)
-    done = _check_usecase(scaffolded)
+    name, done = checked[what]
     assert done.returncode == 2, done.stdout + done.stderr
-    problems = [row.strip() for row in done.stderr.splitlines() if f"usecases/{scaffolded}/" in row]
+    problems = [row.strip() for row in done.stderr.splitlines() if f"usecases/{name}/" in row]
     assert len(problems) == 1, done.stderr
-    assert problems[0].startswith(f"usecases/{scaffolded}/{line}"), done.stderr
+    assert problems[0].startswith(f"usecases/{name}/{line}"), done.stderr
 
 
-def _check_usecase(name: str) -> subprocess.CompletedProcess[str]:
+def _finished(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def _check_usecase(name: str) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    return subprocess.run(
+    return subprocess.Popen(
         ["make", "-s", "check-usecase", f"USECASE={name}"],
         cwd=ROOT,
         env=environ,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
     )
 
 
