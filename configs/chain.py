@@ -56,7 +56,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "features",
         "Spark: silver -> feature tables, checked by GX and registered with Feast",
-        "pipelines.build_features:run",
+        "pipelines.features:run",
         spark=True,
         writes_online_store=True,
     ),
@@ -64,7 +64,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "fit",
         "Feast point-in-time training set -> a model, tracked and registered in MLflow",
-        "pipelines.train:run",
+        "pipelines.fit:run",
     ),
     StageSpec(
         "promote",

@@ -22,6 +22,8 @@ from pyspark.sql import types as T
 from configs import Settings
 from pipelines.adapters.lake import read_drops, read_snapshot
 from pipelines.adapters.storage import (
+    BRONZE,
+    STAGING,
     USECASE_DIGEST,
     DropMarker,
     LandedDrop,
@@ -622,8 +624,8 @@ def run(ctx: StageContext) -> StageResult:
             "replace the drop upstream, or remove it from the landing zone, and run again"
         )
     result.outputs |= {
-        "bronze": fs.join(layout.lake, "bronze"),
-        "staged silver": fs.join(layout.lake, "_staging", "silver"),
+        "bronze": layout.zone(BRONZE),
+        "staged silver": layout.zone(STAGING),
         "quarantine": layout.quarantine_root,
     }
     return result

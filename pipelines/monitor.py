@@ -38,8 +38,8 @@ from monitoring.monitor import (
 from pipelines.adapters.storage import StorageLayout
 from pipelines.adapters.tracking import Tracker
 from pipelines.context import StageContext
+from pipelines.fit import REFERENCE_ARTIFACT, REFERENCE_SET
 from pipelines.results import StageFailed, StageResult
-from pipelines.train import REFERENCE_ARTIFACT, REFERENCE_SET
 from storage import files as fs
 
 log = logging.getLogger(__name__)

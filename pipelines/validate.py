@@ -18,7 +18,13 @@ from pyspark.sql import SparkSession
 from configs.settings import TableQuality
 from pipelines.adapters.lake import read_drops, read_silver
 from pipelines.adapters.quality import FailedExpectation, GateResult, QualityGate
-from pipelines.adapters.storage import USECASE_DIGEST, DropMarker, LandedDrop, StorageLayout
+from pipelines.adapters.storage import (
+    SILVER,
+    USECASE_DIGEST,
+    DropMarker,
+    LandedDrop,
+    StorageLayout,
+)
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs
@@ -33,7 +39,7 @@ def run(ctx: StageContext) -> StageResult:
     result = StageResult("validate")
     layout = StorageLayout(settings.paths)
     result.outputs |= {
-        "silver": fs.join(layout.lake, "silver"),
+        "silver": layout.zone(SILVER),
         "validation results": QualityGate.results_dir_for(layout.reports),
         "data docs": fs.join(QualityGate.docs_dir_for(layout.reports), "index.html"),
     }
@@ -135,7 +141,7 @@ def _publish(layout: StorageLayout, table: str, drop_id: str, result_files: list
     """Move a staged drop into silver, with a record of the gate results that let it in."""
     staged = StorageLayout.drop_dir(layout.staging(table), drop_id)
     results = [fs.name(path) for path in result_files]
-    fs.write_text(fs.join(staged, "_gate.json"), json.dumps({"results": results}, indent=2))
+    fs.write_text(StorageLayout.gate_record(staged), json.dumps({"results": results}, indent=2))
     layout.publish(staged, StorageLayout.drop_dir(layout.silver(table), drop_id))
 
 

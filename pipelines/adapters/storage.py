@@ -6,6 +6,8 @@ Layout (local folders, or the same shape under s3:// on AWS):
     lake/bronze/<table>/drop_id=<id>/*.parquet         typed, with ingest metadata
     lake/_staging/silver/<table>/drop_id=<id>/...      clean, waiting for the quality gate
     lake/silver/<table>/drop_id=<id>/*.parquet         clean and gated: what downstream reads
+    lake/silver/<table>/drop_id=<id>/_gate.json        the gate's results that let the drop in
+    lake/features/<view>/...  lake/features/_manifest.json   feature tables, and what built them
     quarantine/<table>/<drop_id>-<hash>/               a copy of a refused drop and reason.json
 
 A drop directory is written under a temporary name and moved into place, and carries its own
@@ -27,6 +29,11 @@ from storage import files as fs
 
 MARKER = "_drop.json"
 REASON = "reason.json"
+# Beside a published silver drop: the quality gate's result files that let it in.
+GATE_RECORD = "_gate.json"
+# Beside the feature tables: the silver state and FeatureService they were built from.
+FEATURES_MANIFEST = "_manifest.json"
+BRONZE, SILVER, STAGING, FEATURES = "bronze", "silver", "_staging", "features"
 # The reason's record of the use case a drop was judged by (usecases/project.py `digest`).
 USECASE_DIGEST = "usecase_digest"
 _HASH_CHUNK = 1 << 20
@@ -70,14 +77,30 @@ class StorageLayout:
     def landing_file(self, table: str, drop_id: str) -> str:
         return fs.join(self.landing_dir(table), f"{drop_id}.csv")
 
+    def zone(self, name: str) -> str:
+        """A zone of the lake: BRONZE, SILVER, FEATURES, or STAGING (silver awaiting the gate)."""
+        return fs.join(self.lake, STAGING, SILVER) if name == STAGING else fs.join(self.lake, name)
+
     def bronze(self, table: str) -> str:
-        return fs.join(self.lake, "bronze", table)
+        return fs.join(self.zone(BRONZE), table)
 
     def staging(self, table: str) -> str:
-        return fs.join(self.lake, "_staging", "silver", table)
+        return fs.join(self.zone(STAGING), table)
 
     def silver(self, table: str) -> str:
-        return fs.join(self.lake, "silver", table)
+        return fs.join(self.zone(SILVER), table)
+
+    @property
+    def features_manifest(self) -> str:
+        return fs.join(self.zone(FEATURES), FEATURES_MANIFEST)
+
+    def features_staging(self) -> str:
+        """A fresh folder the feature tables are written to before they are moved into place."""
+        return fs.join(self.zone(FEATURES), f"_staging-{uuid.uuid4().hex[:8]}")
+
+    @staticmethod
+    def gate_record(drop_dir: str) -> str:
+        return fs.join(drop_dir, GATE_RECORD)
 
     def quarantine_dir(self, table: str, drop_id: str, content_hash: str) -> str:
         digest = content_hash.removeprefix("sha256:")

@@ -448,7 +448,7 @@ def test_online_vectors_equal_offline_vectors(
     """
     from features.definitions import feature_table_path
     from features.store import feature_store
-    from pipelines.train import feature_frame
+    from pipelines.fit import feature_frame
     from usecases import load
 
     settings = settings_for(trained_root)
@@ -501,7 +501,7 @@ def test_batch_predict_scores_a_day_like_the_service(
     from features.store import feature_store
     from pipelines.adapters.storage import StorageLayout
     from pipelines.batch_predict import predictions_dir, rows_to_score
-    from pipelines.train import feature_frame
+    from pipelines.fit import feature_frame
     from usecases import load
 
     settings = settings_for(trained_root)

@@ -11,7 +11,7 @@ import pytest
 
 from features.definitions import build_repo, feature_table_path
 from features.store import feature_store
-from pipelines.train import feature_frame
+from pipelines.fit import feature_frame
 from tests.conftest import settings_for
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from configs.settings import TrainingConfig
+from pipelines.fit import fit_and_evaluate
 from pipelines.results import StageFailed
-from pipelines.train import fit_and_evaluate
 from usecases.contract import Entity, Examples, Feature, Outcome, Request, Source, UseCase, View
 
 # A use case reduced to what fitting reads: a label, a split column, model inputs.

@@ -9,7 +9,7 @@ import pandas as pd
 
 from configs import load_settings
 from features.inputs import with_request_features
-from pipelines.train import model_features
+from pipelines.fit import model_features
 from usecases import load
 from usecases.flight_delay.rows import POST_DEPARTURE_COLUMNS, labelled, request_features
 

@@ -225,7 +225,7 @@ def lineage(
         }
         for table in (source.name for source in usecase.sources)
     }
-    manifest = fs.join(layout.lake, "features", "_manifest.json")
+    manifest = layout.features_manifest
     return {
         "landing_drops": drops,
         "feature_tables": json.loads(fs.read_text(manifest)) if fs.is_file(manifest) else {},
@@ -242,7 +242,7 @@ def lineage(
 
 
 def _gate_results(layout: StorageLayout, table: str, drop_id: str) -> list[str]:
-    gate = fs.join(StorageLayout.drop_dir(layout.silver(table), drop_id), "_gate.json")
+    gate = StorageLayout.gate_record(StorageLayout.drop_dir(layout.silver(table), drop_id))
     return json.loads(fs.read_text(gate)).get("results", []) if fs.is_file(gate) else []
 
 

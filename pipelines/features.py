@@ -19,14 +19,12 @@ from features.definitions import build_repo, feature_table_path, service_name
 from features.store import feature_store
 from pipelines.adapters.lake import read_silver, read_snapshot
 from pipelines.adapters.quality import QualityGate
-from pipelines.adapters.storage import StorageLayout
+from pipelines.adapters.storage import FEATURES, StorageLayout
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs
 from usecases.contract import FeatureContext, UseCase, resolve
 from usecases.project import Project
-
-MANIFEST = "_manifest.json"
 
 
 def silver_state(layout: StorageLayout, usecase: UseCase) -> dict:
@@ -79,10 +77,10 @@ def run(ctx: StageContext) -> StageResult:
     settings, spark_session = ctx.settings, ctx.spark
     result = StageResult("features")
     layout = StorageLayout(settings.paths)
-    manifest_path = fs.join(layout.lake, "features", MANIFEST)
+    manifest_path = layout.features_manifest
     usecase = ctx.usecase
     state = silver_state(layout, usecase)
-    result.outputs["feature tables"] = fs.join(layout.lake, "features")
+    result.outputs["feature tables"] = layout.zone(FEATURES)
     if fs.is_file(manifest_path) and all(
         fs.is_file(feature_table_path(settings, view.name)) for view in usecase.views
     ):
@@ -98,7 +96,7 @@ def run(ctx: StageContext) -> StageResult:
     tables = compute_tables(spark, ctx.project, layout)
     gate = QualityGate(layout.reports)
     label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    staging = fs.join(layout.lake, "features", f"_staging-{uuid.uuid4().hex[:8]}")
+    staging = layout.features_staging()
     fs.make_dirs(staging)
     written: dict[str, str] = {}
     gate_results: dict[str, str] = {}
