@@ -22,10 +22,10 @@ from pyspark.sql import functions as F
 from configs import Settings
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
+from models.tracking import CHAMPION, Tracker
 from monitoring.prediction_log import BATCH_SOURCE, PredictionLog, Record, new_prediction_id
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
-from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageFailed, StageResult
 from storage import files as fs

@@ -17,6 +17,7 @@ from typing import Any
 
 from configs import Settings
 from configs.chain import BY_NAME, CHAIN, DATA_STAGES, STAGES
+from models.tracking import TrackingUnavailable
 from pipelines.context import SparkProvider, StageContext
 from pipelines.results import StageFailed, StageResult
 from usecases.project import Project, bind
@@ -38,7 +39,7 @@ def run_stage(name: str, ctx: StageContext) -> StageResult:
     ctx.spark.stage = name
     try:
         result = runner(name)(ctx)
-    except StageFailed as err:
+    except (StageFailed, TrackingUnavailable) as err:
         result = StageResult(name)
         result.fail(str(err))
     result.seconds = time.perf_counter() - started

@@ -323,12 +323,13 @@ def _ui(settings: Settings, port: int) -> int:
 
 
 def _lineage(settings: Settings, target: str, *, as_json: bool) -> int:
+    from models.tracking import TrackingUnavailable
     from pipelines.lineage import render, trace
     from pipelines.results import StageFailed
 
     try:
         traced = trace(settings, target)
-    except StageFailed as err:
+    except (StageFailed, TrackingUnavailable) as err:
         print(f"lineage: {err}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(traced, indent=2, default=str) if as_json else render(traced))

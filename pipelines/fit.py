@@ -25,8 +25,8 @@ from configs.settings import SplitConfig, TrainingConfig
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
+from models.tracking import Tracker, TrackingUnavailable, tracking_errors
 from pipelines.adapters.storage import StorageLayout
-from pipelines.adapters.tracking import Tracker, TrackingUnavailable, tracking_errors
 from pipelines.context import StageContext
 from pipelines.evaluation import best_f1_threshold, evaluate
 from pipelines.lineage import GIT_COMMIT_TAG
@@ -260,7 +260,7 @@ def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _recording_failed(
     tracker: Tracker, run_id: str | None, registering: bool, err: BaseException
-) -> StageFailed:
+) -> TrackingUnavailable:
     """The tracking server failed mid-run: undo any registration, say what state things are in."""
     cause = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
     if not registering:

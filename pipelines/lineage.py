@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from configs import Settings, handoff
+from models.tracking import CHAMPION, Tracker
 from monitoring import prediction_log as pl
-from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.results import StageFailed
 
 # A prediction id, or the id of the challenger's shadow record of the same answer.

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from configs import Settings
 from features.definitions import build_repo, feature_table_path
 from features.store import feature_store, materialize_incrementally
-from pipelines.adapters.tracking import Tracker
+from models.tracking import Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from configs import Settings, handoff
+from models.tracking import Tracker
 from monitoring import decisions as recorded
 from monitoring import prediction_log as pl
 from monitoring.monitor import (
@@ -36,7 +37,6 @@ from monitoring.monitor import (
     live_metrics,
 )
 from pipelines.adapters.storage import StorageLayout
-from pipelines.adapters.tracking import Tracker
 from pipelines.context import StageContext
 from pipelines.fit import REFERENCE_ARTIFACT, REFERENCE_SET
 from pipelines.results import StageFailed, StageResult

@@ -18,7 +18,7 @@ import yaml
 
 import models
 from configs import Settings, handoff
-from pipelines.adapters.tracking import CHALLENGER, Tracker
+from models.tracking import CHALLENGER, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from configs import Settings
 from configs.settings import PromotionConfig
-from pipelines.adapters.tracking import (
+from models.tracking import (
     CHALLENGER,
     CHAMPION,
     DECIDED_AT,

@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from pipelines.adapters.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
+from models.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs

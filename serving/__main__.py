@@ -20,17 +20,16 @@ def packaged_model_tags(settings) -> tuple[str, str | None]:
     """The BentoML model tags of the champion and, when shadow scoring is on and the registry
     holds a newer challenger that `package` imported, of the challenger (else None); a
     SystemExit that says what to run when the champion is not there."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from models.tracking import CHALLENGER, CHAMPION, Tracker, TrackingUnavailable
 
-    client = MlflowClient(
-        tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri
-    )
+    tracker = Tracker(settings)
     name = settings.names.registered_model
     try:
-        champion = client.get_model_version_by_alias(name, handoff.ALIAS)
-    except MlflowException:
-        raise SystemExit("no champion model yet: run `make train` first") from None
+        champion = tracker.alias(CHAMPION)
+    except TrackingUnavailable as err:
+        raise SystemExit(str(err)) from None
+    if champion is None:
+        raise SystemExit("no champion model yet: run `make train` first")
     import bentoml
 
     try:
@@ -45,9 +44,8 @@ def packaged_model_tags(settings) -> tuple[str, str | None]:
         )
     if not settings.serving.shadow_challenger:
         return stored[champion.run_id], None
-    try:
-        challenger = client.get_model_version_by_alias(name, handoff.CHALLENGER_ALIAS)
-    except MlflowException:
+    challenger = tracker.alias(CHALLENGER)
+    if challenger is None:
         return stored[champion.run_id], None
     if not handoff.scored_in_shadow(champion.version, challenger.version):
         return stored[champion.run_id], None

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from configs import Settings
+from models.tracking import CHAMPION, Tracker
 from pipelines.adapters.storage import StorageLayout
-from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.chain import CHAIN, run_chain
 from tests.conftest import settings_for
 from tests.lake_helpers import january_moved_to, problems, read_landed, tree_digest

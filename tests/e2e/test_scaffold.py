@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from configs import load_settings
-from pipelines.adapters.tracking import CHAMPION, Tracker
+from models.tracking import CHAMPION, Tracker
 from pipelines.chain import CHAIN, run_chain
 from tests.conftest import layout_overrides
 from tests.lake_helpers import problems

@@ -15,7 +15,7 @@ import requests
 
 from configs import Settings, load_settings
 from configs.settings import _deep_merge
-from pipelines.adapters.tracking import CHAMPION, Tracker
+from models.tracking import CHAMPION, Tracker
 from pipelines.chain import CHAIN, run_chain
 from tests.conftest import layout_overrides
 from tests.lake_helpers import problems

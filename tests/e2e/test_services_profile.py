@@ -26,7 +26,7 @@ import requests
 from configs import Settings, load_settings
 from configs.settings import MlflowServerConfig, _deep_merge
 from infra import services
-from pipelines.adapters.tracking import CHAMPION, Tracker
+from models.tracking import CHAMPION, Tracker
 from pipelines.chain import CHAIN, run_chain
 from tests.conftest import slice_overrides
 from tests.lake_helpers import problems

@@ -58,8 +58,8 @@ def shadowed(trained_root: Path, spark, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_the_bento_carries_the_challenger_beside_the_champion(shadowed) -> None:
-    from pipelines.adapters.tracking import CHALLENGER as CHALLENGER_ALIAS
-    from pipelines.adapters.tracking import Tracker
+    from models.tracking import CHALLENGER as CHALLENGER_ALIAS
+    from models.tracking import Tracker
 
     _, settings, tag = shadowed
     tracker = Tracker(settings)
@@ -118,8 +118,8 @@ def _requests(settings, month: str, count: int) -> list[Flight]:
 def test_the_challenger_is_scored_in_shadow_logged_and_compared_by_the_monitor(
     shadowed, spark, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from models.tracking import Tracker
     from pipelines.adapters.storage import StorageLayout
-    from pipelines.adapters.tracking import Tracker
     from pipelines.monitor import decisions
     from serving.__main__ import packaged_model_tags
     from serving.service import PredictionService

@@ -19,8 +19,8 @@ import pytest
 from configs import Settings
 from configs.settings import MlflowServerConfig
 from infra import services
+from models.tracking import CHAMPION, Tracker
 from pipelines import fit as train
-from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.chain import run_chain
 from tests.conftest import settings_for
 from tests.lake_helpers import problems

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.tracking import CHAMPION, Tracker
 from pipelines import promote
-from pipelines.adapters.tracking import CHAMPION, Tracker
 from pipelines.chain import CHAIN, run_chain
 from tests.conftest import settings_for
 from tests.lake_helpers import problems

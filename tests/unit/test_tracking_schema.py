@@ -9,7 +9,7 @@ import pytest
 from mlflow.data.digest_utils import compute_pandas_digest
 from mlflow.models import infer_signature
 
-from pipelines.adapters.tracking import frame_digest, frame_schema
+from models.tracking import frame_digest, frame_schema
 
 
 def _frame(rows: int) -> pd.DataFrame:

@@ -1,4 +1,6 @@
-"""The only module that talks to MLflow: runs, the model registry, aliases and promotions.
+"""The only module that talks to the MLflow tracking server: runs, the model registry, aliases
+and promotions, for the batch stages and the service alike. (A model family writes and reads its
+model in MLflow's format, its flavor, and logs it into the run this module opened.)
 
 The registry is the source of truth for which model serves: the `champion` alias. Every
 decision of the promotion gate is written on the model version as tags, so the history of
@@ -21,7 +23,6 @@ from typing import Any
 
 from configs import handoff
 from configs.settings import Settings
-from pipelines.results import StageFailed
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ EVIDENCE = "gate.evidence"  # JSON: the metrics that decided
 PREVIOUS_CHAMPION = "gate.previous_champion"
 
 
-class TrackingUnavailable(StageFailed):
-    """The tracking server or registry cannot be reached (the stage fails with this message)."""
+class TrackingUnavailable(RuntimeError):
+    """The tracking server or registry cannot be reached (a stage fails with this message)."""
 
 
 def tracking_errors() -> tuple[type[BaseException], ...]:
