@@ -1,5 +1,5 @@
 """How a stage of the chain runs on AWS, shared by the state machine (infra/stacks/chain.py)
-and the deploy scripts (infra/deploy.py): the EMR Serverless job of a stage, its environment,
+and the deploy commands (infra/deploy/): the EMR Serverless job of a stage, its environment,
 and where its code and its run's handoff live. No CDK and no boto3 here: the stacks pass
 tokens, the scripts pass the stacks' outputs.
 """

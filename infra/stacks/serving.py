@@ -35,16 +35,14 @@ from configs.settings import AwsConfig
 from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE
 from infra.jobs import MONITORING_PREFIX, PREDICTION_LOG_PREFIX
 from infra.stacks.common import (
-    RUNTIME_PLATFORM,
     allow_secret_decryption,
     generated_secret,
     image_repository,
-    log_group,
     task_secret,
 )
 from infra.stacks.data import DataStack, grant_data
+from infra.stacks.fargate import behind_load_balancer, fargate_task
 from infra.stacks.feature_store import FeatureStoreStack
-from infra.stacks.network import APP_SUBNETS
 from serving.guard import API_KEYS_VARIABLE
 
 # What the load balancer (and so ECS) checks: liveness, which reads nothing. `/readyz` reads the
@@ -101,17 +99,15 @@ class ServingStack(Stack):
             )
             secrets[API_KEYS_VARIABLE] = task_secret(self, "TaskApiKeys", self.api_keys)
         self.repository = image_repository(self, keep_images=30)
-        cluster = ecs.Cluster(
-            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
-        )
-        self.log_group = log_group(self, "Logs", config.log_retention_days, data.logs_key)
-        task = ecs.FargateTaskDefinition(
+        fargate = fargate_task(
             self,
-            "Task",
+            vpc=vpc,
             cpu=serving.cpu,
-            memory_limit_mib=serving.memory_mib,
-            runtime_platform=RUNTIME_PLATFORM,
+            memory_mib=serving.memory_mib,
+            log_days=config.log_retention_days,
+            logs_key=data.logs_key,
         )
+        cluster, task, self.log_group = fargate.cluster, fargate.task, fargate.logs
         task.add_container(
             "service",
             image=ecs.ContainerImage.from_ecr_repository(
@@ -152,65 +148,32 @@ class ServingStack(Stack):
             write=[(data.lake, PREDICTION_LOG_PREFIX)],
         )
 
-        service_security_group = ec2.SecurityGroup(
-            self,
-            "ServiceSecurityGroup",
-            vpc=vpc,
-            description="Serving tasks",
-            allow_all_outbound=True,
-        )
+        https = bool(serving.certificate_arn)
+        # Opened: the configured ranges; internal: the VPC's own.
+        clients = serving.allowed_cidrs if serving.public else [vpc.vpc_cidr_block]
         # The online store admits the VPC's private range (with TLS and its AUTH token); a rule
-        # naming this group would make the feature-store stack depend on this one.
-        self.service = ecs.FargateService(
+        # naming the service's group would make the feature-store stack depend on this one.
+        web = behind_load_balancer(
             self,
-            "Service",
-            cluster=cluster,
-            task_definition=task,
+            vpc=vpc,
+            task=fargate,
+            what="Serving",
+            port=serving.port,
+            clients=[(cidr, 443 if https else 80) for cidr in clients],
+            internet_facing=serving.public,
+            access_logs=data.access_logs,
             desired_count=serving.min_tasks,
-            vpc_subnets=APP_SUBNETS,
-            security_groups=[service_security_group],
-            assign_public_ip=False,
-            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             min_healthy_percent=100,
             max_healthy_percent=200,
             health_check_grace_period=Duration.seconds(120),
         )
+        self.service, self.balancer = web.service, web.balancer
+        lb_security_group = web.load_balancer_security_group
         # No image yet: no task (the load balancer answers 503 until the first deploy).
         service_resource = self.service.node.default_child
         service_resource.add_property_override(  # type: ignore[union-attr]
             "DesiredCount", Fn.condition_if(has_image.logical_id, serving.min_tasks, 0)
         )
-
-        lb_security_group = ec2.SecurityGroup(
-            self,
-            "LoadBalancerSecurityGroup",
-            vpc=vpc,
-            description="Serving load balancer",
-            allow_all_outbound=False,
-        )
-        https = bool(serving.certificate_arn)
-        # Opened: the configured ranges; internal: the VPC's own.
-        clients = serving.allowed_cidrs if serving.public else [vpc.vpc_cidr_block]
-        for cidr in clients:
-            lb_security_group.add_ingress_rule(
-                ec2.Peer.ipv4(cidr), ec2.Port.tcp(443 if https else 80), "clients"
-            )
-        lb_security_group.add_egress_rule(
-            service_security_group, ec2.Port.tcp(serving.port), "to the service"
-        )
-        service_security_group.add_ingress_rule(
-            lb_security_group, ec2.Port.tcp(serving.port), "from the load balancer"
-        )
-        self.balancer = elbv2.ApplicationLoadBalancer(
-            self,
-            "LoadBalancer",
-            vpc=vpc,
-            internet_facing=serving.public,
-            vpc_subnets=None if serving.public else APP_SUBNETS,
-            security_group=lb_security_group,
-            drop_invalid_header_fields=True,
-        )
-        self.balancer.log_access_logs(data.access_logs, prefix="alb/serving")
         # Only the API and the health checks are public; `/metrics`, `/docs` and the rest of
         # what the service answers stay inside the VPC (the listener answers 404).
         not_public = elbv2.ListenerAction.fixed_response(

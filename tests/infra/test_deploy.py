@@ -325,7 +325,9 @@ def test_status_lists_the_last_runs_and_the_stage_a_failed_one_stopped_at(
             names = ["Failed", "Notify fit failed", "fit", "features"]
             return {"events": [{"stateEnteredEventDetails": {"name": n}} for n in names]}
 
-    assert deploy._failed_step(History(), "arn") == "fit"
+    from infra.deploy.status import _failed_step
+
+    assert _failed_step(History(), "arn") == "fit"
 
 
 def test_batch_predict_runs_on_emr_with_the_same_entry_point(aws, synthesized, templates) -> None:
