@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def flags_for(root: Path) -> list[str]:
-    """`--set` flags for every setting the tests change (leaves of slice_overrides)."""
+    """`--set` and `--merge` flags for every setting the tests change (leaves of slice_overrides)."""
 
     def leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
         pairs = []
@@ -31,10 +31,11 @@ def flags_for(root: Path) -> list[str]:
                 pairs.append((path, value))
         return pairs
 
+    # A mapping is merged into its section, as the settings the other tests use are.
     return [
         arg
         for key, value in leaves(slice_overrides(root))
-        for arg in ("--set", f"{key}={json.dumps(value)}")
+        for arg in ("--merge" if isinstance(value, dict) else "--set", f"{key}={json.dumps(value)}")
     ]
 
 

@@ -32,7 +32,8 @@ def test_a_monthly_source_with_its_own_date_column(
     fs.write_bytes(path, b"date,site,value\n2013-01-05,A,1.5\n2013-01-05,A,1.5\n2013-01-31,B,NA\n")
     plan = DropPlan(LandedDrop(READINGS.name, "2013-01", path), content_hash(path), "new")
 
-    outcome = _Collector(lambda: spark, settings, layout).collect([plan], READINGS)["2013-01"]
+    collector = _Collector(lambda: spark, settings, layout, usecase_digest="test")
+    outcome = collector.collect([plan], READINGS)["2013-01"]
 
     assert (outcome.accepted, outcome.rows_in, outcome.rows_out) == (True, 3, 2)
     bronze = read_drops(spark, layout.bronze(READINGS.name), ["2013-01"])
