@@ -7,20 +7,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from configs import Settings, load_settings
-from configs.settings import SparkConfig, _deep_merge
+from configs.settings import _deep_merge
 
 for _name, _value in {
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "BENTOML_DO_NOT_TRACK": "true",
-    "SPARK_LOCAL_IP": "127.0.0.1",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -102,15 +101,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath) or "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.spark)
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
-    from pipelines.adapters.spark import get_spark
-
-    session = get_spark(SparkConfig(master="local[2]", shuffle_partitions=2, driver_memory="2g"))
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="session")

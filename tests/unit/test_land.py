@@ -1,4 +1,5 @@
-"""Land: drops per month, never overwritten, exactly the source's text."""
+"""Land: drops per month, never overwritten, exactly the source's text (on the platform's own
+use case, `synthetic`); a scale factor needs the use case's `replicate`."""
 
 from __future__ import annotations
 
@@ -7,65 +8,72 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from configs import Settings, load_settings
 from pipelines import land
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import SparkProvider, StageContext
-from tests.conftest import SLICE_DIR
-from usecases.flight_delay import SOURCES, replicate
+from tests.conftest import layout_overrides
+from usecases import load
 from usecases.project import bind
 
-FLIGHTS, PLANES, WEATHER = (
-    next(s for s in SOURCES if s.name == name) for name in ("flights", "planes", "weather")
-)
+USECASE = load("synthetic")
+READINGS, FACILITIES = (USECASE.source(name) for name in ("meter_readings", "facilities"))
+DATA = Path(USECASE.default_source_dir())
 
 
-def run_land(settings):
+def settings_for(root: Path, **overrides: object) -> Settings:
+    settings = load_settings("local", environ={}, usecase="synthetic")
+    return settings.with_overrides(layout_overrides(root)).with_overrides(overrides)
+
+
+def run_land(settings: Settings):
     return land.run(StageContext(bind(settings), SparkProvider(settings)))
 
 
 def test_monthly_source_splits_into_one_drop_per_month() -> None:
     frame = pd.DataFrame(
-        {"year": ["2013", "2013", "2013"], "month": ["1", "2", "1"], "x": ["a", "b", "c"]}
+        {"year": ["2024", "2024", "2024"], "month": ["1", "2", "1"], "x": ["a", "b", "c"]}
     )
-    drops = land.split_into_drops(frame, FLIGHTS, "2013", months=[])
-    assert list(drops) == ["2013-01", "2013-02"]
-    assert drops["2013-01"]["x"].tolist() == ["a", "c"]
-    assert list(land.split_into_drops(frame, FLIGHTS, "2013", months=["2013-02"])) == ["2013-02"]
+    drops = land.split_into_drops(frame, READINGS, "2024", months=[])
+    assert list(drops) == ["2024-01", "2024-02"]
+    assert drops["2024-01"]["x"].tolist() == ["a", "c"]
+    assert list(land.split_into_drops(frame, READINGS, "2024", months=["2024-02"])) == ["2024-02"]
 
 
 def test_reference_source_is_one_snapshot_drop() -> None:
-    frame = pd.DataFrame({"tailnum": ["N1", "N2"]})
-    assert list(land.split_into_drops(frame, PLANES, "2013", months=["2013-01"])) == ["2013"]
+    frame = pd.DataFrame({"facility_id": ["S1", "S2"]})
+    assert list(land.split_into_drops(frame, FACILITIES, "2024", months=["2024-01"])) == ["2024"]
 
 
-def test_land_writes_drops_that_keep_the_source_text(make_settings) -> None:
-    settings = make_settings()
+def test_land_writes_drops_that_keep_the_source_text(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
     result = run_land(settings)
     layout = StorageLayout(settings.paths)
     assert result.ok
-    assert [d.drop_id for d in layout.landed_drops("flights")] == ["2013-01", "2013-02", "2013-03"]
-    assert [d.drop_id for d in layout.landed_drops("airports")] == ["2013"]
-    source_rows = (SLICE_DIR / "flights.csv").read_text().splitlines()
+    assert [d.drop_id for d in layout.landed_drops("meter_readings")] == [
+        "2024-01",
+        "2024-02",
+        "2024-03",
+    ]
+    assert [d.drop_id for d in layout.landed_drops("facilities")] == ["2024"]
+    source_rows = (DATA / READINGS.file).read_text().splitlines()
     landed_rows = [
         line
-        for drop in layout.landed_drops("flights")
+        for drop in layout.landed_drops("meter_readings")
         for line in Path(drop.path).read_text().splitlines()[1:]
     ]
-    assert sorted(landed_rows) == sorted(source_rows[1:])  # "NA" and every number as delivered
+    assert sorted(landed_rows) == sorted(source_rows[1:])  # every value as delivered
     assert (
         result.rows_out
         == result.rows_in
-        == sum(
-            len((SLICE_DIR / f"{t}.csv").read_text().splitlines()) - 1
-            for t in ("flights", "weather", "airports", "airlines", "planes")
-        )
+        == sum(len((DATA / s.file).read_text().splitlines()) - 1 for s in USECASE.sources)
     )
 
 
-def test_landing_again_changes_nothing_and_never_overwrites(make_settings) -> None:
-    settings = make_settings()
+def test_landing_again_changes_nothing_and_never_overwrites(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
     run_land(settings)
-    january = Path(StorageLayout(settings.paths).landing_file("flights", "2013-01"))
+    january = Path(StorageLayout(settings.paths).landing_file("meter_readings", "2024-01"))
     january.write_text(january.read_text() + "tampered\n")
     before = january.read_bytes()
     again = run_land(settings)
@@ -73,89 +81,17 @@ def test_landing_again_changes_nothing_and_never_overwrites(make_settings) -> No
     assert january.read_bytes() == before
 
 
-def test_months_filter_that_matches_nothing_fails(make_settings) -> None:
-    result = run_land(make_settings(land={"months": ["2014-01"]}))
+def test_months_filter_that_matches_nothing_fails(tmp_path: Path) -> None:
+    result = run_land(settings_for(tmp_path, land={"months": ["2014-01"]}))
     assert not result.ok
     assert "2014-01" in result.problems[0]
 
 
-def test_missing_source_file_is_named(make_settings, tmp_path) -> None:
-    with pytest.raises(land.StageFailed, match="source file for airlines not found"):
-        run_land(make_settings(land={"source_dir": str(tmp_path / "nowhere")}))
+def test_missing_source_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(land.StageFailed, match="source file for facilities not found"):
+        run_land(settings_for(tmp_path, land={"source_dir": str(tmp_path / "nowhere")}))
 
 
-def test_a_copy_moves_dates_by_whole_years_and_flies_its_own_fleet() -> None:
-    flights = pd.DataFrame(
-        {
-            "year": ["2013", "2013"],
-            "month": ["12", "1"],
-            "day": ["31", "1"],
-            "tailnum": ["N14228", "NA"],
-            "time_hour": ["2014-01-01T02:00:00Z", "2013-01-01T10:00:00Z"],
-        }
-    )
-    moved = replicate(flights, FLIGHTS, 3, "NA")
-    assert moved["year"].tolist() == ["2016", "2016"]
-    # A late-December departure is in January UTC: its stamp moves with its own year.
-    assert moved["time_hour"].tolist() == ["2017-01-01T02:00:00Z", "2016-01-01T10:00:00Z"]
-    assert moved["tailnum"].tolist() == ["N14228S03", "NA"]  # missing stays missing
-    assert flights["year"].tolist() == ["2013", "2013"]  # the source frame is not touched
-    planes = replicate(pd.DataFrame({"tailnum": ["N1"], "year": ["1999"]}), PLANES, 2, "NA")
-    assert planes.to_dict("records") == [{"tailnum": "N1S02", "year": "1999"}]  # built in 1999
-
-
-def test_a_copy_in_a_leap_year_keeps_each_stamp_next_to_its_row_s_date() -> None:
-    # 28 February 2013, 19:00 in New York is 1 March 00:00 UTC; three years later (2016 has
-    # a 29 February) it must be 29 February 00:00 UTC, a day after its row's date, not 1 March.
-    flights = pd.DataFrame(
-        {
-            "year": ["2013", "2013", "2013"],
-            "month": ["2", "7", "3"],
-            "day": ["28", "4", "1"],
-            "tailnum": ["N1", "N2", "N3"],
-            "time_hour": ["2013-03-01T00:00:00Z", "2013-07-04T12:00:00Z", "not a stamp"],
-        }
-    )
-    moved = replicate(flights, FLIGHTS, 3, "NA")
-    assert moved["time_hour"].tolist() == [
-        "2016-02-29T00:00:00Z",
-        "2016-07-04T12:00:00Z",
-        "not a stamp",  # left for collect to refuse
-    ]
-    # The night clocks went back in 2013 has two 01:00s in New York, an hour apart in UTC;
-    # their copies must stay distinct (weather is unique per airport and UTC hour).
-    night = pd.DataFrame(
-        {
-            "year": ["2013", "2013"],
-            "month": ["11", "11"],
-            "day": ["3", "3"],
-            "time_hour": ["2013-11-03T05:00:00Z", "2013-11-03T06:00:00Z"],
-        }
-    )
-    assert replicate(night, WEATHER, 3, "NA")["time_hour"].tolist() == [
-        "2016-11-03T05:00:00Z",
-        "2016-11-03T06:00:00Z",
-    ]
-
-
-def test_scale_factor_lands_every_copy_as_new_drops(make_settings) -> None:
-    settings = make_settings(land={"scale_factor": 3})
-    result = run_land(settings)
-    layout = StorageLayout(settings.paths)
-    assert result.ok
-    assert [d.drop_id for d in layout.landed_drops("flights")] == [
-        f"{year}-{month:02d}" for year in (2013, 2014, 2015) for month in (1, 2, 3)
-    ]
-    assert [d.drop_id for d in layout.landed_drops("planes")] == ["2013"]
-    planes = pd.read_csv(layout.landing_file("planes", "2013"), dtype=str)
-    source_planes = pd.read_csv(SLICE_DIR / "planes.csv", dtype=str)
-    assert len(planes) == 3 * len(source_planes) and planes["tailnum"].is_unique
-    airports = pd.read_csv(layout.landing_file("airports", "2013"), dtype=str)
-    assert len(airports) == len(pd.read_csv(SLICE_DIR / "airports.csv", dtype=str))
-    source_flights = pd.read_csv(SLICE_DIR / "flights.csv", dtype=str, keep_default_na=False)
-    copy = pd.read_csv(layout.landing_file("flights", "2015-02"), dtype=str, keep_default_na=False)
-    original = source_flights[source_flights["month"] == "2"]
-    assert len(copy) == len(original)
-    assert copy["dep_delay"].tolist() == original["dep_delay"].tolist()
-    expected_tails = [t if t in ("", "NA") else f"{t}S02" for t in original["tailnum"]]
-    assert copy["tailnum"].tolist() == expected_tails
+def test_a_scale_factor_without_a_replicate_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(land.StageFailed, match="declares no `replicate`"):
+        run_land(settings_for(tmp_path, land={"scale_factor": 2}))
