@@ -103,15 +103,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.spark)
 
 
-@pytest.fixture(scope="session")
-def baseline_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
-    root = tmp_path_factory.mktemp("baseline")
+# The platform's own use case (usecases/synthetic): what the platform's tests run on.
+PLATFORM_USECASE = "synthetic"
+
+
+def platform_settings(root: Path, **overrides: Any) -> Settings:
+    """Local settings of the platform's own use case, every zone under `root`."""
+    settings = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
+    merged = settings.with_overrides(layout_overrides(root))
+    return merged.with_overrides(overrides) if overrides else merged
+
+
+def _data_stages(root: Path, settings: Settings, spark: object) -> Path:
     from pipelines.chain import DATA_STAGES, run_chain
 
-    results = run_chain(settings_for(root), DATA_STAGES, spark=spark)
+    results = run_chain(settings, DATA_STAGES, spark=spark)
     assert [r.stage for r in results] == ["land", "collect", "validate"]
     assert all(r.ok for r in results), [p for r in results for p in r.problems]
     return root
+
+
+@pytest.fixture(scope="session")
+def baseline_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
+    """The platform's use case landed, collected and gated once."""
+    root = tmp_path_factory.mktemp("baseline")
+    return _data_stages(root, platform_settings(root), spark)
 
 
 @pytest.fixture
@@ -119,4 +135,4 @@ def lake(baseline_root: Path, tmp_path: Path) -> Settings:
     """Settings over a private copy of the baseline lake (landed, collected and gated)."""
     root = tmp_path / "copy"
     shutil.copytree(baseline_root, root)
-    return settings_for(root)
+    return platform_settings(root)

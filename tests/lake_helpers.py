@@ -52,6 +52,27 @@ def land_new_flights_drop(
     return target
 
 
+def new_month(drop_id: str) -> pd.DataFrame:
+    """A month of the platform's use case's readings that was never delivered, as raw text
+    (made by its generator, as the upstream would deliver it)."""
+    from datetime import date
+
+    from usecases.synthetic import data
+
+    year, month = (int(part) for part in drop_id.split("-"))
+    first = date(year, month, 1)
+    days = ((date(year + month // 12, month % 12 + 1, 1)) - first).days
+    return data.readings(first_day=first, days=days, seed=year * 100 + month).astype(str)
+
+
+def land_new_drop(settings: Settings, table: str, drop_id: str, frame: pd.DataFrame) -> Path:
+    """Deliver `frame` as drop `drop_id` of `table` in the landing zone."""
+    target = Path(StorageLayout(settings.paths).landing_file(table, drop_id))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(frame.to_csv(index=False, lineterminator="\n"))
+    return target
+
+
 def chain(settings: Settings, spark) -> list[StageResult]:
     return run_chain(settings, ("land", "collect", "validate"), spark=spark)
 

@@ -31,17 +31,17 @@ def facilities() -> pd.DataFrame:
     return pd.DataFrame(FACILITIES, columns=["facility_id", "tz", "district"])
 
 
-def readings(seed: int = 11) -> pd.DataFrame:
-    """Every meter's readings, in the upstream's columns (local date and time, and the UTC
-    instant of the reading)."""
+def readings(first_day: date = FIRST_DAY, days: int = DAYS, seed: int = 11) -> pd.DataFrame:
+    """Every meter's readings from `first_day` on, in the upstream's columns (local date and
+    time, and the UTC instant of the reading). Another period or seed is other data."""
     rng = np.random.default_rng(seed)
     rows = []
     for facility_id, zone, _ in FACILITIES:
         for number in range(METERS_PER_SITE):
             meter_id = f"{facility_id}M{number + 1}"
             level = 0.0
-            for offset in range(DAYS):
-                day = FIRST_DAY + timedelta(days=offset)
+            for offset in range(days):
+                day = first_day + timedelta(days=offset)
                 for hour in LOCAL_HOURS:
                     level = 0.85 * level + rng.normal(0.0, 0.5)
                     rhythm = 0.6 * np.sin((hour - 6) / 24 * 2 * np.pi)
