@@ -1,4 +1,4 @@
-"""Collect with a source unlike the flight use case's: silver is made from the bronze just
+"""Collect with a source unlike the use cases': silver is made from the bronze just
 written, except where bronze normalised a column the source has (a monthly source's own
 `date`), whose typed value silver keeps."""
 

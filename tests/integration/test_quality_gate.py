@@ -1,4 +1,4 @@
-"""The quality gate on hand-made drops: each rule catches what it is for, in the drop that
+"""The quality gate on hand-made drops of the platform's own use case: each rule catches what it is for, in the drop that
 breaks it and no other; uniqueness sees published rows and earlier drops; `mostly` and the
 rows-per-drop bounds hold per drop; GX keeps one result per run and Data Docs."""
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from configs import load_settings
 from configs.settings import Range, RowCount, TableQuality
 from pipelines.adapters.quality import ROWS, QualityGate, rules_for
+from tests.conftest import platform_settings
+
+TABLE = "meter_readings"
 
 
 @pytest.fixture(scope="module")
@@ -21,29 +23,22 @@ def gate(tmp_path_factory: pytest.TempPathFactory) -> QualityGate:
 
 
 @pytest.fixture(scope="module")
-def rules() -> TableQuality:
-    flights = load_settings("local", environ={}).quality.tables["flights"]
-    return flights.model_copy(update={"rows_per_drop": None})
+def rules(tmp_path_factory: pytest.TempPathFactory) -> TableQuality:
+    settings = platform_settings(tmp_path_factory.mktemp("settings"))
+    return settings.quality.tables[TABLE].model_copy(update={"rows_per_drop": None})
 
 
-def flights(drop_id: str, prefix: str) -> pd.DataFrame:
-    """Two good flights of one drop; keys start with `prefix`."""
+def readings(drop_id: str, prefix: str) -> pd.DataFrame:
+    """Two good readings of one drop; keys start with `prefix`."""
     return pd.DataFrame(
         {
             "drop_id": [drop_id, drop_id],
-            "flight_id": [f"{prefix}-UA-1", f"{prefix}-AA-2"],
-            "carrier": ["UA", "AA"],
-            "flight": [1, 2],
-            "origin": ["EWR", "JFK"],
-            "dest": ["IAH", "LAX"],
-            "sched_dep_utc": pd.to_datetime(["2013-01-01T10:00", "2013-01-01T11:00"]),
-            "sched_arr_utc": pd.to_datetime(["2013-01-01T14:00", "2013-01-01T17:00"]),
-            "flight_date": ["2013-01-01", "2013-01-01"],
-            "dep_delay": [2.0, None],
-            "arr_delay": [11.0, None],
-            "air_time": [227.0, None],
-            "distance": [1400.0, 2475.0],
-            "sched_dep_local_hour": [5, 6],
+            "reading_id": [f"{prefix}-1", f"{prefix}-2"],
+            "meter_id": ["S1M1", "S2M1"],
+            "facility_id": ["S1", "S2"],
+            "reading_utc": pd.to_datetime(["2024-01-01T10:00", "2024-01-01T11:00"]),
+            "reading_date": ["2024-01-01", "2024-01-01"],
+            "value": [0.5, -1.25],
         }
     )
 
@@ -56,10 +51,12 @@ def to_spark(spark, frame: pd.DataFrame):
 
 
 def two_drops(spark, second: pd.DataFrame | None = None):
-    """Drop 2013-01 (good) and drop 2013-02 (good, or `second`) as one Spark frame."""
+    """Drop 2024-01 (good) and drop 2024-02 (good, or `second`) as one Spark frame."""
     return to_spark(
         spark,
-        pd.concat([flights("2013-01", "a"), flights("2013-02", "b") if second is None else second]),
+        pd.concat(
+            [readings("2024-01", "a"), readings("2024-02", "b") if second is None else second]
+        ),
     )
 
 
@@ -71,60 +68,60 @@ def test_suite_has_one_rule_per_config_entry(spark, rules: TableQuality) -> None
 
 
 def test_good_drops_pass_and_the_record_is_kept(spark, gate: QualityGate, rules) -> None:
-    result = gate.check("flights", two_drops(spark), rules, "good")
+    result = gate.check(TABLE, two_drops(spark), rules, "good")
     assert result.success, result.failures
-    assert result.groups == ["2013-01", "2013-02"]
+    assert result.groups == ["2024-01", "2024-02"]
     (saved,) = (json.loads(Path(f).read_text()) for f in result.result_files)
     assert saved["success"] is True
     assert len(saved["results"]) == len(rules_for(rules)) == result.evaluated
     descriptions = {r["expectation_config"]["description"] for r in saved["results"]}
-    assert "Every distance value (where given) is within [10, 5000]." in descriptions
-    assert "Every row has a carrier." in descriptions
+    assert "Every value value (where given) is within [-20, 20]." in descriptions
+    assert "Every row has a meter_id." in descriptions
     gate.publish_docs()
     page = (Path(gate.docs_dir) / "index.html").read_text()
-    assert "flights_good" in page  # the run's result is listed
+    assert f"{TABLE}_good" in page  # the run's result is listed
 
 
 @pytest.mark.parametrize(
     ("column", "value", "expectation"),
     [
-        ("carrier", None, "expect_column_values_to_not_be_null"),
-        ("flight_id", "b-UA-1", "expect_column_values_to_be_unique"),
-        ("distance", 99999.0, "expect_column_values_to_be_between"),
-        ("dep_delay", -500.0, "expect_column_values_to_be_between"),
-        ("origin", "BOS", "expect_column_values_to_be_in_set"),
-        ("carrier", "ZZ", "expect_column_values_to_be_in_set"),
+        ("meter_id", None, "expect_column_values_to_not_be_null"),
+        ("reading_id", "b-1", "expect_column_values_to_be_unique"),
+        ("value", 99.0, "expect_column_values_to_be_between"),
+        ("value", -500.0, "expect_column_values_to_be_between"),
+        ("facility_id", "S9", "expect_column_values_to_be_in_set"),
     ],
 )
 def test_each_rule_fails_the_drop_that_breaks_it_and_names_it(
     spark, gate: QualityGate, rules, column, value, expectation
 ) -> None:
-    bad = flights("2013-02", "b")
+    bad = readings("2024-02", "b")
     bad.loc[1, column] = value
-    result = gate.check("flights", two_drops(spark, bad), rules, f"bad_{column}_{expectation[-8:]}")
+    label = f"bad_{column}_{expectation[-8:]}_{value}"
+    result = gate.check(TABLE, two_drops(spark, bad), rules, label)
     assert not result.success
-    assert set(result.failures) == {"2013-02"}  # the good drop is not held back
-    named = {(f.expectation, f.column) for f in result.failures["2013-02"]}
+    assert set(result.failures) == {"2024-02"}  # the good drop is not held back
+    named = {(f.expectation, f.column) for f in result.failures["2024-02"]}
     assert named == {(expectation, column)}
-    (failure,) = result.failures["2013-02"]
+    (failure,) = result.failures["2024-02"]
     assert "1 of " in failure.detail
     if value is not None:
         assert repr(value) in failure.detail or str(value) in failure.detail  # an example
 
 
 def test_a_key_is_taken_by_published_rows_and_by_earlier_drops(spark, gate: QualityGate, rules):
-    published = to_spark(spark, flights("2012-12", "p"))
-    # Drop 2013-01 repeats a published key; drop 2013-02 repeats a key of drop 2013-01.
-    first = flights("2013-01", "a").assign(flight_id=["p-UA-1", "a-AA-2"])
-    second = flights("2013-02", "b").assign(flight_id=["b-UA-1", "a-AA-2"])
+    published = to_spark(spark, readings("2023-12", "p"))
+    # Drop 2024-01 repeats a published key; drop 2024-02 repeats a key of drop 2024-01.
+    first = readings("2024-01", "a").assign(reading_id=["p-1", "a-2"])
+    second = readings("2024-02", "b").assign(reading_id=["b-1", "a-2"])
     frame = to_spark(spark, pd.concat([first, second]))
-    result = gate.check("flights", frame, rules, "taken", published=published)
-    assert set(result.failures) == {"2013-01", "2013-02"}
-    assert "p-UA-1" in result.failures["2013-01"][0].detail
-    assert "a-AA-2" in result.failures["2013-02"][0].detail
+    result = gate.check(TABLE, frame, rules, "taken", published=published)
+    assert set(result.failures) == {"2024-01", "2024-02"}
+    assert "p-1" in result.failures["2024-01"][0].detail
+    assert "a-2" in result.failures["2024-02"][0].detail
     # Without the published rows, only the later of two drops with the same key fails.
-    again = gate.check("flights", frame, rules, "taken_again")
-    assert set(again.failures) == {"2013-02"}
+    again = gate.check(TABLE, frame, rules, "taken_again")
+    assert set(again.failures) == {"2024-02"}
 
 
 def test_mostly_and_rows_per_drop_hold_per_drop(spark, gate: QualityGate) -> None:
@@ -135,7 +132,7 @@ def test_mostly_and_rows_per_drop_hold_per_drop(spark, gate: QualityGate) -> Non
     rows = [("ok", 10.0)] * 100 + [("one-bad", 10.0)] * 99 + [("one-bad", 1048.0)]
     rows += [("two-bad", 10.0)] * 98 + [("two-bad", 1048.0)] * 2 + [("few", 10.0)] * 3
     frame = spark.createDataFrame(rows, "drop_id string, speed double")
-    result = gate.check("weather", frame, quality, "mostly")
+    result = gate.check("sensor", frame, quality, "mostly")
     assert set(result.failures) == {"two-bad", "few"}
     (speed,) = result.failures["two-bad"]
     assert (speed.expectation, speed.column) == ("expect_column_values_to_be_between", "speed")
