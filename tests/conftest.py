@@ -94,7 +94,8 @@ def settings_for(root: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    return lambda **overrides: settings_for(tmp_path, **overrides)
+    """Settings of the platform's own use case under `tmp_path`, with `overrides`."""
+    return lambda **overrides: platform_settings(tmp_path, **overrides)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

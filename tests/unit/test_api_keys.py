@@ -33,7 +33,7 @@ async def service(scope: Any, receive: Any, send: Any) -> None:
             break
     answer = {"status": "ready"}
     if scope["path"] == "/predict":
-        items = json.loads(body)["flights"]
+        items = json.loads(body)["items"]
         answer = {"predictions": [{"score": 0.25} for _ in items], "model_version": "3"}
     payload = json.dumps(answer).encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -58,7 +58,7 @@ def served() -> Iterator[str]:
     thread.join(5)
 
 
-BODY = {"flights": [{"carrier": "UA"}]}
+BODY = {"items": [{"key": "a"}]}
 
 
 def test_a_request_without_an_accepted_key_is_refused(served: str) -> None:

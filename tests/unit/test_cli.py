@@ -47,20 +47,20 @@ def test_set_replaces_a_section_whole_and_merge_keeps_its_other_keys(
 ) -> None:
     """Switching an estimator with --set keeps nothing of the old one's parameters."""
     before = _model_params(capsys)
-    assert before["num_leaves"] == 63
+    assert len(before) > 2 and before["num_leaves"] != 3
     replaced = _model_params(capsys, "--set", "training.model.params={objective: binary}")
     assert replaced == {"objective": "binary"}
-    merged = _model_params(capsys, "--merge", "training.model.params={num_leaves: 7}")
-    assert merged == {**before, "num_leaves": 7}
+    merged = _model_params(capsys, "--merge", "training.model.params={num_leaves: 3}")
+    assert merged == {**before, "num_leaves": 3}
     # In the order given: the merge lands on what --set left.
     both = _model_params(
         capsys,
         "--set",
         "training.model.params={objective: binary}",
         "--merge",
-        "training.model.params={num_leaves: 7}",
+        "training.model.params={num_leaves: 3}",
     )
-    assert both == {"objective": "binary", "num_leaves": 7}
+    assert both == {"objective": "binary", "num_leaves": 3}
 
 
 def test_merge_takes_only_a_mapping(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,12 +73,12 @@ def test_summary_shows_each_stage_and_what_was_skipped() -> None:
         "land", rows_in=10, rows_out=10, outputs={"landing": "/x"}, notes=["2 drops"]
     )
     collect = StageResult("collect", rows_in=10)
-    collect.fail("flights/2013-01 quarantined")
+    collect.fail("readings/2024-01 quarantined")
     text = cli.render_summary([land, collect], ["land", "collect", "validate"])
     assert "land       ok" in text
     assert "collect    FAILED" in text
     assert "validate   skipped" in text
-    assert "collect: flights/2013-01 quarantined" in text
+    assert "collect: readings/2024-01 quarantined" in text
     assert "land -> landing: /x" in text
 
 
@@ -172,9 +172,9 @@ def test_train_runs_a_slice_of_the_chain_in_one_process(monkeypatch, capsys) -> 
 def test_make_ui_starts_mlflow_on_the_local_store_and_says_where_reports_are(
     tmp_path, capsys, monkeypatch
 ) -> None:
-    from tests.conftest import settings_for
+    from tests.conftest import platform_settings
 
-    settings = settings_for(tmp_path)
+    settings = platform_settings(tmp_path)
     command = cli.ui_command(settings, 5055)
     assert command[1:4] == ["-m", "mlflow", "ui"]
     assert command[command.index("--backend-store-uri") + 1] == settings.mlflow.tracking_uri

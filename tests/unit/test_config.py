@@ -8,6 +8,7 @@ import pytest
 
 from configs import ConfigError, available_envs, load_settings
 from configs.settings import CONFIG_DIR
+from tests.conftest import PLATFORM_USECASE
 
 
 def write(folder: Path, name: str, text: str) -> None:
@@ -19,7 +20,7 @@ def config_dir(tmp_path: Path) -> Path:
     write(
         tmp_path,
         "base.yaml",
-        "usecase: flight_delay\nspark:\n  shuffle_partitions: 8\ncollect:\n  max_quarantined_share: 0.0\n",
+        "usecase: synthetic\nspark:\n  shuffle_partitions: 8\ncollect:\n  max_quarantined_share: 0.0\n",
     )
     write(tmp_path, "local.yaml", "spark:\n  master: local[2]\n")
     return tmp_path
@@ -28,9 +29,10 @@ def config_dir(tmp_path: Path) -> Path:
 def test_every_shipped_environment_loads() -> None:
     assert set(available_envs()) >= {"local", "services", "aws"}
     for env in ("local", "services"):
-        assert load_settings(env, environ={}).env == env
+        assert load_settings(env, environ={}, usecase=PLATFORM_USECASE).env == env
     aws = load_settings(
         "aws",
+        usecase=PLATFORM_USECASE,
         environ={
             "MLOPS_LANDING_BUCKET": "landing-b",
             "MLOPS_LAKE_BUCKET": "lake-b",
@@ -49,7 +51,7 @@ def test_every_shipped_environment_loads() -> None:
 
 def test_the_aws_profile_names_what_it_misses() -> None:
     with pytest.raises(ConfigError, match="MLOPS_LAKE_BUCKET is not set"):
-        load_settings("aws", environ={"MLOPS_LANDING_BUCKET": "b"})
+        load_settings("aws", environ={"MLOPS_LANDING_BUCKET": "b"}, usecase=PLATFORM_USECASE)
 
 
 def test_overlay_merges_into_base(config_dir: Path) -> None:
@@ -120,7 +122,7 @@ def test_relative_paths_resolve_against_the_working_directory(
 
 
 def test_overrides_are_validated_too() -> None:
-    settings = load_settings("local", environ={})
+    settings = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
     assert (
         settings.with_overrides(
             {"collect": {"max_quarantined_share": 0.25}}
@@ -134,7 +136,7 @@ def test_overrides_are_validated_too() -> None:
 def test_shipped_quality_rules_cover_every_source() -> None:
     from usecases import load
 
-    settings = load_settings("local", environ={})
+    settings = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
     tables = settings.quality.tables
     assert {source.name for source in load(settings.usecase).sources} <= set(tables)
     assert CONFIG_DIR.name == "configs"
@@ -148,7 +150,7 @@ def test_overrides_from_the_environment_are_merged_last(config_dir: Path) -> Non
 
 
 def test_an_overlay_naming_another_backend_replaces_the_section() -> None:
-    local = load_settings("local", environ={})
+    local = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
     redis = local.with_overrides(
         {"features": {"online_store": {"type": "redis", "connection_string": "h:1"}}}
     )
@@ -159,7 +161,11 @@ def test_an_overlay_naming_another_backend_replaces_the_section() -> None:
 
 
 def test_the_services_profile_uses_postgres_redis_and_a_tracking_server() -> None:
-    settings = load_settings("services", environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    settings = load_settings(
+        "services",
+        environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"},
+        usecase=PLATFORM_USECASE,
+    )
     assert settings.mlflow.tracking_uri == "http://mlflow:5000"
     assert settings.mlflow.artifact_location is None  # the server's proxied store
     assert settings.mlflow.server is not None

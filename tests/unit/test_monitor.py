@@ -185,7 +185,7 @@ def test_the_monitor_publishes_its_figures_to_the_project_namespace(monkeypatch)
             sent.append(request)
 
     monkeypatch.setattr(boto3, "client", lambda service: CloudWatch())
-    settings = load_settings("local", environ={})
+    settings = load_settings("local", environ={}, usecase="synthetic")
     done = decide(verdict(), RetrainConfig(), DriftConfig(), "roc_auc")
     monitor._publish_to_cloudwatch(settings, done)
     (request,) = sent

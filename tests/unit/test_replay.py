@@ -11,42 +11,44 @@ import pytest
 from bench.replay import ReplayFailed, shifted_source
 from configs.settings import ReplayShift
 from pipelines.land import read_source
-from tests.conftest import SLICE_DIR, settings_for
+from tests.conftest import platform_settings
 from usecases import load
 
-CELSIUS = ReplayShift(
-    source="weather",
-    column="temp",
-    period="2013-02",
-    scale=0.5555556,
-    offset=-17.777778,
-    expect="weather_temp",
+# February's readings sent in another unit (value * 1000 + 5).
+RESCALED = ReplayShift(
+    source="meter_readings",
+    column="value",
+    period="2024-02",
+    scale=1000.0,
+    offset=5.0,
+    expect="meter_value_last",
 )
 
 
 def test_only_the_period_s_column_is_shifted(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path / "platform")
-    folder = shifted_source(settings, CELSIUS, tmp_path / "source")
-    weather = next(s for s in load(settings.usecase).sources if s.name == "weather")
-    before, after = read_source(SLICE_DIR, weather), read_source(folder, weather)
+    settings = platform_settings(tmp_path / "platform")
+    usecase = load(settings.usecase)
+    original = Path(usecase.default_source_dir())
+    folder = shifted_source(settings, RESCALED, tmp_path / "source")
+    readings = usecase.source("meter_readings")
+    assert readings is not None and readings.drop_period is not None
+    before, after = read_source(original, readings), read_source(folder, readings)
     assert before.shape == after.shape
-    assert weather.drop_period is not None
-    chosen = (weather.drop_period(before) == "2013-02") & ~before["temp"].isin(["", "NA"])
+    chosen = readings.drop_period(before) == "2024-02"
     assert chosen.any() and (~chosen).any()
-    fahrenheit = pd.to_numeric(before.loc[chosen, "temp"])
-    celsius = pd.to_numeric(after.loc[chosen, "temp"])
-    assert list(celsius) == pytest.approx(list((fahrenheit - 32) * 5 / 9), abs=0.01)
-    assert after.loc[~chosen, "temp"].tolist() == before.loc[~chosen, "temp"].tolist()
-    others = before.columns.drop("temp")
+    expected = pd.to_numeric(before.loc[chosen, "value"]) * 1000 + 5
+    assert list(pd.to_numeric(after.loc[chosen, "value"])) == pytest.approx(list(expected))
+    assert after.loc[~chosen, "value"].tolist() == before.loc[~chosen, "value"].tolist()
+    others = before.columns.drop("value")
     assert after[others].equals(before[others])
-    for source in load(settings.usecase).sources:  # every other file is there to land
-        if source.name != "weather":
-            assert read_source(folder, source).equals(read_source(SLICE_DIR, source))
+    for source in usecase.sources:  # every other file is there to land
+        if source.name != "meter_readings":
+            assert read_source(folder, source).equals(read_source(original, source))
 
 
 def test_a_shift_on_a_period_with_no_values_is_refused(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path / "platform")
-    with pytest.raises(ReplayFailed, match="no temp values in 2014-06"):
+    settings = platform_settings(tmp_path / "platform")
+    with pytest.raises(ReplayFailed, match="no value values in 2014-06"):
         shifted_source(
-            settings, CELSIUS.model_copy(update={"period": "2014-06"}), tmp_path / "source"
+            settings, RESCALED.model_copy(update={"period": "2014-06"}), tmp_path / "source"
         )

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from serving.logs import ClientMistakesAsWarnings
-from usecases.flight_delay.request import Flight
+from usecases.synthetic.request import MeterReading
 
 
 def record_of(error: BaseException) -> logging.LogRecord:
@@ -31,13 +31,12 @@ def record_of(error: BaseException) -> logging.LogRecord:
 
 def test_a_validation_error_becomes_one_warning_line() -> None:
     with pytest.raises(pydantic.ValidationError) as refused:
-        Flight.model_validate({"carrier": "u", "origin": "EWR", "dest": "IAH", "distance": -1})
+        MeterReading.model_validate({"meter_id": "m", "facility_id": "S1", "extra": 1})
     record = record_of(refused.value)
     assert ClientMistakesAsWarnings().filter(record) is True
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert record.getMessage() == (
-        "client mistake on /predict [POST]: 3 validation error(s) in "
-        "carrier, distance, scheduled_departure"
+        "client mistake on /predict [POST]: 3 validation error(s) in extra, meter_id, reading_at"
     )
 
 
