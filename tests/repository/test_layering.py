@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+
+from configs.settings import USECASE_VARIABLE
+from tests.conftest import PLATFORM_USECASE
 
 MODULES = (
     "usecases",
@@ -44,8 +48,13 @@ print(json.dumps(brought))
 
 @pytest.fixture(scope="module")
 def brought() -> dict[str, str]:
+    environ = {**os.environ, USECASE_VARIABLE: PLATFORM_USECASE}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, *MODULES], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", PROBE, *MODULES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

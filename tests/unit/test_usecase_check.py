@@ -128,8 +128,14 @@ def _check_usecase(name: str) -> subprocess.Popen[str]:
     )
 
 
-def test_the_examples_use_cases_pass() -> None:
-    for name in ("flight_delay", "seattle_weather"):
+def test_every_shipped_use_case_passes() -> None:
+    shipped = sorted(
+        p.parent.name
+        for p in (ROOT / "usecases").glob("*/config.yaml")
+        if not p.parent.name.startswith("checked_")
+    )
+    assert "synthetic" in shipped
+    for name in shipped:
         settings = load_settings("local", environ={}, usecase=name)
         assert list(check(settings, load(name))) == [], name
 
