@@ -1,8 +1,10 @@
-"""The chain as a user runs it: `python -m pipelines train`, its exit codes and its summary."""
+"""The chain as a user runs it: `python -m pipelines train`, its exit codes and its summary
+(on the platform's own use case)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,22 +12,28 @@ from pathlib import Path
 
 import pytest
 
+from configs.settings import USECASE_VARIABLE
 from pipelines import cli
 from pipelines.adapters.storage import StorageLayout
-from tests.conftest import slice_overrides
+from tests.conftest import PLATFORM_USECASE, layout_overrides, platform_settings
 from tests.lake_helpers import silver_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def platform_usecase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(USECASE_VARIABLE, PLATFORM_USECASE)
+
+
 def flags_for(root: Path) -> list[str]:
-    """`--set` and `--merge` flags for every setting the tests change (leaves of slice_overrides)."""
+    """`--set` and `--merge` flags for every setting the tests change (leaves of the layout)."""
 
     def leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
         pairs = []
         for key, value in node.items():
             path = f"{prefix}{key}"
-            if isinstance(value, dict) and key not in ("registry", "online_store", "params"):
+            if isinstance(value, dict) and key not in ("registry", "online_store"):
                 pairs.extend(leaves(value, f"{path}."))
             else:
                 pairs.append((path, value))
@@ -34,7 +42,7 @@ def flags_for(root: Path) -> list[str]:
     # A mapping is merged into its section, as the settings the other tests use are.
     return [
         arg
-        for key, value in leaves(slice_overrides(root))
+        for key, value in leaves(layout_overrides(root))
         for arg in ("--merge" if isinstance(value, dict) else "--set", f"{key}={json.dumps(value)}")
     ]
 
@@ -55,21 +63,19 @@ def test_train_runs_the_chain_then_a_bad_drop_stops_it(tmp_path: Path, spark, ca
         "package",
     ):
         assert re.search(rf"^{stage} +ok ", summary, re.MULTILINE), summary
-    assert "flights: 3 drop(s) passed and published" in summary
-    assert "report: champion: flight_delay version 1; test roc_auc" in summary
+    assert "meter_readings: 3 drop(s) passed and published" in summary
+    assert "report: champion: synthetic_meters version 1; test roc_auc" in summary
 
-    from tests.conftest import settings_for
-
-    settings = settings_for(tmp_path)
+    settings = platform_settings(tmp_path)
     before = silver_digest(settings)
-    bad = Path(StorageLayout(settings.paths).landing_file("flights", "2013-04"))
-    bad.write_text("year,month\n2013,4\n")
+    bad = Path(StorageLayout(settings.paths).landing_file("meter_readings", "2024-04"))
+    bad.write_text("year,month\n2024,4\n")
 
     assert cli.main([*flags, "train"]) == cli.EXIT_FAILED
     captured = capsys.readouterr()
     assert re.search(r"^collect +FAILED ", captured.out, re.MULTILINE)
     assert re.search(r"^validate +skipped", captured.out, re.MULTILINE)
-    assert "missing column(s): day, dep_time" in captured.out
+    assert "missing column(s): meter_id, facility_id, day, hhmm" in captured.out
     assert "collect failed; stages after it did not run." in captured.err
     assert silver_digest(settings) == before
 
@@ -78,6 +84,7 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
         cwd=cwd,
+        env={**os.environ, USECASE_VARIABLE: PLATFORM_USECASE},
         capture_output=True,
         text=True,
         timeout=300,
@@ -85,10 +92,11 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_module_entry_point_lands_and_reports(tmp_path: Path) -> None:
-    done = run_module(*flags_for(tmp_path), "-q", "land", "--months", "2013-02", cwd=ROOT)
+    done = run_module(*flags_for(tmp_path), "-q", "land", "--months", "2024-02", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert re.search(r"^land +ok ", done.stdout, re.MULTILINE)
-    assert [p.name for p in (tmp_path / "landing" / "flights").iterdir()] == ["2013-02.csv"]
+    landed = tmp_path / "landing" / "meter_readings"
+    assert [p.name for p in landed.iterdir()] == ["2024-02.csv"]
 
 
 @pytest.mark.parametrize(

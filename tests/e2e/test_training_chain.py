@@ -1,4 +1,5 @@
-"""The whole chain on the slice: features, training, the champion gate, rollback, the report."""
+"""The whole chain on the platform's own use case: features, training, the champion gate,
+rollback, the report, the Bento."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from pathlib import Path
 from models.tracking import CHAMPION, Tracker
 from pipelines import promote
 from pipelines.chain import CHAIN, run_chain
-from tests.conftest import settings_for
+from tests.conftest import platform_settings
 from tests.lake_helpers import problems
 
 
 def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark) -> None:
-    settings = settings_for(tmp_path)
+    settings = platform_settings(tmp_path)
     first = run_chain(settings, CHAIN, spark=spark)
     assert [r.stage for r in first] == list(CHAIN)
     assert all(r.ok for r in first), problems(first)
@@ -20,8 +21,8 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
     assert "version 1 is the new champion" in by_stage["promote"].notes[0]
     report = Path(by_stage["report"].outputs["report"])
     html = report.read_text()
-    assert "in 10 flights in the test period were late" in html
-    assert "Of the flights it flags as likely late" in html
+    assert "in 10 meter readings in the test period were over the bound" in html
+    assert "Of the meter readings it flags as likely over the bound" in html
     assert (report.parent / "calibration.png").is_file()
 
     tracker = Tracker(settings)
@@ -41,7 +42,7 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
         "plots/calibration.png",
         "plots/feature_importance.png",
     }
-    assert run.data.tags["feature_service"] == "flight_delay_model_v1"
+    assert run.data.tags["feature_service"] == "synthetic_meters_model_v1"
 
     # The Bento is pinned to the champion and holds its Dockerfile.
     bento = Path(by_stage["package"].outputs["bento"])
@@ -55,7 +56,7 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
     assert any(line.startswith("ENTRYPOINT") for line in dockerfile[last_user:])
     bento_info = (bento / "bento.yaml").read_text()
     assert "mlflow_model_version: '1'" in bento_info
-    assert "FLIGHT_DELAY_MODEL_TAG" in bento_info
+    assert "SYNTHETIC_METERS_MODEL_TAG" in bento_info
     assert "OMP_NUM_THREADS" in bento_info
 
     second = run_chain(settings, CHAIN, spark=spark)

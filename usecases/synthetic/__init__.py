@@ -149,7 +149,7 @@ USECASE = UseCase(
         decision_field="spike",
         question="Will this reading spike?",
         items="meter readings",
-        positive="spike",
+        positive="over the bound",
         explanation=(
             "For a meter's next reading, will its value be above {spike_above}? The model "
             "answers an hour ahead from the meter's recent readings, its facility's spikes over the "
