@@ -22,7 +22,7 @@ from infra import services
 from models.tracking import CHAMPION, Tracker
 from pipelines import fit as train
 from pipelines.chain import run_chain
-from tests.conftest import settings_for
+from tests.conftest import platform_settings
 from tests.lake_helpers import problems
 from tests.serving_helpers import free_port
 
@@ -40,7 +40,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[tuple[S
         port=free_port(),
         workers=1,
     )
-    settings = settings_for(
+    settings = platform_settings(
         root,
         mlflow={
             "tracking_uri": services.server_url(server),
