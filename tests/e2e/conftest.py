@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.chain import CHAIN, run_chain
-from tests.conftest import settings_for, slice_overrides
+from tests.conftest import platform_settings, settings_for, slice_overrides
 from tests.lake_helpers import problems
 from tests.serving_helpers import serving
 
@@ -20,6 +20,16 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
     """The whole chain run once on the slice: a champion, materialized features, a Bento."""
     root = tmp_path_factory.mktemp("served")
     results = run_chain(settings_for(root), CHAIN, spark=spark)
+    assert all(r.ok for r in results), problems(results)
+    return root
+
+
+@pytest.fixture(scope="session")
+def platform_trained_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
+    """The whole chain run once on the platform's own use case: a champion, materialized
+    features, a Bento."""
+    root = tmp_path_factory.mktemp("platform-trained")
+    results = run_chain(platform_settings(root), CHAIN, spark=spark)
     assert all(r.ok for r in results), problems(results)
     return root
 

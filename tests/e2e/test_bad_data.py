@@ -23,11 +23,12 @@ from configs import Settings
 from models.tracking import CHAMPION, Tracker
 from pipelines.adapters.storage import StorageLayout
 from pipelines.chain import CHAIN, run_chain
-from tests.conftest import settings_for
-from tests.lake_helpers import january_moved_to, problems, read_landed, tree_digest
+from tests.conftest import platform_settings
+from tests.lake_helpers import new_month, problems, read_landed, tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]
-NEW_DROP = "2013-04"
+TABLE = "meter_readings"
+NEW_DROP = "2024-04"
 
 
 def as_csv(frame: pd.DataFrame) -> bytes:
@@ -42,9 +43,9 @@ def edit(column: str, value: str, row: int = 3) -> Callable[[pd.DataFrame], byte
     return change
 
 
-def duplicate_flight(frame: pd.DataFrame) -> bytes:
-    """Row 5 again with another arrival delay: the same flight key, two versions of it."""
-    copy = frame.iloc[[5]].assign(arr_delay="999")
+def duplicate_reading(frame: pd.DataFrame) -> bytes:
+    """Row 5 again with another value: the same reading's key, two versions of it."""
+    copy = frame.iloc[[5]].assign(value="1.5")
     return as_csv(pd.concat([frame, copy], ignore_index=True))
 
 
@@ -61,8 +62,8 @@ def malformed_line(frame: pd.DataFrame) -> bytes:
 @dataclass(frozen=True)
 class Case:
     name: str
-    # April's drop (January's rows moved to April) -> the bytes delivered. For a
-    # redelivery, January's own file is rewritten instead.
+    # April's drop (a month never delivered) -> the bytes delivered. For a redelivery,
+    # January's own file is rewritten instead.
     deliver: Callable[[pd.DataFrame], bytes]
     stage: str  # the stage that stops it
     message: str  # a regular expression the failure must match
@@ -72,9 +73,9 @@ class Case:
 CASES = [
     Case(
         "missing column",
-        lambda f: as_csv(f.drop(columns=["air_time"])),
+        lambda f: as_csv(f.drop(columns=["value"])),
         "collect",
-        r"missing column\(s\): air_time",
+        r"missing column\(s\): value",
     ),
     Case(
         "extra column",
@@ -82,49 +83,43 @@ CASES = [
         "collect",
         r"unexpected column\(s\): gate",
     ),
-    Case("wrong type", edit("dep_delay", "late"), "collect", r"dep_delay: late is not a double"),
+    Case("wrong type", edit("value", "high"), "collect", r"value: high is not a double"),
     Case("malformed line", malformed_line, "collect", r"malformed line"),
     Case(
         "null in a key",
-        edit("carrier", "NA"),
+        edit("meter_id", "NA"),
         "validate",
-        r"expect_column_values_to_not_be_null on carrier",
+        r"expect_column_values_to_not_be_null on meter_id",
     ),
     Case(
         "out-of-range value",
-        edit("distance", "99999"),
+        edit("value", "99999"),
         "validate",
-        r"expect_column_values_to_be_between on distance",
+        r"expect_column_values_to_be_between on value",
     ),
     Case(
-        "unknown carrier",
-        edit("carrier", "ZZ"),
-        "validate",
-        r"expect_column_values_to_be_in_set on carrier",
-    ),
-    Case(
-        "unknown airport",
-        edit("dest", "QQQ"),
+        "unknown facility",
+        edit("facility_id", "S9"),
         "collect",
-        r"no time zone for destination QQQ",
+        r"no time zone for facility S9",
     ),
     Case(
-        "duplicate flight",
-        duplicate_flight,
+        "duplicate reading",
+        duplicate_reading,
         "validate",
-        r"expect_column_values_to_be_unique on flight_id",
+        r"expect_column_values_to_be_unique on reading_id",
     ),
     Case(
         "date in the future",
         edit("year", "2031"),
         "collect",
-        r"dated 2031-04, outside its drop 2013-04",
+        r"dated 2031-04, outside its drop 2024-04",
     ),
     Case(
         "timestamp in the future",
-        edit("time_hour", "2031-04-01T09:00:00Z"),
+        edit("read_utc", "2031-04-01T09:00:00Z"),
         "collect",
-        r"time_hour 2031-04-01 09:00:00 is not on the row's date 2013-04-01",
+        r"read_utc 2031-04-01 09:00:00 is not on the row's date 2024-04-01",
     ),
     Case("empty file", lambda f: b"", "collect", r"empty file \(0 bytes\)"),
     Case(
@@ -142,9 +137,9 @@ CASES = [
     ),
     Case(
         "month redelivered with other content",
-        edit("arr_delay", "45"),
+        edit("value", "0.123"),
         "collect",
-        r"drop 2013-01 was already collected with content sha256:\w+; a corrected re-delivery",
+        r"drop 2024-01 was already collected with content sha256:\w+; a corrected re-delivery",
         redelivery=True,
     ),
 ]
@@ -166,20 +161,18 @@ def platform_state(settings: Settings, root: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_a_bad_delivery_is_refused_and_nothing_published_changes(
-    trained_root: Path, tmp_path: Path, spark, case: Case
+    platform_trained_root: Path, tmp_path: Path, spark, case: Case
 ) -> None:
     root = tmp_path / "platform"
-    shutil.copytree(trained_root, root, ignore=shutil.ignore_patterns("serve-*.log"))
-    settings = settings_for(root)
+    shutil.copytree(platform_trained_root, root, ignore=shutil.ignore_patterns("serve-*.log"))
+    settings = platform_settings(root)
     layout = StorageLayout(settings.paths)
     before = platform_state(settings, root)
-    drop_id = "2013-01" if case.redelivery else NEW_DROP
+    drop_id = "2024-01" if case.redelivery else NEW_DROP
     delivered = case.deliver(
-        read_landed(settings, "flights", "2013-01")
-        if case.redelivery
-        else january_moved_to(settings, int(drop_id[-2:]))
+        read_landed(settings, TABLE, "2024-01") if case.redelivery else new_month(NEW_DROP)
     )
-    target = Path(layout.landing_file("flights", drop_id))
+    target = Path(layout.landing_file(TABLE, drop_id))
     target.write_bytes(delivered)
 
     results = run_chain(settings, CHAIN, spark=spark)
@@ -189,8 +182,8 @@ def test_a_bad_delivery_is_refused_and_nothing_published_changes(
     assert re.search(case.message, problems(results)), problems(results)
     assert platform_state(settings, root) == before
     assert target.read_bytes() == delivered  # the delivery is kept as it came
-    assert layout.drops_in(layout.staging("flights")) == {}
-    (reason_file,) = (Path(layout.quarantine_root) / "flights").glob(f"{drop_id}-*/reason.json")
+    assert layout.drops_in(layout.staging(TABLE)) == {}
+    (reason_file,) = (Path(layout.quarantine_root) / TABLE).glob(f"{drop_id}-*/reason.json")
     reason = json.loads(reason_file.read_text())
     assert reason["stage"] == case.stage
     assert re.search(case.message, " ".join(reason["reasons"]))
