@@ -108,10 +108,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 PLATFORM_USECASE = "synthetic"
 
 
+# The service's gauges show a new monitor decision within a second.
+QUICK_GAUGES = {"monitoring": {"gauges_refresh_s": 1}}
+
+
+def platform_overrides(root: Path) -> dict[str, Any]:
+    """What the platform's tests set over its use case's config: every location under `root`."""
+    return _deep_merge(layout_overrides(root), QUICK_GAUGES)
+
+
 def platform_settings(root: Path, **overrides: Any) -> Settings:
     """Local settings of the platform's own use case, every zone under `root`."""
     settings = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
-    merged = settings.with_overrides(layout_overrides(root))
+    merged = settings.with_overrides(platform_overrides(root))
     return merged.with_overrides(overrides) if overrides else merged
 
 

@@ -17,14 +17,23 @@ from typing import Any
 import pytest
 import requests
 
+from configs import load_settings
+from tests.conftest import PLATFORM_USECASE
 from usecases import load
 
 ROOT = Path(__file__).resolve().parents[1]
-# The use case's own example request, on a day the committed slice covers.
-FLIGHT = {
-    **load("flight_delay").request.example,
-    "scheduled_departure": "2013-03-10T08:00:00-04:00",
-}
+# The platform's use case, as a client of its service sees it: the items' field, the example
+# request (a day its committed data covers), the answer's fields, the metrics' prefix.
+PLATFORM = load(PLATFORM_USECASE)
+ITEMS = PLATFORM.request.items_field
+EXAMPLE = dict(PLATFORM.request.example)
+SCORE, DECISION = PLATFORM.outcome.score_field, PLATFORM.outcome.decision_field
+NAMES = load_settings("local", environ={}, usecase=PLATFORM_USECASE).names
+
+
+def body(*items: dict[str, Any]) -> dict[str, Any]:
+    """A /predict body of `items`."""
+    return {ITEMS: list(items)}
 
 
 def free_port() -> int:
@@ -35,14 +44,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(
-    root: Path, overrides: dict[str, Any], env_name: str = "local", usecase: str | None = None
+    root: Path,
+    overrides: dict[str, Any],
+    env_name: str = "local",
+    usecase: str = PLATFORM_USECASE,
 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """`python -m serving` with `overrides` over the `env_name` profile (and the use case named,
-    else the default), once `/readyz` is 200."""
+    """`python -m serving` of `usecase` with `overrides` over the `env_name` profile, once
+    `/readyz` is 200."""
     port = free_port()
     env = {
         **os.environ,
-        **({"MLOPS_USECASE": usecase} if usecase else {}),
+        "MLOPS_USECASE": usecase,
         "MLOPS_ENV": env_name,
         "MLOPS_OVERRIDES": json.dumps(overrides),
         "PYTHONUNBUFFERED": "1",

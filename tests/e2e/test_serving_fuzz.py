@@ -5,7 +5,7 @@ Three sources of bad requests, all sent over HTTP to the served champion:
   (positive) and bodies that break it (negative), for `/predict` and `/predict_batch`;
 - hypothesis: arbitrary bytes and arbitrary JSON documents as bodies;
 - a table of the mistakes named in RELIABILITY.md (wrong content types, pickles, NaN and
-  infinities, huge strings, too many flights, oversized and chunked bodies, ...).
+  infinities, huge strings, too many items, oversized and chunked bodies, ...).
 
 Generation is derandomized: every run sends the same requests.
 """
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection, not_a_server_error
 
-from tests.serving_helpers import FLIGHT
+from tests.serving_helpers import EXAMPLE, ITEMS, body
 
 APIS = ("/predict", "/predict_batch")
 FUZZ = settings(
@@ -69,7 +69,7 @@ def test_schema_driven_requests_never_get_a_server_error(
     assert all(status < 500 for status in statuses), statuses
     if mode == GenerationMode.NEGATIVE:
         assert set(statuses) <= {400, 413, 415, 422}, statuses
-    else:  # some generated flights are valid all through: the model answered them
+    else:  # some generated items are valid all through: the model answered them
         assert statuses[200] > 0, statuses
 
 
@@ -113,12 +113,20 @@ class RunsACommand:
 
 
 def good_body(**changes: Any) -> str:
-    return json.dumps({"flights": [{**FLIGHT, **changes}]})
+    return json.dumps(body({**EXAMPLE, **changes}))
+
+
+def with_token(token: str) -> str:
+    """A body whose meter id is the bare JSON-ish `token` (NaN, Infinity, 1e999): not a
+    value any request field takes, and not standard JSON."""
+    return good_body(meter_id="TOKEN").replace('"TOKEN"', token)
 
 
 def oversized_chunks() -> Iterator[bytes]:
     """A valid-looking body sent chunked (no Content-Length), 2 MiB in all."""
-    yield b'{"flights": [' + good_body()[13:-2].encode()
+    opening = f'{{"{ITEMS}": ['
+    assert good_body().startswith(opening)
+    yield (opening + good_body()[len(opening) : -2]).encode()
     for _ in range(2048):
         yield b"," + b" " * 1023
     yield b"]}"
@@ -130,48 +138,43 @@ MISTAKES: list[tuple[str, Any, str | None, set[int]]] = [
     ("empty body", b"", "application/json", {400}),
     ("text/plain", good_body(), "text/plain", {415}),
     ("no content type", good_body(), None, {415}),
-    ("form", "flights=1", "application/x-www-form-urlencoded", {415}),
+    ("form", f"{ITEMS}=1", "application/x-www-form-urlencoded", {415}),
     ("multipart", good_body(), "multipart/form-data; boundary=x", {415}),
-    ("xml", "<flights/>", "application/xml", {415}),
+    ("xml", f"<{ITEMS}/>", "application/xml", {415}),
     (
         "bentoml pickle",
-        pickle.dumps({"flights": [FLIGHT]}),
+        pickle.dumps(body(EXAMPLE)),
         "application/vnd.bentoml+pickle",
         {415},
     ),
-    ("octet-stream pickle", pickle.dumps({"flights": [FLIGHT]}), "application/octet-stream", {415}),
-    ("NaN distance", good_body().replace("1400", "NaN"), "application/json", {400}),
-    ("Infinity distance", good_body().replace("1400", "Infinity"), "application/json", {400}),
-    ("-Infinity distance", good_body().replace("1400", "-Infinity"), "application/json", {400}),
-    ("1e999 distance", good_body().replace("1400", "1e999"), "application/json", {400}),
-    ("huge carrier (5 MB)", good_body(carrier="U" * 5_000_000), "application/json", {413}),
-    ("huge tailnum (500 kB)", good_body(tailnum="N" * 500_000), "application/json", {400}),
+    ("octet-stream pickle", pickle.dumps(body(EXAMPLE)), "application/octet-stream", {415}),
+    ("NaN", with_token("NaN"), "application/json", {400}),
+    ("Infinity", with_token("Infinity"), "application/json", {400}),
+    ("-Infinity", with_token("-Infinity"), "application/json", {400}),
+    ("1e999", with_token("1e999"), "application/json", {400}),
+    ("huge id (5 MB)", good_body(meter_id="M" * 5_000_000), "application/json", {413}),
+    ("huge id (500 kB)", good_body(facility_id="S" * 500_000), "application/json", {400}),
     ("oversized chunked body", oversized_chunks, "application/json", {413}),
-    ("too many flights", json.dumps({"flights": [FLIGHT] * 1001}), "application/json", {400}),
+    ("too many items", json.dumps(body(*[EXAMPLE] * 1001)), "application/json", {400}),
     ("deep nesting", "[" * 100_000 + "]" * 100_000, "application/json", {400}),
-    ("NUL in a code", good_body(carrier="U\x00"), "application/json", {400}),
+    ("NUL in an id", good_body(meter_id="S1\x00"), "application/json", {400}),
     ("UTF-16 body", good_body().encode("utf-16"), "application/json", {400}),
-    ("year 0001", good_body(scheduled_departure="0001-01-01T00:00:00Z"), "application/json", {400}),
-    ("year 9999", good_body(scheduled_departure="9999-12-31T23:59:59Z"), "application/json", {400}),
-    (
-        "no UTC offset",
-        good_body(scheduled_departure="2013-03-10T08:00:00"),
-        "application/json",
-        {400},
-    ),
+    ("year 0001", good_body(reading_at="0001-01-01T00:00:00Z"), "application/json", {400}),
+    ("year 9999", good_body(reading_at="9999-12-31T23:59:59Z"), "application/json", {400}),
+    ("no UTC offset", good_body(reading_at="2024-03-10T08:00:00"), "application/json", {400}),
     ("JSON with charset", good_body(), "application/json; charset=utf-8", {200}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "body", "content_type", "allowed"), MISTAKES, ids=[m[0] for m in MISTAKES]
+    ("name", "sent", "content_type", "allowed"), MISTAKES, ids=[m[0] for m in MISTAKES]
 )
 @pytest.mark.parametrize("path", APIS)
 def test_each_named_mistake_gets_its_4xx(
-    server: str, path: str, name: str, body: Any, content_type: str | None, allowed: set[int]
+    server: str, path: str, name: str, sent: Any, content_type: str | None, allowed: set[int]
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
-    data = body() if callable(body) else body
+    data = sent() if callable(sent) else sent
     response = requests.post(f"{server}{path}", data=data, headers=headers, timeout=60)
     assert response.status_code in allowed, (response.status_code, response.text[:300])
     if response.status_code >= 400:
@@ -193,4 +196,4 @@ def test_a_pickle_is_never_unpickled(server: str, tmp_path: Path) -> None:
             )
             assert 400 <= response.status_code < 500, (content_type, response.status_code)
     assert not marker.exists()
-    assert requests.post(f"{server}/predict", json={"flights": [FLIGHT]}, timeout=30).ok
+    assert requests.post(f"{server}/predict", json=body(EXAMPLE), timeout=30).ok

@@ -8,7 +8,6 @@ and is missing from the clone CI runs; this checks the ignore rules themselves.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
