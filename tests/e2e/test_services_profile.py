@@ -1,6 +1,6 @@
 """The `services` profile against real servers on this machine: MLflow on PostgreSQL (started by
 `infra.services`, as `make services-up` does, with basic authentication), Feast's SQL registry
-in PostgreSQL and its online store in Redis. The chain runs on the slice, the service answers
+in PostgreSQL and its online store in Redis. The chain runs on the platform's use case, the service answers
 from Redis, four trainings log to the one tracking server at once without losing anything, the
 server refuses requests without the right credentials, and the password is in no log or output.
 
@@ -28,9 +28,9 @@ from configs.settings import MlflowServerConfig, _deep_merge
 from infra import services
 from models.tracking import CHAMPION, Tracker
 from pipelines.chain import CHAIN, run_chain
-from tests.conftest import slice_overrides
+from tests.conftest import PLATFORM_USECASE, platform_overrides
 from tests.lake_helpers import problems
-from tests.serving_helpers import FLIGHT, ROOT, free_port, serving
+from tests.serving_helpers import EXAMPLE, ROOT, SCORE, body, free_port, serving
 
 REQUIRED = os.environ.get("MLOPS_REQUIRE_SERVICES") == "1"
 TRAININGS_AT_ONCE = 4
@@ -43,7 +43,7 @@ def with_database(url: str, name: str) -> str:
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """A private services profile: (root, overrides over services.yaml)."""
-    shipped = load_settings("services", environ={})
+    shipped = load_settings("services", environ={}, usecase=PLATFORM_USECASE)
     down = [check for check in services.backing_checks(shipped) if not check.ok]
     if down:
         reason = "; ".join(f"{c.name} at {c.target} is down: {c.detail}" for c in down)
@@ -64,12 +64,12 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
         port=free_port(),
         workers=2,
     )
-    layout = {k: v for k, v in slice_overrides(root).items() if k not in ("features", "mlflow")}
+    layout = {k: v for k, v in platform_overrides(root).items() if k not in ("features", "mlflow")}
     overrides = _deep_merge(
         layout,
         {
             # The project's name derives the Feast project (and MLflow names): one per run.
-            "project": f"flight-delay-t{suffix}",
+            "project": f"services-t{suffix}",
             "features": {
                 "registry": {**shipped.features.registry, "path": feast_db, "cache_ttl_seconds": 0},
             },
@@ -99,8 +99,14 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
             services.drop_database(mlflow_db)
 
 
+def current_usecase() -> Any:
+    from usecases import load
+
+    return load(PLATFORM_USECASE)
+
+
 def settings(overrides: dict[str, Any]) -> Settings:
-    return load_settings("services", environ={}).with_overrides(overrides)
+    return load_settings("services", environ={}, usecase=PLATFORM_USECASE).with_overrides(overrides)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +137,8 @@ def test_the_chain_runs_on_postgres_redis_and_the_tracking_server(
     assert any(destination.rglob("MLmodel"))
     # the registry lives in PostgreSQL, the online values in Redis
     store = feature_store(current)
-    assert {view.name for view in store.list_feature_views()} >= {"aircraft_delay_history"}
+    views = {view.name for view in store.list_feature_views()}
+    assert views == {declared.name for declared in current_usecase().views}
     host, port, db = services.redis_address(current.features.online_store["connection_string"])
     keys = redis.Redis(host=host, port=port, db=db).scan(count=1000, match="*")[1]
     assert keys, "nothing was materialized into Redis"
@@ -148,7 +155,7 @@ def test_the_tracking_server_requires_the_credentials(
     assert requests.get(url, auth=(username, "password1234"), timeout=10).status_code == 401
     answer = requests.get(url, auth=(username, password), timeout=10)
     assert answer.status_code == 200
-    # the project's name of this run, derived: flight-delay-t<suffix> -> flight_delay_t<suffix>
+    # the project's name of this run, derived: services-t<suffix> -> services_t<suffix>
     expected = overrides["project"].replace("-", "_")
     assert [m["name"] for m in answer.json()["registered_models"]] == [expected]
 
@@ -170,13 +177,13 @@ def test_the_password_is_in_no_log_or_output(trained: tuple[Path, dict[str, Any]
 def test_the_service_answers_from_redis(trained: tuple[Path, dict[str, Any]]) -> None:
     root, overrides = trained
     with serving(root, overrides, env_name="services") as (url, _, _):
-        response = requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30)
+        response = requests.post(f"{url}/predict", json=body(EXAMPLE), timeout=30)
         assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["model_version"] == "1"
-        assert 0.0 <= body["predictions"][0]["probability_late"] <= 1.0
-        # the plane-attribute view never expires: read from Redis, it cannot be missing
-        assert "plane_seats" not in body["predictions"][0]["missing_features"]
+        answer = response.json()
+        assert answer["model_version"] == "1"
+        assert 0.0 <= answer["predictions"][0][SCORE] <= 1.0
+        # the example is within every view's TTL: read from Redis, nothing is missing
+        assert answer["predictions"][0]["missing_features"] == []
 
 
 def test_serving_reads_as_the_read_only_user_who_cannot_write(
@@ -201,10 +208,10 @@ def test_serving_reads_as_the_read_only_user_who_cannot_write(
             overrides, {"features": {"online_store": {"connection_string": as_reader}}}
         )
         with serving(root, read_only, env_name="services") as (url, _, _):
-            response = requests.post(f"{url}/predict", json={"flights": [FLIGHT]}, timeout=30)
+            response = requests.post(f"{url}/predict", json=body(EXAMPLE), timeout=30)
             assert response.status_code == 200, response.text
             answered = response.json()["predictions"][0]
-            assert "plane_seats" not in answered["missing_features"]  # read from Redis
+            assert answered["missing_features"] == []  # read from Redis
         reader = redis.Redis(host=host, port=port, db=db, username=name, password=password)
         assert reader.ping()
         with pytest.raises(redis.exceptions.NoPermissionError):
@@ -244,7 +251,12 @@ def test_four_trainings_at_once_lose_no_run_metric_or_version(
     tracker = Tracker(settings(overrides))
     runs_before = {run.info.run_id for run in tracker.client.search_runs([tracker.experiment_id])}
     versions_before = {ref.version for ref in tracker.versions()}
-    env = {**os.environ, "MLOPS_ENV": "services", "MLOPS_OVERRIDES": json.dumps(overrides)}
+    env = {
+        **os.environ,
+        "MLOPS_ENV": "services",
+        "MLOPS_USECASE": PLATFORM_USECASE,
+        "MLOPS_OVERRIDES": json.dumps(overrides),
+    }
     trainings = [
         subprocess.Popen(
             [sys.executable, "-m", "pipelines", "--quiet", "fit"],
