@@ -18,9 +18,9 @@ from configs import handoff
 from configs.settings import _deep_merge
 from monitoring import prediction_log as pl
 from pipelines.chain import run_chain
-from tests.conftest import settings_for, slice_overrides
+from tests.conftest import platform_overrides, platform_settings
 from tests.lake_helpers import problems
-from usecases.flight_delay.request import Flight
+from tests.serving_helpers import PLATFORM, SCORE
 
 SHADOW = {
     "serving": {"shadow_challenger": True},
@@ -38,20 +38,20 @@ CHALLENGER = {
 
 
 @pytest.fixture(scope="module")
-def shadowed(trained_root: Path, spark, tmp_path_factory: pytest.TempPathFactory):
+def shadowed(platform_trained_root: Path, spark, tmp_path_factory: pytest.TempPathFactory):
     """A copy of the platform with a challenger (version 2), packaged with shadow on."""
     root = tmp_path_factory.mktemp("shadow") / "platform"
     # without what other tests logged and decided on the shared platform
     shutil.copytree(
-        trained_root,
+        platform_trained_root,
         root,
         ignore=shutil.ignore_patterns("serve-*.log", "prediction_log", "monitoring"),
     )
     trained = run_chain(
-        settings_for(root, **CHALLENGER), ("fit", "promote"), spark=spark, handoff={}
+        platform_settings(root, **CHALLENGER), ("fit", "promote"), spark=spark, handoff={}
     )
     assert all(r.ok for r in trained), problems(trained)
-    settings = settings_for(root, **SHADOW)
+    settings = platform_settings(root, **SHADOW)
     packaged = run_chain(settings, ("package",), spark=spark)
     assert packaged[0].ok, problems(packaged)
     return root, settings, packaged[0].handoff[handoff.BENTO_TAG_KEY]
@@ -80,35 +80,22 @@ def test_the_bento_carries_the_challenger_beside_the_champion(shadowed) -> None:
     )
 
 
-def _utc(moment: object) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _requests(settings, month: str, count: int) -> list[Flight]:
-    """`count` real flights of `month` from silver, as clients would send them (with the
-    flight number, so their outcomes can be joined)."""
+def _requests(settings, month: str, count: int) -> list:
+    """`count` real readings of `month` from silver, as clients would send them (so their
+    outcomes can be joined once they land)."""
     from pipelines.adapters.storage import StorageLayout
 
-    columns = ["flight_id", "carrier", "flight", "tailnum", "origin", "dest", "sched_dep_utc"]
-    silver = StorageLayout(settings.paths).read_silver_columns("flights", [*columns, "distance"])
-    departures = pd.to_datetime(silver["sched_dep_utc"], utc=True)
-    chosen = (
-        silver[departures.dt.strftime("%Y-%m") == month]
-        .dropna(subset=["tailnum"])
-        .sort_values("flight_id")
-        .head(count)
-    )
+    columns = ["reading_id", "meter_id", "facility_id", "reading_utc"]
+    silver = StorageLayout(settings.paths).read_silver_columns("meter_readings", columns)
+    assert silver is not None
+    taken = pd.to_datetime(silver["reading_utc"], utc=True)
+    chosen = silver[taken.dt.strftime("%Y-%m") == month].sort_values("reading_id").head(count)
     return [
-        Flight.model_validate(
+        PLATFORM.request.item.model_validate(
             {
-                "carrier": row.carrier,
-                "flight": int(row.flight),
-                "tailnum": row.tailnum,
-                "origin": row.origin,
-                "dest": row.dest,
-                "distance": float(row.distance),
-                "scheduled_departure": _utc(row.sched_dep_utc).isoformat(),
+                "meter_id": row.meter_id,
+                "facility_id": row.facility_id,
+                "reading_at": pd.Timestamp(row.reading_utc).tz_convert("UTC").isoformat(),
             }
         )
         for row in chosen.itertuples()
@@ -128,17 +115,17 @@ def test_the_challenger_is_scored_in_shadow_logged_and_compared_by_the_monitor(
     root, settings, _ = shadowed
     champion_tag, shadow_tag = packaged_model_tags(settings)
     assert shadow_tag is not None
-    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(_deep_merge(slice_overrides(root), SHADOW)))
+    monkeypatch.setenv("MLOPS_OVERRIDES", json.dumps(_deep_merge(platform_overrides(root), SHADOW)))
     monkeypatch.setenv(settings.names.model_tag_variable, champion_tag)
     monkeypatch.setenv(settings.names.shadow_model_tag_variable, shadow_tag)
     service = PredictionService()
     gc.unfreeze()  # the service freezes the worker's heap; this test process is not a worker
-    flights = _requests(settings, "2013-03", 300)
-    assert len(flights) > 100
+    items = _requests(settings, "2024-03", 300)
+    assert len(items) == 300
     answered = [
         prediction
-        for start in range(0, len(flights), 100)
-        for prediction in service.predict(flights[start : start + 100]).predictions
+        for start in range(0, len(items), 100)
+        for prediction in service.predict(items[start : start + 100]).predictions
     ]
     service.close_prediction_log()
     # the client's answers come from the champion alone
@@ -147,12 +134,12 @@ def test_the_challenger_is_scored_in_shadow_logged_and_compared_by_the_monitor(
     table = pl.read_log(settings.paths.prediction_log).to_pandas()
     served = table[table[pl.SOURCE] == "service"].set_index(pl.PREDICTION_ID)
     shadow = table[table[pl.SOURCE] == pl.SHADOW_SOURCE].set_index(pl.PREDICTION_ID)
-    assert len(served) == len(shadow) == len(flights)
+    assert len(served) == len(shadow) == len(items)
     assert set(shadow[pl.MODEL_VERSION]) == {"2"}
     for prediction in answered:
         twin = shadow.loc[prediction.prediction_id + pl.SHADOW_ID_SUFFIX]
         mine = served.loc[prediction.prediction_id]
-        assert mine[pl.SCORE] == prediction.probability_late
+        assert mine[pl.SCORE] == getattr(prediction, SCORE)
         assert twin[pl.ROW_ID] == mine[pl.ROW_ID]
     # the shadow scores are the challenger's own on the inputs logged
     tracker = Tracker(settings)
@@ -166,12 +153,13 @@ def test_the_challenger_is_scored_in_shadow_logged_and_compared_by_the_monitor(
     results = run_chain(settings, ("monitor",), spark=spark)
     assert results[0].ok, problems(results)
     (decision,) = decisions(settings)
-    assert decision["rows"] == len(flights) and decision["champion_version"] == "1"
+    assert decision["rows"] == len(items) and decision["champion_version"] == "1"
     usecase = load(settings.usecase)
     silver = StorageLayout(settings.paths).read_silver_columns(
         usecase.examples.table, list(usecase.examples.columns)
     )
-    labels = usecase.examples.labelled(silver, settings.params).set_index("flight_id")["late"]
+    examples = usecase.examples
+    labels = examples.labelled(silver, settings.params).set_index(examples.row_id)[examples.label]
     for version, rows in (("1", served), ("2", shadow)):
         joined = rows.join(labels.rename("outcome"), on=pl.ROW_ID, how="inner")
         figures = decision["shadow"][version]

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from usecases.contract import EVENT_TIMESTAMP
-from usecases.synthetic.rows import LEAD
+from usecases.synthetic.rows import LEAD, ROW_ID
 
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 EXAMPLE = {"meter_id": "S1M1", "facility_id": "S1", "reading_at": "2024-04-01T08:00:00-04:00"}
@@ -32,10 +32,17 @@ class MeterReading(BaseModel):
         return value
 
 
+def reading_id(meter_id: str, taken: datetime) -> str:
+    """The reading's id, as silver spells it (`spark.readings_to_silver`): the prediction log
+    keeps it, so a served prediction meets its outcome once the reading lands."""
+    return f"{meter_id}-{taken.astimezone(UTC):%Y%m%dT%H%MZ}"
+
+
 def reading_row(item: MeterReading) -> dict[str, Any]:
     """A validated item as an entity row (the columns `rows.entity_frame` makes)."""
     taken = item.reading_at.astimezone(UTC)
     return {
+        ROW_ID: reading_id(item.meter_id, taken),
         "meter_id": item.meter_id,
         "facility_id": item.facility_id,
         "reading_utc": taken,
