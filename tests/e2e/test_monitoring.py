@@ -18,10 +18,14 @@ from sklearn import metrics as skm
 
 from monitoring import prediction_log as pl
 from pipelines.chain import run_chain
-from tests.conftest import settings_for
+from tests.conftest import platform_settings
 from tests.lake_helpers import problems
+from tests.serving_helpers import DECISION, PLATFORM, SCORE
 
-MONTH = "2013-03"
+MONTH = "2024-03"
+ROW_ID, TABLE = PLATFORM.examples.row_id, PLATFORM.examples.table
+# The meter's last reading, as the model reads it.
+METER_LAST = PLATFORM.views[0].features[0].name
 # Only the bound under test decides (the others are switched off).
 QUIET = {
     "max_drifted_share": 1.0,
@@ -32,8 +36,8 @@ QUIET = {
 }
 
 
-def monitored(trained_root: Path, tmp_path: Path, **retrain: Any):
-    return settings_for(trained_root).with_overrides(
+def monitored(root: Path, tmp_path: Path, **retrain: Any):
+    return platform_settings(root).with_overrides(
         {
             "paths": {
                 "prediction_log": str(tmp_path / "prediction_log"),
@@ -41,7 +45,7 @@ def monitored(trained_root: Path, tmp_path: Path, **retrain: Any):
                 "reports": str(tmp_path / "reports"),
             },
             "monitoring": {
-                "drift": {"min_rows": 50, "window_days": 31},
+                "drift": {"min_rows": 50, "window_days": 35},  # the month, whatever its zones
                 "retrain": {**QUIET, **retrain},
             },
         }
@@ -49,12 +53,12 @@ def monitored(trained_root: Path, tmp_path: Path, **retrain: Any):
 
 
 @pytest.fixture(scope="module")
-def scored(trained_root: Path, spark, tmp_path_factory: pytest.TempPathFactory):
+def scored(platform_trained_root: Path, spark, tmp_path_factory: pytest.TempPathFactory):
     """A month of batch scores, logged: (the log's folder, the scores batch-predict wrote)."""
     from pipelines.batch_predict import predictions_dir
 
     tmp_path = tmp_path_factory.mktemp("monitoring")
-    settings = monitored(trained_root, tmp_path)
+    settings = monitored(platform_trained_root, tmp_path)
     results = run_chain(settings, ("batch-predict",), spark=spark, handoff={"period": MONTH})
     assert results[0].ok, problems(results)
     return tmp_path, pd.read_parquet(predictions_dir(settings, MONTH))
@@ -65,22 +69,22 @@ def test_every_batch_score_is_in_the_prediction_log(scored) -> None:
     table = pl.read_log(str(tmp_path / "prediction_log"))
     assert table is not None
     logged = table.to_pandas().set_index(pl.ROW_ID).sort_index()
-    expected = written.set_index("flight_id").sort_index()
+    expected = written.set_index(ROW_ID).sort_index()
     assert list(logged.index) == list(expected.index)
-    assert list(logged[pl.SCORE]) == pytest.approx(list(expected["probability_late"]), abs=1e-12)
+    assert list(logged[pl.SCORE]) == pytest.approx(list(expected[SCORE]), abs=1e-12)
     assert set(logged[pl.SOURCE]) == {"batch"} and set(logged[pl.MODEL_VERSION]) == {"1"}
-    assert logged[pl.input_column("distance")].notna().all()
+    assert logged[pl.input_column("local_hour")].notna().all()
 
 
 def test_the_monitor_measures_live_performance_as_computed_by_hand(
-    trained_root: Path, spark, scored
+    platform_trained_root: Path, spark, scored
 ) -> None:
     from pipelines.adapters.storage import StorageLayout
     from pipelines.monitor import decisions
     from usecases import load
 
     tmp_path, written = scored
-    settings = monitored(trained_root, tmp_path)
+    settings = monitored(platform_trained_root, tmp_path)
     results = run_chain(settings, ("monitor",), spark=spark)
     assert results[0].ok, problems(results)
     (decision,) = decisions(settings)
@@ -91,17 +95,16 @@ def test_the_monitor_measures_live_performance_as_computed_by_hand(
     silver = StorageLayout(settings.paths).read_silver_columns(
         usecase.examples.table, list(usecase.examples.columns)
     )
-    labels = usecase.examples.labelled(silver, settings.params).set_index("flight_id")["late"]
-    # (the batch output's `late` is the decision; the outcome is silver's)
-    joined = written.join(labels.rename("outcome"), on="flight_id", how="inner")
+    examples = usecase.examples
+    labels = examples.labelled(silver, settings.params).set_index(ROW_ID)[examples.label]
+    # (the batch output's decision field is the model's; the outcome is silver's)
+    joined = written.join(labels.rename("outcome"), on=ROW_ID, how="inner")
     live = decision["live"]["1"]
     assert live["rows"] == len(joined) > 50
-    assert live["roc_auc"] == pytest.approx(
-        skm.roc_auc_score(joined["outcome"], joined["probability_late"])
-    )
-    assert live["recall"] == pytest.approx(skm.recall_score(joined["outcome"], joined["late"]))
+    assert live["roc_auc"] == pytest.approx(skm.roc_auc_score(joined["outcome"], joined[SCORE]))
+    assert live["recall"] == pytest.approx(skm.recall_score(joined["outcome"], joined[DECISION]))
     assert live["precision"] == pytest.approx(
-        skm.precision_score(joined["outcome"], joined["late"], zero_division=0)
+        skm.precision_score(joined["outcome"], joined[DECISION], zero_division=0)
     )
     assert decision["decision"] == "keep"  # every bound switched off but the drift share 100%
     reports = list((tmp_path / "reports" / "monitoring").glob("*.html"))
@@ -109,20 +112,20 @@ def test_the_monitor_measures_live_performance_as_computed_by_hand(
 
 
 def test_an_input_in_the_wrong_unit_is_flagged_by_name(
-    trained_root: Path, spark, scored, tmp_path: Path
+    platform_trained_root: Path, spark, scored, tmp_path: Path
 ) -> None:
-    """The weather's visibility in kilometres where the model learnt miles."""
+    """The meter's last reading in tenths where the model learnt units."""
     from pipelines.monitor import decisions
 
     source, _ = scored
-    as_logged = monitored(trained_root, tmp_path / "as-logged")
+    as_logged = monitored(platform_trained_root, tmp_path / "as-logged")
     shutil.copytree(source / "prediction_log", tmp_path / "as-logged" / "prediction_log")
-    shifted = monitored(trained_root, tmp_path / "shifted")
+    shifted = monitored(platform_trained_root, tmp_path / "shifted")
     shutil.copytree(source / "prediction_log", tmp_path / "shifted" / "prediction_log")
-    column = pl.input_column("weather_visib")
+    column = pl.input_column(METER_LAST)
     for part in (tmp_path / "shifted" / "prediction_log").rglob("*.parquet"):
         table = pq.read_table(part).to_pandas()
-        table[column] = table[column] * 1.609344
+        table[column] = table[column] * 10
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False), part)
     drifted = {}
     for name, settings in (("as logged", as_logged), ("shifted", shifted)):
@@ -130,10 +133,12 @@ def test_an_input_in_the_wrong_unit_is_flagged_by_name(
         assert results[0].ok, problems(results)
         (decision,) = decisions(settings)
         drifted[name] = set(decision["drifted"])
-    assert drifted["shifted"] - drifted["as logged"] == {"weather_visib"}
+    assert drifted["shifted"] - drifted["as logged"] == {METER_LAST}
 
 
-def test_the_decision_goes_both_ways_by_its_bounds(trained_root: Path, spark, scored) -> None:
+def test_the_decision_goes_both_ways_by_its_bounds(
+    platform_trained_root: Path, spark, scored
+) -> None:
     """The same month judged against two bounds on the live ROC AUC: above one, below the other."""
     from pipelines import cli
     from pipelines.monitor import decisions
@@ -142,7 +147,7 @@ def test_the_decision_goes_both_ways_by_its_bounds(trained_root: Path, spark, sc
     for bound, expected in ((0.0, "keep"), (1.01, "retrain")):
         folder = source / f"bound-{bound}"
         shutil.copytree(source / "prediction_log", folder / "prediction_log")
-        settings = monitored(trained_root, folder, min_live_metric=bound)
+        settings = monitored(platform_trained_root, folder, min_live_metric=bound)
         results = run_chain(settings, ("monitor",), spark=spark)
         assert results[0].ok, problems(results)
         assert results[0].handoff["decision"] == expected
@@ -156,12 +161,14 @@ def test_the_decision_goes_both_ways_by_its_bounds(trained_root: Path, spark, sc
     assert cli._monitoring(settings) == cli.EXIT_OK
 
 
-def test_no_log_yet_is_no_verdict_and_no_failure(trained_root: Path, spark, tmp_path: Path) -> None:
+def test_no_log_yet_is_no_verdict_and_no_failure(
+    platform_trained_root: Path, spark, tmp_path: Path
+) -> None:
     """A first deploy runs the monitor after its first chain, before any traffic: the run must
     not fail for it (on AWS a failed monitor step would fail the run and alert)."""
     from pipelines.monitor import decisions
 
-    settings = monitored(trained_root, tmp_path)
+    settings = monitored(platform_trained_root, tmp_path)
     results = run_chain(settings, ("monitor",), spark=spark)
     assert results[0].ok, problems(results)
     assert results[0].handoff["decision"] == "no verdict"
@@ -169,13 +176,15 @@ def test_no_log_yet_is_no_verdict_and_no_failure(trained_root: Path, spark, tmp_
     assert decisions(settings) == []
 
 
-def test_lineage_goes_from_a_prediction_back_to_the_drops(trained_root: Path, scored) -> None:
+def test_lineage_goes_from_a_prediction_back_to_the_drops(
+    platform_trained_root: Path, scored
+) -> None:
     from pipelines.adapters.storage import StorageLayout
     from pipelines.lineage import render, trace
     from pipelines.results import StageFailed
 
     source, _ = scored
-    settings = monitored(trained_root, source)
+    settings = monitored(platform_trained_root, source)
     table = pl.read_log(str(source / "prediction_log"))
     assert table is not None
     record = table.slice(0, 1).to_pylist()[0]
@@ -190,18 +199,18 @@ def test_lineage_goes_from_a_prediction_back_to_the_drops(trained_root: Path, sc
     assert dataset["name"] == "training_set" and dataset["digest"]
     # every drop the model learnt from, with the content hash silver holds for it
     layout = StorageLayout(settings.paths)
-    flights = traced["data"]["landing_drops"]["flights"]
-    markers = layout.drops_in(layout.silver("flights"))
-    assert set(flights) == set(markers) == {"2013-01", "2013-02", "2013-03"}
-    for drop_id, drop in flights.items():
+    drops = traced["data"]["landing_drops"][TABLE]
+    markers = layout.drops_in(layout.silver(TABLE))
+    assert set(drops) == set(markers) == {"2024-01", "2024-02", "2024-03"}
+    for drop_id, drop in drops.items():
         assert drop["content_hash"] == markers[drop_id].content_hash
         assert drop["gate_results"], drop_id
     assert traced["data"]["feature_service"]["name"]
     assert traced["bentos"], "package built a Bento of version 1"
     text = render(traced)
     assert text.startswith(f"prediction {record[pl.PREDICTION_ID]}")
-    assert "<- drop flights/2013-01 sha256:" in text and "-> Bentos: " in text
-    assert "feature table aircraft_delay_history: gated" in text
+    assert f"<- drop {TABLE}/2024-01 sha256:" in text and "-> Bentos: " in text
+    assert f"feature table {PLATFORM.views[0].name}: gated" in text
     # the same chain from the model version alone
     assert trace(settings, "1")["run"] == run
     with pytest.raises(StageFailed, match=r"no prediction 0{32}"):
@@ -212,47 +221,25 @@ def test_lineage_goes_from_a_prediction_back_to_the_drops(trained_root: Path, sc
         trace(settings, "99")
 
 
-def test_a_request_with_its_flight_number_is_logged_under_silver_s_flight_id(
-    trained_root: Path,
+def test_a_request_for_a_reading_is_logged_under_silver_s_row_id(
+    platform_trained_root: Path,
 ) -> None:
-    """Served predictions can be joined with their outcomes only if the request names the
-    flight: the id the service builds from a request equals the one silver holds."""
+    """Served predictions can be joined with their outcomes only if the id the service builds
+    from a request equals the one silver holds for the same reading."""
     from pipelines.adapters.storage import StorageLayout
-    from usecases.flight_delay.request import Flight, flight_row
 
-    settings = settings_for(trained_root)
+    settings = platform_settings(platform_trained_root)
+    request, rows = PLATFORM.request, PLATFORM.examples
     silver = StorageLayout(settings.paths).read_silver_columns(
-        "flights",
-        [
-            "flight_id",
-            "carrier",
-            "flight",
-            "tailnum",
-            "origin",
-            "dest",
-            "distance",
-            "sched_dep_utc",
-        ],
+        rows.table, [rows.row_id, "meter_id", "facility_id", "reading_utc"]
     )
-    assert silver is not None and len(silver) > 100
+    assert silver is not None and len(silver) > 1000
     for row in silver.itertuples():
-        request = Flight(
-            carrier=row.carrier,
-            tailnum=row.tailnum,
-            origin=row.origin,
-            dest=row.dest,
-            scheduled_departure=pd.Timestamp(row.sched_dep_utc).tz_localize("UTC")
-            if pd.Timestamp(row.sched_dep_utc).tzinfo is None
-            else pd.Timestamp(row.sched_dep_utc),
-            distance=row.distance,
-            flight=int(row.flight),
+        item = request.item.model_validate(
+            {
+                "meter_id": row.meter_id,
+                "facility_id": row.facility_id,
+                "reading_at": pd.Timestamp(row.reading_utc).tz_convert("UTC").isoformat(),
+            }
         )
-        assert flight_row(request)["flight_id"] == row.flight_id
-    unnamed = Flight(
-        carrier="UA",
-        origin="EWR",
-        dest="IAH",
-        scheduled_departure="2013-03-01T05:15:00-05:00",
-        distance=1400,
-    )
-    assert "flight_id" not in flight_row(unnamed)
+        assert request.row(item)[rows.row_id] == getattr(row, rows.row_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -114,3 +114,36 @@ def test_unknown_zone_and_unparseable_values_are_flagged(silver_of) -> None:
     (row,) = silver_of(flight(1, 1, 600, 900, "XXX", dep_delay="late"))
     assert "no time zone for destination XXX" in row[PROBLEMS]
     assert "dep_delay: late is not a double" in row[PROBLEMS]
+
+
+def test_a_request_with_its_flight_number_gets_the_id_silver_gives(silver_of) -> None:
+    """Served predictions meet their outcomes only if the request names the flight: the id
+    the service builds from a request equals the one silver holds (in winter, in summer time,
+    and departing from another zone)."""
+    from usecases.flight_delay.request import Flight, flight_row
+
+    rows = silver_of(
+        flight(1, 10, 600, 900, "LAX"),
+        flight(7, 1, 2359, 300, "SJU", flight="42"),
+        flight(3, 10, 830, 1100, "EWR", origin="LAX", carrier="AA", tailnum="N1"),
+    )
+    assert len(rows) == 3
+    for row in rows:
+        request = Flight(
+            carrier=row["carrier"],
+            flight=int(row["flight"]),
+            tailnum=row["tailnum"],
+            origin=row["origin"],
+            dest=row["dest"],
+            distance=row["distance"],
+            scheduled_departure=row["sched_dep_utc"].replace(tzinfo=UTC),
+        )
+        assert flight_row(request)["flight_id"] == row["flight_id"]
+    unnamed = Flight(
+        carrier="UA",
+        origin="EWR",
+        dest="IAH",
+        scheduled_departure="2013-03-01T05:15:00-05:00",
+        distance=1400,
+    )
+    assert "flight_id" not in flight_row(unnamed)
