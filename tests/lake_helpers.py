@@ -33,25 +33,6 @@ def read_landed(settings: Settings, table: str, drop_id: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def january_moved_to(settings: Settings, month: int) -> pd.DataFrame:
-    """January 2013's landed flights, dated in `month` of 2013 instead (date and UTC hour)."""
-    frame = read_landed(settings, "flights", "2013-01")
-    frame["month"] = str(month)
-    frame["time_hour"] = frame["time_hour"].str.replace("2013-01-", f"2013-{month:02d}-", n=1)
-    return frame
-
-
-def land_new_flights_drop(
-    settings: Settings, drop_id: str, frame: pd.DataFrame | None = None
-) -> Path:
-    """Deliver a new monthly flights drop, by default January's rows moved to `drop_id`'s month."""
-    if frame is None:
-        frame = january_moved_to(settings, int(drop_id[-2:]))
-    target = Path(StorageLayout(settings.paths).landing_file("flights", drop_id))
-    target.write_text(frame.to_csv(index=False, lineterminator="\n"))
-    return target
-
-
 def new_month(drop_id: str) -> pd.DataFrame:
     """A month of the platform's use case's readings that was never delivered, as raw text
     (made by its generator, as the upstream would deliver it)."""

@@ -16,20 +16,11 @@ import pytest
 
 from configs.settings import USECASE_VARIABLE
 from pipelines.chain import CHAIN, run_chain
-from tests.conftest import PLATFORM_USECASE, platform_overrides, platform_settings, settings_for
+from tests.conftest import PLATFORM_USECASE, platform_overrides, platform_settings
 from tests.lake_helpers import problems
 from tests.serving_helpers import serving
 
 os.environ[USECASE_VARIABLE] = PLATFORM_USECASE
-
-
-@pytest.fixture(scope="session")
-def trained_root(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
-    """The whole chain run once on the slice: a champion, materialized features, a Bento."""
-    root = tmp_path_factory.mktemp("served")
-    results = run_chain(settings_for(root), CHAIN, spark=spark)
-    assert all(r.ok for r in results), problems(results)
-    return root
 
 
 @pytest.fixture(scope="session")

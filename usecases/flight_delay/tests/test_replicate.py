@@ -11,8 +11,8 @@ from configs import load_settings
 from pipelines import land
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import SparkProvider, StageContext
-from tests.conftest import SLICE_DIR, slice_overrides
 from usecases.flight_delay import SOURCES, replicate
+from usecases.flight_delay.tests.slice import SLICE_DIR, slice_overrides
 from usecases.project import bind
 
 FLIGHTS, PLANES, WEATHER = (
