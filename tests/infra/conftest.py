@@ -1,6 +1,7 @@
 """The infra tier: runs in .venv-infra (AWS CDK, moto, cfn-lint), fully offline.
 
-One synthesis of the app per test run, from the shipped `configs/aws.yaml`, for a fixed test
+One synthesis of the app per test run, from the shipped `configs/aws.yaml` and the platform's
+own use case (whatever the shell says: `make` exports its default use case), for a fixed test
 region; AWS calls go to moto with fake credentials, never to AWS.
 """
 
@@ -15,18 +16,28 @@ from typing import Any
 
 import pytest
 
+from configs import load_settings
+from configs.settings import USECASE_VARIABLE
+from infra.config import infra_config
+from tests.conftest import PLATFORM_USECASE
+
 REGION = "eu-west-1"  # any region: the stacks take theirs from the deploying credentials
 os.environ["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+# What the scripts under test read from the environment, and what the tests pass as `environ`.
+os.environ[USECASE_VARIABLE] = PLATFORM_USECASE
+USECASE_ENVIRON = {USECASE_VARIABLE: PLATFORM_USECASE}
+# The prefix of every stack and named resource, and the Bento the service is built as.
+STACK = infra_config(environ=USECASE_ENVIRON).name
+BENTO = load_settings("local", environ=USECASE_ENVIRON).names.bento
 
 
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """(the stacks by concern, the cloud assembly folder) of one synthesis."""
     from infra.app import build_app
-    from infra.config import infra_config
 
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app, stacks = build_app(infra_config(environ={}), REGION, outdir=str(outdir))
+    app, stacks = build_app(infra_config(environ=USECASE_ENVIRON), REGION, outdir=str(outdir))
     app.synth()
     return stacks, outdir
 

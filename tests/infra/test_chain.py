@@ -27,6 +27,7 @@ from infra.stacks.chain import (
     SCHEDULED_MONITOR_STATE,
     TAKE_LOCK_STATE,
 )
+from tests.infra.conftest import STACK, USECASE_ENVIRON
 
 
 def _render(node: Any) -> Any:
@@ -104,7 +105,7 @@ def test_each_step_runs_its_stage_where_the_declaration_says(
         assert state["Resource"] == "arn:aws:states:::emr-serverless:startJobRun.sync"
         parameters = state["Parameters"]
         assert parameters["Name"] == jobs.job_name(stage)
-        assert parameters["ApplicationId"].startswith("<import flight-delay-spark:")
+        assert parameters["ApplicationId"].startswith(f"<import {STACK}-spark:")
         submit = parameters["JobDriver"]["SparkSubmit"]
         assert submit["EntryPoint"].endswith(f"/{jobs.CODE_PREFIX}{jobs.ENTRY_POINT}")
         # the same entry point as local, with this run's handoff file, then the stage
@@ -120,7 +121,7 @@ def test_each_step_runs_its_stage_where_the_declaration_says(
         assert "MLFLOW_TRACKING_PASSWORD=" not in job
         assert (
             parameters["ExecutionTimeoutMinutes"]
-            == infra_config(environ={}).chain.job_timeout_minutes
+            == infra_config(environ=USECASE_ENVIRON).chain.job_timeout_minutes
         )
         # each job's run is kept in the run's state, under its stage, beside the input
         assert state["ResultPath"] == f"$.jobs.{stage}" and stage.isidentifier()
@@ -161,7 +162,7 @@ def test_a_run_takes_the_lock_with_a_conditional_write_first(machine) -> None:
 
 
 def test_a_schedule_and_every_new_drop_start_the_chain(templates) -> None:
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     rules = _resources(templates["chain"], "AWS::Events::Rule")
     scheduled = [
         r
@@ -172,8 +173,10 @@ def test_a_schedule_and_every_new_drop_start_the_chain(templates) -> None:
     (drop,) = [r for r in rules if "EventPattern" in r["Properties"]]
     pattern = drop["Properties"]["EventPattern"]
     assert pattern["detail-type"] == ["Object Created"]
-    assert pattern["detail"]["object"]["key"] == [{"prefix": landing_key_prefix(environ={})}]
-    assert landing_key_prefix(environ={}) == "landing/"
+    assert pattern["detail"]["object"]["key"] == [
+        {"prefix": landing_key_prefix(environ=USECASE_ENVIRON)}
+    ]
+    assert landing_key_prefix(environ=USECASE_ENVIRON) == "landing/"
     for rule in rules:
         (target,) = rule["Properties"]["Targets"]
         assert "Chain" in json.dumps(target["Arn"])
@@ -193,7 +196,7 @@ def test_the_monitor_on_its_schedule_runs_the_chain_when_it_decides_to_retrain(
     """A scheduled run (its input names the monitor mode) runs the monitor alone, reads the
     decision it handed off from this run's handoff file, and on "retrain" goes to the chain's
     first stage; the chain ends with the monitor after it, never back at the decision."""
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     (rule,) = [
         r
         for r in _resources(templates["chain"], "AWS::Events::Rule")
@@ -234,7 +237,7 @@ def test_alarms_on_drift_and_decay_notify_the_topic_which_cloudwatch_may_use(tem
     """The alarms read what the monitor publishes, at the monitor's own bounds, and can
     deliver: a topic under SNS's AWS-managed key, or without a policy letting CloudWatch
     publish, would take the alarm and never send it."""
-    bounds = monitoring_alarms(environ={})
+    bounds = monitoring_alarms(environ=USECASE_ENVIRON)
     chain = templates["chain"]
     alarms = {
         r["Properties"]["MetricName"]: r["Properties"]
@@ -279,7 +282,9 @@ def test_the_jobs_may_publish_the_monitor_s_figures_to_its_namespace_only(templa
     statements = _statements(templates["spark"], "JobRole")
     (put,) = [s for s in statements if "cloudwatch:PutMetricData" in _actions(s)]
     assert put["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": monitoring_alarms(environ={}).namespace}
+        "StringEquals": {
+            "cloudwatch:namespace": monitoring_alarms(environ=USECASE_ENVIRON).namespace
+        }
     }
 
 
@@ -340,7 +345,7 @@ def test_the_release_build_packages_in_the_vpc_with_docker_and_secrets_by_refere
     by_action = {a: s for s in statements for a in _actions(s)}
     passed = json.dumps(by_action["iam:PassRole"]["Resource"])
     assert "DeployRole" in passed and "cfn-exec-role" not in passed
-    assert "flight-delay-serving/*" in json.dumps(by_action["cloudformation:UpdateStack"])
+    assert f"{STACK}-serving/*" in json.dumps(by_action["cloudformation:UpdateStack"])
     assert not [a for s in statements for a in _actions(s) if a.startswith("ecs:Update")]
     # CodeBuild reads the two secrets it gives the build, and no other: the online store's
     # read-only user's token and the release account's MLflow password (not the Redis writer's,

@@ -24,7 +24,7 @@ from infra.config import infra_config
 from infra.stacks.chain import HANDOFF_VARIABLE, LEFT_STATE, MODE_KEY, MONITOR_MODE
 from tests.infra import policy_check
 from tests.infra.asl import StateMachine, TaskFailed
-from tests.infra.conftest import REGION
+from tests.infra.conftest import REGION, STACK, USECASE_ENVIRON
 from tests.infra.test_deploy import create_stacks
 from tests.infra.test_role_policies import _bucket_keys
 
@@ -81,9 +81,9 @@ class Jobs:
 @pytest.fixture
 def chain(aws, synthesized, templates) -> tuple[StateMachine, Jobs, Any]:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     cloudformation = aws.client("cloudformation")
-    lake = deploy.stack_outputs(cloudformation, "flight-delay-data")["LakeBucket"]
+    lake = deploy.stack_outputs(cloudformation, f"{STACK}-data")["LakeBucket"]
     runs = Jobs(aws, lake)
     recorder = policy_check.Recorder(REGION, bucket_keys=_bucket_keys(aws))
     machine = StateMachine(
@@ -96,7 +96,7 @@ def chain(aws, synthesized, templates) -> tuple[StateMachine, Jobs, Any]:
     (table,) = [
         t
         for t in aws.client("dynamodb").list_tables()["TableNames"]
-        if t.startswith("flight-delay-chain-RunLock")
+        if t.startswith(f"{STACK}-chain-RunLock")
     ]
     return machine, runs, table
 
@@ -211,5 +211,5 @@ def test_the_state_machine_s_role_may_make_every_call_its_states_make(
     role = policy_check.role_logical_id(
         templates["chain"], "AWS::StepFunctions::StateMachine", "RoleArn"
     )
-    policies = policy_check.role_policies(aws, "flight-delay-chain", role)
+    policies = policy_check.role_policies(aws, f"{STACK}-chain", role)
     assert policy_check.refused(policies, recorder.calls) == []

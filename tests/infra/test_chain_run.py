@@ -54,7 +54,7 @@ from infra import deploy, jobs
 from infra.config import REDIS_READER, REDIS_WRITER, infra_config
 from infra.stacks.chain import HANDOFF_VARIABLE
 from tests.infra.asl import StateMachine, TaskFailed
-from tests.infra.conftest import REGION, free_port
+from tests.infra.conftest import REGION, STACK, USECASE_ENVIRON, free_port
 from tests.infra.test_deploy import create_stacks
 from tests.infra.test_mlflow_image import serve_from_image
 
@@ -127,7 +127,7 @@ class RealJobs:
             "paths": zones,
             "spark": {"driver_memory": "2g", "shuffle_partitions": 4},
             # the stacks were synthesized for the shipped use case, and are named after it
-            "aws": {"name": "flight-delay"},
+            "aws": {"name": STACK},
             "features": {
                 "online_store": {
                     "type": "redis",
@@ -321,7 +321,7 @@ class LoadBalancer:
         return self.port
 
     def _start_task(self) -> subprocess.Popen:
-        tag = deploy.current_image_tag(self.cloudformation, "flight-delay-serving")
+        tag = deploy.current_image_tag(self.cloudformation, f"{STACK}-serving")
         (bento,) = list(self.bentoml_home.glob(f"bentos/*/{tag}"))
         image_env = {
             e["name"]: str(e["value"])
@@ -385,9 +385,9 @@ def test_a_run_trains_releases_and_serves_as_aws_runs_it(
 ) -> None:
     session = boto3.session.Session(region_name=REGION)
     create_stacks(session, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     cloudformation = session.client("cloudformation")
-    lake = deploy.stack_outputs(cloudformation, "flight-delay-data")["LakeBucket"]
+    lake = deploy.stack_outputs(cloudformation, f"{STACK}-data")["LakeBucket"]
     # the secrets the entry point reads by ARN (the definition's values), in Secrets Manager
     machine_arn = deploy.state_machine_arn(cloudformation, config)
     definition = session.client("stepfunctions").describe_state_machine(
@@ -490,7 +490,7 @@ def test_a_run_trains_releases_and_serves_as_aws_runs_it(
     assert int(keys) > 0
     # the release: the Bento pushed, the serving stack rolled to it, the release recorded, and
     # the service answering from the online store with the model the run released
-    tag = deploy.current_image_tag(cloudformation, "flight-delay-serving")
+    tag = deploy.current_image_tag(cloudformation, f"{STACK}-serving")
     assert tag != "none"
     (release,) = deploy.read_releases(session.client("ssm"), config)
     assert (release.image_tag, release.model_version) == (tag, "1")

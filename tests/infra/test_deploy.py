@@ -17,11 +17,14 @@ import pytest
 
 from infra import deploy
 from infra.config import infra_config
+from tests.infra.conftest import BENTO, STACK, USECASE_ENVIRON
 from tests.infra.moto_templates import for_moto
 
 ORDER = ("data", "network", "database", "mlflow", "feature-store", "spark", "serving", "chain")
 BOOTSTRAP_VERSION = "/cdk-bootstrap/hnb659fds/version"  # what `cdk bootstrap` leaves in SSM
 MOTO_RELEASE_LABEL = "emr-7.9.0"
+# The first monthly drop of the platform's use case, as `land` puts it: (table, file).
+FIRST_DROP = ("meter_readings", "2024-01.csv")
 
 
 def create_stacks(session: Any, synthesized, templates) -> dict[str, list[str]]:
@@ -63,7 +66,7 @@ def create_stacks(session: Any, synthesized, templates) -> dict[str, list[str]]:
 
 def serving_service(session: Any) -> dict[str, Any]:
     ecs = session.client("ecs")
-    outputs = deploy.stack_outputs(session.client("cloudformation"), "flight-delay-serving")
+    outputs = deploy.stack_outputs(session.client("cloudformation"), f"{STACK}-serving")
     (service,) = ecs.describe_services(
         cluster=outputs["ClusterName"], services=[outputs["ServiceName"]]
     )["services"]
@@ -74,7 +77,7 @@ def test_the_synthesized_stacks_create_through_cloudformation(aws, synthesized, 
     stood_in = create_stacks(aws, synthesized, templates)
     cloudformation = aws.client("cloudformation")
     for concern in ORDER:
-        (stack,) = cloudformation.describe_stacks(StackName=f"flight-delay-{concern}")["Stacks"]
+        (stack,) = cloudformation.describe_stacks(StackName=f"{STACK}-{concern}")["Stacks"]
         assert stack["StackStatus"] == "CREATE_COMPLETE", concern
         created = cloudformation.describe_stack_resources(StackName=stack["StackName"])
         assert len(created["StackResources"]) == len(templates[concern]["Resources"]), concern
@@ -92,7 +95,7 @@ class Recorder:
     writes its files, `land` puts a drop in the landing bucket (once, as the stage never
     overwrites), `package` writes the Bento's tag into its handoff file as the stage does."""
 
-    def __init__(self, bento: str = "flight_delay_service:first1", s3: Any = None) -> None:
+    def __init__(self, bento: str = f"{BENTO}:first1", s3: Any = None) -> None:
         self.bento = bento
         self.s3 = s3
         self.commands: list[list[str]] = []
@@ -106,9 +109,9 @@ class Recorder:
                 (destination / name).write_bytes(b"built")
         if command[-1] == "land" and self.s3 is not None:
             bucket = next(a for a in command if a.startswith("MLOPS_LANDING_BUCKET=")).split("=")[1]
-            key = "landing/flights/2013-01.csv"
+            key = f"landing/{FIRST_DROP[0]}/{FIRST_DROP[1]}"
             if "Contents" not in self.s3.list_objects_v2(Bucket=bucket, Prefix=key):
-                self.s3.put_object(Bucket=bucket, Key=key, Body=b"year,month\n2013,1\n")
+                self.s3.put_object(Bucket=bucket, Key=key, Body=b"year,month\n2024,1\n")
         if command[-1] == "package":
             handed = Path(command[command.index("--handoff-file") + 1])
             values = json.loads(handed.read_text() or "{}")
@@ -122,11 +125,13 @@ def which_all(name: str) -> str:
 
 
 def _lake(session: Any) -> str:
-    return deploy.stack_outputs(session.client("cloudformation"), "flight-delay-data")["LakeBucket"]
+    return deploy.stack_outputs(session.client("cloudformation"), f"{STACK}-data")["LakeBucket"]
 
 
 def _runs(session: Any) -> list[dict[str, Any]]:
-    machine = deploy.state_machine_arn(session.client("cloudformation"), infra_config(environ={}))
+    machine = deploy.state_machine_arn(
+        session.client("cloudformation"), infra_config(environ=USECASE_ENVIRON)
+    )
     return list(
         session.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
     )
@@ -136,7 +141,7 @@ def test_deploy_uploads_the_code_lands_the_example_data_and_starts_the_chain(
     aws, synthesized, templates
 ) -> None:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     run = Recorder(s3=aws.client("s3"))
     deployed = deploy.deploy(aws, config, app_python="/venv/bin/python", run=run, which=which_all)
 
@@ -153,7 +158,7 @@ def test_deploy_uploads_the_code_lands_the_example_data_and_starts_the_chain(
     # the example drops went to the landing zone through the platform's own land stage
     (land,) = [c for c in run.commands if c[-1] == "land"]
     assert land[-6:] == ["/venv/bin/python", "-m", "pipelines", "--env", "aws", "land"]
-    assert [d.rsplit("/", 2)[-2:] for d in deployed.landed] == [["flights", "2013-01.csv"]]
+    assert [d.rsplit("/", 2)[-2:] for d in deployed.landed] == [list(FIRST_DROP)]
     # and the chain's first run started
     (started,) = _runs(aws)
     assert deployed.run == started["executionArn"]
@@ -161,7 +166,7 @@ def test_deploy_uploads_the_code_lands_the_example_data_and_starts_the_chain(
 
 def test_a_second_deploy_with_nothing_changed_changes_nothing(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     s3 = aws.client("s3")
     deploy.deploy(aws, config, app_python="python", run=Recorder(s3=s3), which=which_all)
     lake = _lake(aws)
@@ -185,12 +190,15 @@ def test_deploy_without_example_data_lands_nothing_and_says_where_drops_go(
     create_stacks(aws, synthesized, templates)
     run = Recorder(s3=aws.client("s3"))
     deployed = deploy.deploy(
-        aws, infra_config(environ={}), app_python="python", land=False, run=run, which=which_all
+        aws,
+        infra_config(environ=USECASE_ENVIRON),
+        app_python="python",
+        land=False,
+        run=run,
+        which=which_all,
     )
     assert deployed.landed == [] and not [c for c in run.commands if c[-1] == "land"]
-    landing = deploy.stack_outputs(aws.client("cloudformation"), "flight-delay-data")[
-        "LandingBucket"
-    ]
+    landing = deploy.stack_outputs(aws.client("cloudformation"), f"{STACK}-data")["LandingBucket"]
     assert f"put your drops under s3://{landing}/" in capsys.readouterr().out
 
 
@@ -206,13 +214,13 @@ def test_release_packages_the_aws_champion_pushes_rolls_records_and_smokes(
     aws, synthesized, templates
 ) -> None:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
-    run = Pusher("flight_delay_service:first1", aws.client("ecr"))
+    config = infra_config(environ=USECASE_ENVIRON)
+    run = Pusher(f"{BENTO}:first1", aws.client("ecr"))
     release = deploy.release(aws, config, _handoff(aws, "run-1", "3"), app_python="py", run=run)
 
     assert (release.image_tag, release.model_version) == ("first1", "3")
     cloudformation = aws.client("cloudformation")
-    assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "first1"
+    assert deploy.current_image_tag(cloudformation, f"{STACK}-serving") == "first1"
     assert [
         (r.image_tag, r.model_version) for r in deploy.read_releases(aws.client("ssm"), config)
     ] == [("first1", "3")]
@@ -220,8 +228,8 @@ def test_release_packages_the_aws_champion_pushes_rolls_records_and_smokes(
     # the champion of the aws profile (not the laptop's), with the run's handoff
     (package,) = [c for c in run.commands if c[-1] == "package"]
     assert package[:4] == ["py", "-m", "pipelines", "--env"] and package[4] == "aws"
-    assert any("bentoml containerize flight_delay_service:first1" in c for c in flat)
-    outputs = deploy.stack_outputs(cloudformation, "flight-delay-serving")
+    assert any(f"bentoml containerize {BENTO}:first1" in c for c in flat)
+    outputs = deploy.stack_outputs(cloudformation, f"{STACK}-serving")
     assert f"docker push {outputs['RepositoryUri']}:first1" in flat
     # then the smoke request against the service's public URL, after the roll
     assert flat[-1] == f"py -m serving.smoke {outputs['Url']}"
@@ -231,19 +239,19 @@ def test_a_release_of_the_champion_already_serving_does_nothing(
     aws, synthesized, templates
 ) -> None:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     deploy.release(
         aws, config, _handoff(aws, "run-1", "3"), run=Pusher("svc:first1", aws.client("ecr"))
     )
     cloudformation = aws.client("cloudformation")
-    before = cloudformation.describe_stacks(StackName="flight-delay-serving")["Stacks"][0]
+    before = cloudformation.describe_stacks(StackName=f"{STACK}-serving")["Stacks"][0]
 
     again = Pusher("svc:other2", aws.client("ecr"))
     release = deploy.release(aws, config, _handoff(aws, "run-2", "3"), run=again)
 
     assert release.image_tag == "first1"
     assert again.commands == []  # not packaged, built, pushed, rolled or smoked again
-    after = cloudformation.describe_stacks(StackName="flight-delay-serving")["Stacks"][0]
+    after = cloudformation.describe_stacks(StackName=f"{STACK}-serving")["Stacks"][0]
     assert after.get("LastUpdatedTime") == before.get("LastUpdatedTime")
     assert len(deploy.read_releases(aws.client("ssm"), config)) == 1
 
@@ -256,7 +264,7 @@ def test_a_release_without_the_run_s_handoff_stops_with_what_is_missing(
     with pytest.raises(
         deploy.DeployError, match=r"no handoff at s3://.*did the chain's stages run"
     ):
-        deploy.release(aws, infra_config(environ={}), missing, run=Recorder())
+        deploy.release(aws, infra_config(environ=USECASE_ENVIRON), missing, run=Recorder())
 
 
 class Pusher(Recorder):
@@ -286,16 +294,16 @@ class Pusher(Recorder):
 
 def test_rollback_restores_the_previous_image(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     for run, (bento, champion) in enumerate((("svc:first1", "1"), ("svc:second2", "2"))):
         handed = _handoff(aws, f"run-{run}", champion)
         deploy.release(aws, config, handed, run=Pusher(bento, aws.client("ecr")))
     cloudformation = aws.client("cloudformation")
-    assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "second2"
+    assert deploy.current_image_tag(cloudformation, f"{STACK}-serving") == "second2"
 
     release = deploy.rollback(aws, config)
     assert (release.image_tag, release.kind, release.model_version) == ("first1", "rollback", "1")
-    assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "first1"
+    assert deploy.current_image_tag(cloudformation, f"{STACK}-serving") == "first1"
     history = deploy.read_releases(aws.client("ssm"), config)
     assert [(r.image_tag, r.kind) for r in history] == [
         ("first1", "deploy"),
@@ -305,14 +313,14 @@ def test_rollback_restores_the_previous_image(aws, synthesized, templates) -> No
     # nothing before the first release: a clear refusal, the service untouched
     with pytest.raises(deploy.DeployError, match="nothing to roll back to"):
         deploy.rollback(aws, config)
-    assert deploy.current_image_tag(cloudformation, "flight-delay-serving") == "first1"
+    assert deploy.current_image_tag(cloudformation, f"{STACK}-serving") == "first1"
 
 
 def test_status_lists_the_last_runs_and_the_stage_a_failed_one_stopped_at(
     aws, synthesized, templates
 ) -> None:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     machine = deploy.state_machine_arn(aws.client("cloudformation"), config)
     aws.client("stepfunctions").start_execution(stateMachineArn=machine, name="run-1")
     (only,) = deploy.status(aws, config)
@@ -332,7 +340,7 @@ def test_status_lists_the_last_runs_and_the_stage_a_failed_one_stopped_at(
 
 def test_batch_predict_runs_on_emr_with_the_same_entry_point(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     states = deploy.run_on_emr(aws, config, [["batch-predict", "--month", "2013-12"]])
     assert states == {"batch-predict --month 2013-12": "SUCCESS"}
     emr = aws.client("emr-serverless")
@@ -420,8 +428,8 @@ def test_the_mlflow_ui_is_forwarded_through_a_running_task(aws, synthesized, tem
     """No bastion and nothing public: SSM port forwarding through an MLflow task (ECS Exec
     is on for its service) to the internal load balancer."""
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
-    outputs = deploy.stack_outputs(aws.client("cloudformation"), "flight-delay-mlflow")
+    config = infra_config(environ=USECASE_ENVIRON)
+    outputs = deploy.stack_outputs(aws.client("cloudformation"), f"{STACK}-mlflow")
 
     class Ecs:
         def __init__(self, running: list[str]) -> None:

@@ -19,10 +19,10 @@ import pytest
 from infra import deploy
 from infra.config import infra_config
 from tests.infra import policy_check
-from tests.infra.conftest import REGION
+from tests.infra.conftest import REGION, STACK, USECASE_ENVIRON
 from tests.infra.test_deploy import ORDER, _handoff, create_stacks
 
-STACK = "flight-delay-{}"
+STACK_OF = f"{STACK}-{{}}"
 
 
 def inventory(session: Any) -> dict[str, set[str]]:
@@ -96,7 +96,7 @@ class CdkDestroy:
         self.commands.append(command)
         assert command[3:5] == ["destroy", "--all"], command
         for concern in reversed(ORDER):
-            name = STACK.format(concern)
+            name = STACK_OF.format(concern)
             if concern == "network":
                 self._route_tables_moto_leaves()
             clusters = [
@@ -138,11 +138,11 @@ def deployed(aws, synthesized, templates) -> dict[str, set[str]]:
     ECS makes itself; returns what was there before any of it."""
     before = inventory(aws)
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     deploy.record_release(
         aws.client("ssm"), config, deploy.Release("v1", "svc:v1", "2026-12-01T06:00:00+00:00")
     )
-    cluster = deploy.stack_outputs(aws.client("cloudformation"), STACK.format("serving"))
+    cluster = deploy.stack_outputs(aws.client("cloudformation"), STACK_OF.format("serving"))
     aws.client("logs").create_log_group(
         logGroupName=f"/aws/ecs/containerinsights/{cluster['ClusterName']}/performance"
     )
@@ -165,7 +165,7 @@ def deployed(aws, synthesized, templates) -> dict[str, set[str]]:
 def test_destroy_snapshots_the_database_lifts_its_protection_and_names_all_it_keeps(
     aws, deployed
 ) -> None:
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     questions: list[str] = []
     cdk = CdkDestroy(aws)
     kept = deploy.destroy(aws, config, ask=lambda q: questions.append(q) or True, run=cdk)
@@ -182,16 +182,16 @@ def test_destroy_snapshots_the_database_lifts_its_protection_and_names_all_it_ke
     # what the README promises to keep
     assert len(named["AWS::S3::Bucket"]) == 3  # landing, lake, access logs
     assert named["AWS::ECR::Repository"] and named["AWS::KMS::Key"]
-    assert {"/flight-delay/serving/releases"} == named["AWS::SSM::Parameter"]
+    assert {f"/{STACK}/serving/releases"} == named["AWS::SSM::Parameter"]
     (snapshot,) = named["AWS::RDS::DBSnapshot"]
-    assert snapshot.startswith("flight-delay-mlflow-before-destroy-")
+    assert snapshot.startswith(f"{STACK}-mlflow-before-destroy-")
     assert any("containerinsights" in g for g in named["AWS::Logs::LogGroup"])
 
 
 def test_destroy_deletes_nothing_when_the_database_s_protection_is_not_lifted(
     aws, deployed
 ) -> None:
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     before = inventory(aws)
     cdk = CdkDestroy(aws)
     with pytest.raises(deploy.DeployError, match="nothing was deleted"):
@@ -203,13 +203,13 @@ def test_a_protected_database_stops_cdk_destroy_half_done(aws, deployed) -> None
     """Why destroy lifts the protection: without it the CDK stops at the database stack, with
     the stacks after it gone and the network, data and database still there (the old `make
     destroy`)."""
-    with pytest.raises(deploy.DeployError, match="flight-delay-database"):
+    with pytest.raises(deploy.DeployError, match=f"{STACK}-database"):
         CdkDestroy(aws)(["npx", "--yes", "aws-cdk@2", "destroy", "--all", "--force"])
-    assert "flight-delay-mlflow" in inventory(aws)["AWS::RDS::DBInstance"]
+    assert f"{STACK}-mlflow" in inventory(aws)["AWS::RDS::DBInstance"]
 
 
 def test_purge_removes_what_destroy_keeps(aws, deployed) -> None:
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     kept = deploy.destroy(aws, config, yes=True, purge_kept=True, run=CdkDestroy(aws))
     # only the keys, which KMS deletes after a waiting period
     assert {k.kind for k in kept} == {"AWS::KMS::Key"}

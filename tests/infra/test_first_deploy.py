@@ -23,6 +23,7 @@ from configs import handoff
 from configs.settings import AwsConfig
 from infra import deploy, jobs
 from infra.config import IMAGE_PLATFORM, infra_config
+from tests.infra.conftest import STACK, USECASE_ENVIRON
 
 ROOT = Path(__file__).resolve().parents[2]
 EMR_DOCKERFILE = ROOT / "infra" / "images" / "emr" / "Dockerfile"
@@ -120,7 +121,7 @@ class _Fake:
 
 
 def test_the_emr_release_runs_the_spark_the_code_is_tested_on() -> None:
-    config: AwsConfig = infra_config(environ={})
+    config: AwsConfig = infra_config(environ=USECASE_ENVIRON)
     # The AWS runtime for Apache Spark 8.0.0 runs Spark 4.0.2 (EMR Serverless release notes);
     # emr-7.x runs Spark 3.5, which lacks APIs the code uses (Column.try_cast).
     releases = {"emr-spark-8.0.0": "4.0.2"}
@@ -210,7 +211,7 @@ def test_a_failed_cdk_deploy_reports_the_stacks_failing_events(aws) -> None:
         """CloudFormation's events of a first deploy whose MLflow service never stabilised."""
 
         def describe_stack_events(self, StackName: str) -> dict[str, Any]:
-            if StackName != "flight-delay-mlflow":
+            if StackName != f"{STACK}-mlflow":
                 raise RuntimeError("Stack does not exist")
             return {
                 "StackEvents": [
@@ -232,11 +233,11 @@ def test_a_failed_cdk_deploy_reports_the_stacks_failing_events(aws) -> None:
         def client(self, name: str) -> Any:
             return Events() if name == "cloudformation" else aws.client(name)
 
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     with pytest.raises(deploy.DeployError) as failed:
         deploy.deploy(Session(), config, app_python="python", run=FailingCdk(), which=lambda n: n)
     message = str(failed.value)
-    assert "flight-delay-mlflow Service CREATE_FAILED: ECS Deployment Circuit Breaker" in message
+    assert f"{STACK}-mlflow Service CREATE_FAILED: ECS Deployment Circuit Breaker" in message
     assert "Cluster" not in message
 
 
@@ -363,7 +364,7 @@ def test_a_failing_mlflow_service_cannot_take_the_database_down_with_it(template
     assert instance["Properties"]["DeletionProtection"] is True
     assert instance["DeletionPolicy"] == "Snapshot"
     imports = re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(templates["database"]))
-    assert not [i for i in imports if i.startswith("flight-delay-mlflow:")], imports
+    assert not [i for i in imports if i.startswith(f"{STACK}-mlflow:")], imports
 
 
 def test_the_prediction_log_is_where_the_roles_may_write_it() -> None:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "infra" / "images" / "mlflow"
 PLATFORM_BIN = ROOT / ".venv" / "bin"
 # What an internal application load balancer's DNS name looks like (AWS makes it).
-BALANCER_DNS = "internal-flight-delay-mlflow-1a2b3c4d5e.eu-west-1.elb.amazonaws.com"
+BALANCER_DNS = "internal-mlops-mlflow-1a2b3c4d5e.eu-west-1.elb.amazonaws.com"
 DATABASE = f"mlflow_image_test_{os.getpid()}"
 READY_S = 120
 
@@ -260,7 +260,7 @@ def test_the_chain_s_accounts_are_not_admins_and_the_release_only_edits_its_mode
     server, model = mlflow_in_its_image, mlflow_in_its_image["model"]
     jobs, release = _as(server, "jobs"), _as(server, "release")
     # the jobs: an experiment, a run, the registered model, a version, the champion alias
-    code, made = jobs("POST", "experiments/create", name="flight-delay")
+    code, made = jobs("POST", "experiments/create", name="mlops")
     assert code == 200, made
     code, run = jobs("POST", "runs/create", experiment_id=made["experiment_id"])
     assert code == 200, run

@@ -12,10 +12,10 @@ import boto3
 from infra import deploy
 from infra.config import infra_config
 from tests.infra import policy_check
-from tests.infra.conftest import REGION
+from tests.infra.conftest import REGION, STACK, USECASE_ENVIRON
 from tests.infra.test_deploy import Pusher, _handoff, create_stacks
 
-CHAIN_STACK = "flight-delay-chain"
+CHAIN_STACK = f"{STACK}-chain"
 
 
 def _recording_session(recorder: policy_check.Recorder) -> Any:
@@ -45,7 +45,7 @@ def _release_build_calls(templates: dict[str, Any], session: Any) -> list[policy
         for r in templates["chain"]["Resources"].values()
         if r["Type"] == "AWS::CodeBuild::Project"
     ]
-    lake = deploy.stack_outputs(session.client("cloudformation"), "flight-delay-data")["LakeBucket"]
+    lake = deploy.stack_outputs(session.client("cloudformation"), f"{STACK}-data")["LakeBucket"]
     copies = [
         c for c in _commands(project["Source"]["BuildSpec"]) if c.startswith("aws s3 cp s3://")
     ]
@@ -98,7 +98,7 @@ def test_the_release_build_may_make_every_call_it_makes(
     # the build's environment, as the project sets it
     role_variable = deploy.CLOUDFORMATION_ROLE_VARIABLE
     monkeypatch.setenv(role_variable, _project_variable(templates, role_variable, aws))
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     recorder = policy_check.Recorder(REGION, bucket_keys=_bucket_keys(aws))
     session = _recording_session(recorder)
     handoff = _handoff(aws, "run-1", "3")
@@ -131,7 +131,7 @@ def test_the_check_refuses_a_call_the_policy_does_not_grant(aws, synthesized, te
     call = policy_check.Call(
         "ecr:DescribeImages",
         f"arn:aws:ecr:{REGION}:{policy_check.ACCOUNT}:repository/"
-        + deploy.stack_outputs(aws.client("cloudformation"), "flight-delay-serving")[
+        + deploy.stack_outputs(aws.client("cloudformation"), f"{STACK}-serving")[
             "RepositoryUri"
         ].split("/", 1)[1],
     )
@@ -151,7 +151,7 @@ def test_the_check_refuses_a_call_the_policy_does_not_grant(aws, synthesized, te
 
 
 # -- CloudFormation's own calls when the release rolls the image --------------------------------
-SERVING_STACK = "flight-delay-serving"
+SERVING_STACK = f"{STACK}-serving"
 # Calls a handler's schema lists for kinds of target the serving stack does not have: the
 # scalable target is an ECS service's, not a Lambda function's provisioned concurrency.
 NOT_THIS_TARGET = ("lambda:",)
@@ -358,7 +358,7 @@ def test_an_operator_may_deploy_watch_roll_back_and_run_spark_with_the_operator_
     from tests.infra.test_deploy import which_all
 
     create_stacks(aws, synthesized, templates)
-    config = infra_config(environ={})
+    config = infra_config(environ=USECASE_ENVIRON)
     # two releases (by the release build) so that there is one to roll back to
     for run, champion, bento in (("run-1", "3", "svc:first1"), ("run-2", "4", "svc:second2")):
         deploy.release(

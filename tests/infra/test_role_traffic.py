@@ -27,7 +27,7 @@ import boto3
 
 from infra import deploy
 from tests.infra import policy_check
-from tests.infra.conftest import REGION
+from tests.infra.conftest import REGION, STACK
 from tests.infra.test_deploy import create_stacks
 from tests.infra.test_role_policies import _bucket_keys
 
@@ -164,7 +164,7 @@ def test_each_job_and_the_serving_task_may_make_every_request_it_makes(
 
     session = boto3.session.Session(region_name=REGION)
     create_stacks(session, synthesized, templates)
-    data = deploy.stack_outputs(session.client("cloudformation"), "flight-delay-data")
+    data = deploy.stack_outputs(session.client("cloudformation"), f"{STACK}-data")
     recorder.start_recording()
     for identity in ("features", "monitor", "serving"):  # in the order they run
         _run(identity, moto_server, data["LakeBucket"], data["LandingBucket"])
@@ -175,7 +175,7 @@ def test_each_job_and_the_serving_task_may_make_every_request_it_makes(
     for identity, (key, stack, role) in IDENTITIES.items():
         assert calls.get(key), f"{identity} made no request: the recording missed it"
         policies = policy_check.role_policies(
-            session, f"flight-delay-{stack}", _role_id(templates, stack, role)
+            session, f"{STACK}-{stack}", _role_id(templates, stack, role)
         )
         refused[identity] = policy_check.refused(policies, calls[key])
     assert refused == {identity: [] for identity in IDENTITIES}

@@ -11,11 +11,12 @@ from aws_cdk.assertions import Match, Template
 from configs.settings import AwsConfig
 from infra import jobs
 from infra.config import REDIS_READER, REDIS_WRITER, infra_config
+from tests.infra.conftest import USECASE_ENVIRON
 
 
 @pytest.fixture(scope="module")
 def config() -> AwsConfig:
-    return infra_config(environ={})
+    return infra_config(environ=USECASE_ENVIRON)
 
 
 def template(synthesized: tuple[dict[str, Any], Any], concern: str) -> Template:

@@ -13,7 +13,7 @@ import pytest
 
 from infra.checkov_skips import load_skips
 from infra.config import STACK_CONCERNS
-from tests.infra.conftest import REGION
+from tests.infra.conftest import REGION, USECASE_ENVIRON
 
 CFN_LINT_ERROR = 2  # cfn-lint's exit code is a bit mask: 2 errors, 4 warnings, 8 informational
 MAX_SKIPS = 9
@@ -96,7 +96,8 @@ def test_cdk_nag_finds_nothing_beyond_the_acknowledged(tmp_path) -> None:
 
     acks = load_acknowledgements()
     found = findings(
-        lambda outdir: build_app(infra_config(environ={}), REGION, outdir=outdir), tmp_path
+        lambda outdir: build_app(infra_config(environ=USECASE_ENVIRON), REGION, outdir=outdir),
+        tmp_path,
     )
     assert found, "the pack ran and reported nothing: is it wired?"
     assert not unacknowledged(found, acks), unacknowledged(found, acks)

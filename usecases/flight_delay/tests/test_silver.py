@@ -17,7 +17,7 @@ COLUMNS = FLIGHTS.column_names
 
 
 def flight(
-    month: int, day: int, sched_dep: int, sched_arr: int, dest: str, **extra: str
+    month: int, day: int, sched_dep: int, sched_arr: int, dest: str, **extra: str | None
 ) -> dict[str, str | None]:
     row: dict[str, str | None] = dict.fromkeys(COLUMNS)
     row |= {
