@@ -6,8 +6,8 @@ MAKEFLAGS += --no-print-directory
 
 ENV ?= local
 export MLOPS_ENV := $(ENV)
-# The use case to run (a package under usecases/).
-USECASE ?= flight_delay
+# The use case to run (a package under usecases/): by default the one configs/base.yaml names.
+USECASE ?= $(shell sed -n 's/^usecase: *\([A-Za-z0-9_]*\).*/\1/p' configs/base.yaml)
 export MLOPS_USECASE := $(USECASE)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv

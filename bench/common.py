@@ -20,9 +20,9 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -249,18 +249,51 @@ def save_figure(fig: Any, name: str) -> Path:
     return path
 
 
-def flight_views() -> dict[str, tuple[Any, Any, list[tuple[str, str, str]]]]:
-    """The flight use case's views as (entity with its join_key, ttl, [(feature, type, words)]):
-    the benchmarks measure that use case (its DuckDB baseline is written for its tables)."""
-    from types import SimpleNamespace
+class View(NamedTuple):
+    """A feature view as the hand-written baselines read it: its entity's join key, its TTL
+    (zero: no limit) and its stored features as (name, type, description)."""
 
-    from usecases.flight_delay import USECASE
+    join_key: str
+    ttl: timedelta
+    features: list[tuple[str, str, str]]
 
+
+def usecase_of(settings: Any) -> Any:
+    """The use case the settings name (`usecase:` in configs/base.yaml, or MLOPS_USECASE):
+    what every benchmark measures."""
+    from usecases import load
+
+    return load(settings.usecase)
+
+
+def feature_views(usecase: Any) -> dict[str, View]:
+    """The use case's feature views, by name."""
     return {
-        view.name: (
-            SimpleNamespace(join_key=USECASE.entity(view.entity).join_key),
+        view.name: View(
+            usecase.entity(view.entity).join_key,
             view.ttl,
             [(f.name, f.dtype, f.description) for f in view.features],
         )
-        for view in USECASE.views
+        for view in usecase.views
     }
+
+
+def silver_examples(settings: Any, usecase: Any) -> Any:
+    """The silver rows the use case's examples are made from (pandas), or exit saying what to run."""
+    from pipelines.adapters.storage import StorageLayout
+
+    examples = usecase.examples
+    silver = StorageLayout(settings.paths).read_silver_columns(
+        examples.table, list(examples.columns)
+    )
+    if silver is None:
+        raise SystemExit(f"no silver {examples.table}: run `make train` first")
+    return silver
+
+
+def newest(rows: Any, column: str, days: int) -> Any:
+    """The rows whose `column` (a date or time) falls in the last `days` of the newest one."""
+    import pandas as pd
+
+    when = pd.to_datetime(rows[column], utc=True)
+    return rows[when > when.max() - pd.Timedelta(days=days)]

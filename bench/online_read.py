@@ -1,11 +1,12 @@
 """Online features: Feast's `get_online_features` for the model's FeatureService against a
-direct read of the same keys from the same store, for 1 and for 100 flights per read.
+direct read of the same keys from the same store, for 1 and for 100 entity rows per read
+(the configured use case's).
 
     .venv/bin/python -m bench.online_read                  # local profile: SQLite
     MLOPS_ENV=services .venv/bin/python -m bench.online_read  # Redis (after make services-up
                                                              # and ENV=services make train)
 
-The direct read is what a team could write against the store without Feast: the same five
+The direct read is what a team could write against the store without Feast: the same
 tables (SQLite) or hashes (Redis), the same entity-key encoding (Feast's own function, so the
 keys match), one query per feature view, values decoded from their protobufs. Feast adds
 the registry lookup, request validation and the response's assembly. Reads alternate between
@@ -21,43 +22,43 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
+from bench.common import (
+    View,
+    bar_chart,
+    feature_views,
+    newest,
+    print_table,
+    silver_examples,
+    usecase_of,
+    write_result,
+)
 
-from bench.common import bar_chart, flight_views, print_table, write_result
 
-VIEWS = flight_views()
-
-
-def sample_flights(settings: Any, count: int) -> list[dict[str, str]]:
-    """`count` flights of December (the newest month, what the store holds) as entity rows."""
-    from pipelines.adapters.storage import StorageLayout
-
-    flights = StorageLayout(settings.paths).read_silver_columns(
-        "flights", ["flight_id", "tailnum", "origin", "dest", "carrier", "flight_date"]
+def sample_rows(settings: Any, usecase: Any, count: int) -> list[dict[str, str]]:
+    """`count` entity rows of the newest month (what the online store holds), as the join
+    keys of every feature view."""
+    examples = usecase.examples
+    rows = examples.entity_frame(silver_examples(settings, usecase))
+    keys = sorted({view.join_key for view in feature_views(usecase).values()})
+    recent = newest(rows, examples.split_column, days=31).dropna(subset=keys)
+    chosen = recent.sort_values(examples.row_id).sample(
+        count, random_state=7, replace=len(recent) < count
     )
-    if flights is None:
-        raise SystemExit("no silver flights: run `make train` first")
-    december = flights[pd.to_datetime(flights["flight_date"]).dt.month == 12].dropna()
-    chosen = december.sort_values("flight_id").sample(count, random_state=7)
     return [
-        {
-            "tailnum": r.tailnum,
-            "origin": r.origin,
-            "carrier": r.carrier,
-            "route": f"{r.origin}-{r.dest}",
-        }
-        for r in chosen.itertuples()
+        {key: str(value) for key, value in zip(keys, row, strict=True)}
+        for row in chosen[keys].itertuples(index=False)
     ]
 
 
 class DirectSqlite:
     """The FeatureService's values read straight from Feast's SQLite tables."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, views: dict[str, View]) -> None:
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
+        self.views = views
         self.serialize, self.entity_key, self.value = serialize_entity_key, EntityKey, Value
         self.connection = sqlite3.connect(settings.features.online_store["path"])
         self.project = settings.names.feast_project
@@ -68,8 +69,7 @@ class DirectSqlite:
 
     def read(self, rows: list[dict[str, str]]) -> dict[str, list[Any]]:
         result: dict[str, list[Any]] = {}
-        for view, (entity, _, fields) in VIEWS.items():
-            join_key = entity.join_key
+        for view, (join_key, _, fields) in self.views.items():
             keys = [self.key(join_key, row[join_key]) for row in rows]
             found: dict[bytes, dict[str, Any]] = {}
             for key, feature, blob, _ in self.connection.execute(
@@ -87,9 +87,9 @@ class DirectSqlite:
 
 class DirectRedis:
     """The FeatureService's values read straight from Feast's Redis hashes (one HMGET per
-    flight and view, pipelined)."""
+    entity row and view, pipelined)."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, views: dict[str, View]) -> None:
         import redis
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.infra.online_stores.helpers import _mmh3, _redis_key
@@ -98,6 +98,7 @@ class DirectRedis:
 
         self.serialize, self.entity_key, self.value = serialize_entity_key, EntityKey, Value
         self.redis_key, self.mmh3 = _redis_key, _mmh3
+        self.views = views
         host, _, port = (
             settings.features.online_store["connection_string"].split(",")[0].partition(":")
         )
@@ -107,13 +108,13 @@ class DirectRedis:
     def read(self, rows: list[dict[str, str]]) -> dict[str, list[Any]]:
         pipe = self.client.pipeline(transaction=False)
         plan = []
-        for view, (entity, _, fields) in VIEWS.items():
+        for view, (join_key, _, fields) in self.views.items():
             names = [feature for feature, _, _ in fields]
             hashed = [self.mmh3(f"{view}:{name}") for name in names]
             for row in rows:
                 proto = self.entity_key(
-                    join_keys=[entity.join_key],
-                    entity_values=[self.value(string_val=row[entity.join_key])],
+                    join_keys=[join_key],
+                    entity_values=[self.value(string_val=row[join_key])],
                 )
                 pipe.hmget(self.redis_key(self.project, proto, 3), hashed)  # type: ignore[arg-type]
             plan.append((names, len(rows)))
@@ -147,7 +148,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def plot(kind: str, cases: dict[str, Any]) -> None:
-    groups = [f"{size} flight(s), {stat}" for size in cases for stat in ("p50", "p99")]
+    groups = [f"{size} row(s), {stat}" for size in cases for stat in ("p50", "p99")]
     bar_chart(
         f"online_read_{kind}",
         f"Online feature reads ({kind})",
@@ -175,11 +176,13 @@ def main() -> int:
     store = feature_store(settings, online_only=True)
     service = store.get_feature_service(service_name(settings))
     kind = settings.features.online_store.get("type", "sqlite")
-    direct = DirectRedis(settings) if kind == "redis" else DirectSqlite(settings)
-    flights = sample_flights(settings, 100)
+    usecase = usecase_of(settings)
+    views = feature_views(usecase)
+    direct = DirectRedis(settings, views) if kind == "redis" else DirectSqlite(settings, views)
+    sampled = sample_rows(settings, usecase, 100)
     cases: dict[str, Any] = {}
     for size in (1, 100):
-        rows = flights[:size]
+        rows = sampled[:size]
 
         def feast_read(rows: list[dict[str, str]] = rows) -> dict[str, list[Any]]:
             return store.get_online_features(features=service, entity_rows=rows).to_dict()
@@ -189,7 +192,7 @@ def main() -> int:
 
         # Same answer from both, or the comparison means nothing.
         via_feast, via_direct = feast_read(), direct_read()
-        features = [f for _, _, fields in VIEWS.values() for f, _, _ in fields]
+        features = [f for _, _, fields in views.values() for f, _, _ in fields]
         differing = [f for f in features if via_feast[f] != via_direct[f]]
         if differing:
             raise SystemExit(f"direct read disagrees with Feast on {differing}")
@@ -218,7 +221,14 @@ def main() -> int:
     plot(kind, cases)
     print(f"online store: {kind}; {args.reads} reads per case and reader")
     print_table(
-        ["flights", "Feast p50 ms", "Feast p99 ms", "direct p50 ms", "direct p99 ms", "p50 ratio"],
+        [
+            "rows per read",
+            "Feast p50 ms",
+            "Feast p99 ms",
+            "direct p50 ms",
+            "direct p99 ms",
+            "p50 ratio",
+        ],
         [
             [
                 size,

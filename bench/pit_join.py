@@ -1,13 +1,13 @@
 """The point-in-time training set: Feast's historical retrieval against a hand-written DuckDB
-ASOF JOIN on the same feature tables and the same flights, outputs checked identical.
+ASOF JOIN on the same feature tables and the same examples, outputs checked identical.
 
     .venv/bin/python -m bench.pit_join --repeats 3      # after `make train`
 
-Each engine runs in its own process (peak memory is its own), on every flight of silver that
-arrived (what `fit` trains on). The time is the join alone: from the entity frame in memory
-to the joined frame in memory. The DuckDB query gives each flight, per feature view, the
-newest row at or before its scheduled departure and no older than the view's TTL (zero: no
-limit): Feast's documented point-in-time rule.
+The configured use case's examples (every labelled row of silver: what `fit` trains on), each
+engine in its own process (peak memory is its own). The time is the join alone: from the
+entity frame in memory to the joined frame in memory. The DuckDB query gives each example,
+per feature view, the newest row at or before its moment of prediction and no older than the
+view's TTL (zero: no limit): Feast's documented point-in-time rule.
 """
 
 from __future__ import annotations
@@ -22,7 +22,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import WORK, bar_chart, measure, median, print_table, python, write_result
+from bench.common import (
+    WORK,
+    bar_chart,
+    feature_views,
+    measure,
+    median,
+    print_table,
+    python,
+    silver_examples,
+    usecase_of,
+    write_result,
+)
 
 OUT = WORK / "pit"
 # feast: the platform's configured offline store; feast-duckdb-stock: Feast's own DuckDB store
@@ -31,14 +42,13 @@ ENGINES = ("feast", "feast-duckdb-stock", "duckdb")
 
 
 def entities(settings: Any) -> pd.DataFrame:
-    from pipelines.adapters.storage import StorageLayout
-    from usecases.flight_delay.rows import ROW_ID, SILVER_COLUMNS, labelled
+    """The labelled examples as entity rows: row id, every view's join key, the moment."""
+    from usecases.contract import EVENT_TIMESTAMP
 
-    flights = StorageLayout(settings.paths).read_silver_columns("flights", list(SILVER_COLUMNS))
-    if flights is None:
-        raise SystemExit("no silver flights: run `make train` first")
-    frame = labelled(flights, settings.params)
-    return frame[[ROW_ID, "tailnum", "origin", "carrier", "route", "event_timestamp"]]
+    usecase = usecase_of(settings)
+    frame = usecase.examples.labelled(silver_examples(settings, usecase), settings.params)
+    keys = sorted({view.join_key for view in feature_views(usecase).values()})
+    return frame[[usecase.examples.row_id, *keys, EVENT_TIMESTAMP]]
 
 
 def feast_join(settings: Any, frame: pd.DataFrame, stock: bool = False) -> pd.DataFrame:
@@ -55,18 +65,17 @@ def feast_join(settings: Any, frame: pd.DataFrame, stock: bool = False) -> pd.Da
 def duckdb_join(settings: Any, frame: pd.DataFrame) -> pd.DataFrame:
     import duckdb
 
-    from bench.common import flight_views
     from features.definitions import feature_table_path
 
-    VIEWS = flight_views()
+    views = feature_views(usecase_of(settings))
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET threads = 2")
     con.register("entities", frame)
     selects, joins = ["e.*"], []
-    for index, (view, (entity, ttl, fields)) in enumerate(VIEWS.items()):
-        key, alias = entity.join_key, f"v{index}"
+    for index, (view, (key, ttl, fields)) in enumerate(views.items()):
+        alias = f"v{index}"
         names = [name for name, _, _ in fields]
         path = feature_table_path(settings, view)
         joins.append(
@@ -101,13 +110,13 @@ def worker(engine: str, out: Path) -> None:
 
 
 def compare(out: Path, engine: str) -> dict[str, Any]:
-    """Feature values per flight of `engine` against the DuckDB baseline: equal, or both missing."""
-    from usecases.flight_delay import USECASE
-    from usecases.flight_delay.rows import ROW_ID
+    """Feature values per example of `engine` against the DuckDB baseline: equal, or both missing."""
+    from configs import load_settings
 
-    names = USECASE.stored_features
-    feast = pd.read_parquet(out / f"{engine}.parquet").set_index(ROW_ID).sort_index()
-    duck = pd.read_parquet(out / "duckdb.parquet").set_index(ROW_ID).sort_index()
+    usecase = usecase_of(load_settings())
+    names, row_id = usecase.stored_features, usecase.examples.row_id
+    feast = pd.read_parquet(out / f"{engine}.parquet").set_index(row_id).sort_index()
+    duck = pd.read_parquet(out / "duckdb.parquet").set_index(row_id).sort_index()
     same_rows = feast.index.equals(duck.index)
     mismatched = {}
     if same_rows:
@@ -120,7 +129,7 @@ def compare(out: Path, engine: str) -> dict[str, Any]:
     return {
         "rows_feast": len(feast),
         "rows_duckdb": len(duck),
-        "same_flights": bool(same_rows),
+        "same_examples": bool(same_rows),
         "mismatched_values": mismatched,
         "identical": bool(same_rows and not mismatched),
         "values_compared": len(feast) * len(names),

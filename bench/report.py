@@ -110,7 +110,7 @@ def targets(results: dict[str, dict[str, Any] | None]) -> list[list[str]]:
                     exponent <= 1.0 and peak < 16,
                     f"time grows as data^{exponent:.2f}; "
                     f"{last['spark_collect_features_seconds'] / first['spark_collect_features_seconds']:.1f}x "
-                    f"the time for {last['flights'] / first['flights']:.0f}x the flights; "
+                    f"the time for {_examples(last) / _examples(first):.0f}x the examples; "
                     f"peak {peak:.1f} GiB",
                 ),
             ]
@@ -154,6 +154,11 @@ def targets(results: dict[str, dict[str, Any] | None]) -> list[list[str]]:
     return rows
 
 
+def _examples(factor: dict[str, Any]) -> int:
+    """The examples landed at one scale factor (results before the key was named: "flights")."""
+    return int(factor.get("examples", factor.get("flights", 0)))
+
+
 def _runs(count: int) -> str:
     return "One run" if count == 1 else f"Median of {count} runs"
 
@@ -165,7 +170,7 @@ def scale_section(scale: dict[str, Any]) -> str:
         rows.append(
             [
                 f["scale_factor"],
-                f["flights"],
+                _examples(f),
                 steps["collect"]["seconds"],
                 steps["validate"]["seconds"],
                 steps["features"]["seconds"],
@@ -190,7 +195,7 @@ def scale_section(scale: dict[str, Any]) -> str:
         table(
             [
                 "scale",
-                "flights",
+                "examples",
                 "collect s",
                 "validate s",
                 "features s",
@@ -209,7 +214,7 @@ def scale_section(scale: dict[str, Any]) -> str:
             rows,
         )
         + f"\n\n{_runs(scale['factors'][0]['repeats'])} per scale factor. Rows/s counts "
-        "flights and weather rows landed.\n\n"
+        "every row landed (the examples' table and the other sources).\n\n"
         + growth
         + "\n\n![collect and features at scale](bench/results/scale.png)"
     )
@@ -280,8 +285,10 @@ def serving_section(serving: dict[str, Any]) -> str:
         table(TABLE_HEADERS, table_rows(serving["results"]))
         + "\n\nHighest rate tried at which every request was answered and p99 stayed under the "
         "bound:\n\n"
-        + table(["store", "server", "flights/request", "p99 < 10 ms", "p99 < 50 ms"], capacity)
-        + f"\n\n{serving['flights']:,} different real flights, {serving['seconds']:g} s per rate, "
+        + table(["store", "server", "items/request", "p99 < 10 ms", "p99 < 50 ms"], capacity)
+        # results recorded before the key was named "items" say "flights"
+        + f"\n\n{serving.get('items', serving.get('flights', 0)):,} different real requests, "
+        f"{serving['seconds']:g} s per rate, "
         f"median of {serving['repeats']} run(s) per point; server on CPU "
         f"{serving['cpus']['server']}, client on CPU {serving['cpus']['client']}; model "
         f"`{serving['model']}`. Latency counts from when each request was due (open loop)."

@@ -1,5 +1,6 @@
-"""Collect + features at scale: the platform's Spark stages on 1x, 10x and 30x the 2013 flights,
-against the same transforms in DuckDB (`bench.duckdb_pipeline`) in the same run.
+"""Collect + features at scale: the platform's Spark stages on 1x, 10x and 30x the configured use
+case's data, against the same transforms in DuckDB (the use case's own
+`usecases/<name>/baseline.py`) in the same run.
 
     .venv/bin/python -m bench.scale --factors 1,10,30 --repeats 1
 
@@ -33,13 +34,29 @@ from bench.common import (
     python,
     save_figure,
     stage_seconds,
+    usecase_of,
     workspace_env,
     write_result,
 )
+from configs import load_settings
 from configs.chain import SPARK_STAGES
 
-# The DuckDB baseline that also writes bronze and silver (`duckdb_pipeline --layers`).
+# The DuckDB baseline that also writes bronze and silver (`baseline --layers`).
 LAYERS = "duckdb_layers"
+
+
+def baseline_module(usecase: str) -> str:
+    """The use case's DuckDB baseline (`usecases/<name>/baseline.py`: its transforms as one
+    DuckDB script, run as `python -m`, with `KEYS`: feature view -> key columns)."""
+    import importlib.util
+
+    module = f"usecases.{usecase}.baseline"
+    if importlib.util.find_spec(module) is None:
+        raise SystemExit(
+            f"use case {usecase!r} ships no usecases/{usecase}/baseline.py: bench.scale compares "
+            "the Spark stages with it"
+        )
+    return module
 
 
 def land(folder: Path, factor: int) -> dict[str, Any]:
@@ -51,12 +68,15 @@ def land(folder: Path, factor: int) -> dict[str, Any]:
     env = workspace_env(folder, {"land": {"scale_factor": factor}})
     run = measure(python("-m", "pipelines", "-q", "land"), env)
     landing = folder / "data" / "landing"
-    flights = sum(_data_lines(p) for p in (landing / "flights").glob("*.csv"))
-    weather = sum(_data_lines(p) for p in (landing / "weather").glob("*.csv"))
+    usecase = usecase_of(load_settings())
+    rows = {
+        source.name: sum(_data_lines(p) for p in (landing / source.name).glob("*.csv"))
+        for source in usecase.sources
+    }
     record = {
         "scale_factor": factor,
-        "flights": flights,
-        "weather_rows": weather,
+        "examples": rows.pop(usecase.examples.table),
+        "other_rows": sum(rows.values()),
         "landing_bytes": sum(p.stat().st_size for p in landing.rglob("*.csv")),
         "land_seconds": run.seconds,
     }
@@ -82,7 +102,7 @@ def reset(folder: Path) -> None:
         shutil.rmtree(folder / part, ignore_errors=True)
 
 
-def run_once(folder: Path, factor: int) -> dict[str, dict[str, float]]:
+def run_once(folder: Path, factor: int, baseline: str) -> dict[str, dict[str, float]]:
     env = workspace_env(folder, {"land": {"scale_factor": factor}})
     first, last = SPARK_STAGES[0], SPARK_STAGES[-1]
     run = measure(python("-m", "pipelines", "-q", "train", "--from", first, "--to", last), env)
@@ -101,7 +121,7 @@ def run_once(folder: Path, factor: int) -> dict[str, dict[str, float]]:
         run = measure(
             python(
                 "-m",
-                "bench.duckdb_pipeline",
+                baseline,
                 "--landing",
                 str(landing),
                 "--out",
@@ -115,10 +135,11 @@ def run_once(folder: Path, factor: int) -> dict[str, dict[str, float]]:
     return steps
 
 
-def compare(folder: Path) -> dict[str, dict[str, Any]]:
+def compare(folder: Path, baseline: str) -> dict[str, dict[str, Any]]:
     """Rows of each feature table found in one engine's output and not the other's."""
-    # The DuckDB baseline is written for the flight use case's tables: imported when run.
-    from bench.duckdb_pipeline import KEYS
+    import importlib
+
+    KEYS = importlib.import_module(baseline).KEYS
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -174,16 +195,17 @@ def main() -> int:
     )
     args = parser.parse_args()
     factors = [int(f) for f in args.factors.split(",")]
+    baseline = baseline_module(load_settings().usecase)
     results: list[dict[str, Any]] = []
     for factor in factors:
         folder = WORK / f"scale-{factor}"
         landed = land(folder, factor)
-        print(f"scale factor {factor}: {landed['flights']:,} flights landed")
+        print(f"scale factor {factor}: {landed['examples']:,} examples landed")
         runs = []
         for _ in range(args.repeats):
             reset(folder)
-            runs.append(run_once(folder, factor))
-        differences = compare(folder)
+            runs.append(run_once(folder, factor, baseline))
+        differences = compare(folder, baseline)
         steps: dict[str, dict[str, Any]] = {
             step: {
                 "seconds": median([run[step]["seconds"] for run in runs]),
@@ -193,7 +215,7 @@ def main() -> int:
             for step in (*SPARK_STAGES, "duckdb", LAYERS)
         }
         spark_seconds = steps["collect"]["seconds"] + steps["features"]["seconds"]
-        rows = landed["flights"] + landed["weather_rows"]
+        rows = landed["examples"] + landed["other_rows"]
         results.append(
             {
                 **landed,
@@ -218,7 +240,7 @@ def main() -> int:
     print_table(
         [
             "scale",
-            "flights",
+            "examples",
             "collect s",
             "validate s",
             "features s",
@@ -229,7 +251,7 @@ def main() -> int:
         [
             [
                 r["scale_factor"],
-                r["flights"],
+                r["examples"],
                 r["steps"]["collect"]["seconds"],
                 r["steps"]["validate"]["seconds"],
                 r["steps"]["features"]["seconds"],
@@ -250,7 +272,7 @@ def _growth(results: list[dict[str, Any]]) -> dict[str, float]:
     if len(results) < 2:
         return {}
     low, high = results[0], results[-1]
-    scale = math.log(high["flights"] / low["flights"])
+    scale = math.log(high["examples"] / low["examples"])
     return {
         "spark collect+features": math.log(
             high["spark_collect_features_seconds"] / low["spark_collect_features_seconds"]
@@ -271,7 +293,7 @@ def _plot(results: list[dict[str, Any]], name: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    flights = [r["flights"] / 1e6 for r in results]
+    examples = [r["examples"] / 1e6 for r in results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for label, key in (
         ("Spark collect", "collect"),
@@ -279,15 +301,15 @@ def _plot(results: list[dict[str, Any]], name: str) -> None:
         ("Spark features", "features"),
         ("DuckDB (collect + features)", "duckdb"),
     ):
-        left.plot(flights, [r["steps"][key]["seconds"] for r in results], marker="o", label=label)
-    left.set(xlabel="flights (millions)", ylabel="wall time (s)", title="Time by stage")
+        left.plot(examples, [r["steps"][key]["seconds"] for r in results], marker="o", label=label)
+    left.set(xlabel="examples (millions)", ylabel="wall time (s)", title="Time by stage")
     left.legend()
-    right.plot(flights, [r["spark_peak_gib"] for r in results], marker="o", label="Spark (max)")
+    right.plot(examples, [r["spark_peak_gib"] for r in results], marker="o", label="Spark (max)")
     right.plot(
-        flights, [r["steps"]["duckdb"]["peak_gib"] for r in results], marker="o", label="DuckDB"
+        examples, [r["steps"]["duckdb"]["peak_gib"] for r in results], marker="o", label="DuckDB"
     )
     right.axhline(16, color="grey", linestyle="--", label="target 16 GiB")
-    right.set(xlabel="flights (millions)", ylabel="peak memory (GiB)", title="Peak memory")
+    right.set(xlabel="examples (millions)", ylabel="peak memory (GiB)", title="Peak memory")
     right.legend()
     save_figure(fig, name)
 

@@ -1,4 +1,4 @@
-"""Serving latency under an open-loop load of many different real flights: the platform's
+"""Serving latency under an open-loop load of many different real requests: the platform's
 BentoML service beside a plain FastAPI app doing the same work, on the SQLite (`local`) and
 Redis online stores.
 
@@ -6,10 +6,9 @@ Redis online stores.
     .venv/bin/python -m bench.serving_latency --rates 50,100,200,400 --sizes 1,100 \\
         --seconds 15 --repeats 3 --stores sqlite,redis --servers bentoml,fastapi
 
-Requests: the flights of the last week of December 2013 (silver), moved one week on, so that
-each is scored after the newest stored features, as live traffic would be; request i carries
-the next `size` of those flights, round-robin (thousands of different planes, routes and
-moments: no cache sees one body twice in a row).
+Requests: the configured use case's newest week of examples in silver, each as the item a
+client would have sent for it (`Request.from_silver`: thousands of different ones); request i
+carries the next `size` of them, round-robin, so no cache sees one body twice in a row.
 
 Servers, each alone and started fresh per repeat, pinned to CPU 0 while the client runs on
 CPU 1 (on a machine with one CPU both share it):
@@ -21,7 +20,7 @@ Stores: `sqlite` is the trained workspace's online store; `redis` holds the same
 materialized by this benchmark into its own Redis database (`--redis-db`, emptied first), and
 the servers read it through a config override.
 
-Per point (store, server, flights per request, rate): the median over repeats of p50, p99,
+Per point (store, server, items per request, rate): the median over repeats of p50, p99,
 p99.9 and max of the answered requests (counted from when each request was due), the
 refusals (429/503, past capacity) and their p99, and anything else as errors.
 """
@@ -43,7 +42,17 @@ from typing import Any
 
 import requests
 
-from bench.common import RESULTS, ROOT, WORK, print_table, save_figure, write_result
+from bench.common import (
+    RESULTS,
+    ROOT,
+    WORK,
+    newest,
+    print_table,
+    save_figure,
+    silver_examples,
+    usecase_of,
+    write_result,
+)
 from bench.load import pin, run
 
 SERVER_CPUS, CLIENT_CPUS = {0}, {1}
@@ -59,29 +68,20 @@ ROUTES = {
 P99_BOUNDS_MS = (10.0, 50.0)
 
 
-def request_flights(settings: Any, days: int = 7, shift_days: int = 7) -> list[dict[str, Any]]:
-    """The last `days` of flights in silver, `shift_days` later, as request items."""
-    import pandas as pd
+def request_items(settings: Any, usecase: Any, days: int = 7) -> list[dict[str, Any]]:
+    """The newest `days` of the use case's examples in silver, in time order, as the request
+    items a client would have sent for them (`Request.from_silver`)."""
+    from usecases.contract import EVENT_TIMESTAMP
 
-    flights = pd.read_parquet(
-        Path(settings.paths.lake) / "silver" / "flights",
-        columns=["carrier", "tailnum", "origin", "dest", "distance", "sched_dep_utc"],
-    )
-    last = flights["sched_dep_utc"].max()
-    chosen = flights[flights["sched_dep_utc"] > last - pd.Timedelta(days=days)].copy()
-    chosen["sched_dep_utc"] += pd.Timedelta(days=shift_days)
-    chosen = chosen.sort_values("sched_dep_utc")
-    return [
-        {
-            "carrier": row.carrier,
-            "tailnum": row.tailnum if isinstance(row.tailnum, str) else None,
-            "origin": row.origin,
-            "dest": row.dest,
-            "scheduled_departure": row.sched_dep_utc.isoformat(),
-            "distance": float(row.distance),
-        }
-        for row in chosen.itertuples(index=False)
-    ]
+    if usecase.request.from_silver is None:
+        raise SystemExit(
+            f"use case {settings.usecase!r} declares no Request.from_silver: the serving "
+            "benchmarks send its silver rows as requests"
+        )
+    silver = silver_examples(settings, usecase).reset_index(drop=True)
+    moments = usecase.examples.entity_frame(silver)[[EVENT_TIMESTAMP]]
+    recent = newest(moments, EVENT_TIMESTAMP, days).sort_values(EVENT_TIMESTAMP, kind="stable")
+    return list(usecase.request.from_silver(silver.loc[recent.index]))
 
 
 def bodies(items: Sequence[dict[str, Any]], field: str, size: int) -> list[bytes]:
@@ -255,7 +255,7 @@ def capacity(by_rate: dict[str, dict[str, Any]], bound_ms: float) -> float | Non
 TABLE_HEADERS = [
     "store",
     "server",
-    "flights/request",
+    "items/request",
     "req/s",
     "p50 ms",
     "p99 ms",
@@ -323,7 +323,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rates", default="50,100,200,400", help="requests per second")
-    parser.add_argument("--sizes", default="1,100", help="flights per request")
+    parser.add_argument("--sizes", default="1,100", help="items per request")
     parser.add_argument("--seconds", type=float, default=15, help="per rate")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--servers", default="bentoml,fastapi")
@@ -343,15 +343,14 @@ def main() -> int:
 
     from configs import load_settings
     from serving.__main__ import champion_model_tag
-    from usecases import load as load_usecase
 
     settings = load_settings()
-    usecase = load_usecase(settings.usecase)
+    usecase = usecase_of(settings)
     os.environ["BENTOML_HOME"] = settings.paths.bentoml_home
     tag = champion_model_tag(settings)
-    items = request_flights(settings)
+    items = request_items(settings, usecase)
     payloads = {size: bodies(items, usecase.request.items_field, size) for size in sizes}
-    print(f"{len(items):,} different flights; model {tag}", file=sys.stderr)
+    print(f"{len(items):,} different items; model {tag}", file=sys.stderr)
     base_env = {
         **os.environ,
         settings.names.model_tag_variable: tag,
@@ -409,7 +408,7 @@ def main() -> int:
         "seconds": args.seconds,
         "repeats": args.repeats,
         "model": tag,
-        "flights": len(items),
+        "items": len(items),
         "cpus": {"server": sorted(SERVER_CPUS), "client": sorted(CLIENT_CPUS)},
         "results": results,
         "capacity_p99": capacities,
@@ -457,7 +456,7 @@ def _plot(results: dict[str, Any], rates: list[float], name: str) -> None:
         axis.set(
             xlabel="requests per second",
             ylabel="ms (log), answered requests",
-            title=f"{store}, {size} flight(s) per request",
+            title=f"{store}, {size} item(s) per request",
             yscale="log",
         )
         axis.legend(fontsize=7)

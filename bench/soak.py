@@ -3,8 +3,8 @@ watching its memory.
 
     .venv/bin/python -m bench.soak --rate 50 --minutes 5     # after `make train`
 
-One server (`python -m serving`, as `make serve` runs it), one flight per request drawn from
-thousands of different real flights, an open-loop client (bench/load.py), the server and the
+One server (`python -m serving`, as `make serve` runs it), one item per request drawn from
+the configured use case's newest week of examples (`bench.serving_latency`), an open-loop client (bench/load.py), the server and the
 client on CPUs of their own (see bench.serving_latency). The resident memory of the server's process tree
 is sampled every second; "bounded" means the last minute's peak is within 10% of the peak of
 the first minute after warm-up (no steady growth).
@@ -20,9 +20,9 @@ from typing import Any
 
 import psutil
 
-from bench.common import GIB, RESULTS, bar_chart, print_table, write_result
+from bench.common import GIB, RESULTS, bar_chart, print_table, usecase_of, write_result
 from bench.load import pin, run
-from bench.serving_latency import CLIENT_CPUS, bodies, request_flights, start, wait_until_up
+from bench.serving_latency import CLIENT_CPUS, bodies, request_items, start, wait_until_up
 
 GROWTH_ALLOWED = 1.10
 
@@ -37,14 +37,12 @@ def main() -> int:
 
     from configs import load_settings
     from serving.__main__ import champion_model_tag
-    from usecases import load as load_usecase
 
     settings = load_settings()
+    usecase = usecase_of(settings)
     os.environ["BENTOML_HOME"] = settings.paths.bentoml_home
     tag = champion_model_tag(settings)
-    payloads = bodies(
-        request_flights(settings), load_usecase(settings.usecase).request.items_field, 1
-    )
+    payloads = bodies(request_items(settings, usecase), usecase.request.items_field, 1)
     env = {**os.environ, settings.names.model_tag_variable: tag, "OMP_NUM_THREADS": "1"}
     pin(CLIENT_CPUS)
     process, url = start("bentoml", env, RESULTS / "soak_server.log")

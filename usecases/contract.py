@@ -188,6 +188,9 @@ class Request:
     example: Mapping[str, Any] = field(default_factory=dict)
     # An entity row the readiness probe reads from the online store (any value will do).
     probe_row: Mapping[str, str] = field(default_factory=dict)
+    # Silver rows (the examples' columns) -> one item each, as a client would have sent it for
+    # that row: the many different requests the serving benchmarks send. Optional.
+    from_silver: Callable[[pd.DataFrame], list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,14 @@ def test_stage_times_are_read_from_the_chains_own_summary() -> None:
     assert stage_seconds(printed) == {"land": 3.4, "collect": 67.2, "batch-predict": 0.5}
 
 
-def _factor(flights: int, collect: float, features: float, peak: float) -> dict:
+def _factor(examples: int, collect: float, features: float, peak: float) -> dict:
     return {
-        "flights": flights,
+        "examples": examples,
         "spark_collect_features_seconds": collect + features,
         "spark_all_seconds": collect + features + 1.0,
         "spark_peak_gib": peak,
-        "steps": {"duckdb": {"seconds": flights / 1e5}},
-        "scale_factor": flights // 100,
+        "steps": {"duckdb": {"seconds": examples / 1e5}},
+        "scale_factor": examples // 100,
         "features_identical": True,
     }
 

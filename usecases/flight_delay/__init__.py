@@ -375,6 +375,7 @@ USECASE = UseCase(
         categorical=("carrier_code", "origin_code"),
         example=request.EXAMPLE,
         probe_row={"tailnum": "READYZ", "origin": "READYZ", "carrier": "READYZ", "route": "READYZ"},
+        from_silver=request.flights_as_items,
     ),
     outcome=Outcome(
         score_field="probability_late",

@@ -1,13 +1,13 @@
 """The single-machine baseline of collect + features: the platform's transforms written as one
 DuckDB script, what a team might write instead of Spark.
 
-    python -m bench.duckdb_pipeline --landing data/landing --out bench/work/duckdb
+    python -m usecases.flight_delay.baseline --landing data/landing --out bench/work/duckdb
 
 Landing CSVs -> typed, clean silver flights and weather (same casts, the same local-to-UTC
 rules, duplicates dropped per drop) -> the five feature tables, as parquet. What it does not
 do, and the platform does: per-drop bookkeeping (markers, quarantine, bronze), the Great
 Expectations gates and Feast registration. `bench.scale` checks its feature tables against
-the platform's, row for row.
+the platform's, row for row (a use case's `baseline.py` is where it looks).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from usecases.contract import EVENT_TIMESTAMP
@@ -68,3 +69,18 @@ def flight_row(flight: Flight) -> dict[str, Any]:
         "sched_dep_utc": departure,
         EVENT_TIMESTAMP: departure,
     }
+
+
+def flights_as_items(flights: pd.DataFrame) -> list[dict[str, Any]]:
+    """Silver flights as the items a client would have sent for them (no flight number)."""
+    return [
+        {
+            "carrier": row.carrier,
+            "tailnum": row.tailnum if isinstance(row.tailnum, str) else None,
+            "origin": row.origin,
+            "dest": row.dest,
+            "scheduled_departure": row.sched_dep_utc.isoformat(),
+            "distance": float(row.distance),
+        }
+        for row in flights.itertuples(index=False)
+    ]

@@ -143,6 +143,7 @@ USECASE = UseCase(
         categorical=("facility_code",),
         example=request.EXAMPLE,
         probe_row={"meter_id": "READYZ", "facility_id": "READYZ"},
+        from_silver=request.readings_as_items,
     ),
     outcome=Outcome(
         score_field="probability_spike",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from usecases.contract import EVENT_TIMESTAMP
@@ -48,3 +49,15 @@ def reading_row(item: MeterReading) -> dict[str, Any]:
         "reading_utc": taken,
         EVENT_TIMESTAMP: taken - LEAD,
     }
+
+
+def readings_as_items(readings: pd.DataFrame) -> list[dict[str, Any]]:
+    """Silver readings as the items a client would have sent for them."""
+    return [
+        {
+            "meter_id": row.meter_id,
+            "facility_id": row.facility_id,
+            "reading_at": row.reading_utc.isoformat(),
+        }
+        for row in readings.itertuples(index=False)
+    ]
