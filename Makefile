@@ -102,7 +102,7 @@ test-emr-spark: $(EMR_SPARK_STAMP) ## The Spark tier again, on the PySpark of th
 # The PySpark version the EMR release runs (aws.spark.spark_version), in a folder of its own that
 # test-emr-spark puts first on the path (everything else is the platform's venv).
 $(EMR_SPARK_STAMP): $(STAMP) configs/aws.yaml
-	@version=$$($(BIN)/python -c 'from infra.config import infra_config; print(infra_config().spark.spark_version)'); \
+	@version=$$($(BIN)/python -c 'import yaml; print(yaml.safe_load(open("configs/aws.yaml"))["aws"]["spark"]["spark_version"])'); \
 	echo "Installing PySpark $$version (the EMR release's) into $(EMR_SPARK_DIR)..."; \
 	rm -rf $(EMR_SPARK_DIR) && $(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
 		--target $(EMR_SPARK_DIR) "pyspark==$$version" && echo "$$version" > $(EMR_SPARK_STAMP)

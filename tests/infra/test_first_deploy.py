@@ -295,7 +295,10 @@ def test_with_a_certificate_http_only_redirects_to_https(tmp_path) -> None:
     from infra.app import build_app
 
     config = infra_config(
-        environ={"MLOPS_CERTIFICATE_ARN": "arn:aws:acm:eu-west-1:example:certificate/test"}
+        environ={
+            **USECASE_ENVIRON,
+            "MLOPS_CERTIFICATE_ARN": "arn:aws:acm:eu-west-1:example:certificate/test",
+        }
     )
     app, stacks = build_app(config, "eu-west-1", outdir=str(tmp_path))
     app.synth()
@@ -315,7 +318,8 @@ def test_the_serving_image_can_read_the_aws_profile_s_feast_registry() -> None:
     serving image installs serving/requirements.txt only (pinned as constraints.txt)."""
     from configs import load_settings
 
-    environ = {name: "x" for name in ("MLOPS_LAKE_BUCKET", "MLOPS_LANDING_BUCKET")}
+    environ = dict(USECASE_ENVIRON)
+    environ |= {name: "x" for name in ("MLOPS_LAKE_BUCKET", "MLOPS_LANDING_BUCKET")}
     environ |= {
         "MLOPS_REDIS_ENDPOINT": "redis",
         "MLOPS_REDIS_AUTH_TOKEN": "t",
@@ -372,7 +376,8 @@ def test_the_prediction_log_is_where_the_roles_may_write_it() -> None:
     Spark jobs may write (one name in infra/jobs.py)."""
     from configs import load_settings
 
-    environ = {name: "x" for name in ("MLOPS_LAKE_BUCKET", "MLOPS_LANDING_BUCKET")}
+    environ = dict(USECASE_ENVIRON)
+    environ |= {name: "x" for name in ("MLOPS_LAKE_BUCKET", "MLOPS_LANDING_BUCKET")}
     environ |= {"MLOPS_REDIS_ENDPOINT": "r", "MLOPS_REDIS_AUTH_TOKEN": "t", "MLOPS_REDIS_USER": "u"}
     environ |= {"MLFLOW_TRACKING_URI": "http://mlflow"}
     paths = load_settings("aws", environ=environ).paths

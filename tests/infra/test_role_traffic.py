@@ -27,7 +27,7 @@ import boto3
 
 from infra import deploy
 from tests.infra import policy_check
-from tests.infra.conftest import REGION, STACK
+from tests.infra.conftest import REGION, STACK, USECASE_ENVIRON
 from tests.infra.test_deploy import create_stacks
 from tests.infra.test_role_policies import _bucket_keys
 
@@ -57,6 +57,7 @@ def _role_id(templates: dict[str, Any], stack: str, kind: tuple[str, str]) -> st
 def _run(identity: str, endpoint: str, lake: str, landing: str) -> None:
     key, _, _ = IDENTITIES[identity]
     environment = {
+        **USECASE_ENVIRON,
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/tmp"),
         "MLOPS_ENV": "aws",
