@@ -297,6 +297,23 @@ class ReplayConfig(Strict):
     shift: ReplayShift | None = None
 
 
+class RunLockConfig(Strict):
+    """One run at a time per workspace (pipelines/adapters/run_lock.py)."""
+
+    # `file`: an OS lock on a file beside the workspace (local, services); `orchestrator`: the
+    # orchestrator that starts each stage holds the lock around the run (aws: the state
+    # machine's DynamoDB lock), so a stage takes nothing more.
+    kind: Literal["file", "orchestrator"] = "file"
+    # The lock's file (`file`): one per workspace, beside its lake.
+    path: str = "data/run.lock"
+    # When another run holds the workspace: `auto` waits when a person is at a terminal and
+    # exits at once when scheduled; `always` waits, `never` exits.
+    wait: Literal["auto", "always", "never"] = "auto"
+    # The longest wait, and how often a waiting run says what it waits for.
+    max_wait_s: float = Field(3600.0, ge=0)
+    progress_every_s: float = Field(10.0, gt=0)
+
+
 class ServingConfig(Strict):
     """How one serving worker takes load (sizing: BENCHMARKS.md, "Serving under open-loop load").
 
@@ -517,6 +534,7 @@ class Settings(Strict):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    run_lock: RunLockConfig = Field(default_factory=RunLockConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
 
     @model_validator(mode="before")

@@ -14,11 +14,14 @@ import yaml
 
 from configs import ConfigError, Settings, available_envs, load_settings
 from configs import handoff as handoff_keys
+from pipelines.adapters import run_lock
 from pipelines.chain import CHAIN, STAGES, run_chain
 from pipelines.results import StageResult
 from usecases.project import Project, UseCaseError, bind
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Another run holds the workspace (sysexits' EX_TEMPFAIL: try again later).
+EXIT_BUSY = 75
 # How an override on the command line meets the setting it names: --set replaces, --merge merges.
 REPLACE, MERGE = "set", "merge"
 # No usage reporting from the libraries of a batch job (a user's own setting wins).
@@ -34,7 +37,9 @@ QUIET_LIBRARIES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines",
-        description="The platform's batch chain for the use case in config. Exit codes: 0 ok, 1 a stage failed, 2 bad usage or config.",
+        description="The platform's batch chain for the use case in config. Exit codes: 0 ok, "
+        "1 a stage failed, 2 bad usage or config, 75 another run holds the workspace "
+        "(one run at a time: see run_lock in configs/base.yaml).",
     )
     parser.add_argument(
         "--env",
@@ -261,13 +266,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "batch-predict":
         handoff["period"] = args.date or args.month
-    code, results = run_stages(project, planned, handoff, args.handoff_file)
-    decided = results[-1].handoff.get(handoff_keys.DECISION_KEY) if results else None
-    retrain = decided == handoff_keys.RETRAIN
-    if args.command == "monitor" and args.retrain and code == EXIT_OK and retrain:
-        print("\nthe monitor decided to retrain: running the chain (the gate decides promotion)")
-        return run_and_report(project, CHAIN, None, args.handoff_file)
-    return code
+    try:
+        # One run at a time writes the workspace: held from the first stage to the last.
+        with run_lock.hold(settings.run_lock, args.command):
+            code, results = run_stages(project, planned, handoff, args.handoff_file)
+            decided = results[-1].handoff.get(handoff_keys.DECISION_KEY) if results else None
+            retrain = decided == handoff_keys.RETRAIN
+            if args.command == "monitor" and args.retrain and code == EXIT_OK and retrain:
+                print(
+                    "\nthe monitor decided to retrain: running the chain (the gate decides promotion)"
+                )
+                return run_and_report(project, CHAIN, None, args.handoff_file)
+            return code
+    except run_lock.WorkspaceBusy as err:
+        print(f"{args.command}: {err}", file=sys.stderr)
+        return EXIT_BUSY
 
 
 def describe(project: Project) -> str:

@@ -67,14 +67,20 @@ def run(ctx: StageContext) -> StageResult:
             run_label,
         )
         passed = [drop_id for drop_id in sorted(staged) if drop_id not in failures]
+        published = []
         for drop_id in passed:
-            _publish(layout, table, drop_id, result_files)
-        rows_passed = _rows(staged, passed)
+            problem = _publish(layout, table, staged[drop_id], result_files)
+            if problem:
+                result.fail(problem)
+            else:
+                published.append(drop_id)
+        # What is in place now, not what was attempted.
+        rows_published = _rows(staged, published)
         result.rows_in += _rows(staged, list(staged))
-        result.rows_out += rows_passed
-        if passed:
+        result.rows_out += rows_published
+        if published:
             result.notes.append(
-                f"{table}: {len(passed)} drop(s) passed and published ({rows_passed:,} rows)"
+                f"{table}: {len(published)} drop(s) passed and published ({rows_published:,} rows)"
             )
         for drop_id, found in sorted(failures.items()):
             reasons = [str(failure) for failure in found]
@@ -137,12 +143,28 @@ def _rows(staged: dict[str, DropMarker], drop_ids: list[str]) -> int:
     return sum(staged[drop_id].rows_out for drop_id in drop_ids)
 
 
-def _publish(layout: StorageLayout, table: str, drop_id: str, result_files: list[str]) -> None:
-    """Move a staged drop into silver, with a record of the gate results that let it in."""
+def _publish(
+    layout: StorageLayout, table: str, judged: DropMarker, result_files: list[str]
+) -> str | None:
+    """Move a staged drop into silver, with a record of the gate results that let it in, and
+    check what arrived: its marker, its data, the rows the gate judged. None when it is in
+    place; otherwise the problem, with the drop back in staging for the next run."""
+    drop_id = judged.drop_id
     staged = StorageLayout.drop_dir(layout.staging(table), drop_id)
+    target = StorageLayout.drop_dir(layout.silver(table), drop_id)
+    if StorageLayout.marker(staged) != judged:
+        return (
+            f"{table}/{drop_id}: its staged copy changed or went away after the gate judged it "
+            "(another run on this workspace?): not published; the next run collects it again"
+        )
     results = [fs.name(path) for path in result_files]
     fs.write_text(StorageLayout.gate_record(staged), json.dumps({"results": results}, indent=2))
-    layout.publish(staged, StorageLayout.drop_dir(layout.silver(table), drop_id))
+    layout.publish(staged, target)
+    missing = StorageLayout.missing_from(target, judged.rows_out)
+    if missing is None:
+        return None
+    layout.publish(target, staged)
+    return f"{table}/{drop_id}: published, but {missing}: put back in staging for the next run"
 
 
 def _quarantine_staged(

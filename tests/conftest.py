@@ -40,6 +40,7 @@ def layout_overrides(root: Path) -> dict[str, Any]:
             "monitoring": str(root / "monitoring"),
             "bentoml_home": BENTOML_HOME,
         },
+        "run_lock": {"path": str(root / "run.lock")},
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},
         "features": {
             "registry": {"registry_type": "file", "path": str(root / "feast" / "registry.db")},

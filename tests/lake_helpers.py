@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ from configs import Settings
 from pipelines.adapters.storage import StorageLayout
 from pipelines.chain import run_chain
 from pipelines.results import StageResult
+from tests.conftest import layout_overrides
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -52,6 +54,27 @@ def land_new_drop(settings: Settings, table: str, drop_id: str, frame: pd.DataFr
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(frame.to_csv(index=False, lineterminator="\n"))
     return target
+
+
+def cli_flags(root: Path) -> list[str]:
+    """`--set` and `--merge` flags for every setting the tests change (leaves of the layout)."""
+
+    def leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
+        pairs = []
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and key not in ("registry", "online_store"):
+                pairs.extend(leaves(value, f"{path}."))
+            else:
+                pairs.append((path, value))
+        return pairs
+
+    # A mapping is merged into its section, as the settings the other tests use are.
+    return [
+        arg
+        for key, value in leaves(layout_overrides(root))
+        for arg in ("--merge" if isinstance(value, dict) else "--set", f"{key}={json.dumps(value)}")
+    ]
 
 
 def chain(settings: Settings, spark) -> list[StageResult]:

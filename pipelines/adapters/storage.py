@@ -126,11 +126,35 @@ class StorageLayout:
         for name in fs.children(table_dir):
             if not name.startswith("drop_id="):
                 continue
-            marker_file = fs.join(table_dir, name, MARKER)
-            if fs.is_file(marker_file):
-                marker = DropMarker(**json.loads(fs.read_text(marker_file)))
+            marker = self.marker(fs.join(table_dir, name))
+            if marker is not None:
                 markers[marker.drop_id] = marker
         return markers
+
+    @staticmethod
+    def marker(drop_dir: str) -> DropMarker | None:
+        """The drop's marker: what makes a drop folder a drop (None: not one, whatever it holds)."""
+        marker_file = fs.join(drop_dir, MARKER)
+        if not fs.is_file(marker_file):
+            return None
+        return DropMarker(**json.loads(fs.read_text(marker_file)))
+
+    @classmethod
+    def missing_from(cls, drop_dir: str, rows: int) -> str | None:
+        """What a drop folder lacks of a whole drop of `rows` rows (its marker, its data, its
+        rows), or None when it is whole. Reads the parquet footers only."""
+        import pyarrow.dataset as ds
+
+        if cls.marker(drop_dir) is None:
+            return f"it has no {MARKER}"
+        filesystem, path = fs.resolve(drop_dir)
+        try:  # files named _* (the marker, the gate's record) are not data
+            found = ds.dataset(path, filesystem=filesystem, format="parquet").count_rows()
+        except (OSError, ValueError) as err:
+            return f"its data cannot be read ({err})"
+        if found != rows:
+            return f"it holds {found:,} rows where {rows:,} were judged"
+        return None
 
     def quarantined(self, table: str, drop_id: str, content_hash: str) -> dict | None:
         reason = fs.join(self.quarantine_dir(table, drop_id, content_hash), REASON)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -15,8 +14,8 @@ import pytest
 from configs.settings import USECASE_VARIABLE
 from pipelines import cli
 from pipelines.adapters.storage import StorageLayout
-from tests.conftest import PLATFORM_USECASE, layout_overrides, platform_settings
-from tests.lake_helpers import silver_digest
+from tests.conftest import PLATFORM_USECASE, platform_settings
+from tests.lake_helpers import cli_flags, silver_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,29 +25,8 @@ def platform_usecase(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(USECASE_VARIABLE, PLATFORM_USECASE)
 
 
-def flags_for(root: Path) -> list[str]:
-    """`--set` and `--merge` flags for every setting the tests change (leaves of the layout)."""
-
-    def leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
-        pairs = []
-        for key, value in node.items():
-            path = f"{prefix}{key}"
-            if isinstance(value, dict) and key not in ("registry", "online_store"):
-                pairs.extend(leaves(value, f"{path}."))
-            else:
-                pairs.append((path, value))
-        return pairs
-
-    # A mapping is merged into its section, as the settings the other tests use are.
-    return [
-        arg
-        for key, value in leaves(layout_overrides(root))
-        for arg in ("--merge" if isinstance(value, dict) else "--set", f"{key}={json.dumps(value)}")
-    ]
-
-
 def test_train_runs_the_chain_then_a_bad_drop_stops_it(tmp_path: Path, spark, capsys) -> None:
-    flags = flags_for(tmp_path)
+    flags = cli_flags(tmp_path)
     assert cli.main([*flags, "train"]) == cli.EXIT_OK
     summary = capsys.readouterr().out
     for stage in (
@@ -92,7 +70,7 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_module_entry_point_lands_and_reports(tmp_path: Path) -> None:
-    done = run_module(*flags_for(tmp_path), "-q", "land", "--months", "2024-02", cwd=ROOT)
+    done = run_module(*cli_flags(tmp_path), "-q", "land", "--months", "2024-02", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert re.search(r"^land +ok ", done.stdout, re.MULTILINE)
     landed = tmp_path / "landing" / "meter_readings"
