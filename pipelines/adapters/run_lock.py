@@ -148,7 +148,8 @@ class WorkspaceLock:
             except Timeout:
                 waited = time.monotonic() - started
                 if waited >= max_wait_s:
-                    raise WorkspaceBusy(str(self.record), self.holder(), waited) from None
+                    waited_s = waited if max_wait_s else 0.0  # not waiting: say nothing of it
+                    raise WorkspaceBusy(str(self.record), self.holder(), waited_s) from None
                 if time.monotonic() - last_line >= progress_every_s:
                     last_line = time.monotonic()
                     progress(

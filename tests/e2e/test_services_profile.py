@@ -257,16 +257,20 @@ def test_four_trainings_at_once_lose_no_run_metric_or_version(
         "MLOPS_USECASE": PLATFORM_USECASE,
         "MLOPS_OVERRIDES": json.dumps(overrides),
     }
+    # Four teams' machines sharing the tracking server: each run holds its own workspace's
+    # lock (one workspace takes one run at a time: test_one_run_at_a_time.py).
+    lock = Path(overrides["run_lock"]["path"])
     trainings = [
         subprocess.Popen(
-            [sys.executable, "-m", "pipelines", "--quiet", "fit"],
+            [sys.executable, "-m", "pipelines", "--quiet", "--set"]
+            + [f"run_lock.path={lock.with_name(f'machine-{number}.lock')}", "fit"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for _ in range(TRAININGS_AT_ONCE)
+        for number in range(TRAININGS_AT_ONCE)
     ]
     outputs = [process.communicate(timeout=600)[0] for process in trainings]
     assert [p.returncode for p in trainings] == [0] * TRAININGS_AT_ONCE, outputs

@@ -39,7 +39,7 @@ def test_a_second_run_exits_at_once_naming_the_holder(tmp_path: Path) -> None:
         assert time.monotonic() - started < 2
     message = str(refused.value)
     assert f"in use by `train` (process {me.pid} on {me.host}, since {me.since})" in message
-    assert "--set run_lock.wait=always" in message
+    assert "--set run_lock.wait=always" in message and "waiting" not in message
     with hold(settings, "collect", wait=False):  # given back: the next run takes it
         pass
 
