@@ -25,10 +25,10 @@ from configs.settings import SplitConfig, TrainingConfig
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
+from models.evaluation import best_f1_threshold, evaluate
 from models.tracking import Tracker, TrackingUnavailable, tracking_errors
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
-from pipelines.evaluation import best_f1_threshold, evaluate
 from pipelines.lineage import GIT_COMMIT_TAG
 from pipelines.results import StageFailed, StageResult
 from storage import files as fs

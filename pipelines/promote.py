@@ -18,6 +18,7 @@ import pandas as pd
 
 from configs import Settings
 from configs.settings import PromotionConfig
+from models.evaluation import BINARY_CLASSIFICATION, Task
 from models.tracking import (
     CHALLENGER,
     CHAMPION,
@@ -31,7 +32,6 @@ from models.tracking import (
     dumps,
 )
 from pipelines.context import StageContext
-from pipelines.evaluation import BINARY_CLASSIFICATION, Task
 from pipelines.results import StageFailed, StageResult
 
 log = logging.getLogger(__name__)

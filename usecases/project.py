@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from configs import Settings
+from models.evaluation import BINARY_CLASSIFICATION, Task
 from usecases import load
 from usecases.contract import (
     EVENT_TIMESTAMP,
@@ -112,6 +113,7 @@ def check(
     yield from _quality(settings, usecase, files)
     yield from _examples(usecase, files)
     yield from _monitoring(settings, usecase, files)
+    yield from _promotion(settings, files)
     if params is not None:
         yield from _explanation(usecase, params, files)
     if resolve_references:
@@ -314,6 +316,29 @@ def _monitoring(settings: Settings, usecase: UseCase, files: _Files) -> Iterator
         )
     if shift.expect not in inputs:
         yield Problem(files.config, "replay.shift.expect", f"{shift.expect!r} is not a model input")
+
+
+def _promotion(settings: Settings, files: _Files) -> Iterator[Problem]:
+    """The gate's rules name metrics of the task (binary classification, for every use case
+    so far): a misspelt one is found here, not after a model has been trained."""
+    task = BINARY_CLASSIFICATION
+    rules = settings.promotion
+    named = [
+        *(f"promotion.minimum.{metric}" for metric in rules.minimum),
+        *(f"promotion.maximum.{metric}" for metric in rules.maximum),
+    ]
+    for key in named:
+        metric = key.rsplit(".", 1)[1]
+        if metric not in task.metrics:
+            yield Problem(files.config, key, _not_a_metric(metric, task))
+    if rules.primary_metric not in task.metrics:
+        yield Problem(
+            files.config, "promotion.primary_metric", _not_a_metric(rules.primary_metric, task)
+        )
+
+
+def _not_a_metric(metric: str, task: Task) -> str:
+    return f"{metric!r} is not a metric of {task.name} (one of {', '.join(task.metrics)})"
 
 
 def _explanation(usecase: UseCase, params: dict[str, Any], files: _Files) -> Iterator[Problem]:

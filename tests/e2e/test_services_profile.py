@@ -260,10 +260,13 @@ def test_four_trainings_at_once_lose_no_run_metric_or_version(
     # Four teams' machines sharing the tracking server: each run holds its own workspace's
     # lock (one workspace takes one run at a time: test_one_run_at_a_time.py).
     lock = Path(overrides["run_lock"]["path"])
+    own_lock = [
+        f"run_lock.path={lock.with_name(f'machine-{number}.lock')}"
+        for number in range(TRAININGS_AT_ONCE)
+    ]
     trainings = [
         subprocess.Popen(
-            [sys.executable, "-m", "pipelines", "--quiet", "--set"]
-            + [f"run_lock.path={lock.with_name(f'machine-{number}.lock')}", "fit"],
+            [sys.executable, "-m", "pipelines", "--quiet", "--set", own_lock[number], "fit"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -65,6 +65,13 @@ MISTAKES = [
         "__init__.py: outcome.explanation: {threshold} names no key of params",
     ),
     (
+        "a promotion metric",
+        "config.yaml",
+        "    roc_auc: 0.52\n",
+        "    rocauc: 0.52\n",
+        "config.yaml: promotion.minimum.rocauc: 'rocauc' is not a metric of binary classification",
+    ),
+    (
         "a reserved column",
         "__init__.py",
         '"outcome": "int"}',
