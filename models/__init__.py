@@ -2,8 +2,9 @@
 
 A family is chosen in config (`training.model: {family: ..., params: {...}}`); training, batch
 scoring, the promotion gate and serving all go through `family(name)` and `load(folder)`, so
-none of them knows which library made the model. The task is binary classification: a
-model gives the probability of the positive class per row.
+none of them knows which library made the model. A model predicts for its task
+(`models.evaluation`): the positive class's probability per row (binary), a probability per
+class per row (multiclass), a value per row (regression).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pandas as pd
 # it takes, in order.
 FAMILY_KEY = "model_family"
 FEATURES_KEY = "features"
+TASK_KEY = "task"
+BINARY, MULTICLASS, REGRESSION = "binary", "multiclass", "regression"
 MLMODEL = "MLmodel"
 
 
@@ -30,7 +33,8 @@ class ModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingData:
-    """What a family fits on: inputs in the model's column order and 0/1 labels."""
+    """What a family fits on: inputs in the model's column order and labels of the task:
+    0/1 (binary), class indices 0..classes-1 (multiclass), values (regression)."""
 
     train: pd.DataFrame
     train_labels: np.ndarray
@@ -39,6 +43,9 @@ class TrainingData:
     # Integer-coded categorical columns among the inputs.
     categorical: tuple[str, ...]
     seed: int
+    task: str = BINARY
+    # Multiclass: how many classes (labels are 0..classes-1).
+    classes: int = 2
 
 
 class Model(Protocol):
@@ -46,10 +53,16 @@ class Model(Protocol):
 
     family: str
     features: list[str]
+    task: str
+
+    def predict(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The task's prediction: P(positive) per row (binary), an (n, classes) matrix of
+        class probabilities (multiclass), a value per row (regression). Missing inputs are
+        NaN. A frame is read by column name; a float64 matrix (the request path) must hold
+        `features`, in that order."""
 
     def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """P(positive) per row; missing inputs are NaN. A frame is read by column name; a
-        float64 matrix (the request path) must hold `features`, in that order."""
+        """P(positive) per row, for a binary model (what `predict` gives for that task)."""
 
     def importances(self, data: TrainingData) -> pd.Series:
         """Each input's share of what the model relies on (sums to 1), by the family's measure."""
@@ -72,7 +85,7 @@ class Family(Protocol):
 
     def fit(self, data: TrainingData, params: Mapping[str, Any]) -> Model: ...
 
-    def load(self, folder: Path, features: list[str]) -> Model: ...
+    def load(self, folder: Path, features: list[str], task: str) -> Model: ...
 
 
 def family(name: str) -> Family:
@@ -89,8 +102,20 @@ def family(name: str) -> Family:
 
 
 def description(model: Model, metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The model's metadata for MLflow: the caller's, plus its family and its inputs."""
-    return {**metadata, FAMILY_KEY: model.family, FEATURES_KEY: list(model.features)}
+    """The model's metadata for MLflow: the caller's, plus its family, inputs and task."""
+    return {
+        **metadata,
+        FAMILY_KEY: model.family,
+        FEATURES_KEY: list(model.features),
+        TASK_KEY: model.task,
+    }
+
+
+def binary_only(model: Model, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """`Model.probabilities`: `predict`, for a binary model only."""
+    if model.task != BINARY:
+        raise ModelError(f"a {model.task} model has no probability of a positive class")
+    return model.predict(inputs)
 
 
 def folder_digest(folder: Path) -> str:
@@ -117,7 +142,9 @@ def load(folder: Path) -> Model:
     spec = metadata_of(folder)
     if FAMILY_KEY not in spec or FEATURES_KEY not in spec:
         raise ModelError(f"{folder}: its metadata names no {FAMILY_KEY} and {FEATURES_KEY}")
-    return family(str(spec[FAMILY_KEY])).load(folder, [str(n) for n in spec[FEATURES_KEY]])
+    features = [str(n) for n in spec[FEATURES_KEY]]
+    # Models saved before the task was recorded are binary.
+    return family(str(spec[FAMILY_KEY])).load(folder, features, str(spec.get(TASK_KEY, BINARY)))
 
 
 def shares(values: np.ndarray, features: list[str]) -> pd.Series:

@@ -1,7 +1,9 @@
 """The LightGBM family: gradient-boosted trees with early stopping on the validation rows.
 
 `params` are LightGBM's own, passed through, plus `num_boost_round` and
-`early_stopping_rounds`; the seed and determinism come from `training.seed`. Missing inputs
+`early_stopping_rounds`; the seed and determinism come from `training.seed`. The objective
+follows the task (`binary`, `multiclass` with its number of classes, `regression`: squared
+error) unless `params` names another of that task (`regression_l1`, `multiclassova`, ...). Missing inputs
 (NaN) are routed as the trees learned to, which is why serving loads the native booster.
 """
 
@@ -15,17 +17,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models import TrainingData, description, shares
+from models import (
+    BINARY,
+    MULTICLASS,
+    REGRESSION,
+    TrainingData,
+    binary_only,
+    description,
+    shares,
+)
 
 NAME = "lightgbm"
 BOOSTING_KEYS = {"num_boost_round": 400, "early_stopping_rounds": 30}
 
 
-def booster_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+# The objective each task starts from (a use case's params may name another of the task).
+OBJECTIVES = {BINARY: "binary", MULTICLASS: "multiclass", REGRESSION: "regression"}
+
+
+def booster_params(
+    params: Mapping[str, Any], seed: int, task: str = BINARY, classes: int = 2
+) -> dict[str, Any]:
     given = {k: v for k, v in params.items() if k not in BOOSTING_KEYS}
+    per_task = {"num_class": classes} if task == MULTICLASS else {}
     return {
-        "objective": "binary",
+        "objective": OBJECTIVES[task],
         "verbosity": -1,
+        **per_task,
         **given,
         "seed": seed,
         "deterministic": True,
@@ -38,11 +56,15 @@ class LightGBMModel:
     booster: Any
     features: list[str]
     trained_with: dict[str, Any]
+    task: str = BINARY
     family: str = NAME
 
-    def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def predict(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
         matrix = inputs if isinstance(inputs, np.ndarray) else inputs[self.features]
         return np.asarray(self.booster.predict(matrix), dtype="float64")
+
+    def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        return binary_only(self, inputs)
 
     def importances(self, data: TrainingData) -> pd.Series:
         return shares(self.booster.feature_importance("gain"), self.features)
@@ -96,7 +118,7 @@ class LightGBMFamily:
             free_raw_data=False,
         )
         validation = lgb.Dataset(data.validation, data.validation_labels, reference=train)
-        settings = booster_params(params, data.seed)
+        settings = booster_params(params, data.seed, data.task, data.classes)
         booster = lgb.train(
             settings,
             train,
@@ -104,9 +126,9 @@ class LightGBMFamily:
             valid_sets=[validation],
             callbacks=[lgb.early_stopping(boosting["early_stopping_rounds"], verbose=False)],
         )
-        return LightGBMModel(booster, features, {**settings, **boosting})
+        return LightGBMModel(booster, features, {**settings, **boosting}, data.task)
 
-    def load(self, folder: Path, features: list[str]) -> LightGBMModel:
+    def load(self, folder: Path, features: list[str], task: str = BINARY) -> LightGBMModel:
         import mlflow.lightgbm
 
         booster = mlflow.lightgbm.load_model(str(folder))
@@ -114,4 +136,4 @@ class LightGBMFamily:
             raise ValueError(
                 f"the booster takes {booster.feature_name()} but its description says {features}"
             )
-        return LightGBMModel(booster, features, {})
+        return LightGBMModel(booster, features, {}, task)

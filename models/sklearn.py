@@ -1,13 +1,15 @@
-"""The scikit-learn family: any estimator with `predict_proba`, named by import path, inside a
-pipeline that imputes and encodes, so linear models, SVMs and neural networks all work.
+"""The scikit-learn family: any estimator named by import path (a classifier with
+`predict_proba` for the classification tasks, a regressor for regression), inside a pipeline
+that imputes and encodes, so linear models, SVMs and neural networks all work.
 
 `params`: `estimator` (e.g. `sklearn.linear_model.LogisticRegression`) and `estimator_params`
 (its keyword arguments). Numeric inputs are imputed by their median and standardised;
 categorical codes are imputed by the most frequent code and one-hot encoded (an unseen code
 is all zeros). An estimator with no probabilities of its own (an SVM: `SVC`, `LinearSVC`) is
 calibrated on its training rows (`CalibratedClassifierCV(..., ensemble=False)`, as
-scikit-learn advises), and one that takes `random_state` gets `training.seed`. Importances are permutation importances on
-the validation rows (drop in ROC AUC), the same measure for every estimator.
+scikit-learn advises), and one that takes `random_state` gets `training.seed`. Importances
+are permutation importances on the validation rows, the same measure for every estimator:
+the drop in ROC AUC (binary), in log loss (multiclass), in mean absolute error (regression).
 """
 
 from __future__ import annotations
@@ -22,14 +24,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models import ModelError, TrainingData, description, shares
+from models import (
+    BINARY,
+    MULTICLASS,
+    REGRESSION,
+    ModelError,
+    TrainingData,
+    binary_only,
+    description,
+    shares,
+)
 
 NAME = "sklearn"
 # Rows of the validation set the permutation importances are measured on (bounded cost).
 IMPORTANCE_ROWS = 2000
+# What a permutation importance is measured by, per task (scikit-learn's scorer names).
+IMPORTANCE_SCORING = {
+    BINARY: "roc_auc",
+    MULTICLASS: "neg_log_loss",
+    REGRESSION: "neg_mean_absolute_error",
+}
 
 
-def estimator_class(path: str) -> type:
+def estimator_class(path: str, task: str = BINARY) -> type:
     module, _, name = path.rpartition(".")
     try:
         found = getattr(importlib.import_module(module), name)
@@ -37,7 +54,10 @@ def estimator_class(path: str) -> type:
         raise ModelError(
             f"training.model.params.estimator {path!r} cannot be imported: {err}"
         ) from err
-    if not (hasattr(found, "predict_proba") or hasattr(found, "decision_function")):
+    if task == REGRESSION:
+        if not hasattr(found, "predict") or hasattr(found, "predict_proba"):
+            raise ModelError(f"{path} is not a regressor: a regression needs one")
+    elif not (hasattr(found, "predict_proba") or hasattr(found, "decision_function")):
         raise ModelError(
             f"{path} has no predict_proba nor decision_function: the task needs probabilities"
         )
@@ -91,16 +111,23 @@ class SklearnModel:
     pipeline: Any
     features: list[str]
     trained_with: dict[str, Any] = field(default_factory=dict)
+    task: str = BINARY
     family: str = NAME
 
-    def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def predict(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
         # The pipeline picks its columns by name: a matrix is named first.
         frame = (
             pd.DataFrame(inputs, columns=self.features)
             if isinstance(inputs, np.ndarray)
             else inputs[self.features]
         )
-        return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype="float64")
+        if self.task == REGRESSION:
+            return np.asarray(self.pipeline.predict(frame), dtype="float64")
+        probabilities = np.asarray(self.pipeline.predict_proba(frame), dtype="float64")
+        return probabilities[:, 1] if self.task == BINARY else probabilities
+
+    def probabilities(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        return binary_only(self, inputs)
 
     def importances(self, data: TrainingData) -> pd.Series:
         from sklearn.inspection import permutation_importance
@@ -109,7 +136,12 @@ class SklearnModel:
         sample = data.validation.sample(n=rows, random_state=data.seed)
         labels = pd.Series(data.validation_labels, index=data.validation.index).loc[sample.index]
         measured = permutation_importance(
-            self.pipeline, sample, labels, scoring="roc_auc", n_repeats=3, random_state=data.seed
+            self.pipeline,
+            sample,
+            labels,
+            scoring=IMPORTANCE_SCORING[self.task],
+            n_repeats=3,
+            random_state=data.seed,
         )
         return shares(measured.importances_mean, self.features)
 
@@ -165,7 +197,7 @@ class SklearnFamily:
                 "training.model.params.estimator must name an estimator, e.g. "
                 "sklearn.linear_model.LogisticRegression"
             )
-        kind = estimator_class(path)
+        kind = estimator_class(path, data.task)
         arguments = dict(params.get("estimator_params") or {})
         accepted = inspect.signature(kind).parameters
         if "random_state" in accepted:
@@ -174,15 +206,15 @@ class SklearnFamily:
             estimator = kind(**arguments)
         except TypeError as err:
             raise ModelError(f"{path}({arguments}): {err}") from err
-        if needs_calibration(kind):
+        if data.task != REGRESSION and needs_calibration(kind):
             from sklearn.calibration import CalibratedClassifierCV
 
             estimator = CalibratedClassifierCV(estimator, ensemble=False)
         features = list(data.train.columns)
         fitted = pipeline(estimator, features, data.categorical).fit(data.train, data.train_labels)
-        return SklearnModel(fitted, features, {"estimator": path, **arguments})
+        return SklearnModel(fitted, features, {"estimator": path, **arguments}, data.task)
 
-    def load(self, folder: Path, features: list[str]) -> SklearnModel:
+    def load(self, folder: Path, features: list[str], task: str = BINARY) -> SklearnModel:
         import mlflow.sklearn
 
-        return SklearnModel(mlflow.sklearn.load_model(str(folder)), features)
+        return SklearnModel(mlflow.sklearn.load_model(str(folder)), features, task=task)
