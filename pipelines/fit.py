@@ -25,7 +25,7 @@ from configs.settings import SplitConfig, TrainingConfig
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
-from models.evaluation import best_f1_threshold, evaluate
+from models import evaluation
 from models.tracking import Tracker, TrackingUnavailable, tracking_errors
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
@@ -75,7 +75,7 @@ def split_by_date(frame: pd.DataFrame, split: SplitConfig, label: str, column: s
     for part in ("train", "validation", "test"):
         if getattr(parts, part).empty or getattr(parts, part)[label].nunique() < 2:
             raise StageFailed(
-                f"the {part} split is empty or has one class only: check training.split "
+                f"the {part} split is empty or has one label value only: check training.split "
                 f"({split.validation_start}, {split.test_start}) against the dates in silver"
             )
     return parts
@@ -84,7 +84,7 @@ def split_by_date(frame: pd.DataFrame, split: SplitConfig, label: str, column: s
 def training_data(
     split: Split, features: list[str], training: TrainingConfig, usecase: UseCase
 ) -> models.TrainingData:
-    label = usecase.examples.label
+    label, target = usecase.examples.label, usecase.target
     return models.TrainingData(
         train=split.train[features],
         train_labels=split.train[label].to_numpy(),
@@ -92,6 +92,8 @@ def training_data(
         validation_labels=split.validation[label].to_numpy(),
         categorical=usecase.request.categorical,
         seed=training.seed,
+        task=target.kind,
+        classes=max(2, len(target.classes)),
     )
 
 
@@ -112,7 +114,8 @@ class Fitted:
     model: models.Model
     split: Split
     features: list[str]
-    threshold: float
+    # The decision threshold (binary targets; None for the others).
+    threshold: float | None
     validation_metrics: dict[str, float]
     test_metrics: dict[str, float]
     test_scores: np.ndarray
@@ -121,7 +124,8 @@ class Fitted:
 
 def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingConfig) -> Fitted:
     """Split the labelled rows by date, fit on the first part, pick the threshold on the
-    second, measure on the third. Pure: no tracking server, no Spark, no feature store."""
+    second (a binary target), measure on the third by the task's metrics. Pure: no tracking
+    server, no Spark, no feature store."""
     leaked = leaked_inputs(usecase)
     if leaked:
         raise StageFailed(
@@ -132,20 +136,24 @@ def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingCo
     split = split_by_date(frame, training.split, examples.label, examples.split_column)
     data = training_data(split, features, training, usecase)
     model = fit(data, training)
-    validation_scores = model.probabilities(split.validation)
-    threshold = (
-        best_f1_threshold(data.validation_labels, validation_scores)
-        if training.threshold == "best_f1"
-        else training.threshold
-    )
-    test_scores = model.probabilities(split.test)
+    task = evaluation.task(usecase.target.kind)
+    validation_scores = model.predict(split.validation)
+    threshold = None
+    if task is evaluation.BINARY_CLASSIFICATION:
+        threshold = float(
+            evaluation.best_f1_threshold(data.validation_labels, validation_scores)
+            if training.threshold == "best_f1"
+            else training.threshold
+        )
+    test_scores = model.predict(split.test)
+    test_labels = split.test[examples.label].to_numpy()
     return Fitted(
         model=model,
         split=split,
         features=features,
-        threshold=float(threshold),
-        validation_metrics=evaluate(data.validation_labels, validation_scores, float(threshold)),
-        test_metrics=evaluate(split.test[examples.label].to_numpy(), test_scores, float(threshold)),
+        threshold=threshold,
+        validation_metrics=task.evaluate(data.validation_labels, validation_scores, threshold),
+        test_metrics=task.evaluate(test_labels, test_scores, threshold),
         test_scores=test_scores,
         importance=model.importances(data),
     )
@@ -341,7 +349,8 @@ def run(ctx: StageContext) -> StageResult:
     result.rows_out = len(split.test)
     result.notes.append(
         f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} rows; "
-        f"{family}: {fitted.model.summary()}; threshold {fitted.threshold:.3f}"
+        f"{family}: {fitted.model.summary()}"
+        + ("" if fitted.threshold is None else f"; threshold {fitted.threshold:.3f}")
     )
     result.notes.append(
         "test: "

@@ -18,6 +18,7 @@ import pandas as pd
 
 from configs import Settings
 from configs.settings import PromotionConfig
+from models import evaluation
 from models.evaluation import BINARY_CLASSIFICATION, Task
 from models.tracking import (
     CHALLENGER,
@@ -85,7 +86,12 @@ def decide(
 
 
 def _score_on(
-    tracker: Tracker, model: ModelRef, test_set: pd.DataFrame, threshold: float, label: str
+    tracker: Tracker,
+    model: ModelRef,
+    test_set: pd.DataFrame,
+    threshold: float | None,
+    label: str,
+    task: Task,
 ) -> dict[str, float]:
     loaded = tracker.load_model(model)
     features = loaded.features
@@ -95,8 +101,7 @@ def _score_on(
             f"the champion (version {model.version}) needs features the new test set lacks: {missing}; "
             "a changed feature set needs a new FeatureService version and an explicit promotion"
         )
-    scores = loaded.probabilities(test_set)
-    return BINARY_CLASSIFICATION.evaluate(test_set[label].to_numpy(), scores, threshold)
+    return task.evaluate(test_set[label].to_numpy(), loaded.predict(test_set), threshold)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -116,19 +121,22 @@ def run(ctx: StageContext) -> StageResult:
         for k, v in tracker.run_metrics(candidate.run_id).items()
         if k.startswith("test_")
     }
+    task = evaluation.task(ctx.usecase.target.kind)
     champion = tracker.alias(CHAMPION)
     champion_metrics = None
     if champion is not None and champion.version != candidate.version:
-        champion_threshold = float(tracker.run_params(champion.run_id)["threshold"])
+        params = tracker.run_params(champion.run_id)
+        champion_threshold = float(params["threshold"]) if "threshold" in params else None
         champion_metrics = _score_on(
             tracker,
             champion,
             test_set,
             champion_threshold,
             ctx.usecase.examples.label,
+            task,
         )
     try:
-        decision = decide(candidate_metrics, champion_metrics, settings.promotion)
+        decision = decide(candidate_metrics, champion_metrics, settings.promotion, task)
     except ValueError as err:
         raise StageFailed(f"promotion rules: {err}") from err
     now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -194,6 +194,17 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Target:
+    """What is predicted: `binary`, a yes/no question (the label is 0 or 1); `multiclass`, one
+    of `classes` (the label is the class's index in `classes`); `regression`, an amount in
+    `unit` (the label is the amount)."""
+
+    kind: str = "binary"
+    classes: tuple[str, ...] = ()
+    unit: str = ""
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How a prediction reads, in the response and in the report."""
 
@@ -233,6 +244,8 @@ class UseCase:
     # The pydantic model of `params` in the use case's config.yaml (declare it with
     # `extra="forbid"`, so a misspelt key is refused when the use case loads).
     params: type[BaseModel] = NoParams
+    # What is predicted (the task): a yes/no question unless the use case says otherwise.
+    target: Target = field(default_factory=Target)
 
     def __post_init__(self) -> None:
         entities = {entity.name for entity in self.entities}

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from configs import Settings
-from models.evaluation import BINARY_CLASSIFICATION, Task
+from models.evaluation import TASKS, Task
 from usecases import load
 from usecases.contract import (
     EVENT_TIMESTAMP,
@@ -113,7 +113,8 @@ def check(
     yield from _quality(settings, usecase, files)
     yield from _examples(usecase, files)
     yield from _monitoring(settings, usecase, files)
-    yield from _promotion(settings, files)
+    yield from _target(usecase, files)
+    yield from _promotion(settings, usecase, files)
     if params is not None:
         yield from _explanation(usecase, params, files)
     if resolve_references:
@@ -318,10 +319,37 @@ def _monitoring(settings: Settings, usecase: UseCase, files: _Files) -> Iterator
         yield Problem(files.config, "replay.shift.expect", f"{shift.expect!r} is not a model input")
 
 
-def _promotion(settings: Settings, files: _Files) -> Iterator[Problem]:
-    """The gate's rules name metrics of the task (binary classification, for every use case
-    so far): a misspelt one is found here, not after a model has been trained."""
-    task = BINARY_CLASSIFICATION
+# The stages that answer every kind of target so far (fit, the gate, the model families take
+# all three; the service, the report, batch scoring and the monitor answer binary ones).
+SERVED_TARGETS = ("binary",)
+
+
+def _target(usecase: UseCase, files: _Files) -> Iterator[Problem]:
+    target = usecase.target
+    if target.kind not in TASKS:
+        yield Problem(files.code, "target.kind", f"{target.kind!r}: one of {', '.join(TASKS)}")
+        return
+    if target.kind == "multiclass" and len(set(target.classes)) < 3:
+        yield Problem(files.code, "target.classes", "a multiclass target names 3 classes or more")
+    if target.kind != "multiclass" and target.classes:
+        yield Problem(files.code, "target.classes", "only a multiclass target has classes")
+    if target.kind == "regression" and not target.unit:
+        yield Problem(files.code, "target.unit", "a regression target says its unit")
+    if target.kind not in SERVED_TARGETS:
+        yield Problem(
+            files.code,
+            "target.kind",
+            f"{target.kind}: the service, the report, batch scoring and the monitor answer "
+            f"{', '.join(SERVED_TARGETS)} targets only so far",
+        )
+
+
+def _promotion(settings: Settings, usecase: UseCase, files: _Files) -> Iterator[Problem]:
+    """The gate's rules name metrics of the use case's task: a misspelt one is found here, not
+    after a model has been trained."""
+    if usecase.target.kind not in TASKS:
+        return
+    task = TASKS[usecase.target.kind]
     rules = settings.promotion
     named = [
         *(f"promotion.minimum.{metric}" for metric in rules.minimum),

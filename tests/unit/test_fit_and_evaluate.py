@@ -6,15 +6,27 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from configs.settings import TrainingConfig
+from models.evaluation import MULTICLASS_CLASSIFICATION, REGRESSION
 from pipelines.fit import fit_and_evaluate
 from pipelines.results import StageFailed
-from usecases.contract import Entity, Examples, Feature, Outcome, Request, Source, UseCase, View
+from usecases.contract import (
+    Entity,
+    Examples,
+    Feature,
+    Outcome,
+    Request,
+    Source,
+    Target,
+    UseCase,
+    View,
+)
 
 # A use case reduced to what fitting reads: a label, a split column, model inputs.
 TINY = UseCase(
@@ -125,5 +137,43 @@ def test_an_input_known_only_afterwards_is_refused() -> None:
 def test_a_split_with_one_class_names_the_split_settings() -> None:
     frame = labelled_rows()
     frame.loc[frame["day"] >= pd.Timestamp("2024-04-01"), "hit"] = 0
-    with pytest.raises(StageFailed, match=r"the test split is empty or has one class only"):
+    with pytest.raises(StageFailed, match=r"the test split is empty or has one label value only"):
         fit_and_evaluate(frame, TINY, TRAINING)
+
+
+def _with_target(target: Target, labels: Any, family: str, params: dict) -> tuple:
+    frame = labelled_rows().assign(hit=labels(labelled_rows()))
+    usecase = replace(TINY, target=target)
+    training = TRAINING.model_copy(
+        update={"model": TRAINING.model.model_copy(update={"family": family, "params": params})}
+    )
+    return frame, usecase, training
+
+
+def test_a_regression_target_is_fitted_and_measured_by_its_errors() -> None:
+    frame, usecase, training = _with_target(
+        Target("regression", unit="points"),
+        lambda rows: 10 * rows["signal"] + 50,
+        "sklearn",
+        {"estimator": "sklearn.linear_model.Ridge"},
+    )
+    fitted = fit_and_evaluate(frame, usecase, training)
+    assert fitted.threshold is None
+    assert set(fitted.test_metrics) == set(REGRESSION.metrics)
+    assert fitted.test_metrics["mae"] < 0.5 and fitted.test_metrics["r2"] > 0.99
+    assert fitted.test_scores.shape == (len(fitted.split.test),)
+    assert fitted.importance.idxmax() == "signal"
+
+
+def test_a_multiclass_target_is_fitted_and_measured_by_its_classes() -> None:
+    frame, usecase, training = _with_target(
+        Target("multiclass", classes=("low", "middle", "high")),
+        lambda rows: np.digitize(rows["signal"], [-0.5, 0.5]),
+        "lightgbm",
+        {"num_boost_round": 60, "min_data_in_leaf": 5},
+    )
+    fitted = fit_and_evaluate(frame, usecase, training)
+    assert fitted.threshold is None
+    assert fitted.test_scores.shape == (len(fitted.split.test), 3)
+    assert set(fitted.test_metrics) == set(MULTICLASS_CLASSIFICATION.metrics)
+    assert fitted.test_metrics["accuracy"] > 0.9

@@ -3,9 +3,12 @@ metric where lower is better."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from configs import load_settings
 from configs.settings import PromotionConfig
 from models.evaluation import (
     BINARY_CLASSIFICATION,
@@ -15,6 +18,10 @@ from models.evaluation import (
     task,
 )
 from pipelines.promote import decide
+from tests.conftest import PLATFORM_USECASE
+from usecases import load
+from usecases.contract import Target
+from usecases.project import check
 
 
 def test_regression_metrics_by_hand() -> None:
@@ -77,3 +84,31 @@ def test_an_mae_improvement_exactly_equal_to_the_margin_promotes() -> None:
     assert not short.promote
     worse = decide({"mae": 10.2}, champion, MAE_RULES, REGRESSION)  # higher MAE is worse
     assert not worse.promote and "-0.2000" in worse.reason
+
+
+def _target_problems(target: Target) -> list[str]:
+    settings = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
+    usecase = replace(load(PLATFORM_USECASE), target=target)
+    return [str(p) for p in check(settings, usecase, resolve_references=False)]
+
+
+def test_a_target_is_checked_when_the_use_case_loads() -> None:
+    code = f"usecases/{PLATFORM_USECASE}/__init__.py"
+    assert _target_problems(Target()) == []
+    assert _target_problems(Target("ranking")) == [
+        f"{code}: target.kind: 'ranking': one of binary, multiclass, regression"
+    ]
+    assert f"{code}: target.unit: a regression target says its unit" in _target_problems(
+        Target("regression")
+    )
+    assert (
+        f"{code}: target.classes: a multiclass target names 3 classes or more"
+        in _target_problems(Target("multiclass", classes=("yes", "no")))
+    )
+    # the gate's rules are checked against the target's task: roc_auc is no regression metric
+    problems = _target_problems(Target("regression", unit="mm"))
+    assert any(
+        "promotion.primary_metric: 'roc_auc' is not a metric of regression" in p for p in problems
+    )
+    # until the service, the report and the monitor answer it, a non-binary target is refused
+    assert any("target.kind: regression: the service" in p for p in problems)
