@@ -20,6 +20,7 @@ from configs import handoff, load_settings
 from features.definitions import service_name
 from features.inputs import OnlineInputs
 from features.store import feature_store
+from models.answers import Answering, fields
 from usecases import load as load_usecase
 
 settings = load_settings()
@@ -27,7 +28,8 @@ USECASE = load_usecase(settings.usecase)
 stored = bentoml.models.get(os.environ[settings.names.model_tag_variable])
 features = [str(name) for name in stored.info.metadata[handoff.FEATURES_KEY]]  # type: ignore[union-attr]
 model = models.load(Path(stored.path_of(handoff.MLFLOW_MODEL_DIR)))
-threshold = float(str(stored.info.metadata[handoff.THRESHOLD_KEY]))
+answering = Answering.from_metadata(stored.info.metadata)  # type: ignore[arg-type]
+answered_with = answering.shown
 version = str(stored.info.labels.get(handoff.VERSION_LABEL))
 store = feature_store(settings, online_only=True)
 inputs = OnlineInputs(
@@ -48,17 +50,18 @@ async def predict(
     ],
 ) -> dict:
     vectors, missing = inputs([USECASE.request.row(item) for item in items])
-    scores = model.probabilities(vectors).tolist()
+    answers = answering.answer(model.predict(vectors))
     return {
         "predictions": [
             {
-                score_field: s,
-                decision_field: s >= threshold,
-                "threshold": threshold,
+                **answer,
+                **answered_with,
                 "model_version": version,
                 "missing_features": absent,
             }
-            for s, absent in zip(scores, missing, strict=True)
+            for answer, absent in zip(
+                fields(answers, score_field, decision_field), missing, strict=True
+            )
         ],
         "model_version": version,
     }

@@ -16,8 +16,7 @@ FEATURE_SERVICE_LABEL = "feature_service"
 SHADOW_RUN_LABEL = "shadow_mlflow_run_id"
 # The registry alias of a version the gate did not promote: scored in shadow when asked.
 CHALLENGER_ALIAS = "challenger"
-# Metadata keys on the BentoML model.
-THRESHOLD_KEY = "threshold"
+# Metadata keys on the BentoML model (with how it answers: `models.answers.Answering`).
 FEATURES_KEY = "features"
 FAMILY_KEY = "model_family"
 # sha256 over every file of the model's folder (`folder_digest`), checked before loading.

@@ -205,8 +205,10 @@ class TrainingConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
     model: ModelConfig = Field(default_factory=ModelConfig)
-    # "best_f1" picks the threshold on the validation set; a number fixes it.
+    # Binary targets: "best_f1" picks the threshold on the validation set; a number fixes it.
     threshold: Literal["best_f1"] | float = "best_f1"
+    # Regression targets: the share of validation rows the served prediction interval holds.
+    interval_coverage: float = Field(0.9, gt=0, lt=1)
 
 
 class PromotionConfig(Strict):
@@ -251,8 +253,9 @@ class RetrainConfig(Strict):
     # Retrain when more than this share of the model's inputs drifted, or the score drifted.
     max_drifted_share: float = Field(0.3, ge=0, le=1)
     on_score_drift: bool = True
-    # Retrain when the live value of the gate's primary metric falls below this (once outcomes
-    # have arrived for at least `min_outcomes` logged predictions); None: never on decay.
+    # Retrain when the live value of the gate's primary metric falls below this (rises above
+    # it, for a metric where lower is better, e.g. MAE), once outcomes have arrived for at
+    # least `min_outcomes` logged predictions; None: never on decay.
     min_live_metric: float | None = 0.65
     min_outcomes: int = Field(500, ge=1)
     # Retrain when the champion's newest training example is older than this many days (at

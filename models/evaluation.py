@@ -107,6 +107,8 @@ class Task:
     decision: str
     # (labels, predictions, threshold) -> every metric; the threshold only for binary
     evaluate: Callable[..., dict[str, float]]
+    # The metrics a one-line summary shows (the stage's notes, the report's table).
+    headline: tuple[str, ...] = ()
 
     def check(self, names: set[str]) -> None:
         unknown = sorted(names - set(self.metrics))
@@ -135,6 +137,7 @@ BINARY_CLASSIFICATION = Task(
     primary_metric="roc_auc",
     decision="threshold",
     evaluate=evaluate,
+    headline=("roc_auc", "pr_auc", "brier", "precision", "recall"),
 )
 
 MULTICLASS_CLASSIFICATION = Task(
@@ -145,6 +148,7 @@ MULTICLASS_CLASSIFICATION = Task(
     primary_metric="macro_f1",
     decision="likeliest class",
     evaluate=evaluate_multiclass,
+    headline=("accuracy", "balanced_accuracy", "macro_f1", "log_loss"),
 )
 
 REGRESSION = Task(
@@ -155,6 +159,7 @@ REGRESSION = Task(
     primary_metric="mae",
     decision="none",
     evaluate=evaluate_regression,
+    headline=("mae", "rmse", "median_absolute_error", "r2"),
 )
 
 TASKS = {task.kind: task for task in (BINARY_CLASSIFICATION, MULTICLASS_CLASSIFICATION, REGRESSION)}

@@ -202,6 +202,16 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="model-") as tmp:
             return models.load(self.download_model(ref, Path(tmp)))
 
+    def load_answering_model(self, ref: ModelRef) -> tuple[Any, Any]:
+        """The version's model and how its predictions become answers
+        (`models.answers.Answering`, from the model's metadata)."""
+        import models
+        from models.answers import Answering
+
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            folder = self.download_model(ref, Path(tmp))
+            return models.load(folder), Answering.from_metadata(models.metadata_of(folder))
+
     def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
         """Add the files of `folder` to a finished run (e.g. its report)."""
         self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)

@@ -20,6 +20,7 @@ from sklearn import metrics as skm
 
 from configs import cloudwatch, handoff
 from configs.settings import DriftConfig, RetrainConfig
+from models import BINARY, MULTICLASS, REGRESSION
 
 # Evidently's methods whose value is a p-value: a column has drifted when it is BELOW the
 # threshold; for the others (distances, PSI) when it is at or above it.
@@ -90,11 +91,16 @@ def drifted(method: str, value: float, threshold: float) -> bool:
 
 
 def drift_report(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str], config: DriftConfig
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    config: DriftConfig,
+    categorical: Sequence[str] = (),
 ) -> tuple[list[ColumnDrift], Any]:
     """Each column's drift (Evidently's ValueDrift with the configured method and threshold),
-    and the Evidently snapshot (its HTML report). Columns with no value on one side are left
-    out (nothing to compare)."""
+    and the Evidently snapshot (its HTML report). Columns among `categorical` (a multiclass
+    model's predicted class) are compared as categories: their mix. Columns with no value on
+    one side are left out (nothing to compare)."""
     with warnings.catch_warnings():
         # Evidently imports its UI's web framework, which warns of its own deprecations.
         warnings.filterwarnings("ignore", message=".*[Dd]eprecated in litestar")
@@ -102,7 +108,10 @@ def drift_report(
         from evidently.metrics import ValueDrift
 
     usable = [c for c in columns if reference[c].notna().any() and current[c].notna().any()]
-    definition = DataDefinition(numerical_columns=list(usable))
+    definition = DataDefinition(
+        numerical_columns=[c for c in usable if c not in categorical],
+        categorical_columns=[c for c in usable if c in categorical],
+    )
     report = Report(
         [ValueDrift(column=c, method=config.method, threshold=config.threshold) for c in usable]
     )
@@ -133,29 +142,57 @@ def _drift_values(snapshot: Any, columns: Sequence[str]) -> dict[str, float]:
 
 
 def live_metrics(
-    logged: pd.DataFrame, outcomes: pd.DataFrame, label: str
+    logged: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    label: str,
+    task: str = BINARY,
+    classes: Sequence[str] = (),
 ) -> dict[str, dict[str, float]]:
     """Per model version, on the logged predictions whose outcome has arrived (joined by row
-    id): how many, ROC AUC of the scores (when both outcomes occur), and precision and recall
-    of the decisions the service made (at the threshold it served)."""
+    id): how many, and how right the answers were by the task's measures. Binary: ROC AUC of
+    the scores (when both outcomes occur), precision and recall of the decisions served (at
+    the threshold served). Multiclass: accuracy and macro F1 of the classes served.
+    Regression: mean absolute error and root mean squared error of the values served."""
     joined = logged.merge(outcomes, on="row_id", how="inner")
     live: dict[str, dict[str, float]] = {}
     for version, rows in joined.groupby("model_version", sort=True):
-        labels = rows[label].astype(int).to_numpy()
-        figures = {"rows": float(len(rows)), "positive_rate": float(labels.mean())}
-        if len(np.unique(labels)) == 2:
-            figures["roc_auc"] = float(skm.roc_auc_score(labels, rows["score"]))
-        decisions = rows["decision"].astype(bool).to_numpy()
-        figures["precision"] = float(skm.precision_score(labels, decisions, zero_division=0))
-        figures["recall"] = float(skm.recall_score(labels, decisions, zero_division=0))
+        figures = {"rows": float(len(rows))}
+        if task == REGRESSION:
+            errors = rows["score"].to_numpy("float64") - rows[label].to_numpy("float64")
+            figures["mae"] = float(np.mean(np.abs(errors)))
+            figures["rmse"] = float(np.sqrt(np.mean(errors**2)))
+        elif task == MULTICLASS:
+            happened = [classes[int(index)] for index in rows[label]]
+            served = rows["predicted_class"].astype(str).tolist()
+            figures["accuracy"] = float(skm.accuracy_score(happened, served))
+            figures["macro_f1"] = float(
+                skm.f1_score(
+                    happened, served, labels=list(classes), average="macro", zero_division=0
+                )
+            )
+        else:
+            labels = rows[label].astype(int).to_numpy()
+            figures["positive_rate"] = float(labels.mean())
+            if len(np.unique(labels)) == 2:
+                figures["roc_auc"] = float(skm.roc_auc_score(labels, rows["score"]))
+            decisions = rows["decision"].astype(bool).to_numpy()
+            figures["precision"] = float(skm.precision_score(labels, decisions, zero_division=0))
+            figures["recall"] = float(skm.recall_score(labels, decisions, zero_division=0))
         live[str(version)] = figures
     return live
 
 
-def decide(verdict: Verdict, config: RetrainConfig, drift: DriftConfig, metric: str) -> Verdict:
+def decide(
+    verdict: Verdict,
+    config: RetrainConfig,
+    drift: DriftConfig,
+    metric: str,
+    lower_is_better: bool = False,
+) -> Verdict:
     """Fill in the decision: retrain when the inputs or the score drifted beyond the bounds,
-    when the champion's live `metric` fell below its bound, or when the model is too old; no
-    verdict on drift with too few rows. Every reason is kept."""
+    when the champion's live `metric` fell below its bound (rose above it, for a metric where
+    lower is better), or when the model is too old; no verdict on drift with too few rows.
+    Every reason is kept."""
     reasons = []
     if verdict.rows < drift.min_rows:
         verdict.reasons = [f"only {verdict.rows} predictions in the window (< {drift.min_rows})"]
@@ -169,16 +206,14 @@ def decide(verdict: Verdict, config: RetrainConfig, drift: DriftConfig, metric: 
     if config.on_score_drift and verdict.score_drift and verdict.score_drift.drifted:
         reasons.append(f"the score drifted ({drift.method} {verdict.score_drift.value:.3f})")
     live = verdict.live.get(verdict.champion_version, {})
-    if (
-        config.min_live_metric is not None
-        and live.get("rows", 0) >= config.min_outcomes
-        and metric in live
-        and live[metric] < config.min_live_metric
-    ):
-        reasons.append(
-            f"live {metric} {live[metric]:.3f} of version {verdict.champion_version} is below "
-            f"{config.min_live_metric}"
-        )
+    bound = config.min_live_metric
+    if bound is not None and live.get("rows", 0) >= config.min_outcomes and metric in live:
+        worse = live[metric] > bound if lower_is_better else live[metric] < bound
+        if worse:
+            reasons.append(
+                f"live {metric} {live[metric]:.3f} of version {verdict.champion_version} is "
+                f"{'above' if lower_is_better else 'below'} {bound}"
+            )
     if (
         config.max_model_age_days is not None
         and verdict.model_age_days is not None

@@ -5,8 +5,9 @@ One parquet file per flush and day, under `<predictions>/day=YYYY-MM-DD/` (the d
 moment each prediction is about, its event time: a replay of past months lands in their own
 days). A record holds the prediction id (also returned to the client), when it was made, the
 model version, the use case's row id when the request carried one, the inputs exactly as the
-model saw them (online features included, one `input__<feature>` column each), the score, the
-decision and the features that were missing.
+model saw them (online features included, one `input__<feature>` column each), the answer's
+score (`models.answers`: P(positive), the likeliest class's probability, or the value), the
+decision (a yes/no target) or the class (a multiclass one), and the features that were missing.
 
 Serving never waits on it: `record` appends to a bounded in-memory buffer and returns; a
 background thread writes what is buffered every `flush_interval_s`, or as soon as `flush_rows`
@@ -22,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import NamedTuple
@@ -31,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models.answers import Answers
 from storage import files as fs
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ MODEL_VERSION = "model_version"
 ROW_ID = "row_id"
 SCORE = "score"
 DECISION = "decision"
+PREDICTED_CLASS = "predicted_class"
 MISSING = "missing_features"
 SOURCE = "source"  # who made the prediction: one of the three below
 SERVICE_SOURCE, BATCH_SOURCE = "service", "batch"
@@ -74,9 +77,41 @@ class Record(NamedTuple):
     model_version: str
     row_id: str | None
     score: float
-    decision: bool
+    decision: bool | None  # a yes/no target's answer; None for the others
     missing: Sequence[str]
     inputs: Sequence[float]  # in the order of PredictionLog.features (a list or an array row)
+    predicted_class: str | None = None  # a multiclass target's answer
+
+
+def records_of(
+    ids: Sequence[str],
+    predicted_at: float,
+    events: Sequence[datetime],
+    version: str,
+    row_ids: Sequence[str | None],
+    answers: Answers,
+    missing: Sequence[Sequence[str]],
+    inputs: Iterable[Sequence[float]],
+) -> Iterator[Record]:
+    """One record per answer (a batch answered by one model version at one moment)."""
+    none: list[None] = [None] * len(answers.score)
+    decisions = none if answers.decision is None else answers.decision
+    labels = none if answers.label is None else answers.label
+    for prediction_id, event, row_id, score, decision, label, absent, vector in zip(
+        ids, events, row_ids, answers.score, decisions, labels, missing, inputs, strict=True
+    ):
+        yield Record(
+            prediction_id,
+            predicted_at,
+            event,
+            version,
+            row_id,
+            score,
+            decision,
+            absent,
+            vector,
+            label,
+        )
 
 
 @dataclass
@@ -186,6 +221,7 @@ def to_table(records: Sequence[Record], features: Sequence[str], source: str) ->
         ROW_ID: pa.array([r.row_id for r in records], pa.string()),
         SCORE: pa.array([r.score for r in records], pa.float64()),
         DECISION: pa.array([r.decision for r in records], pa.bool_()),
+        PREDICTED_CLASS: pa.array([r.predicted_class for r in records], pa.string()),
         MISSING: pa.array([list(r.missing) for r in records], pa.list_(pa.string())),
         SOURCE: pa.array([source] * len(records), pa.string()),
     }

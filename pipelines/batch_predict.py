@@ -14,7 +14,9 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -22,8 +24,9 @@ from pyspark.sql import functions as F
 from configs import Settings
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
+from models.answers import Answers, fields
 from models.tracking import CHAMPION, Tracker
-from monitoring.prediction_log import BATCH_SOURCE, PredictionLog, Record, new_prediction_id
+from monitoring.prediction_log import BATCH_SOURCE, PredictionLog, new_prediction_id, records_of
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
@@ -79,10 +82,9 @@ def run(ctx: StageContext) -> StageResult:
         frame = offline_frame(feature_store(settings), settings, rows)
     except InputsError as err:
         raise StageFailed(str(err)) from err
-    model = tracker.load_model(champion)
+    model, answering = tracker.load_answering_model(champion)
     inputs = model.features
-    threshold = float(tracker.run_params(champion.run_id)["threshold"])
-    scores = model.probabilities(frame)
+    answers = answering.answer(model.predict(frame))
     scored_at = datetime.now(UTC).replace(microsecond=0)
     keys = [key for key in usecase.join_keys if key in frame.columns]
     output = pd.DataFrame(
@@ -90,9 +92,8 @@ def run(ctx: StageContext) -> StageResult:
             row_id: frame[row_id],
             **{key: frame[key] for key in keys},
             EVENT_TIMESTAMP: frame[EVENT_TIMESTAMP],
-            outcome.score_field: scores,
-            outcome.decision_field: scores >= threshold,
-            "threshold": threshold,
+            **answer_columns(answers, usecase),
+            **answering.shown,
             "model_version": champion.version,
             "scored_at": scored_at,
             "date": pd.to_datetime(frame[usecase.examples.split_column]).dt.strftime("%Y-%m-%d"),
@@ -102,70 +103,100 @@ def run(ctx: StageContext) -> StageResult:
     temp = fs.join(fs.parent(target), f"_tmp-{uuid.uuid4().hex[:8]}")
     spark.createDataFrame(output).coalesce(1).write.partitionBy("date").parquet(temp)
     missing = frame[inputs].isna().sum()
-    flagged = int(output[outcome.decision_field].sum())
+    in_short, in_words = summary_of(answers, usecase)
     summary = {
         "period": period,
         "rows": len(output),
-        "flagged": flagged,
-        f"mean_{outcome.score_field}": float(output[outcome.score_field].mean()),
+        **in_short,
         "model": settings.names.registered_model,
         "model_version": champion.version,
         "run_id": champion.run_id,
-        "threshold": threshold,
+        **answering.shown,
         "missing_features": {name: int(count) for name, count in missing.items() if count},
         "scored_at": scored_at.isoformat(),
     }
     fs.write_text(fs.join(temp, SUMMARY), json.dumps(summary, indent=2))
     layout.publish(temp, target, commit_last=SUMMARY)
-    logged = log_predictions(settings, frame, inputs, scores, threshold, champion.version, row_id)
+    logged = log_predictions(settings, frame, inputs, answers, champion.version, row_id)
     result.rows_in = len(rows)
     result.rows_out = len(output)
     result.notes.append(
         f"{period}: {len(output):,} {outcome.items} scored with version {champion.version}; "
-        f"{flagged:,} flagged {outcome.positive} ({flagged / len(output):.0%})"
+        + in_words
     )
     result.outputs["predictions"] = target
     result.outputs["prediction log"] = f"{logged:,} records in {settings.paths.prediction_log}"
     return result
 
 
+def answer_columns(answers: Answers, usecase: UseCase) -> dict[str, Any]:
+    """The answers as columns of the scores table, under the use case's names: binary, the
+    probability and the decision; multiclass, the class and one probability column per class
+    (`<score_field>_<class>`); regression, the value and its interval's bounds."""
+    outcome = usecase.outcome
+    if answers.probabilities is not None:
+        return {
+            outcome.decision_field: answers.label,
+            **{
+                f"{outcome.score_field}_{name}": [row[name] for row in answers.probabilities]
+                for name in usecase.target.classes
+            },
+        }
+    rows = fields(answers, outcome.score_field, outcome.decision_field)
+    return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+
+
+def summary_of(answers: Answers, usecase: UseCase) -> tuple[dict[str, Any], str]:
+    """What the answers add up to: figures for the summary file, and a line for people."""
+    outcome, count = usecase.outcome, len(answers.score)
+    if answers.decision is not None:
+        flagged = sum(answers.decision)
+        return (
+            {"flagged": flagged, f"mean_{outcome.score_field}": float(np.mean(answers.score))},
+            f"{flagged:,} flagged {outcome.positive} ({flagged / count:.0%})",
+        )
+    if answers.label is not None:
+        mix = pd.Series(answers.label).value_counts()
+        return (
+            {"classes": {str(name): int(n) for name, n in mix.items()}},
+            "answered " + ", ".join(f"{name} {n / count:.0%}" for name, n in mix.items()),
+        )
+    mean = float(np.mean(answers.score))
+    return (
+        {f"mean_{outcome.score_field}": mean},
+        f"on average {mean:.1f} {usecase.target.unit} predicted",
+    )
+
+
 def log_predictions(
     settings: Settings,
     frame: pd.DataFrame,
     inputs: list[str],
-    scores: object,
-    threshold: float,
+    answers: Answers,
     version: str,
     row_id: str,
 ) -> int:
-    """Record each score in the prediction log, as the service does for what it answers."""
+    """Record each answer in the prediction log, as the service does for what it answers."""
     if not settings.monitoring.prediction_log.enabled:
         return 0
     values = frame[inputs].to_numpy(dtype="float64")
     absent = pd.isna(values)
-    now = datetime.now(UTC).timestamp()
     events = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).dt.to_pydatetime()
-    records = [
-        Record(
-            new_prediction_id(),
-            now,
-            event,
+    records = list(
+        records_of(
+            [new_prediction_id() for _ in range(len(frame))],
+            datetime.now(UTC).timestamp(),
+            list(events),
             version,
-            str(identifier),
-            float(score),
-            bool(score >= threshold),
-            [name for name, gone in zip(inputs, line_absent, strict=True) if gone],
-            line,
-        )
-        for identifier, event, score, line, line_absent in zip(
-            frame[row_id],
-            events,
-            scores,
+            [str(identifier) for identifier in frame[row_id]],
+            answers,
+            [
+                [name for name, gone in zip(inputs, line_absent, strict=True) if gone]
+                for line_absent in absent
+            ],
             values,
-            absent,
-            strict=True,  # type: ignore[call-overload]
         )
-    ]
+    )
     log = PredictionLog(
         settings.paths.prediction_log, inputs, source=BATCH_SOURCE, capacity=len(records) or 1
     )

@@ -26,6 +26,7 @@ from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
 from models import evaluation
+from models.answers import Answering, interval_halfwidth
 from models.tracking import Tracker, TrackingUnavailable, tracking_errors
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
@@ -114,18 +115,26 @@ class Fitted:
     model: models.Model
     split: Split
     features: list[str]
-    # The decision threshold (binary targets; None for the others).
-    threshold: float | None
+    # How its predictions become answers: the threshold (binary), the class names
+    # (multiclass) or the prediction interval (regression), fixed on the validation rows.
+    answering: Answering
     validation_metrics: dict[str, float]
     test_metrics: dict[str, float]
+    # `Model.predict` on the test rows: a score or value per row, or a row of class probabilities.
     test_scores: np.ndarray
     importance: pd.Series
 
+    @property
+    def threshold(self) -> float | None:
+        """The decision threshold (binary targets; None for the others)."""
+        return self.answering.threshold
+
 
 def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingConfig) -> Fitted:
-    """Split the labelled rows by date, fit on the first part, pick the threshold on the
-    second (a binary target), measure on the third by the task's metrics. Pure: no tracking
-    server, no Spark, no feature store."""
+    """Split the labelled rows by date, fit on the first part, fix how predictions become
+    answers on the second (a binary target's threshold, a regression's prediction interval),
+    measure on the third by the task's metrics. Pure: no tracking server, no Spark, no
+    feature store."""
     leaked = leaked_inputs(usecase)
     if leaked:
         raise StageFailed(
@@ -138,20 +147,15 @@ def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingCo
     model = fit(data, training)
     task = evaluation.task(usecase.target.kind)
     validation_scores = model.predict(split.validation)
-    threshold = None
-    if task is evaluation.BINARY_CLASSIFICATION:
-        threshold = float(
-            evaluation.best_f1_threshold(data.validation_labels, validation_scores)
-            if training.threshold == "best_f1"
-            else training.threshold
-        )
+    answering = answering_of(usecase, training, data.validation_labels, validation_scores)
+    threshold = answering.threshold
     test_scores = model.predict(split.test)
     test_labels = split.test[examples.label].to_numpy()
     return Fitted(
         model=model,
         split=split,
         features=features,
-        threshold=threshold,
+        answering=answering,
         validation_metrics=task.evaluate(data.validation_labels, validation_scores, threshold),
         test_metrics=task.evaluate(test_labels, test_scores, threshold),
         test_scores=test_scores,
@@ -159,14 +163,36 @@ def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingCo
     )
 
 
+def answering_of(
+    usecase: UseCase, training: TrainingConfig, labels: np.ndarray, predictions: np.ndarray
+) -> Answering:
+    """How the model's predictions become answers, fixed on the validation rows."""
+    target = usecase.target
+    if target.kind == models.BINARY:
+        threshold = (
+            evaluation.best_f1_threshold(labels, predictions)
+            if training.threshold == "best_f1"
+            else training.threshold
+        )
+        return Answering(models.BINARY, threshold=float(threshold))
+    if target.kind == models.MULTICLASS:
+        return Answering(models.MULTICLASS, classes=target.classes)
+    coverage = training.interval_coverage
+    return Answering(
+        models.REGRESSION,
+        interval=interval_halfwidth(labels, predictions, coverage),
+        coverage=coverage,
+    )
+
+
 def plot_all(
     folder: Path, labels: np.ndarray, scores: np.ndarray, importance: pd.Series, usecase: UseCase
 ) -> list[Path]:
+    """The test set's charts for the task, and what drives the model (named in plain words)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.calibration import calibration_curve
 
     paths = []
 
@@ -176,6 +202,28 @@ def plot_all(
         plt.savefig(path, dpi=110)
         plt.close()
         paths.append(path)
+
+    kind = usecase.target.kind
+    if kind == models.BINARY:
+        _binary_plots(labels, scores, usecase, plt, save)
+    elif kind == models.MULTICLASS:
+        _multiclass_plots(labels, scores, usecase, plt, save)
+    else:
+        _regression_plots(labels, scores, usecase, plt, save)
+
+    top = importance.sort_values().tail(15)
+    plt.figure(figsize=(7, 5))
+    plt.barh([usecase.describe(name) for name in top.index], top.values)
+    plt.xlabel("share of what the model relies on")
+    plt.title("What drives the prediction")
+    save("feature_importance")
+    return paths
+
+
+def _binary_plots(
+    labels: np.ndarray, scores: np.ndarray, usecase: UseCase, plt: Any, save: Any
+) -> None:
+    from sklearn.calibration import calibration_curve
 
     fpr, tpr, _ = skm.roc_curve(labels, scores)
     plt.figure(figsize=(5, 4))
@@ -210,13 +258,50 @@ def plot_all(
     plt.legend()
     save("calibration")
 
-    top = importance.sort_values().tail(15)
+
+def _multiclass_plots(
+    labels: np.ndarray, probabilities: np.ndarray, usecase: UseCase, plt: Any, save: Any
+) -> None:
+    classes = list(usecase.target.classes)
+    shown = skm.confusion_matrix(
+        labels, probabilities.argmax(axis=1), labels=list(range(len(classes)))
+    )
     plt.figure(figsize=(6, 5))
-    plt.barh(top.index, top.values)
-    plt.xlabel("share of the model's gain")
-    plt.title("What drives the prediction")
-    save("feature_importance")
-    return paths
+    plt.imshow(shown, cmap="Blues")
+    for (row, column), count in np.ndenumerate(shown):
+        plt.text(column, row, str(count), ha="center", va="center")
+    plt.xticks(range(len(classes)), classes, rotation=30)
+    plt.yticks(range(len(classes)), classes)
+    plt.xlabel("predicted")
+    plt.ylabel("what happened")
+    plt.title(f"Predicted and actual {usecase.outcome.items} (test)")
+    save("confusion")
+
+
+def _regression_plots(
+    values: np.ndarray, predictions: np.ndarray, usecase: UseCase, plt: Any, save: Any
+) -> None:
+    unit = usecase.target.unit
+    low, high = (
+        float(min(values.min(), predictions.min())),
+        float(max(values.max(), predictions.max())),
+    )
+    plt.figure(figsize=(5, 5))
+    plt.scatter(values, predictions, s=6, alpha=0.5)
+    plt.plot([low, high], [low, high], "--", color="grey", label="perfect")
+    plt.xlabel(f"what happened ({unit})")
+    plt.ylabel(f"predicted ({unit})")
+    plt.title("Predicted and actual (test)")
+    plt.legend()
+    save("predicted_actual")
+
+    plt.figure(figsize=(5, 4))
+    plt.hist(predictions - values, bins=40)
+    plt.axvline(0, ls="--", color="grey")
+    plt.xlabel(f"error: predicted minus actual ({unit})")
+    plt.ylabel(f"{usecase.outcome.items}")
+    plt.title("How far off the predictions are (test)")
+    save("errors")
 
 
 def lineage(
@@ -319,15 +404,51 @@ REFERENCE_SET = "reference_set.parquet"
 REFERENCE_ARTIFACT = f"evaluation/{REFERENCE_SET}"
 
 
+# Columns of the reference set besides the inputs: the answer's score, and the likeliest class
+# (multiclass): what the monitor compares the prediction log's with.
+REFERENCE_SCORE, REFERENCE_CLASS = "score", "predicted_class"
+
+
 def reference_set(
-    train: pd.DataFrame, model: models.Model, features: list[str], settings: Settings
+    train: pd.DataFrame,
+    model: models.Model,
+    answering: Answering,
+    features: list[str],
+    settings: Settings,
 ) -> pd.DataFrame:
-    """A seeded sample of the training rows: the model's inputs and its score on each."""
+    """A seeded sample of the training rows: the model's inputs and its answer on each."""
     rows = settings.monitoring.reference_rows
     sample = (
         train.sample(n=rows, random_state=settings.training.seed) if len(train) > rows else train
     )
-    return sample[features].assign(score=model.probabilities(sample)).reset_index(drop=True)
+    answers = answering.answer(model.predict(sample))
+    reference = sample[features].assign(**{REFERENCE_SCORE: answers.score})
+    if answers.label is not None:
+        reference[REFERENCE_CLASS] = answers.label
+    return reference.reset_index(drop=True)
+
+
+def scored_test_set(fitted: Fitted, usecase: UseCase) -> pd.DataFrame:
+    """The test rows with their inputs, label and the model's answer: the score (and, for a
+    multiclass target, the likeliest class and a probability column per class)."""
+    examples = usecase.examples
+    columns = [examples.row_id, examples.split_column, *fitted.features, examples.label]
+    answers = fitted.answering.answer(fitted.test_scores)
+    scored = fitted.split.test[columns].assign(score=answers.score)
+    if answers.label is not None:
+        scored[REFERENCE_CLASS] = answers.label
+        for index, name in enumerate(fitted.answering.classes):
+            scored[f"probability__{name}"] = fitted.test_scores[:, index]
+    return scored
+
+
+def _answering_params(answering: Answering, training: TrainingConfig) -> dict[str, Any]:
+    """How the run's predictions become answers, as MLflow params (only what the task has)."""
+    if answering.task == models.BINARY:
+        return {"threshold": answering.threshold, "threshold_rule": str(training.threshold)}
+    if answering.task == models.REGRESSION:
+        return {"interval": answering.interval, "interval_coverage": answering.coverage}
+    return {"classes": ",".join(answering.classes)}
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -352,13 +473,8 @@ def run(ctx: StageContext) -> StageResult:
         f"{family}: {fitted.model.summary()}"
         + ("" if fitted.threshold is None else f"; threshold {fitted.threshold:.3f}")
     )
-    result.notes.append(
-        "test: "
-        + ", ".join(
-            f"{k} {fitted.test_metrics[k]:.3f}"
-            for k in ("roc_auc", "pr_auc", "brier", "precision", "recall")
-        )
-    )
+    headline = evaluation.task(usecase.target.kind).headline
+    result.notes.append("test: " + ", ".join(f"{k} {fitted.test_metrics[k]:.3f}" for k in headline))
     result.outputs |= {
         "mlflow run": run_id,
         "model": f"{settings.names.registered_model} version {version}",
@@ -374,7 +490,7 @@ def record(
     artifacts, plots and the model, then the registered version. Returns (run id, version)."""
     settings, usecase = ctx.settings, ctx.usecase
     examples = usecase.examples
-    label, row_id, split_column = examples.label, examples.row_id, examples.split_column
+    label, split_column = examples.label, examples.split_column
     model, split, features = fitted.model, fitted.split, fitted.features
     tracker = Tracker(settings)
     lineage_record = lineage(settings, layout, frame, usecase)
@@ -389,8 +505,7 @@ def record(
                 params={
                     "model_family": settings.training.model.family,
                     **{f"model.{k}": v for k, v in model.params().items()},
-                    "threshold": fitted.threshold,
-                    "threshold_rule": str(settings.training.threshold),
+                    **_answering_params(fitted.answering, settings.training),
                     **{f"usecase.{k}": v for k, v in _flat(settings.params).items()},
                     "usecase": usecase.name,
                     "split.validation_start": settings.training.split.validation_start,
@@ -418,11 +533,8 @@ def record(
             (folder / "feature_importance.json").write_text(
                 fitted.importance.sort_values(ascending=False).to_json(indent=2)
             )
-            test_set = split.test[[row_id, split_column, *features, label]].assign(
-                score=fitted.test_scores
-            )
-            test_set.to_parquet(folder / "test_set.parquet", index=False)
-            reference_set(split.train, model, features, settings).to_parquet(
+            scored_test_set(fitted, usecase).to_parquet(folder / "test_set.parquet", index=False)
+            reference_set(split.train, model, fitted.answering, features, settings).to_parquet(
                 folder / REFERENCE_SET, index=False
             )
             run.log_files(
@@ -445,7 +557,7 @@ def record(
                 model,
                 split.test[features],
                 fitted.test_scores,
-                {"threshold": fitted.threshold, "feature_service": service},
+                {**fitted.answering.metadata(), "feature_service": service},
             )
             # Registered last, with its tags in the same call: a version exists complete or not
             # at all, and only once every artifact of its run is stored.

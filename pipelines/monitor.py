@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from configs import Settings, handoff
+from models import MULTICLASS, evaluation
 from models.tracking import Tracker
 from monitoring import decisions as recorded
 from monitoring import prediction_log as pl
@@ -38,7 +39,7 @@ from monitoring.monitor import (
 )
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
-from pipelines.fit import REFERENCE_ARTIFACT, REFERENCE_SET
+from pipelines.fit import REFERENCE_ARTIFACT, REFERENCE_CLASS, REFERENCE_SET
 from pipelines.results import StageFailed, StageResult
 from storage import files as fs
 
@@ -64,7 +65,12 @@ def run(ctx: StageContext) -> StageResult:
         return result
     reference = _reference(tracker, champion.run_id)
     ignored = set(settings.monitoring.drift.ignore)
-    features = [c for c in reference.columns if c != SCORE and c not in ignored]
+    task = evaluation.task(usecase.target.kind)
+    # The answer's drift: the predicted value or score, or a multiclass model's class mix.
+    answer = REFERENCE_CLASS if task.kind == MULTICLASS else SCORE
+    features = [
+        c for c in reference.columns if c not in (SCORE, REFERENCE_CLASS) and c not in ignored
+    ]
     # Drift is judged on what clients were answered with; the challenger's shadow scores are
     # measured beside them (live metrics), never mixed into the window.
     shadowed = logged[logged[pl.SOURCE] == pl.SHADOW_SOURCE]
@@ -78,25 +84,33 @@ def run(ctx: StageContext) -> StageResult:
         rows=len(window),
         champion_version=champion.version,
     )
+    answered_with = pl.PREDICTED_CLASS if answer == REFERENCE_CLASS else pl.SCORE
     current = pd.DataFrame(
-        {name: window[pl.input_column(name)] for name in features} | {SCORE: window[pl.SCORE]}
+        {name: window[pl.input_column(name)] for name in features} | {answer: window[answered_with]}
     )
     snapshot = None
     if len(window) >= settings.monitoring.drift.min_rows:
         drift, snapshot = drift_report(
-            reference, current, [*features, SCORE], settings.monitoring.drift
+            reference,
+            current,
+            [*features, answer],
+            settings.monitoring.drift,
+            categorical=[REFERENCE_CLASS],
         )
-        verdict.drift = [d for d in drift if d.column != SCORE]
-        verdict.score_drift = next((d for d in drift if d.column == SCORE), None)
+        verdict.drift = [d for d in drift if d.column != answer]
+        verdict.score_drift = next((d for d in drift if d.column == answer), None)
     outcomes = _outcomes(settings, ctx)
     if outcomes is not None:
         answered = window[window[pl.ROW_ID].notna()].rename(columns={pl.ROW_ID: "row_id"})
-        verdict.live = live_metrics(answered, outcomes, usecase.examples.label)
+        label, classes = usecase.examples.label, usecase.target.classes
+        verdict.live = live_metrics(answered, outcomes, label, task.kind, classes)
         if not shadowed.empty:
             verdict.shadow = live_metrics(
                 paired(window, shadowed).rename(columns={pl.ROW_ID: "row_id"}),
                 outcomes,
-                usecase.examples.label,
+                label,
+                task.kind,
+                classes,
             )
     last_example = tracker.client.get_run(champion.run_id).data.tags.get("last_example_date")
     if last_example:
@@ -106,6 +120,7 @@ def run(ctx: StageContext) -> StageResult:
         settings.monitoring.retrain,
         settings.monitoring.drift,
         settings.promotion.primary_metric,
+        lower_is_better=settings.promotion.primary_metric in task.lower_is_better,
     )
     report = _write_report(settings, verdict, snapshot)
     _log_to_mlflow(tracker, settings, verdict, report)

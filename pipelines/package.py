@@ -18,6 +18,7 @@ import yaml
 
 import models
 from configs import Settings, handoff
+from models.answers import Answering
 from models.tracking import CHALLENGER, Tracker
 from pipelines.context import StageContext
 from pipelines.results import StageResult
@@ -85,7 +86,7 @@ def import_version(settings: Settings, tracker: Tracker, version: Any) -> Any:
             model_uri=str(local),
             labels={handoff.VERSION_LABEL: version.version, handoff.RUN_LABEL: version.run_id},
             metadata={
-                handoff.THRESHOLD_KEY: metadata["threshold"],
+                **Answering.from_metadata(metadata).metadata(),
                 handoff.FEATURES_KEY: metadata[models.FEATURES_KEY],
                 handoff.FAMILY_KEY: metadata[models.FAMILY_KEY],
                 handoff.FEATURE_SERVICE_LABEL: metadata["feature_service"],

@@ -30,13 +30,14 @@ from features.definitions import service_name
 from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
 from features.store import feature_store
+from models.answers import Answering, Answers, fields
 from monitoring.prediction_log import (
     SERVICE_SOURCE,
     SHADOW_ID_SUFFIX,
     SHADOW_SOURCE,
     PredictionLog,
-    Record,
     new_prediction_id,
+    records_of,
 )
 from serving.gauges import GAUGES, MonitorGauges
 from serving.guard import ApiKeys, JsonBodiesOnly, ShedLoad, api_keys
@@ -154,9 +155,9 @@ def load_model(tag: str, path: str, features: list[str], digest: str | None) -> 
     return model
 
 
-def served_model(tag: str) -> tuple[Any, str, list[str], float, Any]:
+def served_model(tag: str) -> tuple[Any, str, list[str], Answering, Any]:
     """BentoML model `tag` loaded and checked: (its store entry, its MLflow version, the
-    inputs it takes, its decision threshold, the model)."""
+    inputs it takes, how its predictions become answers, the model)."""
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
@@ -173,7 +174,7 @@ def served_model(tag: str) -> tuple[Any, str, list[str], float, Any]:
         features,
         str(metadata[MODEL_DIGEST]) if MODEL_DIGEST in metadata else None,  # type: ignore[operator]
     )
-    return stored, version, features, float(str(metadata[handoff.THRESHOLD_KEY])), model
+    return stored, version, features, Answering.from_metadata(metadata), model  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class Shadow:
 
     version: str
     features: list[str]
-    threshold: float
+    answering: Answering
     model: Any
     inputs: OnlineInputs | None
     log: PredictionLog | None
@@ -250,10 +251,11 @@ class PredictionService:
             raise RuntimeError(
                 f"{MODEL_TAG_ENV} is not set: serve a Bento built by `python -m pipelines package`"
             )
-        stored, self.model_version, self.features, self.threshold, self.model = served_model(tag)
+        stored, self.model_version, self.features, self.answering, self.model = served_model(tag)
         use_json_logs(self.model_version)
         self.score_field = self.usecase.outcome.score_field
         self.decision_field = self.usecase.outcome.decision_field
+        self.answered_with = self.answering.shown
         self.store = feature_store(self.settings, online_only=True)
         self.service = self.store.get_feature_service(service_name(self.settings))
         self.materialized = False  # see `unmaterialized`
@@ -302,7 +304,7 @@ class PredictionService:
         or None. Its inputs come from the same online read when it takes the champion's."""
         if not tag:
             return None
-        _, version, features, threshold, model = served_model(tag)
+        _, version, features, answering, model = served_model(tag)
         log_ = self._prediction_log(features, SHADOW_SOURCE)
         same = features == self.features
         inputs = (
@@ -313,7 +315,7 @@ class PredictionService:
             )
         )
         log.info("scoring model version %s in shadow", version)
-        return Shadow(version, features, threshold, model, inputs, log_)
+        return Shadow(version, features, answering, model, inputs, log_)
 
     @bentoml.on_shutdown
     def close_prediction_log(self) -> None:
@@ -399,24 +401,25 @@ class PredictionService:
             raise bentoml.exceptions.ServiceUnavailable(
                 "the online feature store is not answering; retry later"
             ) from None
-        scores = self.model.probabilities(inputs).tolist()
-        threshold, version = self.threshold, self.model_version
-        score_field, decision_field = self.score_field, self.decision_field
-        ids = [new_prediction_id() for _ in scores]
+        answers = self.answering.answer(self.model.predict(inputs))
+        version, answered_with = self.model_version, self.answered_with
+        ids = [new_prediction_id() for _ in answers.score]
         # Built from values of the types the response declares (Python floats, bools, str):
         # validating them again would only cost time on every request.
         predictions = [
             Prediction.model_construct(
-                **{score_field: score, decision_field: score >= threshold},
-                threshold=threshold,
+                **answer,
+                **answered_with,
                 model_version=version,
                 missing_features=absent,
                 prediction_id=prediction_id,
             )
-            for score, absent, prediction_id in zip(scores, missing, ids, strict=True)
+            for answer, absent, prediction_id in zip(
+                fields(answers, self.score_field, self.decision_field), missing, ids, strict=True
+            )
         ]
         if self.prediction_log is not None:
-            self._log(self.prediction_log, ids, rows, inputs, scores, missing)
+            self._log(self.prediction_log, ids, rows, inputs, answers, missing)
         if self.shadow is not None:
             self._score_in_shadow(self.shadow, ids, rows, inputs, missing)
         defaulted = sum(1 for absent in missing if absent)
@@ -427,7 +430,7 @@ class PredictionService:
             len(predictions),
             extra={
                 "items": len(predictions),
-                "flagged": sum(1 for score in scores if score >= threshold),
+                "flagged": sum(answers.decision or ()),
                 "defaulted_items": defaulted,
             },
         )
@@ -446,18 +449,11 @@ class PredictionService:
         try:
             if shadow.inputs is not None:
                 inputs, missing = shadow.inputs(rows)
-            scores = shadow.model.probabilities(inputs).tolist()
+            answers = shadow.answering.answer(shadow.model.predict(inputs))
             if shadow.log is not None:
                 shadow_ids = [f"{prediction_id}{SHADOW_ID_SUFFIX}" for prediction_id in ids]
                 self._log(
-                    shadow.log,
-                    shadow_ids,
-                    rows,
-                    inputs,
-                    scores,
-                    missing,
-                    version=shadow.version,
-                    threshold=shadow.threshold,
+                    shadow.log, shadow_ids, rows, inputs, answers, missing, version=shadow.version
                 )
         except Exception:  # the challenger must never cost a client its answer
             SHADOW_FAILURES.inc()
@@ -469,30 +465,23 @@ class PredictionService:
         ids: list[str],
         rows: list[dict[str, Any]],
         inputs: Any,  # the model's input matrix: one row per prediction
-        scores: list[float],
+        answers: Answers,
         missing: list[list[str]],
         version: str | None = None,
-        threshold: float | None = None,
     ) -> None:
         """Hand predictions to a prediction log (a buffer: never waits on a write); the
-        champion's version and threshold unless told otherwise."""
-        now, row_id = time.time(), self.row_id
-        version = self.model_version if version is None else version
-        threshold = self.threshold if threshold is None else threshold
+        champion's version unless told otherwise."""
+        row_id = self.row_id
         prediction_log.record(
-            Record(
-                prediction_id,
-                now,
-                entity[EVENT_TIMESTAMP],
-                version,
-                None if entity.get(row_id) is None else str(entity[row_id]),
-                score,
-                score >= threshold,
-                absent,
-                vector,
-            )
-            for prediction_id, entity, vector, score, absent in zip(
-                ids, rows, inputs, scores, missing, strict=True
+            records_of(
+                ids,
+                time.time(),
+                [entity[EVENT_TIMESTAMP] for entity in rows],
+                self.model_version if version is None else version,
+                [None if entity.get(row_id) is None else str(entity[row_id]) for entity in rows],
+                answers,
+                missing,
+                inputs,
             )
         )
 

@@ -206,18 +206,25 @@ class Target:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a prediction reads, in the response and in the report."""
+    """How a prediction reads, in the response and in the report.
 
-    # Response fields: the score and the decision at the threshold.
+    The response's fields, by the target's kind: binary, `score_field` (the probability) and
+    `decision_field` (yes or no at the threshold); multiclass, `decision_field` (the likeliest
+    class) and `score_field` (each class's probability); regression, `score_field` (the value)
+    with `<score_field>_low` and `<score_field>_high` (its prediction interval), and no
+    `decision_field`.
+    """
+
     score_field: str
-    decision_field: str
-    # The report's words: "Will this flight arrive late?", "flights", "late".
+    # The report's words: "Will this flight arrive late?", "flights" ...
     question: str
     items: str
-    positive: str
     # A paragraph saying what is predicted from what, for people who are not engineers;
     # `{name}` is filled from the use case's params.
     explanation: str
+    decision_field: str = ""
+    # ... and what a positive answer is called ("late"): binary targets only.
+    positive: str = ""
 
 
 class NoParams(BaseModel):

@@ -319,13 +319,8 @@ def _monitoring(settings: Settings, usecase: UseCase, files: _Files) -> Iterator
         yield Problem(files.config, "replay.shift.expect", f"{shift.expect!r} is not a model input")
 
 
-# The stages that answer every kind of target so far (fit, the gate, the model families take
-# all three; the service, the report, batch scoring and the monitor answer binary ones).
-SERVED_TARGETS = ("binary",)
-
-
 def _target(usecase: UseCase, files: _Files) -> Iterator[Problem]:
-    target = usecase.target
+    target, outcome = usecase.target, usecase.outcome
     if target.kind not in TASKS:
         yield Problem(files.code, "target.kind", f"{target.kind!r}: one of {', '.join(TASKS)}")
         return
@@ -335,12 +330,28 @@ def _target(usecase: UseCase, files: _Files) -> Iterator[Problem]:
         yield Problem(files.code, "target.classes", "only a multiclass target has classes")
     if target.kind == "regression" and not target.unit:
         yield Problem(files.code, "target.unit", "a regression target says its unit")
-    if target.kind not in SERVED_TARGETS:
+    # The response's fields follow the target (contract.Outcome).
+    if target.kind == "regression" and outcome.decision_field:
         yield Problem(
             files.code,
-            "target.kind",
-            f"{target.kind}: the service, the report, batch scoring and the monitor answer "
-            f"{', '.join(SERVED_TARGETS)} targets only so far",
+            "outcome.decision_field",
+            "a regression answers a value, with no decision: leave decision_field out",
+        )
+    if target.kind != "regression" and not outcome.decision_field:
+        yield Problem(
+            files.code,
+            "outcome.decision_field",
+            f"a {target.kind} target answers a decision: name its response field",
+        )
+    if target.kind == "binary" and not outcome.positive:
+        yield Problem(
+            files.code, "outcome.positive", 'a yes/no target names its positive answer ("late")'
+        )
+    if target.kind != "binary" and outcome.positive:
+        yield Problem(files.code, "outcome.positive", "only a yes/no target has a positive answer")
+    if outcome.score_field and outcome.score_field == outcome.decision_field:
+        yield Problem(
+            files.code, "outcome.decision_field", "the score and the decision need two names"
         )
 
 

@@ -110,5 +110,9 @@ def test_a_target_is_checked_when_the_use_case_loads() -> None:
     assert any(
         "promotion.primary_metric: 'roc_auc' is not a metric of regression" in p for p in problems
     )
-    # until the service, the report and the monitor answer it, a non-binary target is refused
-    assert any("target.kind: regression: the service" in p for p in problems)
+    # the response follows the target: a regression has no decision, a class target names one
+    assert (
+        f"{code}: outcome.decision_field: a regression answers a value, with no decision: leave "
+        "decision_field out" in problems
+    )
+    assert f"{code}: outcome.positive: only a yes/no target has a positive answer" in problems
