@@ -113,9 +113,9 @@ test-infra: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run the infra tests only
 test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-new-usecase: $(STAMP) ## Create usecases/$(NAME)/, a working use case on example data to make your own
-	@if [ -z "$(NAME)" ]; then echo "usage: make new-usecase NAME=<name>"; exit 2; fi
-	$(BIN)/python -m usecases.scaffold $(NAME)
+new-usecase: $(STAMP) ## Create usecases/$(NAME)/ (TASK=binary|multiclass|regression), a working use case on example data to make your own
+	@if [ -z "$(NAME)" ]; then echo "usage: make new-usecase NAME=<name> [TASK=binary|multiclass|regression]"; exit 2; fi
+	$(BIN)/python -m usecases.scaffold $(NAME) --task $(or $(TASK),binary)
 
 test-usecase: check-usecase ## Check one use case and run its own tests (USECASE=<name>; seconds)
 	$(BIN)/python -m pytest usecases/$(USECASE) $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
-"""`make new-usecase`: the generated use case passes its own tests, and the platform trains,
-promotes and packages it with no change to any generic module."""
+"""`make new-usecase`: the generated use case, of each kind of target, passes its own tests,
+and the platform trains, promotes and packages it with no change to any generic module."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ from usecases import scaffold
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def new_usecase() -> Iterator[str]:
-    """A use case created as `make new-usecase` creates it, removed afterwards."""
+@pytest.fixture(params=sorted(scaffold.TASKS))
+def new_usecase(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A use case of each task created as `make new-usecase TASK=<task>` creates it, removed
+    afterwards."""
     name = f"scaffolded_{uuid.uuid4().hex[:6]}"
-    target = scaffold.create(name)
+    target = scaffold.create(name, task=request.param)
     try:
         yield name
     finally:
@@ -54,9 +55,13 @@ def test_a_new_usecase_trains_promotes_and_packages(
     results = run_chain(settings, CHAIN, spark=spark)
     assert all(r.ok for r in results), problems(results)
     assert [r.stage for r in results] == list(CHAIN)
-    champion = Tracker(settings).alias(CHAMPION)
+    tracker = Tracker(settings)
+    champion = tracker.alias(CHAMPION)
     assert champion is not None and champion.version == "1"
     assert settings.names.registered_model == new_usecase
+    # judged by its own task's metrics
+    primary = settings.promotion.primary_metric
+    assert f"test_{primary}" in tracker.run_metrics(champion.run_id)
 
 
 def test_a_bad_name_is_refused_with_the_rule(tmp_path: Path) -> None:
@@ -65,3 +70,5 @@ def test_a_bad_name_is_refused_with_the_rule(tmp_path: Path) -> None:
     scaffold.create("fine_name", root=tmp_path)
     with pytest.raises(scaffold.ScaffoldError, match="exists already"):
         scaffold.create("fine_name", root=tmp_path)
+    with pytest.raises(scaffold.ScaffoldError, match="one of binary, multiclass, regression"):
+        scaffold.create("other_name", root=tmp_path, task="ranking")
