@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import urllib.error
@@ -60,9 +61,12 @@ def smoke(
     poll_s: float = 5,
     timeout_s: float = 10,
     api_key: str = "",
+    task: str = "binary",
 ) -> dict[str, Any]:
     """Wait for `/readyz`, POST `body` to `/predict` (with `api_key` when the service asks for
-    one); the answer, or SmokeFailed."""
+    one); the answer, or SmokeFailed. Each item's `score_field` must hold what the `task`
+    answers: a probability (binary), a probability per class summing to 1 (multiclass), a
+    finite number (regression)."""
     base = base_url.rstrip("/")
     deadline = time.monotonic() + ready_within_s
     while True:
@@ -81,15 +85,28 @@ def smoke(
     try:
         answer = json.loads(text)
         predictions = answer["predictions"]
-        scores = [float(p[score_field]) for p in predictions]
+        scores = [p[score_field] for p in predictions]
     except (ValueError, KeyError, TypeError) as err:
         raise SmokeFailed(
             f"{base}/predict answered 200 without scores ({err}): {text[:500]}"
         ) from None
     expected = len(next(iter(body.values())))
-    if len(scores) != expected or not all(0.0 <= s <= 1.0 for s in scores):
+    if len(scores) != expected or not all(_answers(task, score) for score in scores):
         raise SmokeFailed(f"{base}/predict answered {scores} for {expected} item(s)")
     return dict(answer)
+
+
+def _answers(task: str, score: Any) -> bool:
+    """Whether `score` is a well-formed answer of `task` (see `smoke`)."""
+    if task == "multiclass":
+        return (
+            isinstance(score, dict)
+            and all(isinstance(p, int | float) and 0.0 <= p <= 1.0 for p in score.values())
+            and math.isclose(sum(score.values()), 1.0, abs_tol=1e-6)
+        )
+    if not isinstance(score, int | float) or isinstance(score, bool):
+        return False
+    return math.isfinite(score) and (task != "binary" or 0.0 <= score <= 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.env)
     try:
         body, _, score_field = example_request(settings.usecase)
+        task = load_usecase(settings.usecase).target.kind
         # the service's first API key, when it has any (an endpoint opened to the internet)
         keys = api_keys()
         answer = smoke(
@@ -109,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             score_field,
             ready_within_s=args.ready_within,
             api_key=keys[0] if keys else "",
+            task=task,
         )
     except SmokeFailed as err:
         print(f"smoke request failed: {err}", file=sys.stderr)

@@ -19,6 +19,7 @@ from configs.settings import _deep_merge
 from models.tracking import CHAMPION, Tracker
 from monitoring import decisions
 from pipelines.chain import CHAIN, run_chain
+from serving import smoke
 from tests.e2e.test_second_usecase import overrides
 from tests.lake_helpers import problems
 from tests.serving_helpers import serving
@@ -111,6 +112,11 @@ def test_it_serves_an_answer_its_openapi_document_describes(trained: tuple[str, 
     outcome, target = usecase.outcome, usecase.target
     with serving(root, _deep_merge(overrides(root), MONITORED), usecase=name) as (url, _, _):
         document = requests.get(f"{url}/docs.json", timeout=10).json()
+        # the release's smoke check, as a deploy runs it, with the use case's example
+        sent, _, score_field = smoke.example_request(name)
+        smoke.smoke(url, sent, score_field, ready_within_s=30, task=target.kind)
+        with pytest.raises(smoke.SmokeFailed, match="answered"):  # judged as its own task
+            smoke.smoke(url, sent, score_field, ready_within_s=30, task="binary")
         answer = requests.post(
             f"{url}/predict", json={"days": [{"station": "SEA", "day": "2015-07-01"}]}, timeout=30
         )

@@ -66,7 +66,7 @@ def vocabulary(usecase: UseCase) -> dict[str, str]:
     for feature in usecase.request.features:
         named.setdefault(feature.name, "request.features")
     shared = SHARED_WORDS | seam_words()
-    return {word: where for word, where in named.items() if word.lower() not in shared}
+    return {word: where for word, where in named.items() if word and word.lower() not in shared}
 
 
 def code_words(path: Path) -> list[tuple[int, str]]:

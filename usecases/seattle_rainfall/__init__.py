@@ -56,7 +56,7 @@ USECASE = UseCase(
     ),
     target=Target("multiclass", classes=rows.CLASSES),
     outcome=Outcome(
-        score_field="probabilities",
+        score_field="rainfall_probabilities",
         decision_field="rainfall",
         question="How much rain or snow will fall in Seattle on this day?",
         items="days",
