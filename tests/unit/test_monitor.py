@@ -95,6 +95,42 @@ def test_live_metrics_equal_those_computed_by_hand() -> None:
     assert live["2"]["rows"] == 2 and live["2"]["roc_auc"] == 1.0
 
 
+def test_live_metrics_of_a_regression_and_a_multiclass_target_by_hand() -> None:
+    logged = pd.DataFrame(
+        {
+            "row_id": ["a", "b", "c", "d"],
+            "model_version": ["1"] * 4,
+            "score": [10.0, 12.0, 8.0, 20.0],
+            "predicted_class": ["dry", "light", "heavy", "dry"],
+        }
+    )
+    values = pd.DataFrame({"row_id": ["a", "b", "c", "d"], "y": [11.0, 12.0, 5.0, 20.0]})
+    live = live_metrics(logged, values, "y", "regression")["1"]
+    assert live["rows"] == 4
+    assert live["mae"] == pytest.approx((1 + 0 + 3 + 0) / 4)
+    assert live["rmse"] == pytest.approx(np.sqrt((1 + 0 + 9 + 0) / 4))
+    classes = ("dry", "light", "heavy")
+    happened = pd.DataFrame({"row_id": ["a", "b", "c", "d"], "y": [0, 1, 1, 2]})
+    live = live_metrics(logged, happened, "y", "multiclass", classes)["1"]
+    assert live["accuracy"] == pytest.approx(0.5)  # a and b named right
+    truth, served = ["dry", "light", "light", "heavy"], ["dry", "light", "heavy", "dry"]
+    assert live["macro_f1"] == pytest.approx(
+        skm.f1_score(truth, served, labels=list(classes), average="macro")
+    )
+
+
+@pytest.mark.parametrize(("mae", "expected"), [(2.5, KEEP), (3.0, KEEP), (3.01, RETRAIN)])
+def test_a_lower_is_better_live_metric_retrains_only_above_its_bound(mae, expected) -> None:
+    """The live MAE of a regression is a ceiling: on the bound keeps, above it retrains."""
+    judged = verdict(live={"3": {"rows": 1000.0, "mae": mae}})
+    done = decide(
+        judged, RetrainConfig(min_live_metric=3.0), DriftConfig(), "mae", lower_is_better=True
+    )
+    assert done.decision == expected, done.reasons
+    if expected == RETRAIN:
+        assert "live mae 3.010 of version 3 is above 3.0" in done.reasons
+
+
 def verdict(**changes) -> Verdict:
     base = Verdict("2013-12-01", "2013-12-07", rows=5000, champion_version="3")
     base.drift = [ColumnDrift(c, 0.01, False) for c in FEATURES]
