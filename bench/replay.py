@@ -53,14 +53,6 @@ class ReplayFailed(RuntimeError):
     pass
 
 
-def _month_start(period: str) -> str:
-    return f"{period}-01"
-
-
-def _previous(period: str) -> str:
-    return (pd.Period(period, freq="M") - 1).strftime("%Y-%m")
-
-
 def _days(period: str) -> int:
     year, month = (int(part) for part in period.split("-"))
     return calendar.monthrange(year, month)[1]
@@ -111,17 +103,11 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
     spark = get_spark(base.spark)
 
     def settings(landed: list[str], newest: str) -> Settings:
-        """Land only what has arrived; test on the newest period, validate on the one before;
-        monitor the newest period whole."""
+        """Land only what has arrived; monitor the newest period whole. A retrain splits as
+        the use case's config says (`training.split`), as every retrain does."""
         return base.with_overrides(
             {
                 "land": {"months": landed} | ({"source_dir": str(source)} if source else {}),
-                "training": {
-                    "split": {
-                        "validation_start": _month_start(_previous(newest)),
-                        "test_start": _month_start(newest),
-                    }
-                },
                 "monitoring": {"drift": {"window_days": _days(newest)}},
             }
         )

@@ -182,14 +182,27 @@ class MlflowConfig(Strict):
 
 
 class SplitConfig(Strict):
-    """Time-based split on the use case's split column: train < validation_start <= validation < test_start."""
+    """How the labelled examples are split in time, on the use case's split column: the model
+    learns from the first part, is tuned on the second and tested on the third.
 
+    - `fixed`: train < validation_start <= validation < test_start <= test, by date.
+    - `rolling`: test = the newest `test_weeks` weeks of labelled examples, validation = the
+      `validation_weeks` weeks before, train = what came before them (only the newest
+      `max_train_weeks` weeks when set). A retrain after new months have landed tests on the
+      newest weeks and learns from everything before: what a scheduled or monitor-triggered
+      retrain needs.
+    """
+
+    kind: Literal["fixed", "rolling"] = "fixed"
     validation_start: str = "2013-09-01"
     test_start: str = "2013-11-01"
+    test_weeks: int = Field(8, ge=1)
+    validation_weeks: int = Field(8, ge=1)
+    max_train_weeks: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> SplitConfig:
-        if self.validation_start >= self.test_start:
+        if self.kind == "fixed" and self.validation_start >= self.test_start:
             raise ValueError("validation_start must come before test_start")
         return self
 

@@ -57,27 +57,85 @@ def leaked_inputs(usecase: UseCase) -> list[str]:
     return sorted(usecase.examples.never_inputs & set(usecase.model_inputs))
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The dates the examples were split at: train from `train_from` (None: the first
+    example) to `validation_start`, validation to `test_start`, test from there to the newest
+    example, `test_to` (inclusive)."""
+
+    train_from: pd.Timestamp | None
+    validation_start: pd.Timestamp
+    test_start: pd.Timestamp
+    test_to: pd.Timestamp
+
+    def describe(self) -> str:
+        first = "the first example" if self.train_from is None else _day(self.train_from)
+        return (
+            f"train {first}..{_day(self.validation_start - pd.Timedelta(days=1))}, validation "
+            f"{_day(self.validation_start)}..{_day(self.test_start - pd.Timedelta(days=1))}, "
+            f"test {_day(self.test_start)}..{_day(self.test_to)}"
+        )
+
+    def params(self, kind: str) -> dict[str, str]:
+        """As the run's params (what the report and the gate read back)."""
+        return {
+            "split.kind": kind,
+            "split.train_from": "" if self.train_from is None else _day(self.train_from),
+            "split.validation_start": _day(self.validation_start),
+            "split.test_start": _day(self.test_start),
+            "split.test_to": _day(self.test_to),
+        }
+
+
+def _day(moment: pd.Timestamp) -> str:
+    return moment.date().isoformat()
+
+
 @dataclass
 class Split:
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    windows: Windows
+
+
+def windows_of(dates: pd.Series, split: SplitConfig) -> Windows:
+    """Where the examples dated `dates` are split (see `SplitConfig`)."""
+    newest = dates.max().normalize()
+    if split.kind == "fixed":
+        return Windows(
+            None, pd.Timestamp(split.validation_start), pd.Timestamp(split.test_start), newest
+        )
+    # The test window ends with the newest example's day, whole weeks before it.
+    test_start = newest + pd.Timedelta(days=1) - pd.Timedelta(weeks=split.test_weeks)
+    validation_start = test_start - pd.Timedelta(weeks=split.validation_weeks)
+    train_from = (
+        None
+        if split.max_train_weeks is None
+        else validation_start - pd.Timedelta(weeks=split.max_train_weeks)
+    )
+    return Windows(train_from, validation_start, test_start, newest)
 
 
 def split_by_date(frame: pd.DataFrame, split: SplitConfig, label: str, column: str) -> Split:
-    validation_start = pd.Timestamp(split.validation_start)
-    test_start = pd.Timestamp(split.test_start)
+    """The labelled rows split in time by `split`; refuses a part with no rows or one label."""
     dates = pd.to_datetime(frame[column])
+    if dates.empty:
+        raise StageFailed("no labelled examples to split")
+    windows = windows_of(dates, split)
+    earliest = windows.train_from if windows.train_from is not None else dates.min()
     parts = Split(
-        train=frame[dates < validation_start],
-        validation=frame[(dates >= validation_start) & (dates < test_start)],
-        test=frame[dates >= test_start],
+        train=frame[(dates >= earliest) & (dates < windows.validation_start)],
+        validation=frame[(dates >= windows.validation_start) & (dates < windows.test_start)],
+        test=frame[dates >= windows.test_start],
+        windows=windows,
     )
     for part in ("train", "validation", "test"):
         if getattr(parts, part).empty or getattr(parts, part)[label].nunique() < 2:
             raise StageFailed(
-                f"the {part} split is empty or has one label value only: check training.split "
-                f"({split.validation_start}, {split.test_start}) against the dates in silver"
+                f"the {part} split is empty or has one label value only ({windows.describe()}): "
+                f"check training.split ({split.kind}) against the dates in silver "
+                f"({_day(dates.min())}..{_day(dates.max())})"
             )
     return parts
 
@@ -469,7 +527,8 @@ def run(ctx: StageContext) -> StageResult:
     result.rows_in = len(frame)
     result.rows_out = len(split.test)
     result.notes.append(
-        f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} rows; "
+        f"train/validation/test = {len(split.train):,}/{len(split.validation):,}/{len(split.test):,} rows "
+        f"({split.windows.describe()}); "
         f"{family}: {fitted.model.summary()}"
         + ("" if fitted.threshold is None else f"; threshold {fitted.threshold:.3f}")
     )
@@ -508,14 +567,15 @@ def record(
                     **_answering_params(fitted.answering, settings.training),
                     **{f"usecase.{k}": v for k, v in _flat(settings.params).items()},
                     "usecase": usecase.name,
-                    "split.validation_start": settings.training.split.validation_start,
-                    "split.test_start": settings.training.split.test_start,
+                    **split.windows.params(settings.training.split.kind),
                     "feature_service": service,
                     "n_features": len(features),
                 },
                 metrics={
                     **{f"test_{k}": v for k, v in fitted.test_metrics.items()},
                     **{f"validation_{k}": v for k, v in fitted.validation_metrics.items()},
+                    "train_rows": float(len(split.train)),
+                    "validation_rows": float(len(split.validation)),
                     "test_rows": float(len(split.test)),
                 },
                 tags={

@@ -140,7 +140,10 @@ def run(ctx: StageContext) -> StageResult:
     except ValueError as err:
         raise StageFailed(f"promotion rules: {err}") from err
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    window = test_window(tracker.run_params(candidate.run_id), len(test_set))
+    decision.reasons.append(f"judged on {window}")
     evidence = {
+        "test_window": window,
         "candidate": candidate_metrics,
         "champion_version": champion.version if champion else None,
         "champion_on_same_test": champion_metrics,
@@ -166,6 +169,13 @@ def run(ctx: StageContext) -> StageResult:
         result.handoff["champion_version"] = current.version
     result.handoff["decided_version"] = candidate.version
     return result
+
+
+def test_window(params: dict[str, str], rows: int) -> str:
+    """The candidate's test window, as its run records it: both models are scored on it."""
+    start, end = params.get("split.test_start"), params.get("split.test_to")
+    dates = f" {start}..{end}" if start and end else (f" from {start}" if start else "")
+    return f"the candidate's test window{dates} ({rows:,} rows)"
 
 
 def _newest_undecided(tracker: Tracker) -> str | None:

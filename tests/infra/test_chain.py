@@ -7,6 +7,7 @@ first deploy, the serving image was packaged from the laptop's champion."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -355,3 +356,25 @@ def test_the_release_build_packages_in_the_vpc_with_docker_and_secrets_by_refere
     assert readable.count("import") == 2
     assert variables["MLFLOW_TRACKING_USERNAME"]["Value"] == jobs.MLFLOW_RELEASE_USER
     assert variables["MLOPS_REDIS_USER"]["Value"] == REDIS_READER[0]
+
+
+def test_a_retrain_on_aws_splits_and_trains_as_the_use_case_says(machine) -> None:
+    """The fit job is given nothing but its stage and the aws profile: no override travels in
+    its arguments or its environment, so what AWS retrains on (the split, rolling or fixed,
+    the model) is what the use case's config says, as locally."""
+    from configs import load_settings
+
+    fit = machine["States"]["fit"]["Parameters"]["JobDriver"]["SparkSubmit"]
+    arguments = fit["EntryPointArguments.$"]
+    assert "split" not in arguments and "training" not in arguments
+    assert "MLOPS_OVERRIDES" not in fit["SparkSubmitParameters"]
+    # the job's environment as the stack gives it (its values do not matter here)
+    variables = set(re.findall(r"driverEnv\.([A-Z_]+)=", fit["SparkSubmitParameters"]))
+    environ = {
+        **{name: "set-by-the-stack" for name in variables},
+        **{name: "set-by-the-image" for name in ("BENTOML_HOME", "SPARK_MASTER")},
+        "MLOPS_REDIS_AUTH_TOKEN": "read-from-its-secret",
+        **USECASE_ENVIRON,
+    }
+    aws = load_settings("aws", environ=environ).training
+    assert aws == load_settings("local", environ=USECASE_ENVIRON).training

@@ -14,7 +14,7 @@ import pytest
 
 from configs.settings import TrainingConfig
 from models.evaluation import MULTICLASS_CLASSIFICATION, REGRESSION
-from pipelines.fit import fit_and_evaluate
+from pipelines.fit import fit_and_evaluate, split_by_date
 from pipelines.results import StageFailed
 from usecases.contract import (
     Entity,
@@ -62,7 +62,14 @@ TINY = UseCase(
         compute=lambda params: lambda row: [0.0],
         features=(Feature("weekday", "float", "the day of the week"),),
     ),
-    outcome=Outcome("probability_hit", "hit", "A hit?", "things", "hit", "Hits."),
+    outcome=Outcome(
+        score_field="probability_hit",
+        decision_field="hit",
+        question="A hit?",
+        items="things",
+        positive="hit",
+        explanation="Hits.",
+    ),
     default_source_dir=lambda: ".",
 )
 TRAINING = TrainingConfig.model_validate(
@@ -177,3 +184,49 @@ def test_a_multiclass_target_is_fitted_and_measured_by_its_classes() -> None:
     assert fitted.test_scores.shape == (len(fitted.split.test), 3)
     assert set(fitted.test_metrics) == set(MULTICLASS_CLASSIFICATION.metrics)
     assert fitted.test_metrics["accuracy"] > 0.9
+
+
+def rolling(**split: Any) -> Any:
+    return TrainingConfig.model_validate({"split": {"kind": "rolling", **split}}).split
+
+
+def test_rolling_windows_test_on_the_newest_weeks_and_learn_from_all_before() -> None:
+    frame = labelled_rows(days=120)  # 2024-01-01 .. 2024-04-29 (a Monday)
+    parts = split_by_date(frame, rolling(test_weeks=2, validation_weeks=3), "hit", "day")
+    windows = parts.windows
+    assert windows.test_to == pd.Timestamp("2024-04-29")
+    assert windows.test_start == pd.Timestamp("2024-04-16")  # 14 days, the newest one included
+    assert windows.validation_start == pd.Timestamp("2024-03-26")
+    assert parts.test["day"].min() == windows.test_start and len(parts.test) == 14 * 8
+    assert parts.validation["day"].between("2024-03-26", "2024-04-15").all()
+    assert parts.train["day"].min() == pd.Timestamp("2024-01-01")  # everything before
+    assert len(parts.train) + len(parts.validation) + len(parts.test) == len(frame)
+    assert windows.describe() == (
+        "train the first example..2024-03-25, validation 2024-03-26..2024-04-15, "
+        "test 2024-04-16..2024-04-29"
+    )
+    # a month more of examples moves every window with it: the old test weeks are learned from
+    later = split_by_date(
+        labelled_rows(days=150), rolling(test_weeks=2, validation_weeks=3), "hit", "day"
+    )
+    assert later.windows.test_start == pd.Timestamp("2024-05-16")
+    assert later.train["day"].max() > windows.test_start  # learns from the old test weeks
+
+
+def test_rolling_windows_with_a_maximum_age_forget_the_oldest_examples() -> None:
+    parts = split_by_date(
+        labelled_rows(days=120),
+        rolling(test_weeks=2, validation_weeks=3, max_train_weeks=4),
+        "hit",
+        "day",
+    )
+    assert parts.windows.train_from == pd.Timestamp("2024-02-27")
+    assert parts.train["day"].min() == pd.Timestamp("2024-02-27")
+    assert parts.train["day"].max() == pd.Timestamp("2024-03-25")
+
+
+def test_windows_longer_than_the_data_are_refused_with_the_dates() -> None:
+    with pytest.raises(StageFailed, match=r"the train split is empty .*2024-01-01\.\.2024-01-30"):
+        split_by_date(
+            labelled_rows(days=30), rolling(test_weeks=2, validation_weeks=3), "hit", "day"
+        )

@@ -24,7 +24,7 @@ SLICE_QUALITY = {
         }
     },
     "training": {
-        "split": {"validation_start": "2013-02-01", "test_start": "2013-03-01"},
+        "split": {"kind": "fixed", "validation_start": "2013-02-01", "test_start": "2013-03-01"},
         "model": {
             "params": {
                 "num_boost_round": 30,
