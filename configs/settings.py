@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -283,6 +284,10 @@ class MonitoringConfig(Strict):
     # The training rows kept with each model (a seeded sample, with the model's scores): what
     # the monitor compares live inputs and scores with.
     reference_rows: int = Field(50_000, ge=100)
+    # How long after the moment a prediction is about its outcome is known (ISO 8601, e.g.
+    # PT6H, P1D): live metrics count only predictions whose outcome is due by the window's
+    # end, and the monitor reports the share of those whose outcome has arrived.
+    label_delay: timedelta = timedelta(0)
     # How often each serving worker reads the monitor's newest decision for its gauges.
     gauges_refresh_s: float = Field(60.0, gt=0)
     # Publish each verdict's figures to CloudWatch (the aws profile: its alarms notify the

@@ -12,6 +12,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,10 @@ class Verdict:
     score_drift: ColumnDrift | None = None
     # model version -> {"rows": n, "roc_auc": ..., "precision": ..., "recall": ...}
     live: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The outcomes behind `live`: served predictions, those carrying the row id outcomes are
+    # joined by, those of them whose outcome is due (the label delay past their moment, by the
+    # window's end) and those whose outcome has arrived; the shares of the two.
+    outcomes: dict[str, float] = field(default_factory=dict)
     # With a challenger scored in shadow: champion and challenger per version, measured on the
     # same answered requests (the pairs both scored), as `live`.
     shadow: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -139,6 +144,31 @@ def _drift_values(snapshot: Any, columns: Sequence[str]) -> dict[str, float]:
     if missing:
         raise RuntimeError(f"Evidently reported no drift value for {sorted(missing)}")
     return found
+
+
+def due(logged: pd.DataFrame, end: pd.Timestamp, delay: timedelta) -> pd.Series:
+    """Which logged predictions' outcomes are due by `end`: their moment plus the label delay
+    is at or before it."""
+    return (logged["event_time"] + delay) <= end
+
+
+def outcome_coverage(
+    logged: pd.DataFrame, outcomes: pd.DataFrame, end: pd.Timestamp, delay: timedelta
+) -> dict[str, float]:
+    """How many predictions could be judged: carrying a row id (joinable), of those with the
+    outcome due by `end`, of those with the outcome arrived; `joinable_share` and `coverage`
+    (arrived among due) as shares."""
+    joinable = logged[logged["row_id"].notna()]
+    expected = joinable[due(joinable, end, delay)]
+    arrived = int(expected["row_id"].astype(str).isin(set(outcomes["row_id"])).sum())
+    return {
+        "predictions": float(len(logged)),
+        "joinable": float(len(joinable)),
+        "due": float(len(expected)),
+        "arrived": float(arrived),
+        "joinable_share": len(joinable) / len(logged) if len(logged) else 0.0,
+        "coverage": arrived / len(expected) if len(expected) else 0.0,
+    }
 
 
 def live_metrics(

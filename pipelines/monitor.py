@@ -35,7 +35,9 @@ from monitoring.monitor import (
     cloudwatch_figures,
     decide,
     drift_report,
+    due,
     live_metrics,
+    outcome_coverage,
 )
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
@@ -101,12 +103,18 @@ def run(ctx: StageContext) -> StageResult:
         verdict.score_drift = next((d for d in drift if d.column == answer), None)
     outcomes = _outcomes(settings, ctx)
     if outcomes is not None:
-        answered = window[window[pl.ROW_ID].notna()].rename(columns={pl.ROW_ID: "row_id"})
+        # Only predictions whose outcome is due by the window's end are judged: one still
+        # in the air is no miss, even when a replay has its outcome in silver already.
+        delay = settings.monitoring.label_delay
+        named = window.rename(columns={pl.ROW_ID: "row_id"})
+        verdict.outcomes = outcome_coverage(named, outcomes, end, delay)
+        answered = named[named["row_id"].notna() & due(named, end, delay)]
         label, classes = usecase.examples.label, usecase.target.classes
         verdict.live = live_metrics(answered, outcomes, label, task.kind, classes)
         if not shadowed.empty:
+            pairs = paired(window, shadowed).rename(columns={pl.ROW_ID: "row_id"})
             verdict.shadow = live_metrics(
-                paired(window, shadowed).rename(columns={pl.ROW_ID: "row_id"}),
+                pairs[due(pairs, end, delay)],
                 outcomes,
                 label,
                 task.kind,
@@ -133,6 +141,14 @@ def run(ctx: StageContext) -> StageResult:
         f"{len(verdict.drifted)} of {len(verdict.drift)} inputs drifted"
         + (f" ({', '.join(verdict.drifted)})" if verdict.drifted else "")
     )
+    if verdict.outcomes:
+        counted = verdict.outcomes
+        result.notes.append(
+            f"outcomes: {counted['joinable_share']:.0%} of predictions carry an id to join "
+            f"outcomes by; {int(counted['arrived']):,} of {int(counted['due']):,} due "
+            f"({counted['coverage']:.0%}) have arrived (label delay "
+            f"{settings.monitoring.label_delay})"
+        )
     for version, figures in verdict.live.items():
         result.notes.append(
             f"live, version {version}: "
@@ -238,6 +254,7 @@ def _log_to_mlflow(tracker: Tracker, settings: Settings, verdict: Verdict, repor
     if verdict.score_drift is not None:
         metrics["drift.score"] = verdict.score_drift.value
     metrics["drifted_share"] = verdict.drifted_share
+    metrics |= {f"outcomes.{k}": v for k, v in verdict.outcomes.items()}
     metrics["rows"] = float(verdict.rows)
     for version, figures in verdict.live.items():
         metrics |= {f"live.v{version}.{k}": v for k, v in figures.items()}

@@ -159,6 +159,11 @@ def test_batch_scoring_and_the_monitor_judge_it(trained: tuple[str, Path], spark
     assert verdict["score_drift"] is not None
     live = verdict["live"]["1"]
     assert live["rows"] == 30  # the scored days carry their ids: their outcomes are joined
+    # a day's outcome is due a day later (label_delay P1D): June's are all due and arrived;
+    # the days served carry no id, so not every prediction can be joined
+    counted = verdict["outcomes"]
+    assert counted["due"] == counted["arrived"] == 30 and counted["coverage"] == 1.0
+    assert counted["joinable"] == 30 and counted["joinable_share"] < 1.0
     if usecase.target.kind == "regression":
         assert 0 < live["mae"] <= live["rmse"]
         assert verdict["score_drift"]["column"] == "score"

@@ -4,6 +4,8 @@ computed by hand, and the retrain decision both ways."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +22,9 @@ from monitoring.monitor import (
     decide,
     drift_report,
     drifted,
+    due,
     live_metrics,
+    outcome_coverage,
 )
 
 FEATURES = ["distance", "dep_hour", "temp"]
@@ -253,3 +257,46 @@ def test_shadow_scores_are_paired_with_the_answers_they_shadow() -> None:
         ("b", "1"),
         (f"b{pl.SHADOW_ID_SUFFIX}", "2"),
     ]
+
+
+def test_live_metrics_count_only_predictions_whose_outcome_is_due() -> None:
+    """Outcomes known 6 hours after the moment predicted; the window ends at 12:00. Of four
+    predictions with an id: `a` (due, arrived) and `b` (due on the dot, not arrived: late) are
+    due; `c` and `d` are not due yet although their outcomes are already in (a replay lands
+    them early): they are not judged. `e` has no id: it cannot be joined."""
+    end = pd.Timestamp("2024-03-10 12:00", tz="UTC")
+    delay = timedelta(hours=6)
+    logged = pd.DataFrame(
+        {
+            "row_id": ["a", "b", "c", "d", None],
+            "event_time": pd.to_datetime(
+                [
+                    "2024-03-09 20:00",
+                    "2024-03-10 06:00",
+                    "2024-03-10 06:01",
+                    "2024-03-10 11:00",
+                    "2024-03-10 11:00",
+                ],
+                utc=True,
+            ),
+            "model_version": ["1"] * 5,
+            "score": [0.9, 0.2, 0.8, 0.3, 0.5],
+            "decision": [True, False, True, False, True],
+        }
+    )
+    outcomes = pd.DataFrame({"row_id": ["a", "c", "d"], "late": [1, 0, 1]})
+    assert list(due(logged, end, delay)) == [True, True, False, False, False]
+    assert outcome_coverage(logged, outcomes, end, delay) == {
+        "predictions": 5.0,
+        "joinable": 4.0,
+        "due": 2.0,
+        "arrived": 1.0,
+        "joinable_share": 0.8,
+        "coverage": 0.5,
+    }
+    judged = logged[logged["row_id"].notna() & due(logged, end, delay)]
+    live = live_metrics(judged, outcomes, "late")["1"]
+    assert live["rows"] == 1  # `a` only: `c` and `d`, early, are not counted
+    assert live["precision"] == 1.0
+    # with no delay, every prediction up to the window's end is due
+    assert due(logged, end, timedelta(0)).all()
