@@ -18,6 +18,7 @@ of a write that failed, are counted (`dropped`, exported on `/metrics` by the se
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -26,10 +27,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from models.answers import Answers
@@ -114,6 +116,23 @@ def records_of(
         )
 
 
+class Batch(NamedTuple):
+    """Predictions made by one model version at one moment (a request's, a batch score's),
+    column by column: what a worker hands to the log (`log_writer`), cheap to pickle."""
+
+    ids: Sequence[str]
+    predicted_at: float  # seconds since the epoch, UTC
+    events: Sequence[datetime]
+    version: str
+    row_ids: Sequence[str | None]
+    answers: Answers
+    missing: Sequence[Sequence[str]]
+    inputs: Any  # the model's input matrix: one row per prediction
+
+    def records(self) -> Iterator[Record]:
+        return records_of(*self)
+
+
 @dataclass
 class PredictionLog:
     """A bounded buffer of records written in the background to `location` (local or s3://)."""
@@ -148,6 +167,10 @@ class PredictionLog:
         if waiting >= self.flush_rows:
             self._wake.set()
         return lost
+
+    def log(self, batch: Batch) -> int:
+        """`record` a batch's records."""
+        return self.record(batch.records())
 
     def start(self) -> PredictionLog:
         if self._thread is None:
@@ -239,21 +262,137 @@ def to_table(records: Sequence[Record], features: Sequence[str], source: str) ->
 
 
 def read_log(location: str, days: Sequence[str] | None = None) -> pa.Table | None:
-    """Every record logged under `location` (only `days`, YYYY-MM-DD, when given); None when
-    nothing was logged there yet."""
-    if not fs.is_dir(location):
+    """Every record logged under `location` (only `days`, YYYY-MM-DD, when given), each once
+    (a compaction caught between its write and its deletes leaves a record in two files);
+    None when nothing was logged there yet."""
+    tables = [
+        _read_part(part)
+        for folder in _day_folders(location, days)
+        for part in _parts(fs.join(location, folder))
+    ]
+    if not tables:
         return None
-    folders = [
+    return _once_each(pa.concat_tables(tables, promote_options="default"))
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """What `compact` did to one day: the files it read and the ones it wrote in their place."""
+
+    day: str
+    files_before: int
+    files_after: int
+    records: int
+
+
+def compact(location: str, days: Sequence[str] | None = None) -> list[Compacted]:
+    """One file per day and source: every day (only `days` when given) with more files than
+    sources is rewritten, part by part (a day is never held in memory whole), each record once.
+
+    Safe beside writers and readers: parts written meanwhile are left for the next compaction;
+    the new files are in place before the parts they replace are deleted, and `read_log` counts
+    a record found in both once. The workers write a part per flush, so a busy day holds many:
+    the monitor compacts before it reads (`pipelines monitor`, locally and on AWS)."""
+    done = []
+    for folder in _day_folders(location, days):
+        day_location = fs.join(location, folder)
+        parts = _parts(day_location)
+        compacted = [part for part in parts if fs.name(part).startswith(COMPACTED_PREFIX)]
+        if len(parts) <= 1 or (len(compacted) == len(parts) and _one_per_source(compacted)):
+            continue
+        written = _rewrite_by_source(day_location, parts)
+        for part in parts:
+            fs.delete_file(part)
+        done.append(
+            Compacted(folder.split("=", 1)[1], len(parts), len(written), sum(written.values()))
+        )
+        log.info("prediction log: %s: %d files compacted into %d", folder, len(parts), len(written))
+    return done
+
+
+# A compacted day's file per source: `compacted-<source>-<ns>.parquet`; a worker's flush
+# writes `part-<ns>-<random>.parquet`.
+COMPACTED_PREFIX = "compacted-"
+
+
+def _rewrite_by_source(day_location: str, parts: list[str]) -> dict[str, int]:
+    """Stream `parts` into one new file per source (their columns united); records per file."""
+    schema = pa.unify_schemas(
+        [_read_part(part, schema_only=True) for part in parts], promote_options="permissive"
+    )
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    with contextlib.ExitStack() as files:
+        writers: dict[str, pq.ParquetWriter] = {}
+        for part in parts:
+            table = _read_part(part)
+            for source in pc.unique(table.column(SOURCE)).to_pylist():
+                rows = table.filter(pc.equal(table.column(SOURCE), source))
+                ids = rows.column(PREDICTION_ID).to_pylist()
+                fresh = [i for i, prediction_id in enumerate(ids) if prediction_id not in seen]
+                seen.update(ids)
+                if not fresh:
+                    continue
+                if source not in writers:
+                    name = f"{COMPACTED_PREFIX}{source}-{time.time_ns()}.parquet"
+                    stream = files.enter_context(fs.open_output(fs.join(day_location, name)))
+                    writers[source] = files.enter_context(
+                        pq.ParquetWriter(stream, schema, compression="zstd")
+                    )
+                writers[source].write_table(_conform(rows.take(fresh), schema))
+                counts[source] = counts.get(source, 0) + len(fresh)
+    return counts
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns, in its order: a column it lacks is null throughout."""
+    columns = [
+        table.column(column.name).cast(column.type)
+        if column.name in table.column_names
+        else pa.nulls(table.num_rows, column.type)
+        for column in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _one_per_source(compacted: list[str]) -> bool:
+    sources = [fs.name(part).removeprefix(COMPACTED_PREFIX).rsplit("-", 1)[0] for part in compacted]
+    return len(set(sources)) == len(sources)
+
+
+def logged_days(location: str) -> list[str]:
+    """The days (YYYY-MM-DD) with predictions logged under `location`, oldest first."""
+    return [folder.split("=", 1)[1] for folder in _day_folders(location, None)]
+
+
+def _day_folders(location: str, days: Sequence[str] | None) -> list[str]:
+    # A listing only: asking whether the log's root is a folder would read an object named
+    # like it (S3's HEAD), outside the prefix a role may read (`prediction-log/*`).
+    return sorted(
         name
         for name in fs.children(location)
         if name.startswith(f"{DAY_PARTITION}=") and (days is None or name.split("=", 1)[1] in days)
-    ]
-    tables = []
-    for folder in folders:
-        for part in fs.children(fs.join(location, folder)):
-            if part.endswith(".parquet"):
-                data = fs.read_bytes(fs.join(location, folder, part))
-                tables.append(pq.read_table(pa.BufferReader(data)))
-    if not tables:
-        return None
-    return pa.concat_tables(tables, promote_options="default")
+    )
+
+
+def _parts(day_location: str) -> list[str]:
+    return sorted(
+        fs.join(day_location, name)
+        for name in fs.children(day_location)
+        if name.endswith(".parquet") and not name.startswith(".")
+    )
+
+
+def _read_part(location: str, *, schema_only: bool = False) -> Any:
+    data = pa.BufferReader(fs.read_bytes(location))
+    return pq.read_schema(data) if schema_only else pq.read_table(data)
+
+
+def _once_each(table: pa.Table) -> pa.Table:
+    """`table` without a second record of any prediction id (the first one kept)."""
+    ids = table.column(PREDICTION_ID)
+    if pc.count_distinct(ids).as_py() == table.num_rows:
+        return table
+    numbered = table.append_column("_row", pa.array(np.arange(table.num_rows)))
+    first = numbered.group_by(PREDICTION_ID, use_threads=False).aggregate([("_row", "min")])
+    return table.take(np.sort(first.column("_row_min").to_numpy()))

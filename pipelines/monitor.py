@@ -55,6 +55,7 @@ def run(ctx: StageContext) -> StageResult:
     champion = tracker.champion(ctx.handoff.champion_version)
     if champion is None:
         raise StageFailed("there is no champion model yet: run `make train` first")
+    _compact(settings, result)
     logged = _read_window(settings)
     if logged is None:
         # Nothing served or scored yet (a first deploy before any traffic): nothing to judge,
@@ -188,11 +189,28 @@ def paired(answered: pd.DataFrame, shadowed: pd.DataFrame) -> pd.DataFrame:
     ).loc[lambda rows: rows[pl.ROW_ID].notna()]
 
 
+def _compact(settings: Settings, result: StageResult) -> None:
+    """One file per day and source in the prediction log (each worker's flush wrote one):
+    the daily compaction, run by the monitor wherever it runs. A failure is reported, and
+    leaves the log as it was; the monitor goes on."""
+    try:
+        done = pl.compact(settings.paths.prediction_log)
+    except Exception as err:  # the parts stay as they were: nothing is deleted before written
+        log.warning("the prediction log's compaction failed", exc_info=True)
+        result.notes.append(f"prediction log not compacted: {type(err).__name__}: {err}")
+        return
+    if done:
+        result.notes.append(
+            f"prediction log: {len(done)} day(s) compacted, "
+            f"{sum(d.files_before for d in done):,} files into {sum(d.files_after for d in done):,}"
+        )
+
+
 def _read_window(settings: Settings) -> pd.DataFrame | None:
     """The newest `window_days` days of the prediction log (ending at its newest record);
     None when nothing is logged yet."""
     location = settings.paths.prediction_log
-    days = _logged_days(location)
+    days = pl.logged_days(location)
     if not days:
         return None
     newest = pd.Timestamp(days[-1])
@@ -201,13 +219,6 @@ def _read_window(settings: Settings) -> pd.DataFrame | None:
     table = pl.read_log(location, days=wanted)
     assert table is not None  # the days were listed
     return table.to_pandas()
-
-
-def _logged_days(location: str) -> list[str]:
-    if not fs.is_dir(location):
-        return []
-    prefix = f"{pl.DAY_PARTITION}="
-    return sorted(n.removeprefix(prefix) for n in fs.children(location) if n.startswith(prefix))
 
 
 def _reference(tracker: Tracker, run_id: str) -> pd.DataFrame:

@@ -31,13 +31,13 @@ from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
 from features.store import feature_store
 from models.answers import Answering, Answers, fields
+from monitoring.log_writer import WriterProcess
 from monitoring.prediction_log import (
     SERVICE_SOURCE,
     SHADOW_ID_SUFFIX,
     SHADOW_SOURCE,
-    PredictionLog,
+    Batch,
     new_prediction_id,
-    records_of,
 )
 from serving.gauges import GAUGES, MonitorGauges
 from serving.guard import ApiKeys, JsonBodiesOnly, ShedLoad, api_keys
@@ -187,7 +187,7 @@ class Shadow:
     answering: Answering
     model: Any
     inputs: OnlineInputs | None
-    log: PredictionLog | None
+    log: WriterProcess | None
 
 
 _full_gc_started = [0.0]
@@ -283,11 +283,11 @@ class PredictionService:
         if _time_full_collection not in gc.callbacks:
             gc.callbacks.append(_time_full_collection)
 
-    def _prediction_log(self, features: list[str], source: str) -> PredictionLog | None:
+    def _prediction_log(self, features: list[str], source: str) -> WriterProcess | None:
         logged = self.settings.monitoring.prediction_log
         if not logged.enabled:
             return None
-        return PredictionLog(
+        return WriterProcess(
             location=self.settings.paths.prediction_log,
             features=features,
             source=source,
@@ -461,7 +461,7 @@ class PredictionService:
 
     def _log(
         self,
-        prediction_log: PredictionLog,
+        prediction_log: WriterProcess,
         ids: list[str],
         rows: list[dict[str, Any]],
         inputs: Any,  # the model's input matrix: one row per prediction
@@ -469,11 +469,11 @@ class PredictionService:
         missing: list[list[str]],
         version: str | None = None,
     ) -> None:
-        """Hand predictions to a prediction log (a buffer: never waits on a write); the
+        """Hand predictions to the prediction log's writer process (never waits on it); the
         champion's version unless told otherwise."""
         row_id = self.row_id
-        prediction_log.record(
-            records_of(
+        prediction_log.log(
+            Batch(
                 ids,
                 time.time(),
                 [entity[EVENT_TIMESTAMP] for entity in rows],

@@ -155,6 +155,25 @@ def write_bytes(location: str, data: bytes) -> None:
         stream.write(data)
 
 
+@contextmanager
+def open_output(location: str) -> Iterator[BinaryIO]:
+    """A file written as a stream and seen whole or not at all: written under a temporary name
+    beside it (a dot first, `.tmp` last: no reader of `*.parquet` lists it), moved into place
+    when the block ends without an error, deleted when it raises."""
+    filesystem, path = resolve(location)
+    folder, _, name = path.rpartition("/")
+    temp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        with filesystem.open_output_stream(temp) as stream:
+            yield stream  # type: ignore[misc]
+        filesystem.move(temp, path)
+    finally:
+        if filesystem.get_file_info(temp).type == pafs.FileType.File:
+            filesystem.delete_file(temp)
+
+
 def write_text(location: str, text: str) -> None:
     write_bytes(location, text.encode("utf-8"))
 

@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from configs import Settings
 from models.evaluation import TASKS, Task
@@ -280,6 +280,7 @@ def _examples(usecase: UseCase, files: _Files) -> Iterator[Problem]:
             "examples.table",
             f"{examples.table} has no {ROW_DATE!r} column: batch-predict picks rows by it",
         )
+    yield from _example_request(usecase, files)
     features = {feature.name for feature in usecase.request.features}
     for name in usecase.request.categorical:
         if name not in features:
@@ -288,6 +289,31 @@ def _examples(usecase: UseCase, files: _Files) -> Iterator[Problem]:
                 "request.categorical",
                 f"{name!r} is not one of the request's features ({', '.join(sorted(features))})",
             )
+
+
+def _example_request(usecase: UseCase, files: _Files) -> Iterator[Problem]:
+    """The example item (the README's, the tests', the release's smoke request) is valid and
+    names its row: a prediction made for it can be joined with its outcome once that lands."""
+    request, row_id = usecase.request, usecase.examples.row_id
+    if not request.example:
+        return
+    try:
+        row = request.row(TypeAdapter(request.item).validate_python(dict(request.example)))
+    except ValidationError as err:
+        yield Problem(files.code, "request.example", f"not a valid item: {_first_error(err)}")
+        return
+    if row.get(row_id) is None:
+        yield Problem(
+            files.code,
+            "request.example",
+            f"its entity row carries no {row_id!r} (examples.row_id): predictions made for it "
+            "could never be joined with their outcomes; send the item's id in the example",
+        )
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
 
 
 def _monitoring(settings: Settings, usecase: UseCase, files: _Files) -> Iterator[Problem]:

@@ -20,7 +20,15 @@ from configs import load_settings
 from features.definitions import build_repo, service_name
 from features.store import feature_store
 from monitoring import decisions
-from monitoring.prediction_log import BATCH_SOURCE, SERVICE_SOURCE, PredictionLog, Record
+from monitoring.prediction_log import (
+    BATCH_SOURCE,
+    SERVICE_SOURCE,
+    PredictionLog,
+    Record,
+    compact,
+    logged_days,
+    read_log,
+)
 from storage import files as fs
 
 RUN = "run-traffic"
@@ -38,8 +46,17 @@ def handoff(settings) -> None:
 def prediction_log(settings, source: str) -> None:
     log = PredictionLog(settings.paths.prediction_log, ["x"], source=source)
     at = datetime(2013, 12, 1, tzinfo=UTC)
-    log.record([Record("p1", at.timestamp(), at, "1", None, 0.4, False, [], [1.0])])
+    log.record([Record(f"p1-{source}", at.timestamp(), at, "1", None, 0.4, False, [], [1.0])])
     assert log.flush() == 1, "the prediction log wrote nothing"
+
+
+def compact_prediction_log(settings) -> None:
+    """What the monitor does first: a day's files rewritten as one per source."""
+    location = settings.paths.prediction_log
+    done = compact(location)
+    assert done and done[0].records >= 2, f"nothing compacted: {done}"
+    # then what it reads: the newest days' records
+    assert read_log(location, days=logged_days(location)[-7:]) is not None
 
 
 def main(identity: str) -> None:
@@ -50,6 +67,8 @@ def main(identity: str) -> None:
     elif identity == "monitor":  # the monitor job, and batch scores as batch-predict logs them
         decisions.record(settings.paths.monitoring, {"window_to": "2013-12-31", "decision": "keep"})
         prediction_log(settings, BATCH_SOURCE)
+        prediction_log(settings, BATCH_SOURCE + "-again")
+        compact_prediction_log(settings)
         handoff(settings)
     elif identity == "serving":  # the service: registry, the monitor's decisions, its log
         store = feature_store(settings, online_only=True)

@@ -181,7 +181,8 @@ def test_each_job_and_the_serving_task_may_make_every_request_it_makes(
         refused[identity] = policy_check.refused(policies, calls[key])
     assert refused == {identity: [] for identity in IDENTITIES}
     # what the recording is about: the registry written by the features job and read by the
-    # service, the prediction log written by both writers, through pyarrow and Feast alike
+    # service, the prediction log written by both writers and compacted by the monitor, through
+    # pyarrow and Feast alike
     made = {
         key: {(c.action, c.resource.split("/", 1)[-1].split("/")[0]) for c in cs}
         for key, cs in calls.items()
@@ -190,3 +191,5 @@ def test_each_job_and_the_serving_task_may_make_every_request_it_makes(
     assert ("s3:GetObject", "feast") in made[IDENTITIES["serving"][0]]
     assert ("s3:PutObject", "prediction-log") in made[IDENTITIES["serving"][0]]
     assert ("s3:PutObject", "monitoring") in made[IDENTITIES["monitor"][0]]
+    # the monitor's compaction of the log: a day's parts rewritten, then deleted
+    assert ("s3:DeleteObject", "prediction-log") in made[IDENTITIES["monitor"][0]]

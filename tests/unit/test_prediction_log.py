@@ -3,13 +3,19 @@ write are counted, never silent; the background writer and `close` write what is
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from monitoring import prediction_log as pl
+from monitoring.log_writer import WriterProcess
 
 FEATURES = ("distance", "dep_hour", "tail_arr_delay_last")
 START = datetime(2013, 12, 30, 5, 15, tzinfo=UTC)
@@ -114,3 +120,137 @@ def test_settings_refuse_a_log_that_could_hold_nothing(capacity: int) -> None:
 
     with pytest.raises(ValueError, match="capacity"):
         PredictionLogConfig(capacity=capacity)
+
+
+def batch(count: int, first: int = 0) -> pl.Batch:
+    """`count` predictions as a worker hands them over (`records(...)` in columns)."""
+    from models.answers import Answering
+
+    made = records(first + count)[first:]
+    answers = Answering("binary", threshold=0.5).answer(np.array([r.score for r in made]))
+    return pl.Batch(
+        [r.prediction_id for r in made],
+        made[0].predicted_at,
+        [r.event_time for r in made],
+        "3",
+        [r.row_id for r in made],
+        answers,
+        [r.missing for r in made],
+        np.array([r.inputs for r in made]),
+    )
+
+
+def test_the_writer_process_writes_what_a_worker_hands_it_and_stops_on_close(
+    tmp_path: Path,
+) -> None:
+    written: list[int] = []
+    writer = WriterProcess(
+        str(tmp_path / "log"), FEATURES, "service", flush_interval_s=3600, on_written=written.append
+    ).start()
+    child = writer.child_pid
+    sent = [batch(3), batch(4, first=3)]
+    assert [writer.log(b) for b in sent] == [0, 0]
+    writer.close(timeout_s=30)
+    assert (writer.written, writer.dropped, writer.in_flight, sum(written)) == (7, 0, 0, 7)
+    assert child is not None and not _alive(child), "the writer process outlived close"
+    table = pl.read_log(str(tmp_path / "log"))
+    assert table is not None
+    by_id = {row[pl.PREDICTION_ID]: row for row in table.to_pylist()}
+    assert set(by_id) == {i for b in sent for i in b.ids}
+    first = by_id[sent[0].ids[1]]
+    assert first[pl.ROW_ID] == sent[0].row_ids[1] and first[pl.DECISION] is False
+    assert first[pl.input_column("distance")] == 1401.0
+
+
+def test_a_writer_past_capacity_drops_whole_batches_and_counts_them(tmp_path: Path) -> None:
+    writer = WriterProcess(str(tmp_path / "log"), FEATURES, "service", capacity=5).start()
+    assert writer.log(batch(4)) == 0
+    assert writer.log(batch(3, first=4)) == 3  # 4 on their way + 3 > 5
+    writer.close(timeout_s=30)
+    assert (writer.written, writer.dropped) == (4, 3)
+
+
+def test_a_writer_process_that_dies_is_replaced_and_its_loss_counted(tmp_path: Path) -> None:
+    writer = WriterProcess(str(tmp_path / "log"), FEATURES, "service", flush_interval_s=3600)
+    writer.start()
+    held = batch(3)
+    writer.log(held)
+    deadline = time.monotonic() + 10  # the child has it once the feeder has nothing waiting
+    while writer._waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    first = writer.child_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)  # noticed at once, with nothing more to write
+    deadline = time.monotonic() + 20
+    while writer.child_pid == first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.child_pid != first, "no new writer process"
+    later = batch(2, first=3)
+    writer.log(later)
+    writer.close(timeout_s=30)
+    assert (writer.written, writer.dropped, writer.in_flight) == (2, 3, 0)
+    table = pl.read_log(str(tmp_path / "log"))
+    assert table is not None and set(table.column(pl.PREDICTION_ID).to_pylist()) == set(later.ids)
+
+
+def test_a_writer_process_ignores_the_terminal_s_signals_and_ends_with_its_input(
+    tmp_path: Path,
+) -> None:
+    writer = WriterProcess(str(tmp_path / "log"), FEATURES, "service", flush_interval_s=3600)
+    writer.start()
+    writer.log(batch(3))
+    child = writer.child_pid
+    assert child is not None
+    time.sleep(0.5)
+    os.kill(child, signal.SIGTERM)  # as a process manager stopping the group would
+    os.kill(child, signal.SIGINT)
+    time.sleep(0.5)
+    assert _alive(child)
+    writer.close(timeout_s=30)
+    assert (writer.written, writer.dropped) == (3, 0)
+
+
+def _sorted(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas().sort_values(pl.PREDICTION_ID).reset_index(drop=True)
+    return frame[sorted(frame.columns)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_compaction_leaves_one_file_per_day_and_source_and_every_record_once(
+    tmp_path: Path,
+) -> None:
+    location = str(tmp_path / "log")
+    service = [records(4), records(3)]
+    for flushed in service:  # two flushes of the service on one day: two files
+        log = pl.PredictionLog(location, FEATURES)
+        log.record(flushed)
+        log.flush()
+    shadow = pl.PredictionLog(location, FEATURES[:2], source="shadow")  # fewer inputs
+    shadow.record([r._replace(inputs=r.inputs[:2]) for r in records(2)])
+    shadow.flush()
+    day = tmp_path / "log" / f"day={START.date()}"
+    assert len(list(day.glob("*.parquet"))) == 3
+    before = pl.read_log(location)
+
+    (done,) = pl.compact(location)
+    assert (done.files_before, done.files_after, done.records) == (3, 2, 9)
+    files = sorted(path.name for path in day.iterdir())
+    assert [name.rsplit("-", 1)[0] for name in files] == ["compacted-service", "compacted-shadow"]
+    after = pl.read_log(location)
+    assert before is not None and after is not None
+    pd.testing.assert_frame_equal(_sorted(after), _sorted(before))
+    assert pl.compact(location) == []  # nothing left to do
+    # a compaction interrupted after writing and before deleting: each record read once
+    for name in files:
+        (day / f"part-copy-of-{name}").write_bytes((day / name).read_bytes())
+    assert pl.read_log(location).num_rows == 9
+    (again,) = pl.compact(location)
+    assert again.records == 9 and len(list(day.glob("*.parquet"))) == 2

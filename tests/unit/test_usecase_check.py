@@ -72,6 +72,13 @@ MISTAKES = [
         "config.yaml: promotion.minimum.rocauc: 'rocauc' is not a metric of binary classification",
     ),
     (
+        "an example with no row id",
+        "request.py",
+        '        ROW_ID: f"{item.entity_id}-{day.isoformat()}",\n',
+        "",
+        "__init__.py: request.example: its entity row carries no 'event_id'",
+    ),
+    (
         "a reserved column",
         "__init__.py",
         '"outcome": "int"}',

@@ -23,6 +23,7 @@ EXAMPLE = {
     "dest": "IAH",
     "scheduled_departure": "2013-12-30T05:15:00-05:00",
     "distance": 1400,
+    "flight": 1545,
 }
 
 
@@ -72,7 +73,8 @@ def flight_row(flight: Flight) -> dict[str, Any]:
 
 
 def flights_as_items(flights: pd.DataFrame) -> list[dict[str, Any]]:
-    """Silver flights as the items a client would have sent for them (no flight number)."""
+    """Silver flights as the items a client would have sent for them, flight number included
+    (their predictions join the flights' outcomes)."""
     return [
         {
             "carrier": row.carrier,
@@ -81,6 +83,7 @@ def flights_as_items(flights: pd.DataFrame) -> list[dict[str, Any]]:
             "dest": row.dest,
             "scheduled_departure": row.sched_dep_utc.isoformat(),
             "distance": float(row.distance),
+            "flight": int(row.flight),
         }
         for row in flights.itertuples(index=False)
     ]

@@ -25,6 +25,7 @@ UNKNOWN_CODE = -1  # LightGBM treats negative categories as missing
 # What silver holds per flight that the rows are built from.
 SILVER_COLUMNS = (
     "flight_id",
+    "flight",
     "tailnum",
     "origin",
     "dest",

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from usecases.contract import EVENT_TIMESTAMP
+from usecases.seattle_weather.rows import ROW_ID, day_id
 
 EXAMPLE = {"station": "SEA", "day": "2015-12-31"}
 
@@ -23,6 +24,7 @@ def day_row(day: Day) -> dict[str, Any]:
     """A validated day as an entity row (the columns `rows.entity_frame` makes): predicted at
     the start of the day, UTC."""
     return {
+        ROW_ID: day_id(day.station, day.day),
         "station": day.station,
         EVENT_TIMESTAMP: datetime(day.day.year, day.day.month, day.day.day, tzinfo=UTC),
     }

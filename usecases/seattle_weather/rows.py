@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,11 @@ LABEL = "wet"
 SILVER_COLUMNS = ("day_id", "station", "day", "precipitation")
 # Measured during the day being predicted: never an input.
 SAME_DAY_COLUMNS = frozenset({"precipitation", "temp_max", "temp_min", "wind", "weather"})
+
+
+def day_id(station: str, day: date) -> str:
+    """A day's id as silver spells it (`spark.py`): the station, then the day, e.g. SEA-2015-12-31."""
+    return f"{station}-{day.isoformat()}"
 
 
 def entity_frame(days: pd.DataFrame) -> pd.DataFrame:
