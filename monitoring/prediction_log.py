@@ -24,9 +24,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -69,73 +69,46 @@ def new_prediction_id() -> str:
     return os.urandom(16).hex()
 
 
-class Record(NamedTuple):
-    """One prediction: a tuple (four times cheaper to make than a frozen dataclass), since the
-    service makes one per item on the request path."""
-
-    prediction_id: str
-    predicted_at: float  # seconds since the epoch, UTC
-    event_time: datetime  # aware, UTC: the moment the prediction is about
-    model_version: str
-    row_id: str | None
-    score: float
-    decision: bool | None  # a yes/no target's answer; None for the others
-    missing: Sequence[str]
-    inputs: Sequence[float]  # in the order of PredictionLog.features (a list or an array row)
-    predicted_class: str | None = None  # a multiclass target's answer
-
-
-def records_of(
-    ids: Sequence[str],
-    predicted_at: float,
-    events: Sequence[datetime],
-    version: str,
-    row_ids: Sequence[str | None],
-    answers: Answers,
-    missing: Sequence[Sequence[str]],
-    inputs: Iterable[Sequence[float]],
-) -> Iterator[Record]:
-    """One record per answer (a batch answered by one model version at one moment)."""
-    none: list[None] = [None] * len(answers.score)
-    decisions = none if answers.decision is None else answers.decision
-    labels = none if answers.label is None else answers.label
-    for prediction_id, event, row_id, score, decision, label, absent, vector in zip(
-        ids, events, row_ids, answers.score, decisions, labels, missing, inputs, strict=True
-    ):
-        yield Record(
-            prediction_id,
-            predicted_at,
-            event,
-            version,
-            row_id,
-            score,
-            decision,
-            absent,
-            vector,
-            label,
-        )
-
-
 class Batch(NamedTuple):
     """Predictions made by one model version at one moment (a request's, a batch score's),
-    column by column: what a worker hands to the log (`log_writer`), cheap to pickle."""
+    column by column: what a worker hands to the log, cheap to pickle (`log_writer`) and to
+    turn into a table (no object per prediction)."""
 
     ids: Sequence[str]
     predicted_at: float  # seconds since the epoch, UTC
-    events: Sequence[datetime]
+    events: Sequence[datetime]  # aware: the moments the predictions are about
     version: str
     row_ids: Sequence[str | None]
     answers: Answers
     missing: Sequence[Sequence[str]]
-    inputs: Any  # the model's input matrix: one row per prediction
+    inputs: Any  # the model's input matrix: one row per prediction, in `features` order
 
-    def records(self) -> Iterator[Record]:
-        return records_of(*self)
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def head(self, count: int) -> Batch:
+        """The first `count` predictions."""
+        answers = self.answers
+        return Batch(
+            self.ids[:count],
+            self.predicted_at,
+            self.events[:count],
+            self.version,
+            self.row_ids[:count],
+            Answers(
+                score=answers.score[:count],
+                decision=None if answers.decision is None else answers.decision[:count],
+                label=None if answers.label is None else answers.label[:count],
+            ),
+            self.missing[:count],
+            self.inputs[:count],
+        )
 
 
 @dataclass
 class PredictionLog:
-    """A bounded buffer of records written in the background to `location` (local or s3://)."""
+    """A bounded buffer of batches written in the background to `location` (local or s3://)."""
 
     location: str
     features: Sequence[str]
@@ -147,30 +120,30 @@ class PredictionLog:
     on_written: Callable[[int], None] = lambda count: None
     written: int = 0
     dropped: int = 0
-    _buffer: list[Record] = field(default_factory=list)
+    _buffer: list[Batch] = field(default_factory=list)
+    _buffered: int = 0  # predictions in the buffer
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _flushing: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
 
-    def record(self, records: Iterable[Record]) -> int:
-        """Buffer `records` (never blocks on I/O); returns how many were dropped, buffer full."""
-        batch = list(records)
+    def log(self, batch: Batch) -> int:
+        """Buffer `batch` (never blocks on I/O); returns how many of its predictions were
+        dropped, the buffer full (the newest go first)."""
         with self._lock:
-            room = max(0, self.capacity - len(self._buffer))
-            kept, lost = batch[:room], len(batch) - min(room, len(batch))
-            self._buffer.extend(kept)
-            waiting = len(self._buffer)
+            room = max(0, self.capacity - self._buffered)
+            kept = batch if batch.size <= room else batch.head(room)
+            if kept.size:
+                self._buffer.append(kept)
+                self._buffered += kept.size
+            waiting = self._buffered
+        lost = batch.size - kept.size
         if lost:
             self._count_dropped(lost, "the prediction log's buffer is full")
         if waiting >= self.flush_rows:
             self._wake.set()
         return lost
-
-    def log(self, batch: Batch) -> int:
-        """`record` a batch's records."""
-        return self.record(batch.records())
 
     def start(self) -> PredictionLog:
         if self._thread is None:
@@ -188,22 +161,24 @@ class PredictionLog:
         self.flush()
 
     def flush(self) -> int:
-        """Write what is buffered now, one file per day; returns the records written."""
+        """Write what is buffered now, one file per day; returns the predictions written."""
         with self._flushing:
             with self._lock:
-                batch, self._buffer = self._buffer, []
-            if not batch:
+                batches, self._buffer = self._buffer, []
+                count, self._buffered = self._buffered, 0
+            if not count:
                 return 0
             try:
-                for day, records in _by_day(batch).items():
-                    self._write(day, records)
+                table = to_table(batches, self.features, self.source)
+                for day, rows in _by_day(table):
+                    self._write(day, rows)
             except Exception:
                 log.exception("prediction log: a write to %s failed", self.location)
-                self._count_dropped(len(batch), "a write failed")
+                self._count_dropped(count, "a write failed")
                 return 0
-            self.written += len(batch)
-            self.on_written(len(batch))
-            return len(batch)
+            self.written += count
+            self.on_written(count)
+            return count
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -216,8 +191,7 @@ class PredictionLog:
         self.on_dropped(count)
         log.warning("prediction log: %d record(s) dropped: %s", count, why)
 
-    def _write(self, day: str, records: list[Record]) -> None:
-        table = to_table(records, self.features, self.source)
+    def _write(self, day: str, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
@@ -225,38 +199,45 @@ class PredictionLog:
         fs.write_bytes(target, sink.getvalue().to_pybytes())
 
 
-def _by_day(records: list[Record]) -> dict[str, list[Record]]:
-    days: dict[date, list[Record]] = {}
-    for record in records:  # dates, formatted once per day (strftime per record costs more)
-        days.setdefault(record.event_time.astimezone(UTC).date(), []).append(record)
-    return {day.isoformat(): grouped for day, grouped in days.items()}
+def _by_day(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """The table's rows by the UTC day of the moment predicted (YYYY-MM-DD)."""
+    days = pc.cast(table.column(EVENT_TIME), pa.date32())
+    for day in pc.unique(days).to_pylist():
+        yield day.isoformat(), table.filter(pc.equal(days, day))
 
 
-def to_table(records: Sequence[Record], features: Sequence[str], source: str) -> pa.Table:
-    columns: dict[str, pa.Array] = {
-        PREDICTION_ID: pa.array([r.prediction_id for r in records], pa.string()),
-        PREDICTED_AT: pa.array(
-            [datetime.fromtimestamp(r.predicted_at, UTC) for r in records],
-            pa.timestamp("us", tz="UTC"),
-        ),
-        EVENT_TIME: pa.array([r.event_time for r in records], pa.timestamp("us", tz="UTC")),
-        MODEL_VERSION: pa.array([r.model_version for r in records], pa.string()),
-        ROW_ID: pa.array([r.row_id for r in records], pa.string()),
-        SCORE: pa.array([r.score for r in records], pa.float64()),
-        DECISION: pa.array([r.decision for r in records], pa.bool_()),
-        PREDICTED_CLASS: pa.array([r.predicted_class for r in records], pa.string()),
-        MISSING: pa.array([list(r.missing) for r in records], pa.list_(pa.string())),
-        SOURCE: pa.array([source] * len(records), pa.string()),
-    }
-    # One C-level stack of every record's inputs, then a column each: building the columns
-    # value by value in Python would hold the interpreter's lock for long on a big flush,
-    # which the requests being answered meanwhile would wait for.
-    matrix = np.asarray([r.inputs for r in records], dtype=np.float64).reshape(
-        len(records), len(features)
+def to_table(batches: Sequence[Batch], features: Sequence[str], source: str) -> pa.Table:
+    """The log's table of `batches`, column by column: lists and arrays joined, converted by
+    Arrow in C (a Python object per prediction would cost ten times more)."""
+
+    def joined(column: Callable[[Batch], Sequence[Any] | None]) -> list[Any]:
+        values: list[Any] = []
+        for batch in batches:
+            part = column(batch)
+            values.extend([None] * batch.size if part is None else part)
+        return values
+
+    at_us = np.concatenate(
+        [np.full(b.size, round(b.predicted_at * 1e6), np.int64) for b in batches]
     )
+    inputs = np.vstack(
+        [np.asarray(b.inputs, np.float64).reshape(b.size, len(features)) for b in batches]
+    )
+    columns: dict[str, pa.Array] = {
+        PREDICTION_ID: pa.array(joined(lambda b: b.ids), pa.string()),
+        PREDICTED_AT: pa.array(at_us, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        EVENT_TIME: pa.array(joined(lambda b: b.events), pa.timestamp("us", tz="UTC")),
+        MODEL_VERSION: pa.array(joined(lambda b: [b.version] * b.size), pa.string()),
+        ROW_ID: pa.array(joined(lambda b: b.row_ids), pa.string()),
+        SCORE: pa.array(joined(lambda b: b.answers.score), pa.float64()),
+        DECISION: pa.array(joined(lambda b: b.answers.decision), pa.bool_()),
+        PREDICTED_CLASS: pa.array(joined(lambda b: b.answers.label), pa.string()),
+        MISSING: pa.array(joined(lambda b: b.missing), pa.list_(pa.string())),
+        SOURCE: pa.array([source] * sum(b.size for b in batches), pa.string()),
+    }
     for position, feature in enumerate(features):
         columns[input_column(feature)] = pa.array(
-            np.ascontiguousarray(matrix[:, position]), pa.float64()
+            np.ascontiguousarray(inputs[:, position]), pa.float64()
         )
     return pa.table(columns)
 

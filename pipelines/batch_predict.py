@@ -26,7 +26,7 @@ from features.inputs import InputsError, offline_frame
 from features.store import feature_store
 from models.answers import Answers, fields
 from models.tracking import CHAMPION, Tracker
-from monitoring.prediction_log import BATCH_SOURCE, PredictionLog, new_prediction_id, records_of
+from monitoring.prediction_log import BATCH_SOURCE, Batch, PredictionLog, new_prediction_id
 from pipelines.adapters.lake import read_silver
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
@@ -182,29 +182,27 @@ def log_predictions(
     values = frame[inputs].to_numpy(dtype="float64")
     absent = pd.isna(values)
     events = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).dt.to_pydatetime()
-    records = list(
-        records_of(
-            [new_prediction_id() for _ in range(len(frame))],
-            datetime.now(UTC).timestamp(),
-            list(events),
-            version,
-            [str(identifier) for identifier in frame[row_id]],
-            answers,
-            [
-                [name for name, gone in zip(inputs, line_absent, strict=True) if gone]
-                for line_absent in absent
-            ],
-            values,
-        )
+    batch = Batch(
+        [new_prediction_id() for _ in range(len(frame))],
+        datetime.now(UTC).timestamp(),
+        list(events),
+        version,
+        [str(identifier) for identifier in frame[row_id]],
+        answers,
+        [
+            [name for name, gone in zip(inputs, line_absent, strict=True) if gone]
+            for line_absent in absent
+        ],
+        values,
     )
     log = PredictionLog(
-        settings.paths.prediction_log, inputs, source=BATCH_SOURCE, capacity=len(records) or 1
+        settings.paths.prediction_log, inputs, source=BATCH_SOURCE, capacity=batch.size or 1
     )
-    log.record(records)
+    log.log(batch)
     written = log.flush()
-    if written != len(records):
+    if written != batch.size:
         raise StageFailed(
-            f"the prediction log kept {written:,} of {len(records):,} scores "
+            f"the prediction log kept {written:,} of {batch.size:,} scores "
             f"({settings.paths.prediction_log}): see the log above"
         )
     return written

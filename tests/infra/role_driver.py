@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 from configs import load_settings
 from features.definitions import build_repo, service_name
 from features.store import feature_store
+from models.answers import Answers
 from monitoring import decisions
 from monitoring.prediction_log import (
     BATCH_SOURCE,
     SERVICE_SOURCE,
+    Batch,
     PredictionLog,
-    Record,
     compact,
     logged_days,
     read_log,
@@ -46,7 +47,8 @@ def handoff(settings) -> None:
 def prediction_log(settings, source: str) -> None:
     log = PredictionLog(settings.paths.prediction_log, ["x"], source=source)
     at = datetime(2013, 12, 1, tzinfo=UTC)
-    log.record([Record(f"p1-{source}", at.timestamp(), at, "1", None, 0.4, False, [], [1.0])])
+    answers = Answers(score=[0.4], decision=[False])
+    log.log(Batch([f"p1-{source}"], at.timestamp(), [at], "1", [None], answers, [[]], [[1.0]]))
     assert log.flush() == 1, "the prediction log wrote nothing"
 
 

@@ -1,5 +1,7 @@
-"""The prediction log: what is recorded is what is written, by day; a full buffer and a failed
-write are counted, never silent; the background writer and `close` write what is buffered."""
+"""The prediction log: what is logged is what is written, by day; a full buffer, a failed write
+and a writer process that died are counted, never silent; the background writer and `close`
+write what is buffered; the writer process ignores the stopping signals and ends with its input;
+compaction leaves one file per day and source and every record once."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from models.answers import Answering
 from monitoring import prediction_log as pl
 from monitoring.log_writer import WriterProcess
 
@@ -21,61 +24,83 @@ FEATURES = ("distance", "dep_hour", "tail_arr_delay_last")
 START = datetime(2013, 12, 30, 5, 15, tzinfo=UTC)
 
 
-def records(count: int, *, day_step: int = 0) -> list[pl.Record]:
-    return [
-        pl.Record(
-            prediction_id=pl.new_prediction_id(),
-            predicted_at=1_700_000_000.0 + i,
-            event_time=START + timedelta(days=day_step * i, minutes=i),
-            model_version="3",
-            row_id=f"UA-1545-{i}" if i % 2 else None,
-            score=i / (count + 1),
-            decision=i / (count + 1) >= 0.5,
-            missing=["tail_arr_delay_last"] if i % 3 == 0 else [],
-            inputs=[1400.0 + i, 5.0, float("nan") if i % 3 == 0 else 12.0],
-        )
-        for i in range(count)
-    ]
+def batch(count: int, first: int = 0, *, day_step: int = 0, width: int = 3) -> pl.Batch:
+    """`count` predictions as a worker hands them over: ids, moments (`day_step` days apart),
+    row ids (every other one), scores, decisions, what was missing, the inputs (`width`)."""
+    at = range(first, first + count)
+    scores = [i / 100 for i in at]
+    return pl.Batch(
+        [pl.new_prediction_id() for _ in at],
+        1_700_000_000.25,
+        [START + timedelta(days=day_step * i, minutes=i) for i in at],
+        "3",
+        [f"UA-1545-{i}" if i % 2 else None for i in at],
+        Answering("binary", threshold=0.5).answer(np.array(scores)),
+        [["tail_arr_delay_last"] if i % 3 == 0 else [] for i in at],
+        np.array([[1400.0 + i, 5.0, np.nan if i % 3 == 0 else 12.0][:width] for i in at]),
+    )
 
 
-def test_what_is_recorded_is_written_once_per_day_with_every_field(tmp_path: Path) -> None:
+def test_what_is_logged_is_written_once_per_day_with_every_field(tmp_path: Path) -> None:
     log = pl.PredictionLog(str(tmp_path / "log"), FEATURES)
-    sent = records(6, day_step=1)
-    assert log.record(sent) == 0
+    sent = batch(6, day_step=1)
+    assert log.log(sent) == 0
     assert log.flush() == 6 and (log.written, log.dropped) == (6, 0)
 
     days = sorted(p.name for p in (tmp_path / "log").iterdir())
     assert days == [f"day={(START + timedelta(days=i)).date()}" for i in range(6)]
     table = pl.read_log(str(tmp_path / "log"))
     assert table is not None
-    rows = sorted(table.to_pylist(), key=lambda r: r[pl.PREDICTED_AT])
-    for row, record in zip(rows, sent, strict=True):
-        assert row[pl.PREDICTION_ID] == record.prediction_id
-        assert row[pl.EVENT_TIME] == record.event_time
-        assert (row[pl.MODEL_VERSION], row[pl.ROW_ID]) == ("3", record.row_id)
-        assert (row[pl.SCORE], row[pl.DECISION]) == (record.score, record.decision)
-        assert row[pl.MISSING] == record.missing and row[pl.SOURCE] == "service"
+    rows = sorted(table.to_pylist(), key=lambda r: r[pl.EVENT_TIME])
+    for i, row in enumerate(rows):
+        assert row[pl.PREDICTION_ID] == sent.ids[i]
+        assert row[pl.PREDICTED_AT] == datetime.fromtimestamp(sent.predicted_at, UTC)
+        assert row[pl.EVENT_TIME] == sent.events[i]
+        assert (row[pl.MODEL_VERSION], row[pl.ROW_ID]) == ("3", sent.row_ids[i])
+        assert row[pl.SCORE] == sent.answers.score[i]
+        assert row[pl.DECISION] == sent.answers.decision[i]
+        assert row[pl.PREDICTED_CLASS] is None
+        assert row[pl.MISSING] == sent.missing[i] and row[pl.SOURCE] == "service"
         for position, feature in enumerate(FEATURES):
-            got, want = row[pl.input_column(feature)], record.inputs[position]
+            got, want = row[pl.input_column(feature)], sent.inputs[i][position]
             assert got == want or (got != got and want != want)  # NaN stays NaN
     one_day = pl.read_log(str(tmp_path / "log"), days=[str(START.date())])
     assert one_day is not None and one_day.num_rows == 1
     assert pl.read_log(str(tmp_path / "nothing")) is None
 
 
+def test_a_multiclass_answer_is_logged_as_its_class(tmp_path: Path) -> None:
+    answering = Answering("multiclass", classes=("dry", "light", "heavy"))
+    answers = answering.answer(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]))
+    sent = batch(2)._replace(answers=answers)
+    log = pl.PredictionLog(str(tmp_path / "log"), FEATURES)
+    log.log(sent)
+    log.flush()
+    table = pl.read_log(str(tmp_path / "log"))
+    assert table is not None
+    logged = dict(zip(table.column(pl.PREDICTION_ID).to_pylist(), table.to_pylist(), strict=True))
+    assert [logged[i][pl.PREDICTED_CLASS] for i in sent.ids] == ["dry", "heavy"]
+    assert [logged[i][pl.DECISION] for i in sent.ids] == [None, None]
+
+
 def test_a_full_buffer_drops_the_newest_and_counts_them(tmp_path: Path) -> None:
     counted: list[int] = []
     log = pl.PredictionLog(str(tmp_path / "log"), FEATURES, capacity=5, on_dropped=counted.append)
-    assert log.record(records(8)) == 3
+    sent = batch(8)
+    assert log.log(sent) == 3
     assert (log.dropped, counted) == (3, [3])
     assert log.flush() == 5  # the first five, kept
+    table = pl.read_log(str(tmp_path / "log"))
+    assert table is not None and set(table.column(pl.PREDICTION_ID).to_pylist()) == set(
+        sent.ids[:5]
+    )
 
 
 def test_a_failed_write_is_counted_and_the_caller_never_sees_it(tmp_path: Path) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     log = pl.PredictionLog(str(blocked / "log"), FEATURES)
-    log.record(records(4))
+    log.log(batch(4))
     assert log.flush() == 0
     assert (log.written, log.dropped) == (0, 4)
 
@@ -83,7 +108,7 @@ def test_a_failed_write_is_counted_and_the_caller_never_sees_it(tmp_path: Path) 
 def test_the_background_writer_and_close_write_what_is_buffered(tmp_path: Path) -> None:
     quick = pl.PredictionLog(str(tmp_path / "quick"), FEATURES, flush_interval_s=0.05).start()
     try:
-        quick.record(records(3))
+        quick.log(batch(3))
         deadline = time.monotonic() + 10
         while quick.written < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -92,7 +117,7 @@ def test_the_background_writer_and_close_write_what_is_buffered(tmp_path: Path) 
         quick.close()
     # a long interval: only close (the SIGTERM path) writes
     slow = pl.PredictionLog(str(tmp_path / "slow"), FEATURES, flush_interval_s=3600).start()
-    slow.record(records(4))
+    slow.log(batch(4))
     assert slow.written == 0
     slow.close(timeout_s=5)
     assert slow.written == 4
@@ -105,7 +130,7 @@ def test_enough_waiting_records_start_a_write_before_the_interval(tmp_path: Path
         str(tmp_path / "log"), FEATURES, flush_rows=5, flush_interval_s=3600
     ).start()
     try:
-        log.record(records(5))
+        log.log(batch(5))
         deadline = time.monotonic() + 10
         while log.written < 5 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -120,24 +145,6 @@ def test_settings_refuse_a_log_that_could_hold_nothing(capacity: int) -> None:
 
     with pytest.raises(ValueError, match="capacity"):
         PredictionLogConfig(capacity=capacity)
-
-
-def batch(count: int, first: int = 0) -> pl.Batch:
-    """`count` predictions as a worker hands them over (`records(...)` in columns)."""
-    from models.answers import Answering
-
-    made = records(first + count)[first:]
-    answers = Answering("binary", threshold=0.5).answer(np.array([r.score for r in made]))
-    return pl.Batch(
-        [r.prediction_id for r in made],
-        made[0].predicted_at,
-        [r.event_time for r in made],
-        "3",
-        [r.row_id for r in made],
-        answers,
-        [r.missing for r in made],
-        np.array([r.inputs for r in made]),
-    )
 
 
 def test_the_writer_process_writes_what_a_worker_hands_it_and_stops_on_close(
@@ -228,13 +235,12 @@ def test_compaction_leaves_one_file_per_day_and_source_and_every_record_once(
     tmp_path: Path,
 ) -> None:
     location = str(tmp_path / "log")
-    service = [records(4), records(3)]
-    for flushed in service:  # two flushes of the service on one day: two files
+    for flushed in (batch(4), batch(3, first=4)):  # two flushes of the service: two files
         log = pl.PredictionLog(location, FEATURES)
-        log.record(flushed)
+        log.log(flushed)
         log.flush()
     shadow = pl.PredictionLog(location, FEATURES[:2], source="shadow")  # fewer inputs
-    shadow.record([r._replace(inputs=r.inputs[:2]) for r in records(2)])
+    shadow.log(batch(2, width=2))
     shadow.flush()
     day = tmp_path / "log" / f"day={START.date()}"
     assert len(list(day.glob("*.parquet"))) == 3
