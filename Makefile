@@ -162,7 +162,7 @@ rollback: $(INFRA_STAMP) ## ENV=aws: roll the serving service back to the previo
 	$(INFRA_BIN)/python -m infra.deploy rollback
 
 # Each benchmark writes bench/results/<name>.json (and a plot); bench.report fills BENCHMARKS.md.
-BENCHES ?= scale pit_join online_read serving_latency train_stages soak
+BENCHES ?= scale pit_join online_read serving_latency prediction_log train_stages soak
 bench: $(STAMP) ## Benchmarks, not tests (about 1.5 h; BENCHES="serving_latency" for one): results in BENCHMARKS.md
 	@if [ ! -f data/$(USECASE)/feast/online.db ]; then echo "no trained platform in data/: running make train first"; $(MAKE) train; fi
 	@for name in $(BENCHES); do \

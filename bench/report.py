@@ -80,6 +80,22 @@ def targets(results: dict[str, dict[str, Any] | None]) -> list[list[str]]:
         )
     else:
         rows.append(["Point-in-time join", "not run"])
+    logged = results["prediction_log"]
+    if logged:
+        rows.append(
+            [
+                f"Prediction log: p99 with it on within {logged['target_ratio'] - 1:.0%} of off "
+                f"({logged['size']} items a request, {logged['busy']:.0%} busy)",
+                verdict(
+                    logged["met"],
+                    f"{logged['p99_ms']['bentoml']:.1f} against "
+                    f"{logged['p99_ms']['bentoml-nolog']:.1f} ms ({logged['p99_ratio']:.2f}x), "
+                    f"{int(logged['dropped'])} dropped",
+                ),
+            ]
+        )
+    else:
+        rows.append(["Prediction log's cost", "not run"])
     soak = results["soak"]
     if soak:
         memory = soak["memory_gib"]
@@ -413,6 +429,7 @@ def render() -> str:
         "online_read_sqlite",
         "online_read_redis",
         "serving_latency",
+        "prediction_log",
         "train_stages",
         "soak",
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import bentoml
 import pandas as pd
+import psutil
 import pytest
 import requests
 
@@ -357,7 +358,8 @@ def test_sigterm_under_load_finishes_requests_in_flight_then_refuses(
     platform_trained_root: Path, tmp_path: Path
 ) -> None:
     """...and the prediction log, which writes only every hour here, is written on SIGTERM:
-    one record per answered prediction, with the id, score and version the client got."""
+    one record per answered prediction, with the id, score and version the client got, by the
+    worker's writer process, which then exits with it."""
     big = body(*[EXAMPLE] * 1000)
     overrides = _deep_merge(
         platform_overrides(platform_trained_root),
@@ -377,11 +379,18 @@ def test_sigterm_under_load_finishes_requests_in_flight_then_refuses(
         while time.monotonic() < deadline and in_progress(url) < 2:
             time.sleep(0.02)
         assert in_progress(url) >= 2, "the load never reached the server"
+        writers = [
+            child
+            for child in psutil.Process(process.pid).children(recursive=True)
+            if "monitoring.log_writer" in " ".join(child.cmdline())
+        ]
+        assert writers, "no prediction log writer process under the server"
         process.send_signal(signal.SIGTERM)
         answers = [future.result() for future in in_flight]
         assert [a.status_code for a in answers] == [200] * 6, [a.text[:200] for a in answers]
         assert all(len(a.json()["predictions"]) == 1000 for a in answers)
         assert process.wait(timeout=60) == 0, log_path.read_text()[-2000:]
+        assert not [w.pid for w in writers if w.is_running()], "a writer outlived the server"
         with pytest.raises(requests.ConnectionError):
             requests.post(f"{url}/predict", json=body(EXAMPLE), timeout=5)
     from monitoring import prediction_log as pl
