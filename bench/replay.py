@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.common import WORK, print_table, save_figure, workspace_overrides, write_result
@@ -43,6 +44,7 @@ from monitoring import decisions
 from pipelines.chain import run_chain
 from pipelines.land import read_source, source_dir
 from pipelines.results import StageResult
+from storage import files as fs
 from usecases import load as load_usecase
 
 # Land the period and take it through the gate and into the feature tables.
@@ -115,8 +117,9 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
     landed = list(plan.train)
     started = time.perf_counter()
     first = _ok(run_chain(settings(landed, landed[-1]), CHAIN, spark=spark), "first training")
-    champion = _stage(first, "promote").handoff.get("champion_version")  # type: ignore[union-attr]
-    print(f"trained on {landed[0]}..{landed[-1]}: version {champion} serves", flush=True)
+    frozen = _stage(first, "promote").handoff.get("champion_version")  # type: ignore[union-attr]
+    assert frozen is not None
+    print(f"trained on {landed[0]}..{landed[-1]}: version {frozen} serves", flush=True)
     timeline = []
     for period in plan.periods:
         landed.append(period)
@@ -127,21 +130,37 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
             run_chain(current, ("batch-predict",), spark=spark, handoff={"period": period}),
             f"{period}: scoring",
         )
+        # What the monitor would have said against the champion's training rows (the
+        # reference before `monitoring.drift.reference`), then what it says as configured.
+        against_training = against_training_rows(current)
+        _ok(run_chain(against_training, ("monitor",), spark=spark), f"{period}: monitor (training)")
         _ok(run_chain(current, ("monitor",), spark=spark), f"{period}: monitor")
         decision = decisions.newest(current.paths.monitoring)
-        assert decision is not None
+        before = decisions.newest(against_training.paths.monitoring)
+        assert decision is not None and before is not None
         serving = decision["champion_version"]
         live = decision["live"].get(serving, {})
+        measured = measured_live(current, spark, period, {"champion": serving, "frozen": frozen})
         row = {
             "period": period,
             "serving": serving,
             "scored": scored[0].rows_out,
+            "reference": decision.get("reference", {}),
             "drifted_share": decision["drifted_share"],
             "drifted": decision["drifted"],
             "drift": {d["column"]: d["value"] for d in decision["drift"]},
             "score_drift": (decision.get("score_drift") or {}).get("value"),
+            "drift_alarm": drift_alarm(decision, current),
+            "training_reference": {
+                "drifted_share": before["drifted_share"],
+                "drifted": before["drifted"],
+                "drift_alarm": drift_alarm(before, current),
+            },
             "live_roc_auc": live.get("roc_auc"),
             "live_outcomes": live.get("rows"),
+            "metric": measured["metric"],
+            "champion_live": measured["champion"],
+            "frozen_live": measured["frozen"],
             "decision": decision["decision"],
             "reasons": decision["reasons"],
             "retrained": None,
@@ -157,8 +176,10 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
         timeline.append(row)
         print(
             f"{period}: v{serving} scored {row['scored']:,}; "
-            f"{len(row['drifted'])} inputs drifted; live ROC AUC "
-            f"{_fmt(row['live_roc_auc'])}; {row['decision']}"
+            f"{len(row['drifted'])} inputs drifted against the {row['reference'].get('kind')} "
+            f"reference ({len(row['training_reference']['drifted'])} against training); "
+            f"{row['metric']} v{serving} {_fmt(row['champion_live'])}, frozen v{frozen} "
+            f"{_fmt(row['frozen_live'])}; {row['decision']}"
             + (f" -> {row['retrained']}" if row["retrained"] else ""),
             flush=True,
         )
@@ -167,6 +188,58 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
         f"{time.perf_counter() - started:.0f} s"
     )
     return timeline
+
+
+def against_training_rows(settings: Settings) -> Settings:
+    """The same monitor judging drift against the champion's training rows, its decisions
+    kept apart (they are what the configured reference is compared with, never acted on)."""
+    return settings.with_overrides(
+        {
+            "monitoring": {"drift": {"reference": "training"}},
+            "paths": {"monitoring": fs.join(settings.paths.monitoring, "against-training")},
+        }
+    )
+
+
+def drift_alarm(decision: dict[str, Any], settings: Settings) -> bool:
+    """Whether drift alone would have decided a retrain: too many inputs, or the score."""
+    bounds = settings.monitoring.retrain
+    score = decision.get("score_drift") or {}
+    return decision["drifted_share"] > bounds.max_drifted_share or bool(
+        bounds.on_score_drift and score.get("drifted")
+    )
+
+
+def measured_live(
+    settings: Settings, spark: Any, period: str, versions: dict[str, str]
+) -> dict[str, Any]:
+    """The gate's primary metric of each model version (by name) on every labelled example
+    of `period`, the same rows for each: their inputs as of each example's moment (Feast's
+    point-in-time join, as batch scoring reads them)."""
+    from features.inputs import offline_frame
+    from features.store import feature_store
+    from models import evaluation
+    from models.tracking import Tracker
+    from pipelines.adapters.storage import StorageLayout
+    from pipelines.batch_predict import silver_rows
+    from usecases.project import bind
+
+    project = bind(settings)
+    usecase = project.usecase
+    rows = usecase.examples.labelled(
+        silver_rows(spark, StorageLayout(settings.paths), usecase, period), project.settings.params
+    )
+    frame = offline_frame(feature_store(settings), project.settings, rows)
+    labels = frame[usecase.examples.label].to_numpy()
+    task = evaluation.task(usecase.target.kind)
+    metric = settings.promotion.primary_metric
+    tracker = Tracker(settings)
+    measured: dict[str, Any] = {"metric": metric, "rows": len(frame)}
+    for name, version in versions.items():
+        model, answering = tracker.load_answering_model(tracker.version(version))
+        figures = task.evaluate(labels, model.predict(frame), answering.threshold)
+        measured[name] = figures[metric]
+    return measured
 
 
 def _fmt(value: float | None) -> str:
@@ -180,31 +253,57 @@ def plot(name: str, title: str, timeline: list[dict[str, Any]], settings: Settin
     import matplotlib.pyplot as plt
 
     periods = [row["period"] for row in timeline]
+    metric = timeline[0]["metric"]
     fig, (auc, drift) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    auc.plot(periods, [row["live_roc_auc"] for row in timeline], marker="o")
+    auc.plot(periods, [row["champion_live"] for row in timeline], marker="o", label="serving")
+    auc.plot(
+        periods,
+        [row["frozen_live"] for row in timeline],
+        marker="s",
+        linestyle=":",
+        label="frozen after the first training",
+    )
+    auc.legend(loc="lower left", fontsize="small")
     for index, row in enumerate(timeline):
         auc.annotate(
             f"v{row['serving']}",
-            (index, row["live_roc_auc"] or 0),
+            (index, row["champion_live"] or 0),
             xytext=(4, 4),
             textcoords="offset points",
         )
     bounds = settings.monitoring.retrain
     if bounds.min_live_metric is not None:
         auc.axhline(bounds.min_live_metric, color="grey", linestyle="--", linewidth=1)
-    auc.set(ylabel="live ROC AUC", title=title)
-    drift.bar(periods, [row["drifted_share"] for row in timeline], color="tab:orange")
+    auc.set(ylabel=f"live {metric}", title=title)
+    width = 0.38
+    positions = np.arange(len(periods))
+    drift.bar(
+        positions - width / 2,
+        [row["training_reference"]["drifted_share"] for row in timeline],
+        width,
+        color="tab:grey",
+        label="against the training rows",
+    )
+    drift.bar(
+        positions + width / 2,
+        [row["drifted_share"] for row in timeline],
+        width,
+        color="tab:orange",
+        label=f"against the {settings.monitoring.drift.reference} reference",
+    )
+    drift.legend(loc="upper right", fontsize="small")
     for index, row in enumerate(timeline):
         if row["decision"] == handoff.RETRAIN:
             drift.annotate(
                 "retrain",
-                (index, row["drifted_share"]),
+                (index + width / 2, row["drifted_share"]),
                 ha="center",
                 xytext=(0, 3),
                 textcoords="offset points",
             )
     drift.axhline(bounds.max_drifted_share, color="grey", linestyle="--", linewidth=1)
     drift.set(ylabel="inputs drifted (share)", ylim=(0, 1))
+    drift.set_xticks(positions, periods)
     return save_figure(fig, name)
 
 
@@ -237,14 +336,18 @@ def main(argv: list[str] | None = None) -> int:
     except ReplayFailed as err:
         print(f"replay failed: {err}", file=sys.stderr)
         return 1
+    metric = timeline[0]["metric"] if timeline else "metric"
     print_table(
         [
             "period",
             "serving",
             "scored",
+            "reference",
             "drifted",
+            "drifted vs training",
             "score drift",
-            "live ROC AUC",
+            f"{metric} serving",
+            f"{metric} frozen",
             "decision",
             "retrained",
         ],
@@ -253,16 +356,29 @@ def main(argv: list[str] | None = None) -> int:
                 row["period"],
                 f"v{row['serving']}",
                 f"{row['scored']:,}",
+                row["reference"].get("kind", "-"),
                 f"{row['drifted_share']:.0%} ({', '.join(row['drifted'][:4])}"
                 + (", ..." if len(row["drifted"]) > 4 else "")
                 + ")",
+                f"{row['training_reference']['drifted_share']:.0%}",
                 _fmt(row["score_drift"]),
-                _fmt(row["live_roc_auc"]),
+                _fmt(row["champion_live"]),
+                _fmt(row["frozen_live"]),
                 row["decision"],
                 row["retrained"] or "",
             ]
             for row in timeline
         ],
+    )
+    alarms = {
+        "training_reference": sum(row["training_reference"]["drift_alarm"] for row in timeline),
+        "configured_reference": sum(row["drift_alarm"] for row in timeline),
+        "configured": base.monitoring.drift.reference,
+    }
+    print(
+        f"periods where drift alone would retrain: {alarms['training_reference']} against the "
+        f"training rows, {alarms['configured_reference']} against the {alarms['configured']} "
+        "reference"
     )
     title = f"{base.usecase}: " + (shift.what if shift else "the monitoring loop, month by month")
     print(f"plot: {plot(name, title, timeline, base)}")
@@ -271,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "usecase": base.usecase,
             "shift": shift.model_dump() if shift else None,
+            "drift_alarms": alarms,
             "timeline": timeline,
         },
     )

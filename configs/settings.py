@@ -252,6 +252,21 @@ class DriftConfig(Strict):
     # score above which a column has drifted (for a p-value method: below which).
     method: str = "psi"
     threshold: float = Field(0.2, gt=0)
+    # ...and the bound of a column of its own (a model input, or `score` / `predicted_class`
+    # for the answer), where one input moves more than the others by nature.
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    # What the window is compared with, among the rows the champion was built and judged on
+    # (a sample kept with it, `reference_rows`):
+    # - seasonal: the same weeks a year earlier (52 weeks: the same weekdays), widened by
+    #   `seasonal_margin_days` on each side, when the data reaches back that far; else `recent`;
+    # - recent: the newest `recent_days` days of them (the weeks just before it went live);
+    # - training: all its training rows (a seasonal input then drifts with every season).
+    # A reference of fewer than `min_reference_rows` rows falls back (seasonal, recent,
+    # training); the monitor's report and decision say which one it used, and why.
+    reference: Literal["seasonal", "recent", "training"] = "seasonal"
+    seasonal_margin_days: int = Field(7, ge=0)
+    recent_days: int = Field(28, ge=1)
+    min_reference_rows: int = Field(500, ge=1)
     # The window: the newest `window_days` days of logged predictions.
     window_days: int = Field(7, ge=1)
     # Fewer logged predictions than this in the window: no verdict on drift.
@@ -259,6 +274,17 @@ class DriftConfig(Strict):
     # Inputs not judged for drift: those that differ between any window and the training
     # period by construction (a calendar month: a December week is never like a year).
     ignore: list[str] = Field(default_factory=list)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _positive(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        bad = {name: value for name, value in thresholds.items() if not value > 0}
+        if bad:
+            raise ValueError(f"a drift bound is above 0: {bad}")
+        return thresholds
+
+    def threshold_of(self, column: str) -> float:
+        return self.thresholds.get(column, self.threshold)
 
 
 class RetrainConfig(Strict):
@@ -281,8 +307,8 @@ class MonitoringConfig(Strict):
     prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
-    # The training rows kept with each model (a seeded sample, with the model's scores): what
-    # the monitor compares live inputs and scores with.
+    # The labelled rows kept with each model (a seeded sample of its training, validation and
+    # test rows, with the model's answers): what the monitor picks its drift reference from.
     reference_rows: int = Field(50_000, ge=100)
     # How long after the moment a prediction is about its outcome is known (ISO 8601, e.g.
     # PT6H, P1D): live metrics count only predictions whose outcome is due by the window's

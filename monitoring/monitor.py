@@ -42,6 +42,90 @@ P_VALUE_METHODS = frozenset(
 )
 SCORE = "score"
 RETRAIN, KEEP, NO_VERDICT = handoff.RETRAIN, handoff.KEEP, handoff.NO_VERDICT
+# The reference set's own columns beside the model's inputs and answer (`pipelines.fit`): the
+# moment each row is about, and the part of the split it was in.
+REFERENCE_MOMENT, REFERENCE_PART = "event_time", "part"
+TRAIN_PART = "train"
+# "A year earlier": 52 weeks, so that a Monday is compared with Mondays.
+YEAR = timedelta(weeks=52)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The rows the window is compared with, and which they are, in words."""
+
+    kind: str  # seasonal | recent | training (`monitoring.drift.reference`)
+    rows: pd.DataFrame
+    first: str | None  # the first and last day of the rows' moments, when known
+    last: str | None
+    why: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "from": self.first,
+            "to": self.last,
+            "rows": len(self.rows),
+            "why": self.why,
+        }
+
+
+def drift_reference(
+    reference: pd.DataFrame, window_from: pd.Timestamp, window_to: pd.Timestamp, config: DriftConfig
+) -> Reference:
+    """The reference rows the window `window_from`..`window_to` is judged against, as
+    `config.reference` says: the same weeks a year earlier, else the newest weeks the champion
+    was built on, else its training rows; each needs `min_reference_rows` rows, and a choice
+    that falls back says why. A reference set with no moments (kept by an older model) is
+    used whole."""
+    if REFERENCE_MOMENT not in reference.columns:
+        return Reference(
+            "training", reference, None, None, "the champion's reference set has no moments"
+        )
+    moments = pd.to_datetime(reference[REFERENCE_MOMENT], utc=True)
+    enough = config.min_reference_rows
+    notes = []
+    if config.reference == "seasonal":
+        margin = timedelta(days=config.seasonal_margin_days)
+        start = (window_from - YEAR - margin).normalize()
+        end = (window_to - YEAR + margin).normalize() + timedelta(days=1)
+        chosen = (moments >= start) & (moments < end)
+        if chosen.sum() >= enough:
+            return _reference(
+                "seasonal", reference, moments, chosen, "the same weeks a year earlier"
+            )
+        notes.append(
+            f"{int(chosen.sum())} rows a year earlier ({start.date()}..{(end - timedelta(days=1)).date()}; "
+            f"fewer than {enough})"
+        )
+    if config.reference in ("seasonal", "recent"):
+        newest = moments.max().normalize() + timedelta(days=1)
+        chosen = moments >= newest - timedelta(days=config.recent_days)
+        if chosen.sum() >= enough:
+            why = f"the newest {config.recent_days} days the champion was built on"
+            return _reference("recent", reference, moments, chosen, "; ".join([*notes, why]))
+        notes.append(f"{int(chosen.sum())} rows in the newest {config.recent_days} days")
+    trained = (
+        reference[REFERENCE_PART] == TRAIN_PART
+        if REFERENCE_PART in reference.columns
+        else pd.Series(True, index=reference.index)
+    )
+    return _reference(
+        "training", reference, moments, trained, "; ".join([*notes, "the champion's training rows"])
+    )
+
+
+def _reference(
+    kind: str, reference: pd.DataFrame, moments: pd.Series, chosen: pd.Series, why: str
+) -> Reference:
+    picked = moments[chosen]
+    return Reference(
+        kind,
+        reference[chosen].reset_index(drop=True),
+        str(picked.min().date()) if len(picked) else None,
+        str(picked.max().date()) if len(picked) else None,
+        why,
+    )
 
 
 @dataclass(frozen=True)
@@ -71,6 +155,8 @@ class Verdict:
     # same answered requests (the pairs both scored), as `live`.
     shadow: dict[str, dict[str, float]] = field(default_factory=dict)
     model_age_days: int | None = None
+    # Which reference the drift was judged against (`Reference.describe`).
+    reference: dict[str, Any] = field(default_factory=dict)
     decision: str = NO_VERDICT
     reasons: list[str] = field(default_factory=list)
 
@@ -118,7 +204,10 @@ def drift_report(
         categorical_columns=[c for c in usable if c in categorical],
     )
     report = Report(
-        [ValueDrift(column=c, method=config.method, threshold=config.threshold) for c in usable]
+        [
+            ValueDrift(column=c, method=config.method, threshold=config.threshold_of(c))
+            for c in usable
+        ]
     )
     snapshot = report.run(
         current_data=Dataset.from_pandas(current[usable], data_definition=definition),
@@ -126,7 +215,7 @@ def drift_report(
     )
     values = _drift_values(snapshot, usable)
     return [
-        ColumnDrift(c, values[c], drifted(config.method, values[c], config.threshold))
+        ColumnDrift(c, values[c], drifted(config.method, values[c], config.threshold_of(c)))
         for c in usable
     ], snapshot
 

@@ -47,6 +47,13 @@ def rows_to_score(
 ) -> pd.DataFrame:
     """Every row of the use case's examples table dated in `period` (a day YYYY-MM-DD or a
     month YYYY-MM), as entity rows."""
+    return usecase.examples.entity_frame(silver_rows(spark, layout, usecase, period))
+
+
+def silver_rows(
+    spark: SparkSession, layout: StorageLayout, usecase: UseCase, period: str
+) -> pd.DataFrame:
+    """The examples' columns of every silver row dated in `period`, instants aware (UTC)."""
     examples = usecase.examples
     silver = read_silver(spark, layout, examples.table)
     if silver is None:
@@ -57,7 +64,7 @@ def rows_to_score(
     for column, kind in frame.dtypes.items():
         if pd.api.types.is_datetime64_any_dtype(kind) and getattr(kind, "tz", None) is None:
             frame[column] = pd.to_datetime(frame[column], utc=True)
-    return examples.entity_frame(frame)
+    return frame
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -350,7 +350,7 @@ def _lineage(settings: Settings, target: str, *, as_json: bool) -> int:
 
 
 def _monitoring(settings: Settings) -> int:
-    from pipelines.monitor import decisions
+    from pipelines.monitor import decisions, describe_reference
 
     recorded = decisions(settings)
     if not recorded:
@@ -360,6 +360,8 @@ def _monitoring(settings: Settings) -> int:
             f"{row['window_from']}..{row['window_to']}  v{row['champion_version']:<4} "
             f"{row['decision']:<10} {'; '.join(row['reasons'])}"
         )
+        if row.get("reference"):
+            print(f"{'':24}drift judged against {describe_reference(row['reference'])}")
     return EXIT_OK
 
 

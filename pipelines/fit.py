@@ -28,6 +28,7 @@ from features.store import feature_store
 from models import evaluation
 from models.answers import Answering, interval_halfwidth
 from models.tracking import Tracker, TrackingUnavailable, tracking_errors
+from monitoring.monitor import REFERENCE_MOMENT, REFERENCE_PART, TRAIN_PART
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
 from pipelines.lineage import GIT_COMMIT_TAG
@@ -468,21 +469,36 @@ REFERENCE_SCORE, REFERENCE_CLASS = "score", "predicted_class"
 
 
 def reference_set(
-    train: pd.DataFrame,
+    split: Split,
     model: models.Model,
     answering: Answering,
     features: list[str],
     settings: Settings,
 ) -> pd.DataFrame:
-    """A seeded sample of the training rows: the model's inputs and its answer on each."""
+    """A seeded sample of every labelled row the model was built and judged on (training,
+    validation and test): the model's inputs, its answer on each, the moment the row is about
+    and its part. The monitor picks its drift reference among them (`monitoring.drift`)."""
+    parts = pd.concat(
+        [
+            frame.assign(**{REFERENCE_PART: part})
+            for part, frame in (
+                (TRAIN_PART, split.train),
+                ("validation", split.validation),
+                ("test", split.test),
+            )
+        ],
+        ignore_index=True,
+    )
     rows = settings.monitoring.reference_rows
     sample = (
-        train.sample(n=rows, random_state=settings.training.seed) if len(train) > rows else train
+        parts.sample(n=rows, random_state=settings.training.seed) if len(parts) > rows else parts
     )
     answers = answering.answer(model.predict(sample))
     reference = sample[features].assign(**{REFERENCE_SCORE: answers.score})
     if answers.label is not None:
         reference[REFERENCE_CLASS] = answers.label
+    reference[REFERENCE_MOMENT] = pd.to_datetime(sample[EVENT_TIMESTAMP], utc=True)
+    reference[REFERENCE_PART] = sample[REFERENCE_PART]
     return reference.reset_index(drop=True)
 
 
@@ -594,7 +610,7 @@ def record(
                 fitted.importance.sort_values(ascending=False).to_json(indent=2)
             )
             scored_test_set(fitted, usecase).to_parquet(folder / "test_set.parquet", index=False)
-            reference_set(split.train, model, fitted.answering, features, settings).to_parquet(
+            reference_set(split, model, fitted.answering, features, settings).to_parquet(
                 folder / REFERENCE_SET, index=False
             )
             run.log_files(

@@ -30,10 +30,13 @@ from monitoring import decisions as recorded
 from monitoring import prediction_log as pl
 from monitoring.monitor import (
     NO_VERDICT,
+    REFERENCE_MOMENT,
+    REFERENCE_PART,
     SCORE,
     Verdict,
     cloudwatch_figures,
     decide,
+    drift_reference,
     drift_report,
     due,
     live_metrics,
@@ -66,14 +69,13 @@ def run(ctx: StageContext) -> StageResult:
         )
         result.handoff[handoff.DECISION_KEY] = NO_VERDICT
         return result
-    reference = _reference(tracker, champion.run_id)
+    kept = _reference(tracker, champion.run_id)
     ignored = set(settings.monitoring.drift.ignore)
     task = evaluation.task(usecase.target.kind)
     # The answer's drift: the predicted value or score, or a multiclass model's class mix.
     answer = REFERENCE_CLASS if task.kind == MULTICLASS else SCORE
-    features = [
-        c for c in reference.columns if c not in (SCORE, REFERENCE_CLASS) and c not in ignored
-    ]
+    bookkeeping = {SCORE, REFERENCE_CLASS, REFERENCE_MOMENT, REFERENCE_PART}
+    features = [c for c in kept.columns if c not in bookkeeping and c not in ignored]
     # Drift is judged on what clients were answered with; the challenger's shadow scores are
     # measured beside them (live metrics), never mixed into the window.
     shadowed = logged[logged[pl.SOURCE] == pl.SHADOW_SOURCE]
@@ -91,10 +93,12 @@ def run(ctx: StageContext) -> StageResult:
     current = pd.DataFrame(
         {name: window[pl.input_column(name)] for name in features} | {answer: window[answered_with]}
     )
+    reference = drift_reference(kept, window[pl.EVENT_TIME].min(), end, settings.monitoring.drift)
+    verdict.reference = reference.describe()
     snapshot = None
     if len(window) >= settings.monitoring.drift.min_rows:
         drift, snapshot = drift_report(
-            reference,
+            reference.rows,
             current,
             [*features, answer],
             settings.monitoring.drift,
@@ -142,6 +146,7 @@ def run(ctx: StageContext) -> StageResult:
         f"{len(verdict.drifted)} of {len(verdict.drift)} inputs drifted"
         + (f" ({', '.join(verdict.drifted)})" if verdict.drifted else "")
     )
+    result.notes.append(f"drift reference: {describe_reference(verdict.reference)}")
     if verdict.outcomes:
         counted = verdict.outcomes
         result.notes.append(
@@ -187,6 +192,14 @@ def paired(answered: pd.DataFrame, shadowed: pd.DataFrame) -> pd.DataFrame:
         ],
         ignore_index=True,
     ).loc[lambda rows: rows[pl.ROW_ID].notna()]
+
+
+def describe_reference(reference: dict[str, Any]) -> str:
+    """Which rows the drift was judged against, in words (`Reference.describe`)."""
+    if not reference:
+        return "none (no verdict on drift)"
+    span = f", {reference['from']}..{reference['to']}" if reference.get("from") else ""
+    return f"{reference['kind']} ({reference['rows']:,} rows{span}): {reference['why']}"
 
 
 def _compact(settings: Settings, result: StageResult) -> None:
@@ -280,6 +293,7 @@ def _log_to_mlflow(tracker: Tracker, settings: Settings, verdict: Verdict, repor
             "champion_version": verdict.champion_version,
             "window_from": verdict.window_from,
             "window_to": verdict.window_to,
+            "reference": describe_reference(verdict.reference)[:5000],
             "report": report,
         },
     )

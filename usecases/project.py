@@ -29,6 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from configs import Settings
 from models.evaluation import TASKS, Task
+from monitoring import prediction_log as pl
 from usecases import load
 from usecases.contract import (
     EVENT_TIMESTAMP,
@@ -324,6 +325,15 @@ def _monitoring(settings: Settings, usecase: UseCase, files: _Files) -> Iterator
                 files.config,
                 "monitoring.drift.ignore",
                 f"{name!r} is not a model input ({', '.join(usecase.model_inputs)})",
+            )
+    answers = {pl.SCORE, pl.PREDICTED_CLASS}
+    for name in settings.monitoring.drift.thresholds:
+        if name not in inputs | answers:
+            yield Problem(
+                files.config,
+                f"monitoring.drift.thresholds.{name}",
+                f"not a model input ({', '.join(usecase.model_inputs)}) nor the answer "
+                f"({' or '.join(sorted(answers))})",
             )
     shift = settings.replay.shift
     if shift is None:

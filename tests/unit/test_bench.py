@@ -49,7 +49,7 @@ def test_growth_is_the_exponent_of_time_against_data() -> None:
 def _results(**overrides: dict | None) -> dict:
     base: dict = {name: None for name in ("scale", "pit_join", "serving_latency")}
     base |= {"online_read_sqlite": None, "online_read_redis": None, "train_stages": None}
-    base |= {"soak": None}
+    base |= {"soak": None, "prediction_log": None}
     return base | overrides
 
 
@@ -100,6 +100,25 @@ def test_targets_are_marked_met_or_missed_from_the_figures() -> None:
         "**missed**"
     )
     assert rows["Collect + features scaling"] == "not run"
+    assert rows["Prediction log's cost"] == "not run"
+
+
+@pytest.mark.parametrize(
+    ("on", "dropped", "met"), [(52.0, 0, True), (56.0, 0, False), (50, 3, False)]
+)
+def test_the_prediction_log_target_is_p99_within_10_percent_and_nothing_dropped(
+    on: float, dropped: int, met: bool
+) -> None:
+    logged = {
+        "size": 100,
+        "busy": 0.75,
+        "p99_ms": {"bentoml": on, "bentoml-nolog": 50.0},
+        "p99_ratio": on / 50.0,
+        "target_ratio": 1.10,
+        "dropped": dropped,
+    }
+    (row,) = [v for k, v in report.targets(_results(prediction_log=logged)) if "log" in k]
+    assert row.startswith("**met**" if met else "**missed**"), row
 
 
 def test_load_figures_count_answers_refusals_and_errors_apart() -> None:

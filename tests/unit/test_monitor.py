@@ -15,11 +15,14 @@ from configs.settings import DriftConfig, RetrainConfig
 from monitoring.monitor import (
     KEEP,
     NO_VERDICT,
+    REFERENCE_MOMENT,
+    REFERENCE_PART,
     RETRAIN,
     SCORE,
     ColumnDrift,
     Verdict,
     decide,
+    drift_reference,
     drift_report,
     drifted,
     due,
@@ -300,3 +303,55 @@ def test_live_metrics_count_only_predictions_whose_outcome_is_due() -> None:
     assert live["precision"] == 1.0
     # with no delay, every prediction up to the window's end is due
     assert due(logged, end, timedelta(0)).all()
+
+
+def test_an_input_s_own_bound_overrides_the_common_one() -> None:
+    reference = frame(5000, seed=1)
+    current = frame(2000, seed=2, temp_scale=5 / 9, temp_shift=-32 * 5 / 9)
+    drift, _ = drift_report(reference, current, FEATURES, DriftConfig())
+    (temp,) = [d for d in drift if d.drifted]
+    lenient = DriftConfig(thresholds={"temp": temp.value * 1.01})
+    assert not [d for d in drift_report(reference, current, FEATURES, lenient)[0] if d.drifted]
+    with pytest.raises(ValueError, match="above 0"):
+        DriftConfig(thresholds={"temp": 0})
+
+
+def seasonal_reference(days: int, start: str = "2012-01-02") -> pd.DataFrame:
+    """A reference set with a row every hour from `start` for `days` days: the newest 10% of
+    the days are the test part, the 10% before validation, the rest training."""
+    moments = pd.date_range(start, periods=days * 24, freq="h", tz="UTC")
+    rows = frame(len(moments), seed=3)
+    rows[REFERENCE_MOMENT] = moments
+    day = (moments - moments[0]).days
+    rows[REFERENCE_PART] = np.select(
+        [day >= days * 0.9, day >= days * 0.8], ["test", "validation"], "train"
+    )
+    return rows
+
+
+def test_the_seasonal_reference_is_the_same_weeks_a_year_earlier() -> None:
+    kept = seasonal_reference(500)  # 2012-01-02 .. 2013-05-15
+    config = DriftConfig(reference="seasonal", seasonal_margin_days=7)
+    start, end = pd.Timestamp("2013-03-04", tz="UTC"), pd.Timestamp("2013-03-10 23:00", tz="UTC")
+    chosen = drift_reference(kept, start, end, config)
+    # 52 weeks earlier: 2012-03-05 .. 2012-03-11 (the same weekdays), a week each side
+    assert (chosen.kind, chosen.first, chosen.last) == ("seasonal", "2012-02-27", "2012-03-18")
+    assert len(chosen.rows) == 21 * 24 and "a year earlier" in chosen.why
+    assert chosen.describe()["rows"] == 21 * 24
+
+
+def test_without_a_year_of_data_the_reference_is_the_newest_weeks_then_training() -> None:
+    kept = seasonal_reference(240, start="2013-01-01")  # 2013-01-01 .. 2013-08-28
+    start, end = pd.Timestamp("2013-09-01", tz="UTC"), pd.Timestamp("2013-09-30", tz="UTC")
+    chosen = drift_reference(kept, start, end, DriftConfig(reference="seasonal", recent_days=28))
+    assert (chosen.kind, chosen.first, chosen.last) == ("recent", "2013-08-01", "2013-08-28")
+    assert "0 rows a year earlier" in chosen.why and "newest 28 days" in chosen.why
+    # too few rows for either: the training part, and why
+    strict = DriftConfig(reference="seasonal", min_reference_rows=28 * 24 + 1)
+    fallen = drift_reference(kept, start, end, strict)
+    assert fallen.kind == "training" and set(fallen.rows[REFERENCE_PART]) == {"train"}
+    assert "rows in the newest 28 days" in fallen.why
+    # asked for: the training rows; an older model's reference set, with no moments: all of it
+    assert drift_reference(kept, start, end, DriftConfig(reference="training")).kind == "training"
+    old = drift_reference(frame(100, seed=1), start, end, DriftConfig())
+    assert (old.kind, len(old.rows)) == ("training", 100) and "no moments" in old.why

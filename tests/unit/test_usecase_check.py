@@ -205,3 +205,12 @@ def test_a_problem_reads_as_file_key_and_message() -> None:
     assert str(Problem("usecases/x/config.yaml", "params.a", "unknown key")) == (
         "usecases/x/config.yaml: params.a: unknown key"
     )
+
+
+def test_a_drift_bound_for_no_input_names_its_key() -> None:
+    settings = load_settings("local", environ={}, usecase="seattle_weather").with_overrides(
+        {"monitoring": {"drift": {"thresholds": {"temp_max_c": 0.3, "score": 0.4}}}}
+    )
+    (problem,) = check(settings, load("seattle_weather"), resolve_references=False)
+    assert problem.key == "monitoring.drift.thresholds.temp_max_c"
+    assert problem.file == "usecases/seattle_weather/config.yaml"
