@@ -172,6 +172,7 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
             version = gate.handoff.get("decided_version")
             promoted = gate.handoff.get("champion_version") == version
             row["retrained"] = f"v{version} {'promoted' if promoted else 'not promoted'}"
+            row["gate"] = "; ".join(gate.notes)
         row["seconds"] = round(time.perf_counter() - tick, 1)
         timeline.append(row)
         print(
@@ -183,6 +184,8 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
             + (f" -> {row['retrained']}" if row["retrained"] else ""),
             flush=True,
         )
+        for line in [*row["reasons"], *([row["gate"]] if row["retrained"] else [])]:
+            print(f"    {line}", flush=True)
     print(
         f"the first training and {len(plan.periods)} periods took "
         f"{time.perf_counter() - started:.0f} s"

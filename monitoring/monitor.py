@@ -90,13 +90,19 @@ def drift_reference(
         start = (window_from - YEAR - margin).normalize()
         end = (window_to - YEAR + margin).normalize() + timedelta(days=1)
         chosen = (moments >= start) & (moments < end)
-        if chosen.sum() >= enough:
+        # the rows must cover the window's own weeks a year earlier, not only a margin of them
+        covered = moments.min() <= window_from - YEAR and moments.max() >= window_to - YEAR
+        if covered and chosen.sum() >= enough:
             return _reference(
                 "seasonal", reference, moments, chosen, "the same weeks a year earlier"
             )
+        year_earlier = f"{(window_from - YEAR).date()}..{(window_to - YEAR).date()}"
         notes.append(
-            f"{int(chosen.sum())} rows a year earlier ({start.date()}..{(end - timedelta(days=1)).date()}; "
+            f"{int(chosen.sum())} rows in the same weeks a year earlier ({year_earlier}; "
             f"fewer than {enough})"
+            if covered
+            else f"the rows do not reach a year back ({year_earlier}; the first is of "
+            f"{moments.min().date()})"
         )
     if config.reference in ("seasonal", "recent"):
         newest = moments.max().normalize() + timedelta(days=1)

@@ -107,6 +107,9 @@ def test_the_monitor_measures_live_performance_as_computed_by_hand(
         skm.precision_score(joined["outcome"], joined[DECISION], zero_division=0)
     )
     assert decision["decision"] == "keep"  # every bound switched off but the drift share 100%
+    # which rows the drift was judged against, and why (`monitoring.drift.reference`)
+    assert decision["reference"]["kind"] in ("seasonal", "recent", "training")
+    assert decision["reference"]["rows"] > 0 and decision["reference"]["why"]
     reports = list((tmp_path / "reports" / "monitoring").glob("*.html"))
     assert reports and "<html" in reports[0].read_text()[:2000].lower()
 

@@ -345,7 +345,11 @@ def test_without_a_year_of_data_the_reference_is_the_newest_weeks_then_training(
     start, end = pd.Timestamp("2013-09-01", tz="UTC"), pd.Timestamp("2013-09-30", tz="UTC")
     chosen = drift_reference(kept, start, end, DriftConfig(reference="seasonal", recent_days=28))
     assert (chosen.kind, chosen.first, chosen.last) == ("recent", "2013-08-01", "2013-08-28")
-    assert "0 rows a year earlier" in chosen.why and "newest 28 days" in chosen.why
+    assert "do not reach a year back" in chosen.why and "newest 28 days" in chosen.why
+    # December 2013 against rows from January 2013: the margin reaches a week of them, the
+    # window's own weeks a year earlier (December 2012) are not there
+    december = pd.Timestamp("2013-12-01", tz="UTC"), pd.Timestamp("2013-12-31", tz="UTC")
+    assert drift_reference(kept, *december, DriftConfig(min_reference_rows=24)).kind == "recent"
     # too few rows for either: the training part, and why
     strict = DriftConfig(reference="seasonal", min_reference_rows=28 * 24 + 1)
     fallen = drift_reference(kept, start, end, strict)
