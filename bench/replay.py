@@ -120,6 +120,7 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
     frozen = _stage(first, "promote").handoff.get("champion_version")  # type: ignore[union-attr]
     assert frozen is not None
     print(f"trained on {landed[0]}..{landed[-1]}: version {frozen} serves", flush=True)
+    newest = frozen
     timeline = []
     for period in plan.periods:
         landed.append(period)
@@ -140,7 +141,9 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
         assert decision is not None and before is not None
         serving = decision["champion_version"]
         live = decision["live"].get(serving, {})
-        measured = measured_live(current, spark, period, {"champion": serving, "frozen": frozen})
+        measured = measured_live(
+            current, spark, period, {"champion": serving, "frozen": frozen, "newest": newest}
+        )
         row = {
             "period": period,
             "serving": serving,
@@ -161,6 +164,9 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
             "metric": measured["metric"],
             "champion_live": measured["champion"],
             "frozen_live": measured["frozen"],
+            # the newest model a retrain made before this period, promoted or not
+            "newest": newest,
+            "newest_live": measured["newest"],
             "decision": decision["decision"],
             "reasons": decision["reasons"],
             "retrained": None,
@@ -171,6 +177,7 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
             assert gate is not None
             version = gate.handoff.get("decided_version")
             promoted = gate.handoff.get("champion_version") == version
+            newest = version or newest
             row["retrained"] = f"v{version} {'promoted' if promoted else 'not promoted'}"
             row["gate"] = "; ".join(gate.notes)
         row["seconds"] = round(time.perf_counter() - tick, 1)
@@ -180,8 +187,9 @@ def replay(base: Settings, folder: Path, shift: ReplayShift | None) -> list[dict
             f"{len(row['drifted'])} inputs drifted against the {row['reference'].get('kind')} "
             f"reference ({len(row['training_reference']['drifted'])} against training); "
             f"{row['metric']} v{serving} {_fmt(row['champion_live'])}, frozen v{frozen} "
-            f"{_fmt(row['frozen_live'])}; {row['decision']}"
-            + (f" -> {row['retrained']}" if row["retrained"] else ""),
+            f"{_fmt(row['frozen_live'])}, newest retrained v{row['newest']} "
+            f"{_fmt(row['newest_live'])}; "
+            f"{row['decision']}" + (f" -> {row['retrained']}" if row["retrained"] else ""),
             flush=True,
         )
         for line in [*row["reasons"], *([row["gate"]] if row["retrained"] else [])]:
@@ -265,6 +273,13 @@ def plot(name: str, title: str, timeline: list[dict[str, Any]], settings: Settin
         marker="s",
         linestyle=":",
         label="frozen after the first training",
+    )
+    auc.plot(
+        periods,
+        [row["newest_live"] for row in timeline],
+        marker="^",
+        linestyle="--",
+        label="newest retrained (promoted or not)",
     )
     auc.legend(loc="lower left", fontsize="small")
     for index, row in enumerate(timeline):
@@ -351,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             "score drift",
             f"{metric} serving",
             f"{metric} frozen",
+            f"{metric} newest",
             "decision",
             "retrained",
         ],
@@ -367,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 _fmt(row["score_drift"]),
                 _fmt(row["champion_live"]),
                 _fmt(row["frozen_live"]),
+                f"v{row['newest']} {_fmt(row['newest_live'])}",
                 row["decision"],
                 row["retrained"] or "",
             ]
