@@ -235,7 +235,8 @@ class PromotionConfig(Strict):
 
 
 class PredictionLogConfig(Strict):
-    """The prediction log: a bounded buffer per worker, written in the background."""
+    """The prediction log: each serving worker hands its predictions to a writer process of its
+    own, which buffers them (bounded) and writes them in the background."""
 
     enabled: bool = True
     # Records held before the newest are dropped (and counted on /metrics).

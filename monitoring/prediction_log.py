@@ -9,11 +9,14 @@ model saw them (online features included, one `input__<feature>` column each), t
 score (`models.answers`: P(positive), the likeliest class's probability, or the value), the
 decision (a yes/no target) or the class (a multiclass one), and the features that were missing.
 
-Serving never waits on it: `record` appends to a bounded in-memory buffer and returns; a
-background thread writes what is buffered every `flush_interval_s`, or as soon as `flush_rows`
-are waiting. Nothing is lost silently: records refused because the buffer is full, and those
-of a write that failed, are counted (`dropped`, exported on `/metrics` by the service), and
-`close` (SIGTERM) writes what is left before the worker exits.
+`PredictionLog` is a bounded buffer and its writer: `log` appends a `Batch` (a request's or a
+batch score's predictions, column by column) and returns; a background thread writes what is
+buffered every `flush_interval_s`, or as soon as `flush_rows` are waiting. The service runs it
+in a writer process of each worker's own (`log_writer`), batch scoring in its own process.
+Nothing is lost silently: predictions refused because the buffer is full, and those of a write
+that failed, are counted (`dropped`, exported on `/metrics` by the service), and `close`
+(SIGTERM) writes what is left. `compact` rewrites a day as one file per source (the monitor
+runs it first); `read_log` counts each record once.
 """
 
 from __future__ import annotations
