@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 from datetime import timedelta
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -267,10 +269,24 @@ def _write_report(settings: Settings, verdict: Verdict, snapshot: Any) -> str:
         with tempfile.TemporaryDirectory() as tmp:
             page = Path(tmp) / f"{name}.html"
             snapshot.save_html(str(page))
+            _say_the_reference(page, verdict)
             fs.upload(page, fs.join(folder, page.name))
     summary = fs.join(folder, f"{name}.json")
     fs.write_text(summary, json.dumps(verdict.as_dict(), indent=2, default=str))
     return fs.join(folder, f"{name}.html") if snapshot is not None else summary
+
+
+def _say_the_reference(page: Path, verdict: Verdict) -> None:
+    """Open Evidently's page with which rows the window was judged against, and why."""
+    html = page.read_text(encoding="utf-8")
+    said = (
+        '<p style="font-family: sans-serif; margin: 1em">'
+        f"Window {verdict.window_from}..{verdict.window_to}: drift judged against "
+        f"{escape(describe_reference(verdict.reference))}.</p>"
+    )
+    opened = re.search(r"<body[^>]*>", html, re.IGNORECASE)
+    at = opened.end() if opened else 0
+    page.write_text(html[:at] + said + html[at:], encoding="utf-8")
 
 
 def _log_to_mlflow(tracker: Tracker, settings: Settings, verdict: Verdict, report: str) -> None:

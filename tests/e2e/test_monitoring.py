@@ -112,6 +112,8 @@ def test_the_monitor_measures_live_performance_as_computed_by_hand(
     assert decision["reference"]["rows"] > 0 and decision["reference"]["why"]
     reports = list((tmp_path / "reports" / "monitoring").glob("*.html"))
     assert reports and "<html" in reports[0].read_text()[:2000].lower()
+    # the page says which rows the window was judged against
+    assert f"drift judged against {decision['reference']['kind']}" in reports[0].read_text()
 
 
 def test_an_input_in_the_wrong_unit_is_flagged_by_name(
