@@ -14,6 +14,11 @@ RUN_LABEL = "mlflow_run_id"
 FEATURE_SERVICE_LABEL = "feature_service"
 # On a Bento that also carries a challenger to score in shadow: the challenger's MLflow run.
 SHADOW_RUN_LABEL = "shadow_mlflow_run_id"
+# On a Bento: the commit it was built from, and the digest of what it serves (code, use case,
+# requirements, model: `configs.source.release_digest`), also the Bento's version. `package`
+# hands both off beside the tag, under these keys, for the release record.
+COMMIT_LABEL = "git_commit"
+DIGEST_LABEL = "release_digest"
 # The registry alias of a version the gate did not promote: scored in shadow when asked.
 CHALLENGER_ALIAS = "challenger"
 # Metadata keys on the BentoML model (with how it answers: `models.answers.Answering`).

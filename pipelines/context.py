@@ -71,8 +71,11 @@ class Handoff:
     # per chain run: materialize, report and package use it without asking the registry again).
     decided_version: str | None = None
     champion_version: str | None = None
-    # package: the Bento it built or found.
+    # package: the Bento it built or found, the digest of what it serves, the commit it was
+    # built from (`configs.handoff.DIGEST_LABEL`, `COMMIT_LABEL`).
     bento_tag: str | None = None
+    release_digest: str | None = None
+    git_commit: str | None = None
     # batch-predict: the day (YYYY-MM-DD) or month (YYYY-MM) to score.
     period: str | None = None
     # monitor: what it decided (retrain | keep | no verdict), for what runs after it.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from sklearn import metrics as skm
 import models
 from configs import Settings
 from configs.settings import SplitConfig, TrainingConfig
+from configs.source import git_commit
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
@@ -435,26 +435,6 @@ def _recording_failed(
         f"{run_id or '(not started)'} ({cause}); {registry}, and the champion is unchanged. "
         "Run the training again once MLflow answers."
     )
-
-
-def git_commit() -> str:
-    """The commit of the code that trains (with `+dirty` when the tree has changes), or
-    "unknown" outside a git checkout."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}+dirty" if dirty else head
 
 
 # The sample of the training rows kept with the model (artifact `evaluation/<this>`): its

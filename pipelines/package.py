@@ -3,6 +3,12 @@
 The champion is imported from the MLflow registry into BentoML's model store (once per
 version), and the Bento carries that model and its tag, so what is deployed is exactly
 what the gate promoted. The Bento holds its own Dockerfile (env/docker/Dockerfile).
+
+A release is code plus model: the Bento's version is the digest of everything it serves (the
+files the bentofile includes, the bentofile itself, the model runs and the use case), and its
+labels carry that digest and the commit. A Bento is reused only when nothing of that changed,
+so a fix to the service, a request field, a transform or a pinned requirement is packaged
+(and released) without a new model, and packaging twice builds once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import yaml
 
 import models
 from configs import Settings, handoff
+from configs.source import git_commit, release_digest, served_files
 from models.answers import Answering
 from models.tracking import CHALLENGER, Tracker
 from pipelines.context import StageContext
@@ -27,6 +34,17 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENTOFILE = ROOT / "serving" / "bentofile.yaml"
+# Hex digits of the release digest in the Bento's version (and so in the image tag).
+VERSION_DIGITS = 16
+
+
+def digest_of(settings: Settings, champion_run: str, shadow_run: str = "") -> str:
+    """The release digest of a Bento serving `champion_run` (and `shadow_run` in shadow) from
+    this working tree."""
+    spec = yaml.safe_load(BENTOFILE.read_text())
+    files = [BENTOFILE, *served_files(ROOT, spec.get("include", []))]
+    parts = {"usecase": settings.usecase, "champion": champion_run, "shadow": shadow_run}
+    return release_digest(ROOT, set(files), parts)
 
 
 def _bentoml(settings: Settings) -> Any:
@@ -116,21 +134,17 @@ def run(ctx: StageContext) -> StageResult:
     shadow_run = challenger.run_id if challenger else ""
     bentoml = _bentoml(settings)
     names = settings.names
+    digest = digest_of(settings, champion.run_id, shadow_run)
+    served = f"version {champion.version}" + (
+        f" (version {challenger.version} in shadow)" if challenger else ""
+    )
     for existing in _bentos(bentoml, names.bento):
-        labels = existing.info.labels
-        if (
-            labels.get(handoff.RUN_LABEL) == champion.run_id
-            and labels.get(handoff.SHADOW_RUN_LABEL, "") == shadow_run
-        ):
+        if existing.info.labels.get(handoff.DIGEST_LABEL) == digest:
             result.notes.append(
-                f"Bento {existing.tag} already serves version {champion.version}"
-                + (f" (version {challenger.version} in shadow)" if challenger else "")
-                + ": not rebuilt"
+                f"Bento {existing.tag} already serves {served} from this code "
+                f"(digest {digest[:VERSION_DIGITS]}): not rebuilt"
             )
-            result.outputs["bento"] = str(Path(existing.path))
-            result.outputs["bento tag"] = str(existing.tag)
-            result.handoff[handoff.BENTO_TAG_KEY] = str(existing.tag)
-            return result
+            return _handed(result, existing)
     # The committed bentofile, plus the exact model and its tag: written beside it for the build.
     spec = yaml.safe_load(BENTOFILE.read_text())
     # The class is generic; the Bento (and the service, in its image) is named by the project.
@@ -151,7 +165,10 @@ def run(ctx: StageContext) -> StageResult:
         bento = bentoml.bentos.build_bentofile(
             pinned.name,
             build_ctx=str(ROOT),
+            version=digest[:VERSION_DIGITS],
             labels={
+                handoff.DIGEST_LABEL: digest,
+                handoff.COMMIT_LABEL: git_commit(ROOT),
                 handoff.VERSION_LABEL: champion.version,
                 handoff.RUN_LABEL: champion.run_id,
                 handoff.FEATURE_SERVICE_LABEL: champion.tags.get("feature_service", ""),
@@ -160,10 +177,18 @@ def run(ctx: StageContext) -> StageResult:
         )
     tracker.tag_version(champion.version, {"bento_tag": str(bento.tag)})
     result.notes.append(
-        f"Bento {bento.tag} serves {settings.names.registered_model} version {champion.version}"
-        + (f", version {challenger.version} scored in shadow" if challenger else "")
+        f"Bento {bento.tag} serves {settings.names.registered_model} {served}, "
+        f"built from commit {bento.info.labels[handoff.COMMIT_LABEL]}"
     )
+    return _handed(result, bento)
+
+
+def _handed(result: StageResult, bento: Any) -> StageResult:
+    """`result` with the Bento's place, tag, digest and commit in its outputs and handoff."""
+    labels = bento.info.labels
     result.outputs["bento"] = str(Path(bento.path))
     result.outputs["bento tag"] = str(bento.tag)
     result.handoff[handoff.BENTO_TAG_KEY] = str(bento.tag)
+    for key in (handoff.DIGEST_LABEL, handoff.COMMIT_LABEL):
+        result.handoff[key] = labels.get(key, "")
     return result

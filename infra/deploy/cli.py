@@ -21,7 +21,13 @@ from infra.deploy.common import (
 from infra.deploy.destroy import destroy
 from infra.deploy.first_deploy import deploy
 from infra.deploy.mlflow_ui import mlflow_tunnel
-from infra.deploy.releases import read_releases, release, rollback
+from infra.deploy.releases import (
+    read_releases,
+    release,
+    release_lines,
+    rollback,
+    serving_line,
+)
 from infra.deploy.spark import run_on_emr
 from infra.deploy.status import status
 
@@ -74,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with `destroy`: also remove what it keeps (buckets, images, snapshots, keys)",
     )
     parser.add_argument(
+        "--reason",
+        default="",
+        help="with `release` and `rollback`: why, kept in the release record (`releases`)",
+    )
+    parser.add_argument(
         "--handoff-file",
         help="with `release`: the chain run's handoff (s3://...), as the state machine passes it",
     )
@@ -109,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise DeployError(
                     "release needs --handoff-file s3://<lake>/runs/<run>/handoff.json"
                 )
-            release(session, config, args.handoff_file, app_python=sys.executable)
+            release(
+                session,
+                config,
+                args.handoff_file,
+                app_python=sys.executable,
+                reason=args.reason or "the chain's release",
+            )
         elif args.command == "status":
             check_credentials(session)
             runs = status(session, config)
@@ -121,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{chain_run.started:<26} {chain_run.status:<10} {chain_run.stopped:<26} "
                     f"{chain_run.name}{where}"
                 )
+            print(serving_line(session, config))
         elif args.command == "mlflow-ui":
             check_credentials(session)
             missing = [t for t in ("aws", "session-manager-plugin") if shutil.which(t) is None]
@@ -143,13 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             run_on_emr(session, config, [args.pipeline_args])
         elif args.command == "rollback":
             check_credentials(session)
-            rollback(session, config)
+            rollback(session, config, reason=args.reason or "asked for")
         else:
             check_credentials(session)
-            for r in read_releases(session.client("ssm"), config):
-                print(
-                    f"{r.deployed_at}  {r.kind:<8}  {r.image_tag}  v{r.model_version or '?'}  {r.bento}"
-                )
+            for line in release_lines(read_releases(session.client("ssm"), config)):
+                print(line)
     except DeployError as err:
         print(f"{args.command} stopped: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.settings import AwsConfig
+from configs.source import COMMIT_FILE, git_commit
 from infra import jobs
 from infra.config import (
     RUNTIME_VARIABLES,
@@ -48,8 +49,8 @@ class Deployed:
 
 
 def source_bundle(target: Path, root: Path = ROOT) -> Path:
-    """The release build's source: every file git tracks, as it is in the working tree, in a
-    zip with fixed timestamps (the same tree gives the same bytes, so an unchanged bundle is
+    """The release build's source: every file git tracks, as it is in the working tree, and the
+    commit it was made from (`configs.source.COMMIT_FILE`), in a zip with fixed timestamps (the same tree gives the same bytes, so an unchanged bundle is
     not uploaded again)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True
@@ -59,6 +60,10 @@ def source_bundle(target: Path, root: Path = ROOT) -> Path:
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = ((root / name).stat().st_mode & 0o777) << 16
             bundle.writestr(info, (root / name).read_bytes(), zipfile.ZIP_DEFLATED)
+        # The bundle has no git history: the commit it was made from travels beside the code.
+        info = zipfile.ZipInfo(COMMIT_FILE, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        bundle.writestr(info, git_commit(root) + "\n", zipfile.ZIP_DEFLATED)
     return target
 
 

@@ -1,5 +1,10 @@
-"""Releases: package the champion, push its image, roll the serving stack to it, record it;
-roll back; list them."""
+"""Releases: package the champion with this code, push its image, roll the serving stack to it,
+record it; roll back; list them.
+
+A release is code plus model: the image tag is the Bento's version, the digest of everything
+it serves (`pipelines.package`), so a code-only change rolls out like a new model and a
+release with nothing changed finds its image serving already and does nothing.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +39,13 @@ class Release:
     kind: str = "deploy"  # deploy | rollback
     # The registry version the Bento serves ("" in releases recorded before it was kept).
     model_version: str = ""
+    # The commit the Bento was built from and the digest of what it serves (code, use case,
+    # requirements, model); "" in releases recorded before they were kept.
+    commit: str = ""
+    digest: str = ""
+    # Who released (the caller's AWS identity) and why.
+    by: str = ""
+    reason: str = ""
 
 
 def releases_parameter(config: AwsConfig) -> str:
@@ -49,6 +61,34 @@ def read_releases(ssm: Any, config: AwsConfig) -> list[Release]:
     return [
         Release(**{k: v for k, v in entry.items() if k in known}) for entry in json.loads(value)
     ]
+
+
+def release_lines(history: list[Release]) -> list[str]:
+    """The release record as `make releases` prints it: when, what, which model and commit,
+    who and why, oldest first."""
+    if not history:
+        return ["nothing has been released yet"]
+    return [
+        f"{r.deployed_at}  {r.kind:<8}  {r.image_tag}  model v{r.model_version or '?'}  "
+        f"commit {(r.commit or '?')[:12]}  by {r.by or '?'}  ({r.reason or 'no reason kept'})"
+        for r in history
+    ]
+
+
+def serving_line(session: Any, config: AwsConfig) -> str:
+    """What the service runs now, as `make status` says it: the release, its model version,
+    commit and digest, and since when."""
+    stack = f"{config.name}-serving"
+    current = current_image_tag(session.client("cloudformation"), stack)
+    history = read_releases(session.client("ssm"), config)
+    serving = next((r for r in reversed(history) if r.image_tag == current), None)
+    if serving is None:
+        return f"serving: {current} (no release recorded for it)"
+    return (
+        f"serving: {serving.bento}, model v{serving.model_version or '?'}, commit "
+        f"{(serving.commit or '?')[:12]}, digest {(serving.digest or '?')[:16]}, "
+        f"since {serving.deployed_at} ({serving.kind})"
+    )
 
 
 def record_release(ssm: Any, config: AwsConfig, release: Release, keep: int = 20) -> None:
@@ -124,7 +164,9 @@ def _template_parameters(cloudformation: Any, stack: str) -> dict[str, Any]:
     return dict(template.get("Parameters", {}))
 
 
-def rollback(session: Any, config: AwsConfig, *, wait: bool = True) -> Release:
+def rollback(
+    session: Any, config: AwsConfig, *, wait: bool = True, reason: str = "asked for"
+) -> Release:
     """Roll the service back to the release before the current one, and record that."""
     cloudformation, ecs, ssm = (session.client(n) for n in ("cloudformation", "ecs", "ssm"))
     stack = f"{config.name}-serving"
@@ -146,6 +188,10 @@ def rollback(session: Any, config: AwsConfig, *, wait: bool = True) -> Release:
         _now(),
         kind="rollback",
         model_version=previous.model_version,
+        commit=previous.commit,
+        digest=previous.digest,
+        by=caller(session),
+        reason=reason,
     )
     record_release(ssm, config, release)
     return release
@@ -160,41 +206,62 @@ def release(
     app_python: str = sys.executable,
     run: Run = run_command,
     wait: bool = True,
+    reason: str = "the chain's release",
 ) -> Release:
-    """Package the AWS champion, push its image, roll the service, smoke it. A champion that
-    already serves is not packaged again."""
+    """Package the AWS champion with this code, push its image unless the repository has it,
+    roll the service to it, record it and smoke it. When the service already runs that image
+    (same code, same model), nothing is rolled, recorded or smoked."""
     cloudformation, ecs, ssm, s3 = (
         session.client(n) for n in ("cloudformation", "ecs", "ssm", "s3")
     )
     stack = f"{config.name}-serving"
     handed = _read_s3_json(s3, handoff_file)
     champion = str(handed.get("champion_version", ""))
+    outputs = stack_outputs(cloudformation, stack)
+    packaged = push_serving_image(
+        session.client("ecr"), run, app_python, "aws", outputs["RepositoryUri"], handed
+    )
     current = current_image_tag(cloudformation, stack)
     serving_now = next(
         (r for r in reversed(read_releases(ssm, config)) if r.image_tag == current), None
     )
-    if champion and serving_now is not None and serving_now.model_version == champion:
+    if current == packaged.image_tag and serving_now is not None:
         print(
-            f"{stack} already serves version {champion} ({serving_now.bento}): nothing to release"
+            f"{stack} already serves {packaged.bento} (model version "
+            f"{serving_now.model_version}, commit {serving_now.commit or '?'}): nothing to release"
         )
         return serving_now
-    outputs = stack_outputs(cloudformation, stack)
-    bento, image_tag, version = push_serving_image(
-        session.client("ecr"), run, app_python, "aws", outputs["RepositoryUri"], handed
+    release = Release(
+        packaged.image_tag,
+        packaged.bento,
+        _now(),
+        model_version=packaged.model_version or champion,
+        commit=packaged.commit,
+        digest=packaged.digest,
+        by=caller(session),
+        reason=reason,
     )
-    release = Release(image_tag, bento, _now(), model_version=version or champion)
-    if current != image_tag:
-        roll_service(
-            cloudformation,
-            ecs,
-            stack,
-            image_tag,
-            wait=wait,
-            role_arn=os.environ.get(CLOUDFORMATION_ROLE_VARIABLE) or None,
-        )
-        record_release(ssm, config, release)
+    roll_service(
+        cloudformation,
+        ecs,
+        stack,
+        packaged.image_tag,
+        wait=wait,
+        role_arn=os.environ.get(CLOUDFORMATION_ROLE_VARIABLE) or None,
+    )
+    record_release(ssm, config, release)
     run([app_python, "-m", "serving.smoke", outputs["Url"]])
     return release
+
+
+def caller(session: Any) -> str:
+    """The AWS identity making the calls (an assumed role's session, a user), for the record."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(session.client("sts").get_caller_identity()["Arn"])
+    except (BotoCoreError, ClientError) as err:  # the record says why it names no one
+        return f"unknown ({type(err).__name__})"
 
 
 def _read_s3_json(s3: Any, location: str) -> dict[str, Any]:
@@ -206,6 +273,17 @@ def _read_s3_json(s3: Any, location: str) -> dict[str, Any]:
     return dict(json.loads(body))
 
 
+@dataclass(frozen=True)
+class Packaged:
+    """What `package` built (or found) for a release, and the image that holds it."""
+
+    bento: str
+    image_tag: str
+    model_version: str
+    commit: str
+    digest: str
+
+
 def push_serving_image(
     ecr: Any,
     run: Run,
@@ -213,10 +291,10 @@ def push_serving_image(
     package_env: str,
     repository_uri: str,
     handed: dict[str, Any] | None = None,
-) -> tuple[str, str, str]:
+) -> Packaged:
     """Build the champion's Bento (with what the chain handed off: the champion it decided
-    on), containerize it and push it under the Bento's version.
-    Returns (Bento tag, image tag, model version)."""
+    on), containerize it and push it under the Bento's version, unless the repository holds
+    that tag already (the same code and model)."""
     with tempfile.TemporaryDirectory(prefix="package-") as tmp:
         handoff_path = Path(tmp) / "handoff.json"
         handoff_path.write_text(json.dumps(handed or {}))
@@ -233,13 +311,20 @@ def push_serving_image(
             ]
         )
         bento = bento_tag(handoff_path)
-        version = str(json.loads(handoff_path.read_text()).get("champion_version", ""))
+        written = json.loads(handoff_path.read_text())
     image_tag = bento.split(":", 1)[1]
+    packaged = Packaged(
+        bento,
+        image_tag,
+        str(written.get("champion_version", "")),
+        str(written.get(handoff.COMMIT_LABEL, "")),
+        str(written.get(handoff.DIGEST_LABEL, "")),
+    )
     image = f"{repository_uri}:{image_tag}"
     if image_exists(ecr, repository_uri, image_tag):
         # Tags are immutable: the same Bento is pushed once.
         print(f"{image} is already in the repository")
-        return bento, image_tag, version
+        return packaged
     # Fargate runs x86_64: the image is built for it whatever the builder runs on.
     run(
         [
@@ -261,7 +346,7 @@ def push_serving_image(
         password,
     )
     run(["docker", "push", image])
-    return bento, image_tag, version
+    return packaged
 
 
 def image_exists(ecr: Any, repository_uri: str, tag: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from configs import handoff
 from infra import deploy
 from infra.config import infra_config
 from tests.infra.conftest import BENTO, STACK, USECASE_ENVIRON
@@ -115,7 +116,14 @@ class Recorder:
         if command[-1] == "package":
             handed = Path(command[command.index("--handoff-file") + 1])
             values = json.loads(handed.read_text() or "{}")
-            handed.write_text(json.dumps({**values, "bento_tag": self.bento}))
+            # as the stage hands it off: the Bento's version is the start of its digest
+            version = self.bento.split(":", 1)[1]
+            values |= {
+                handoff.BENTO_TAG_KEY: self.bento,
+                handoff.DIGEST_LABEL: f"{version:0<64}",
+                handoff.COMMIT_LABEL: f"commit-of-{version}",
+            }
+            handed.write_text(json.dumps(values))
             return "package ok\n"
         return ""
 
@@ -235,9 +243,7 @@ def test_release_packages_the_aws_champion_pushes_rolls_records_and_smokes(
     assert flat[-1] == f"py -m serving.smoke {outputs['Url']}"
 
 
-def test_a_release_of_the_champion_already_serving_does_nothing(
-    aws, synthesized, templates
-) -> None:
+def test_a_release_with_nothing_changed_does_nothing(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
     config = infra_config(environ=USECASE_ENVIRON)
     deploy.release(
@@ -246,14 +252,51 @@ def test_a_release_of_the_champion_already_serving_does_nothing(
     cloudformation = aws.client("cloudformation")
     before = cloudformation.describe_stacks(StackName=f"{STACK}-serving")["Stacks"][0]
 
-    again = Pusher("svc:other2", aws.client("ecr"))
+    # the same code and model package to the same Bento version (the digest of both)
+    again = Pusher("svc:first1", aws.client("ecr"))
     release = deploy.release(aws, config, _handoff(aws, "run-2", "3"), run=again)
 
     assert release.image_tag == "first1"
-    assert again.commands == []  # not packaged, built, pushed, rolled or smoked again
+    # packaged (which is how it knows), then not built, pushed, rolled or smoked again
+    assert [c[-1] for c in again.commands] == ["package"]
     after = cloudformation.describe_stacks(StackName=f"{STACK}-serving")["Stacks"][0]
     assert after.get("LastUpdatedTime") == before.get("LastUpdatedTime")
     assert len(deploy.read_releases(aws.client("ssm"), config)) == 1
+
+
+def test_a_code_only_change_is_released_with_the_same_model(aws, synthesized, templates) -> None:
+    """The champion is unchanged, the code is not: package makes another Bento version, and
+    the release pushes it, rolls the service, records it with its commit and smokes it."""
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ=USECASE_ENVIRON)
+    ecr = aws.client("ecr")
+    deploy.release(aws, config, _handoff(aws, "run-1", "3"), run=Pusher("svc:first1", ecr))
+
+    changed = Pusher("svc:second2", ecr)
+    release = deploy.release(
+        aws, config, _handoff(aws, "run-2", "3"), run=changed, reason="a request field renamed"
+    )
+
+    assert (release.image_tag, release.model_version) == ("second2", "3")
+    cloudformation = aws.client("cloudformation")
+    assert deploy.current_image_tag(cloudformation, f"{STACK}-serving") == "second2"
+    flat = [" ".join(c) for c in changed.commands]
+    assert any("docker push" in c and c.endswith(":second2") for c in flat)
+    assert "serving.smoke" in flat[-1]
+    history = deploy.read_releases(aws.client("ssm"), config)
+    assert [(r.image_tag, r.model_version, r.commit) for r in history] == [
+        ("first1", "3", "commit-of-first1"),
+        ("second2", "3", "commit-of-second2"),
+    ]
+    assert history[-1].digest.startswith("second2")
+    assert history[-1].reason == "a request field renamed"
+    # who: the identity that made the calls (moto's default user here)
+    assert history[-1].by.startswith("arn:aws:")
+    assert deploy.serving_line(aws, config).startswith(
+        "serving: svc:second2, model v3, commit commit-of-se, digest second2000000000, since "
+    )
+    listed = deploy.release_lines(history)
+    assert "model v3  commit commit-of-se" in listed[-1] and "a request field renamed" in listed[-1]
 
 
 def test_a_release_without_the_run_s_handoff_stops_with_what_is_missing(
