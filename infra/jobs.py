@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from configs.settings import ENV_VARIABLE
+
 # The packed virtualenv (infra/images/emr/Dockerfile) and where each Spark process unpacks it:
 # the Dockerfile packs it with `--python-prefix /home/hadoop/<ARCHIVE_ALIAS>` to match.
 VENV_ARCHIVE = "pipelines-venv.tar.gz"
@@ -53,7 +55,7 @@ def spark_submit(
     ]
     return {
         "entryPoint": f"{code}/{ENTRY_POINT}",
-        "entryPointArguments": ["--env", "aws", *arguments],
+        "entryPointArguments": ["--env", environment[ENV_VARIABLE], *arguments],
         "sparkSubmitParameters": " ".join(
             [
                 f"--conf spark.archives={code}/{VENV_ARCHIVE}#{ARCHIVE_ALIAS}",
@@ -75,12 +77,13 @@ def job_environment(
     redis_token_secret_arn: str,
     tracking_uri: str,
     mlflow_password_secret_arn: str,
+    profile: str,
 ) -> dict[str, str]:
     """What the aws profile reads from the environment (configs/aws.yaml): endpoints by value,
     secrets by ARN (the entry point reads them with the job's role; a value would show in the
     job's configuration)."""
     return {
-        "MLOPS_ENV": "aws",
+        ENV_VARIABLE: profile,
         "MLOPS_LANDING_BUCKET": landing_bucket,
         "MLOPS_LAKE_BUCKET": lake_bucket,
         "MLOPS_REDIS_ENDPOINT": redis_endpoint,

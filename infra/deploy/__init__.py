@@ -1,11 +1,13 @@
-"""`make deploy|status|rollback|destroy ENV=aws`: put the platform on AWS, watch it, step
-back, take it down.
+"""`make deploy|status|rollback|releases|promote|destroy ENV=aws` (or ENV=staging, ENV=prod):
+put the platform on AWS, watch it, ship and step back, take it down.
 
     python -m infra.deploy deploy     # stacks, code, example data, the first run of the chain
     python -m infra.deploy status     # the chain's last runs, and what failed
     python -m infra.deploy release    # (the release build, in AWS) package, push, roll, smoke
     python -m infra.deploy rollback   # the previous image (and so the previous model)
-    python -m infra.deploy releases   # what was deployed, newest last
+    python -m infra.deploy releases   # what was deployed, when, by whom and why, newest last
+    python -m infra.deploy promote    # (prod) the image that served in staging, copied and rolled
+    python -m infra.deploy wait       # wait for the chain's newest run; fail unless it succeeded
     python -m infra.deploy spark <command>  # one `python -m pipelines` command on EMR
     python -m infra.deploy mlflow-ui  # the MLflow UI on localhost:5000 (SSM port forwarding)
     python -m infra.deploy destroy    # every stack; names what it keeps (--purge: those too)
@@ -24,7 +26,11 @@ a Bento, containerize it for linux/amd64, push it under the Bento's version, rol
 stack to that tag (its `ImageTag` parameter, through the serving stack's own deploy role,
 which may touch only the service, its task definitions and its scaling, so CloudFormation stays
 the owner of the service and the build holds no administrator role), record the release in SSM Parameter Store,
-send a smoke request. When the champion is the version already serving, it does nothing.
+send a smoke request. The Bento's version is the digest of the code and model it serves, so
+a code-only change releases like a new model, and when the service already runs that image
+nothing is rolled or recorded. An environment that takes its releases from another
+(`aws.serving.promote_from`, prod) packages nothing: `promote` copies the image that served
+there long enough and rolls to it.
 
 Rollback: roll the serving stack back to the tag of the release before the current one. The
 Bento pins the model version it serves, so the previous image is the previous model; the
@@ -75,8 +81,10 @@ from infra.deploy.releases import (
     Release,
     bento_tag,
     caller,
+    copy_image,
     current_image_tag,
     image_exists,
+    promote,
     push_serving_image,
     read_releases,
     record_release,
@@ -94,7 +102,7 @@ from infra.deploy.spark import (
     run_spark_jobs,
     spark_job_driver,
 )
-from infra.deploy.status import ChainRun, status
+from infra.deploy.status import ChainRun, status, wait_for_run
 
 __all__ = [
     "CDK_CLI",
@@ -120,6 +128,7 @@ __all__ = [
     "check_credentials",
     "check_docker_daemon",
     "check_tools",
+    "copy_image",
     "current_image_tag",
     "deploy",
     "destroy",
@@ -133,6 +142,7 @@ __all__ = [
     "main",
     "mlflow_tunnel",
     "parse_arguments",
+    "promote",
     "purge",
     "push_serving_image",
     "read_releases",
@@ -155,4 +165,5 @@ __all__ = [
     "status",
     "upload_code",
     "upload_if_changed",
+    "wait_for_run",
 ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 
-from infra.config import (
-    infra_config,
-)
+from configs.settings import ENV_VARIABLE
+from infra.config import infra_config
 from infra.deploy.common import (
     ROOT,
     DeployError,
@@ -22,6 +22,7 @@ from infra.deploy.destroy import destroy
 from infra.deploy.first_deploy import deploy
 from infra.deploy.mlflow_ui import mlflow_tunnel
 from infra.deploy.releases import (
+    promote,
     read_releases,
     release,
     release_lines,
@@ -29,7 +30,7 @@ from infra.deploy.releases import (
     serving_line,
 )
 from infra.deploy.spark import run_on_emr
-from infra.deploy.status import status
+from infra.deploy.status import status, wait_for_run
 
 COMMANDS = (
     "deploy",
@@ -37,6 +38,8 @@ COMMANDS = (
     "release",
     "rollback",
     "releases",
+    "promote",
+    "wait",
     "preflight",
     "spark",
     "mlflow-ui",
@@ -78,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--purge",
         action="store_true",
         help="with `destroy`: also remove what it keeps (buckets, images, snapshots, keys)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default="",
+        help="with `promote`: the environment whose serving image to take (default: the "
+        "profile's aws.serving.promote_from)",
     )
     parser.add_argument(
         "--reason",
@@ -159,6 +169,31 @@ def main(argv: list[str] | None = None) -> int:
                     "say which command to run, e.g. `spark batch-predict --month 2013-12`"
                 )
             run_on_emr(session, config, [args.pipeline_args])
+        elif args.command == "promote":
+            check_credentials(session)
+            source = args.source or config.serving.promote_from
+            if not source:
+                raise DeployError(
+                    f"say which environment to promote from: --from staging (or set "
+                    f"aws.serving.promote_from in configs/{config.profile}.yaml)"
+                )
+            promoted = promote(
+                session,
+                config,
+                infra_config(environ={**os.environ, ENV_VARIABLE: source}),
+                reason=args.reason or "promoted",
+            )
+            if promoted is not None:
+                print(f"{config.name}-serving now runs {promoted.bento} ({promoted.reason})")
+        elif args.command == "wait":
+            check_credentials(session)
+            ended = wait_for_run(session, config)
+            print(
+                f"{ended.name}: {ended.status}"
+                + (f" at {ended.failed_at}" if ended.failed_at else "")
+            )
+            if ended.status != "SUCCEEDED":
+                return 2
         elif args.command == "rollback":
             check_credentials(session)
             rollback(session, config, reason=args.reason or "asked for")

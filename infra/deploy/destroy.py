@@ -11,7 +11,7 @@ from typing import Any
 
 from configs.settings import AwsConfig
 from infra.config import (
-    STACK_CONCERNS,
+    stack_concerns,
 )
 from infra.deploy.common import (
     CDK_CLI,
@@ -52,7 +52,7 @@ def _ask(question: str) -> bool:
 def existing_stacks(cloudformation: Any, config: AwsConfig) -> list[str]:
     """The platform's stacks that exist, in the order they were created."""
     found = []
-    for concern in STACK_CONCERNS:
+    for concern in stack_concerns(config):
         name = f"{config.name}-{concern}"
         try:
             cloudformation.describe_stacks(StackName=name)

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from configs.settings import AwsConfig
+from configs.settings import ENV_VARIABLE, AwsConfig
 from configs.source import COMMIT_FILE, git_commit
 from infra import jobs
 from infra.config import (
     RUNTIME_VARIABLES,
-    STACK_CONCERNS,
+    stack_concerns,
 )
 from infra.deploy.common import (
     CDK_CLI,
@@ -94,7 +94,7 @@ def upload_code(s3: Any, lake_bucket: str, run: Run, workdir: Path) -> list[str]
 
 
 def land_example_data(s3: Any, run: Run, app_python: str, environment: dict[str, str]) -> list[str]:
-    """`python -m pipelines --env aws land`: the use case's example drops into the landing
+    """`python -m pipelines --env <profile> land`: the use case's example drops into the landing
     zone (a drop already there is never overwritten). Returns the drops that are new."""
     bucket = environment["MLOPS_LANDING_BUCKET"]
     before = _keys(s3, bucket)
@@ -102,7 +102,8 @@ def land_example_data(s3: Any, run: Run, app_python: str, environment: dict[str,
     values = {name: f"not-read-by-land-{name.lower()}" for name in RUNTIME_VARIABLES}
     values |= environment
     assignments = [f"{name}={value}" for name, value in sorted(values.items())]
-    run(["env", *assignments, app_python, "-m", "pipelines", "--env", "aws", "land"])
+    profile = environment[ENV_VARIABLE]
+    run(["env", *assignments, app_python, "-m", "pipelines", "--env", profile, "land"])
     return sorted(f"s3://{bucket}/{key}" for key in _keys(s3, bucket) - before)
 
 
@@ -154,7 +155,9 @@ def deploy(
             ]
         )
     except DeployError as err:
-        failed = failing_events(cloudformation, [f"{config.name}-{c}" for c in STACK_CONCERNS])
+        failed = failing_events(
+            cloudformation, [f"{config.name}-{c}" for c in stack_concerns(config)]
+        )
         raise DeployError(f"{err}\n\nwhat failed, from the stacks' events:\n{failed}") from None
     environment = job_environment(cloudformation, config)
     s3 = session.client("s3")

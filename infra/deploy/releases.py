@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ from infra.config import (
     IMAGE_PLATFORM,
     IMAGE_TAG_PARAMETER,
     NO_IMAGE,
+)
+from infra.config import (
+    releases_parameter as config_releases_parameter,
 )
 from infra.deploy.common import DeployError, Run, run_command, stack_outputs
 
@@ -36,7 +39,7 @@ class Release:
     image_tag: str
     bento: str
     deployed_at: str
-    kind: str = "deploy"  # deploy | rollback
+    kind: str = "deploy"  # deploy | rollback | promote
     # The registry version the Bento serves ("" in releases recorded before it was kept).
     model_version: str = ""
     # The commit the Bento was built from and the digest of what it serves (code, use case,
@@ -49,7 +52,7 @@ class Release:
 
 
 def releases_parameter(config: AwsConfig) -> str:
-    return f"/{config.name}/serving/releases"
+    return config_releases_parameter(config.name)
 
 
 def read_releases(ssm: Any, config: AwsConfig) -> list[Release]:
@@ -207,7 +210,7 @@ def release(
     run: Run = run_command,
     wait: bool = True,
     reason: str = "the chain's release",
-) -> Release:
+) -> Release | None:
     """Package the AWS champion with this code, push its image unless the repository has it,
     roll the service to it, record it and smoke it. When the service already runs that image
     (same code, same model), nothing is rolled, recorded or smoked."""
@@ -215,11 +218,17 @@ def release(
         session.client(n) for n in ("cloudformation", "ecs", "ssm", "s3")
     )
     stack = f"{config.name}-serving"
+    if config.serving.promote_from:
+        print(
+            f"{stack} takes its releases from {config.serving.promote_from} "
+            f"(`make promote ENV={config.profile}`): this run's champion is not packaged here"
+        )
+        return None
     handed = _read_s3_json(s3, handoff_file)
     champion = str(handed.get("champion_version", ""))
     outputs = stack_outputs(cloudformation, stack)
     packaged = push_serving_image(
-        session.client("ecr"), run, app_python, "aws", outputs["RepositoryUri"], handed
+        session.client("ecr"), run, app_python, config.profile, outputs["RepositoryUri"], handed
     )
     current = current_image_tag(cloudformation, stack)
     serving_now = next(
@@ -262,6 +271,84 @@ def caller(session: Any) -> str:
         return str(session.client("sts").get_caller_identity()["Arn"])
     except (BotoCoreError, ClientError) as err:  # the record says why it names no one
         return f"unknown ({type(err).__name__})"
+
+
+# -- promotion (prod takes the image that served in staging) -------------------------------
+def promote(
+    session: Any,
+    config: AwsConfig,
+    source: AwsConfig,
+    *,
+    now: datetime | None = None,
+    run: Run = run_command,
+    wait: bool = True,
+    reason: str = "promoted",
+) -> Release | None:
+    """Roll `config`'s service to the image `source`'s service runs, once it has served there
+    for `config.serving.min_served_minutes`: the same image (code and model, by digest) copied
+    into this environment's repository, and recorded with where it came from. Nothing happens
+    when this environment already runs it."""
+    cloudformation, ecs, ssm, ecr = (
+        session.client(n) for n in ("cloudformation", "ecs", "ssm", "ecr")
+    )
+    source_stack, stack = f"{source.name}-serving", f"{config.name}-serving"
+    tag = current_image_tag(cloudformation, source_stack)
+    served = next((r for r in reversed(read_releases(ssm, source)) if r.image_tag == tag), None)
+    if served is None:
+        raise DeployError(
+            f"{source_stack} runs {tag!r}, which no release of {source.profile} records: "
+            "nothing to promote"
+        )
+    if current_image_tag(cloudformation, stack) == tag:
+        print(f"{stack} already runs {served.bento}: nothing to promote")
+        return None
+    now = now or datetime.now(UTC)
+    since = datetime.fromisoformat(served.deployed_at)
+    minimum = config.serving.min_served_minutes
+    if now - since < timedelta(minutes=minimum):
+        raise DeployError(
+            f"{served.bento} has served in {source.profile} since {served.deployed_at}: "
+            f"less than the {minimum} minutes {config.profile} asks for "
+            "(aws.serving.min_served_minutes); promote it later"
+        )
+    target = stack_outputs(cloudformation, stack)
+    source_uri = stack_outputs(cloudformation, source_stack)["RepositoryUri"]
+    copy_image(ecr, run, source_uri, target["RepositoryUri"], tag)
+    release = Release(
+        tag,
+        served.bento,
+        _now(),
+        kind="promote",
+        model_version=served.model_version,
+        commit=served.commit,
+        digest=served.digest,
+        by=caller(session),
+        reason=f"{reason}: served in {source.profile} since {served.deployed_at}",
+    )
+    roll_service(cloudformation, ecs, stack, tag, wait=wait, role_arn=target.get("DeployRoleArn"))
+    record_release(ssm, config, release)
+    return release
+
+
+def copy_image(ecr: Any, run: Run, source_uri: str, target_uri: str, tag: str) -> None:
+    """The image `tag` pulled from one repository and pushed, unchanged, to another (ECR keeps
+    layers per repository: a manifest alone would not do); nothing when the target holds it."""
+    if image_exists(ecr, target_uri, tag):
+        print(f"{target_uri}:{tag} is already in the repository")
+        return
+    _docker_login(ecr, run)
+    run(["docker", "pull", "--platform", IMAGE_PLATFORM, f"{source_uri}:{tag}"])
+    run(["docker", "tag", f"{source_uri}:{tag}", f"{target_uri}:{tag}"])
+    run(["docker", "push", f"{target_uri}:{tag}"])
+
+
+def _docker_login(ecr: Any, run: Run) -> None:
+    token = ecr.get_authorization_token()["authorizationData"][0]
+    user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
+    run(
+        ["docker", "login", "--username", user, "--password-stdin", token["proxyEndpoint"]],
+        password,
+    )
 
 
 def _read_s3_json(s3: Any, location: str) -> dict[str, Any]:
@@ -339,12 +426,7 @@ def push_serving_image(
             IMAGE_PLATFORM,
         ]
     )
-    token = ecr.get_authorization_token()["authorizationData"][0]
-    user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
-    run(
-        ["docker", "login", "--username", user, "--password-stdin", token["proxyEndpoint"]],
-        password,
-    )
+    _docker_login(ecr, run)
     run(["docker", "push", image])
     return packaged
 

@@ -42,6 +42,7 @@ def job_environment(
         redis_token_secret_arn=store[token],
         tracking_uri=mlflow["TrackingUri"],
         mlflow_password_secret_arn=mlflow["JobsPasswordSecret"],
+        profile=config.profile,
     )
 
 

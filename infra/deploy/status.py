@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from configs.settings import AwsConfig
+from infra.deploy.common import DeployError
 from infra.deploy.first_deploy import state_machine_arn
 
 
@@ -41,6 +42,23 @@ def status(session: Any, config: AwsConfig, limit: int = 10) -> list[ChainRun]:
             )
         )
     return runs
+
+
+def wait_for_run(
+    session: Any, config: AwsConfig, *, poll_s: float = 30, sleep: Any = None
+) -> ChainRun:
+    """Wait for the chain's newest run to end (the one a deploy just started) and return it;
+    the pipeline's staging job fails unless it SUCCEEDED (its release step smoked the service)."""
+    import time
+
+    sleep = sleep or time.sleep
+    while True:
+        runs = status(session, config, limit=1)
+        if not runs:
+            raise DeployError("the chain has no run to wait for: did the deploy start one?")
+        if runs[0].status != "RUNNING":
+            return runs[0]
+        sleep(poll_s)
 
 
 def _failed_step(stepfunctions: Any, execution: str) -> str:

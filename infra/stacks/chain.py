@@ -117,6 +117,7 @@ class ChainStack(Stack):
                 ).secret_arn,
                 tracking_uri=mlflow.tracking_uri,
                 mlflow_password_secret_arn=mlflow.jobs_password.secret_arn,
+                profile=config.profile,
             )
             for writes in (False, True)
         }

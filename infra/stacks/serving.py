@@ -31,7 +31,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from configs.settings import AwsConfig
+from configs.settings import ENV_VARIABLE, AwsConfig
 from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE
 from infra.jobs import MONITORING_PREFIX, PREDICTION_LOG_PREFIX
 from infra.stacks.common import (
@@ -116,7 +116,7 @@ class ServingStack(Stack):
             port_mappings=[ecs.PortMapping(container_port=serving.port)],
             logging=ecs.LogDrivers.aws_logs(stream_prefix="serving", log_group=self.log_group),
             environment={
-                "MLOPS_ENV": "aws",
+                ENV_VARIABLE: config.profile,
                 "MLOPS_LAKE_BUCKET": data.lake.bucket_name,
                 "MLOPS_LANDING_BUCKET": data.landing.bucket_name,
                 "MLOPS_REDIS_ENDPOINT": feature_store.endpoint,

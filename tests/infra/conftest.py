@@ -25,7 +25,10 @@ REGION = "eu-west-1"  # any region: the stacks take theirs from the deploying cr
 os.environ["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
 # What the scripts under test read from the environment, and what the tests pass as `environ`.
 os.environ[USECASE_VARIABLE] = PLATFORM_USECASE
-USECASE_ENVIRON = {USECASE_VARIABLE: PLATFORM_USECASE}
+# The repository the delivery stack's deploy role trusts (a name no one owns: example.invalid's).
+GITHUB_REPOSITORY = "example-org/mlops-platform"
+os.environ["MLOPS_GITHUB_REPOSITORY"] = GITHUB_REPOSITORY
+USECASE_ENVIRON = {USECASE_VARIABLE: PLATFORM_USECASE, "MLOPS_GITHUB_REPOSITORY": GITHUB_REPOSITORY}
 # The prefix of every stack and named resource, and the Bento the service is built as.
 STACK = infra_config(environ=USECASE_ENVIRON).name
 BENTO = load_settings("local", environ=USECASE_ENVIRON).names.bento

@@ -27,7 +27,9 @@ UNNAMED_REPOSITORY = "AWS::ECR::Repository"
 
 
 def for_moto(
-    template: dict[str, Any], literals: dict[tuple[str, str], str] | None = None
+    template: dict[str, Any],
+    literals: dict[tuple[str, str], str] | None = None,
+    stack: str = "generated",
 ) -> tuple[dict[str, Any], list[str]]:
     """A copy moto can create, and the logical ids that were stood in for.
 
@@ -44,7 +46,8 @@ def for_moto(
             resource.get("Properties", {}).pop("Tags", None)
         elif resource["Type"] == UNNAMED_REPOSITORY:
             properties = resource.setdefault("Properties", {})
-            properties.setdefault("RepositoryName", f"generated-{logical_id.lower()}")
+            # as CloudFormation does: the stack's name, then the resource's
+            properties.setdefault("RepositoryName", f"{stack}-{logical_id}".lower())
     return _literal_attributes(adapted, set(replaced), literals or {}), replaced
 
 

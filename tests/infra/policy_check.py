@@ -285,6 +285,26 @@ def allowed(policies: Iterable[dict[str, Any]], call: Call) -> bool:
     return granted
 
 
+def trusted(trust_policy: dict[str, Any], principal: Any, call: Call) -> bool:
+    """Whether a role's trust policy lets `principal` (as the template names it, e.g.
+    `{"Ref": <OIDC provider>}`) make `call` (an sts:AssumeRole* with the caller's claims as
+    its context): an explicit Deny wins, else an Allow naming the principal whose Action and
+    Condition match."""
+    granted = False
+    for statement in _listed(trust_policy["Statement"]):
+        named = [p for values in statement.get("Principal", {}).values() for p in _listed(values)]
+        if principal not in named:
+            continue
+        if not any(_glob(a, call.action, case=False) for a in _listed(statement["Action"])):
+            continue
+        if not _conditions_hold(statement.get("Condition", {}), dict(call.context)):
+            continue
+        if statement["Effect"] == "Deny":
+            return False
+        granted = True
+    return granted
+
+
 def refused(policies: list[dict[str, Any]], calls: Iterable[Call]) -> list[str]:
     """The calls `policies` do not allow, each once, in the order they were made."""
     seen: dict[str, None] = {}

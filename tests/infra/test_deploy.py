@@ -21,7 +21,17 @@ from infra.config import infra_config
 from tests.infra.conftest import BENTO, STACK, USECASE_ENVIRON
 from tests.infra.moto_templates import for_moto
 
-ORDER = ("data", "network", "database", "mlflow", "feature-store", "spark", "serving", "chain")
+ORDER = (
+    "data",
+    "network",
+    "database",
+    "mlflow",
+    "feature-store",
+    "spark",
+    "serving",
+    "chain",
+    "delivery",
+)
 BOOTSTRAP_VERSION = "/cdk-bootstrap/hnb659fds/version"  # what `cdk bootstrap` leaves in SSM
 MOTO_RELEASE_LABEL = "emr-7.9.0"
 # The first monthly drop of the platform's use case, as `land` puts it: (table, file).
@@ -31,7 +41,9 @@ FIRST_DROP = ("meter_readings", "2024-01.csv")
 def create_stacks(session: Any, synthesized, templates) -> dict[str, list[str]]:
     """Every synthesized stack, in dependency order, through moto's CloudFormation."""
     stacks, _ = synthesized
-    session.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION, Value="30", Type="String")
+    session.client("ssm").put_parameter(
+        Name=BOOTSTRAP_VERSION, Value="30", Type="String", Overwrite=True
+    )
     cloudformation = session.client("cloudformation")
     # moto models EMR Serverless in its API, not in CloudFormation: made through the API, as
     # the template describes it, and its id given to the stand-in.
@@ -55,7 +67,7 @@ def create_stacks(session: Any, synthesized, templates) -> dict[str, list[str]]:
     }
     stood_in = {}
     for concern in ORDER:
-        body, replaced = for_moto(templates[concern], literals)
+        body, replaced = for_moto(templates[concern], literals, stacks[concern].stack_name)
         cloudformation.create_stack(
             StackName=stacks[concern].stack_name,
             TemplateBody=json.dumps(body),
@@ -132,8 +144,8 @@ def which_all(name: str) -> str:
     return f"/usr/bin/{name}"
 
 
-def _lake(session: Any) -> str:
-    return deploy.stack_outputs(session.client("cloudformation"), f"{STACK}-data")["LakeBucket"]
+def _lake(session: Any, stack: str = STACK) -> str:
+    return deploy.stack_outputs(session.client("cloudformation"), f"{stack}-data")["LakeBucket"]
 
 
 def _runs(session: Any) -> list[dict[str, Any]]:
@@ -210,8 +222,8 @@ def test_deploy_without_example_data_lands_nothing_and_says_where_drops_go(
     assert f"put your drops under s3://{landing}/" in capsys.readouterr().out
 
 
-def _handoff(session: Any, run: str, champion: str) -> str:
-    lake = _lake(session)
+def _handoff(session: Any, run: str, champion: str, stack: str = STACK) -> str:
+    lake = _lake(session, stack)
     key = f"runs/{run}/handoff.json"
     body = {"model_version": champion, "decided_version": champion, "champion_version": champion}
     session.client("s3").put_object(Bucket=lake, Key=key, Body=json.dumps(body).encode())
@@ -414,7 +426,7 @@ def test_a_failed_spark_job_stops_the_deploy_with_where_to_look(aws) -> None:
             application["applicationId"],
             "arn:aws:iam::123456789012:role/r",
             "lake",
-            {"MLOPS_LAKE_BUCKET": "lake"},
+            {"MLOPS_ENV": "aws", "MLOPS_LAKE_BUCKET": "lake"},
             [("collect",)],
             poll_s=0,
         )

@@ -161,7 +161,7 @@ def test_the_spark_jobs_bring_the_project_s_python_with_them() -> None:
         if package != "infra":
             assert f"COPY {package} {package}" in dockerfile, package
 
-    driver = deploy.spark_job_driver("lake", ["collect"], {})["sparkSubmit"]
+    driver = deploy.spark_job_driver("lake", ["collect"], {"MLOPS_ENV": "aws"})["sparkSubmit"]
     parameters = driver["sparkSubmitParameters"]
     python = f"./{jobs.ARCHIVE_ALIAS}/bin/python"
     assert f"pipelines-venv.tar.gz#{jobs.ARCHIVE_ALIAS}" in parameters

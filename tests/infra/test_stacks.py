@@ -27,7 +27,17 @@ def template(synthesized: tuple[dict[str, Any], Any], concern: str) -> Template:
 def test_every_stack_is_named_from_the_config(synthesized, config: AwsConfig) -> None:
     stacks, _ = synthesized
     assert sorted(stacks) == sorted(
-        ["network", "data", "spark", "database", "mlflow", "feature-store", "serving", "chain"]
+        [
+            "network",
+            "data",
+            "spark",
+            "database",
+            "mlflow",
+            "feature-store",
+            "serving",
+            "chain",
+            "delivery",
+        ]
     )
     assert all(stack.stack_name == f"{config.name}-{concern}" for concern, stack in stacks.items())
 

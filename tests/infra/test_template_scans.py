@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra.checkov_skips import load_skips
-from infra.config import STACK_CONCERNS
+from infra.config import infra_config, stack_concerns
 from tests.infra.conftest import REGION, USECASE_ENVIRON
 
 CFN_LINT_ERROR = 2  # cfn-lint's exit code is a bit mask: 2 errors, 4 warnings, 8 informational
@@ -21,7 +21,7 @@ MAX_SKIPS = 9
 
 def template_files(outdir: Path) -> list[Path]:
     files = sorted(outdir.glob("*.template.json"))
-    assert len(files) == len(STACK_CONCERNS)
+    assert len(files) == len(stack_concerns(infra_config(environ=USECASE_ENVIRON)))
     return files
 
 

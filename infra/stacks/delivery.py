@@ -1,0 +1,166 @@
+"""The CI pipeline's way into the account: GitHub's OIDC provider and a deploy role that only
+one repository's workflow jobs, in one GitHub Environment, can assume (no long-lived keys).
+
+The role's trust names the token's audience (`sts.amazonaws.com`) and its subject exactly:
+`repo:<owner>/<name>:environment:<profile>`, the claim GitHub puts in the token of a job that
+declares `environment: <profile>`. Another repository, a branch without the environment, a
+pull request or another environment presents another subject and is refused
+(tests/infra/test_delivery.py judges the synthesized trust policy against each).
+
+What the role may do is what `make deploy` does: assume the CDK bootstrap's roles (which
+deploy the stacks), upload the code, start the chain and read its runs and the releases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from configs.settings import AwsConfig
+from infra import jobs
+from infra.config import releases_parameter
+from infra.stacks.data import DataStack, grant_data
+from infra.stacks.serving import ServingStack
+
+# GitHub's OIDC issuer, and the claims the deploy role's trust is judged on.
+GITHUB_ISSUER = "token.actions.githubusercontent.com"
+AUDIENCE_CLAIM = f"{GITHUB_ISSUER}:aud"
+SUBJECT_CLAIM = f"{GITHUB_ISSUER}:sub"
+AUDIENCE = "sts.amazonaws.com"
+
+
+def github_subject(repository: str, environment: str) -> str:
+    """The `sub` claim of a job of `repository` that runs in GitHub Environment `environment`."""
+    return f"repo:{repository}:environment:{environment}"
+
+
+class DeliveryStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AwsConfig,
+        data: DataStack,
+        serving: ServingStack,
+        state_machine_name: str,
+        source_name: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        delivery = config.delivery
+        provider_arn = (
+            iam.OidcProviderNative(
+                self, "GitHubOidc", url=f"https://{GITHUB_ISSUER}", client_ids=[AUDIENCE]
+            ).oidc_provider_arn
+            if delivery.create_oidc_provider
+            else f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:oidc-provider/{GITHUB_ISSUER}"
+        )
+        self.deploy_role = iam.Role(
+            self,
+            "DeployRole",
+            description=(
+                f"{config.name}: deploys from GitHub Actions ({delivery.github_repository}, "
+                f"environment {config.profile})"
+            ),
+            max_session_duration=Duration.hours(2),
+            assumed_by=iam.FederatedPrincipal(
+                provider_arn,
+                conditions={
+                    "StringEquals": {
+                        AUDIENCE_CLAIM: AUDIENCE,
+                        SUBJECT_CLAIM: github_subject(delivery.github_repository, config.profile),
+                    }
+                },
+                assume_role_action="sts:AssumeRoleWithWebIdentity",
+            ),
+        )
+        role = self.deploy_role
+        qualifier = delivery.cdk_qualifier
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sts:AssumeRole"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/cdk-{qualifier}-{kind}"
+                    f"-role-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+                    for kind in ("deploy", "file-publishing", "image-publishing", "lookup")
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "cloudformation:DescribeStacks",
+                    "cloudformation:DescribeStackEvents",
+                    "cloudformation:GetTemplate",
+                ],
+                resources=[
+                    f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+                    f":stack/{config.name}-*/*"
+                ],
+            )
+        )
+        # the Spark code and the release build's source
+        grant_data(role, data.key, write=[(data.lake, jobs.CODE_PREFIX)])
+        states = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["states:StartExecution", "states:ListExecutions"],
+                resources=[f"{states}:stateMachine:{state_machine_name}"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+                resources=[f"{states}:execution:{state_machine_name}:*"],
+            )
+        )
+        # `make releases` and `make status`: the release record
+        parameters = f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter"
+        releases = f"{parameters}{releases_parameter(config.name)}"
+        role.add_to_policy(iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[releases]))
+        if source_name:
+            self._promotes(config, serving, source_name, releases)
+        CfnOutput(self, "DeployRoleArn", value=role.role_arn)
+
+    def _promotes(
+        self, config: AwsConfig, serving: ServingStack, source: str, releases: str
+    ) -> None:
+        """What `make promote` does: read the source environment's release record and stacks,
+        pull its image and push it here, roll this serving stack (through its own deploy role,
+        as a release does), wait for the service, and record the promotion."""
+        role = self.deploy_role
+        parameters = f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter"
+        stacks = f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack"
+        statements = [
+            (["ssm:GetParameter"], [f"{parameters}{releases_parameter(source)}"]),
+            (["ssm:PutParameter"], [releases]),
+            (
+                ["cloudformation:DescribeStacks"],
+                [f"{stacks}/{source}-serving/*"],
+            ),
+            (
+                ["cloudformation:UpdateStack", "cloudformation:GetTemplate"],
+                [f"{stacks}/{config.name}-serving/*"],
+            ),
+            (["iam:PassRole"], [serving.deploy_role.role_arn]),
+            (["ecs:DescribeServices"], [serving.service.service_arn]),
+            (
+                [
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability",
+                ],
+                [
+                    f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+                    f":repository/{source}-serving*"
+                ],
+            ),
+        ]
+        for actions, resources in statements:
+            role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
+        serving.repository.grant_pull_push(role)
+        serving.repository.grant(role, "ecr:DescribeImages")
