@@ -364,6 +364,36 @@ class RunLockConfig(Strict):
     progress_every_s: float = Field(10.0, gt=0)
 
 
+class CanaryConfig(Strict):
+    """How a new release takes traffic and when it is rolled back (README, "Shipping changes").
+
+    On AWS the serving service deploys with ECS's canary strategy: `traffic_percent` of the
+    requests go to the new release for `bake_minutes`, then all of them, and the old release is
+    kept `bake_minutes` more; CloudWatch alarms on the figures both releases publish roll it
+    back. Locally `serving.canary.judge` applies the same rules to two running services behind
+    a weighted router. A rule breaks when the canary, over at least `min_requests`:
+    - answers a larger share of requests with a 5xx than the stable release by more than
+      `max_error_share`;
+    - answers slower at p99 than `max_p99_ratio` times the stable release's p99 plus
+      `p99_slack_ms`;
+    - moves its scores: a decile (10th, 50th, 90th percentile) of its scores differs from the
+      stable release's by more than `max_score_shift` of the stable release's 10-90 spread.
+    """
+
+    traffic_percent: float = Field(10.0, gt=0, lt=100)
+    bake_minutes: int = Field(10, ge=1, le=1440)
+    min_requests: int = Field(200, ge=1)
+    max_error_share: float = Field(0.01, ge=0, le=1)
+    max_p99_ratio: float = Field(1.5, ge=1)
+    p99_slack_ms: float = Field(25.0, ge=0)
+    max_score_shift: float = Field(0.25, gt=0)
+    # Each worker publishes its figures (requests, 5xx, latencies, scores) with its release's
+    # tag as CloudWatch embedded metrics in its log, what the alarms read (the aws profile).
+    publish_figures: bool = False
+    # How often a worker publishes them (and at most 100 values per figure per line).
+    publish_interval_s: float = Field(60.0, gt=0)
+
+
 class ServingConfig(Strict):
     """How one serving worker takes load (sizing: BENCHMARKS.md, "Serving under open-loop load").
 
@@ -394,6 +424,7 @@ class ServingConfig(Strict):
     # with source "shadow"), so `monitor` compares the two on live traffic before anyone
     # promotes. A failing challenger never fails a request (counted on /metrics).
     shadow_challenger: bool = False
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
 
 class AwsNetworkConfig(Strict):

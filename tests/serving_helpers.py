@@ -48,9 +48,10 @@ def serving(
     overrides: dict[str, Any],
     env_name: str = "local",
     usecase: str = PLATFORM_USECASE,
+    environ: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """`python -m serving` of `usecase` with `overrides` over the `env_name` profile, once
-    `/readyz` is 200."""
+    """`python -m serving` of `usecase` with `overrides` over the `env_name` profile (and
+    `environ` over this process's environment), once `/readyz` is 200."""
     port = free_port()
     env = {
         **os.environ,
@@ -58,6 +59,7 @@ def serving(
         "MLOPS_ENV": env_name,
         "MLOPS_OVERRIDES": json.dumps(overrides),
         "PYTHONUNBUFFERED": "1",
+        **(environ or {}),
     }
     log_path = root / f"serve-{port}.log"
     with log_path.open("w") as log_file:
