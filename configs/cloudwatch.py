@@ -19,3 +19,14 @@ SCORE_DRIFT = "ScoreDrift"
 CHAMPION_LIVE_METRIC = "ChampionLiveMetric"
 # 1 when the monitor decided to retrain, else 0.
 RETRAIN = "RetrainDecision"
+
+# -- each release's figures, what the serving deployment's canary alarms read ----------------
+# Published by every serving worker as embedded metrics in its log (`serving.figures`), with
+# the use case and the release (the image tag the task runs) as dimensions.
+RELEASE_DIMENSION = "Release"
+# The task's environment variable naming its release (the serving stack sets the image tag).
+RELEASE_VARIABLE = "MLOPS_RELEASE"
+RELEASE_REQUESTS = "Requests"
+RELEASE_ERRORS = "Errors5xx"
+RELEASE_LATENCY = "LatencyMs"
+RELEASE_SCORE = "Score"

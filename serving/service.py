@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import Field
 
 import models
-from configs import handoff, load_settings
+from configs import cloudwatch, handoff, load_settings
 from features.definitions import service_name
 from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
@@ -39,6 +39,7 @@ from monitoring.prediction_log import (
     Batch,
     new_prediction_id,
 )
+from serving.figures import CountFigures, ReleaseFigures
 from serving.gauges import GAUGES, MonitorGauges
 from serving.guard import ApiKeys, JsonBodiesOnly, ShedLoad, api_keys
 from serving.logs import RequestIds, use_json_logs
@@ -62,6 +63,8 @@ MAX_BODY_BYTES = 1 << 20
 log = logging.getLogger("serving")
 # The prediction routes (the APIs below).
 API_PATHS = frozenset({"/predict", "/predict_batch"})
+# This worker's figures for the canary alarms (`serving.figures`), when it publishes them.
+FIGURES: ReleaseFigures | None = None
 # BentoML 1.4.39 reads `model_fields` on the request model's instance for every request, which
 # pydantic 2.11+ deprecates: that one warning is not ours to fix and must not cost a formatted
 # log line per request.
@@ -265,6 +268,14 @@ class PredictionService:
         self.row_id = self.usecase.examples.row_id
         self.prediction_log = self._prediction_log(self.features, SERVICE_SOURCE)
         self.shadow = self._shadow(os.environ.get(NAMES.shadow_model_tag_variable))
+        if self.settings.serving.canary.publish_figures:
+            global FIGURES
+            FIGURES = ReleaseFigures(
+                self.settings.names.cloudwatch_namespace,
+                self.settings.usecase,
+                os.environ.get(cloudwatch.RELEASE_VARIABLE, "unknown"),
+                self.settings.serving.canary.publish_interval_s,
+            )
         self.monitor_gauges = MonitorGauges(
             self.settings.paths.monitoring,
             MONITOR_GAUGES,
@@ -420,6 +431,8 @@ class PredictionService:
         ]
         if self.prediction_log is not None:
             self._log(self.prediction_log, ids, rows, inputs, answers, missing)
+        if FIGURES is not None:
+            FIGURES.scored(answers.score)
         if self.shadow is not None:
             self._score_in_shadow(self.shadow, ids, rows, inputs, missing)
         defaulted = sum(1 for absent in missing if absent)
@@ -511,7 +524,11 @@ class PredictionService:
 # to the internet on AWS) is refused before it takes a place in the queue; past capacity a
 # request is refused before anything reads it; then client mistakes in the body itself (not
 # JSON, too large) are answered 415/413 before BentoML's parser sees them. See serving/guard.py.
+# Outermost of all: every answer of the API counts in the release's figures (the canary alarms).
 PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
+    CountFigures, paths=API_PATHS, figures=lambda: FIGURES
+)
+PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]
     ApiKeys, paths=API_PATHS, keys=api_keys()
 )
 PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]
