@@ -535,9 +535,6 @@ class AwsDeliveryConfig(Strict):
     # An account holds GitHub's OIDC provider once: false in the second environment that
     # shares an account with another (it then trusts the provider already there).
     create_oidc_provider: bool = True
-    # The CDK bootstrap's qualifier (`cdk bootstrap --qualifier`): the deploy role assumes its
-    # roles to deploy the stacks.
-    cdk_qualifier: str = Field("hnb659fds", pattern=r"^[a-z0-9]{1,10}$")
 
 
 class AwsConfig(Strict):

@@ -124,9 +124,8 @@ def build_app(
             app,
             stack_name(config, DELIVERY),
             config=config,
-            data=data,
             serving=serving,
-            state_machine_name=chain.machine_name,
+            operator_policy=chain.operator_policy,
             source_name=_source_name(config),
             env=env,
         )

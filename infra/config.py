@@ -12,11 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from configs import load_settings
-from configs.settings import AWS_PROFILE, ENV_VARIABLE, AwsConfig, Settings, aws_profiles
+from configs.settings import (
+    AWS_PROFILE,
+    ENV_VARIABLE,
+    AwsConfig,
+    CanaryConfig,
+    Settings,
+    aws_profiles,
+)
 
 # The serving stack's image parameter, shared by the stack and the deploy scripts (which must
 # not import the CDK: preflight answers in a second, without Node).
 IMAGE_TAG_PARAMETER = "ImageTag"
+# The release the service ran before the one rolling out: the canary alarms compare the two
+# (every roll sets it to the tag it replaces).
+PREVIOUS_IMAGE_TAG_PARAMETER = "PreviousImageTag"
 # One stack per concern, named `<aws.name>-<concern>` (infra/app.py builds them).
 STACK_CONCERNS = (
     "network",
@@ -90,6 +100,23 @@ class MonitoringAlarms:
     max_drifted_share: float
     min_live_metric: float | None
     primary_metric: str
+
+
+@dataclass(frozen=True)
+class CanaryAlarms:
+    """What the serving deployment's canary and its alarms need, from the aws profile (the
+    rules are `serving.canary`, the ones `serving.canary.judge` applies: one place)."""
+
+    namespace: str
+    usecase: str
+    rules: CanaryConfig
+
+
+def canary_alarms(environ: Mapping[str, str] | None = None) -> CanaryAlarms:
+    settings = _aws_settings(environ)
+    return CanaryAlarms(
+        settings.names.cloudwatch_namespace, settings.usecase, settings.serving.canary
+    )
 
 
 def monitoring_alarms(environ: Mapping[str, str] | None = None) -> MonitoringAlarms:

@@ -24,6 +24,7 @@ from infra.config import (
     IMAGE_PLATFORM,
     IMAGE_TAG_PARAMETER,
     NO_IMAGE,
+    PREVIOUS_IMAGE_TAG_PARAMETER,
 )
 from infra.config import (
     releases_parameter as config_releases_parameter,
@@ -122,16 +123,19 @@ def roll_service(
     wait: bool = True,
     role_arn: str | None = None,
 ) -> None:
-    """Point the serving stack at `image_tag` and wait until the service is stable (through
-    the role `role_arn` when given: the release build passes the serving stack's deploy role)."""
+    """Point the serving stack at `image_tag`, with the tag it ran as the one the canary is
+    judged against, and wait until the service is stable (the canary baked, or rolled back)
+    (through the role `role_arn` when given: the release build passes the serving stack's
+    deploy role)."""
     described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+    running = current_image_tag(cloudformation, stack)
     # Every other parameter keeps its value: an SSM-typed one (CDK's BootstrapVersion) is
     # given the name of its SSM parameter again, from the template, to be resolved anew.
     declared = _template_parameters(cloudformation, stack)
     parameters = []
     for p in described.get("Parameters", []):
         key = p["ParameterKey"]
-        if key == IMAGE_TAG_PARAMETER:
+        if key in (IMAGE_TAG_PARAMETER, PREVIOUS_IMAGE_TAG_PARAMETER):
             continue
         spec = declared.get(key, {})
         value = (
@@ -141,6 +145,8 @@ def roll_service(
         )
         parameters.append({"ParameterKey": key, "ParameterValue": value})
     parameters.append({"ParameterKey": IMAGE_TAG_PARAMETER, "ParameterValue": image_tag})
+    if PREVIOUS_IMAGE_TAG_PARAMETER in declared:
+        parameters.append({"ParameterKey": PREVIOUS_IMAGE_TAG_PARAMETER, "ParameterValue": running})
     cloudformation.update_stack(
         StackName=stack,
         UsePreviousTemplate=True,

@@ -7,8 +7,10 @@ declares `environment: <profile>`. Another repository, a branch without the envi
 pull request or another environment presents another subject and is refused
 (tests/infra/test_delivery.py judges the synthesized trust policy against each).
 
-What the role may do is what `make deploy` does: assume the CDK bootstrap's roles (which
-deploy the stacks), upload the code, start the chain and read its runs and the releases.
+What the role may do is what the operator policy of the chain stack allows (`make deploy`,
+`status`, `wait`, `rollback`, `releases`: assume the CDK bootstrap's roles, upload the code,
+start and watch the chain's runs, roll the serving stack), and in an environment that takes
+its releases from another (prod), what `make promote` needs besides.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from configs.settings import AwsConfig
-from infra import jobs
 from infra.config import releases_parameter
-from infra.stacks.data import DataStack, grant_data
 from infra.stacks.serving import ServingStack
 
 # GitHub's OIDC issuer, and the claims the deploy role's trust is judged on.
@@ -44,9 +44,8 @@ class DeliveryStack(Stack):
         construct_id: str,
         *,
         config: AwsConfig,
-        data: DataStack,
         serving: ServingStack,
-        state_machine_name: str,
+        operator_policy: iam.IManagedPolicy,
         source_name: str = "",
         **kwargs: Any,
     ) -> None:
@@ -79,75 +78,23 @@ class DeliveryStack(Stack):
             ),
         )
         role = self.deploy_role
-        qualifier = delivery.cdk_qualifier
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sts:AssumeRole"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/cdk-{qualifier}-{kind}"
-                    f"-role-{Aws.ACCOUNT_ID}-{Aws.REGION}"
-                    for kind in ("deploy", "file-publishing", "image-publishing", "lookup")
-                ],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "cloudformation:DescribeStacks",
-                    "cloudformation:DescribeStackEvents",
-                    "cloudformation:GetTemplate",
-                ],
-                resources=[
-                    f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}"
-                    f":stack/{config.name}-*/*"
-                ],
-            )
-        )
-        # the Spark code and the release build's source
-        grant_data(role, data.key, write=[(data.lake, jobs.CODE_PREFIX)])
-        states = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}"
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["states:StartExecution", "states:ListExecutions"],
-                resources=[f"{states}:stateMachine:{state_machine_name}"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["states:DescribeExecution", "states:GetExecutionHistory"],
-                resources=[f"{states}:execution:{state_machine_name}:*"],
-            )
-        )
-        # `make releases` and `make status`: the release record
-        parameters = f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter"
-        releases = f"{parameters}{releases_parameter(config.name)}"
-        role.add_to_policy(iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[releases]))
+        # what `make deploy`, `status`, `wait`, `rollback` and `releases` do (the chain stack's
+        # operator policy, judged against their calls in tests/infra/test_role_policies.py)
+        role.add_managed_policy(operator_policy)
         if source_name:
-            self._promotes(config, serving, source_name, releases)
+            self._promotes(serving, source_name)
         CfnOutput(self, "DeployRoleArn", value=role.role_arn)
 
-    def _promotes(
-        self, config: AwsConfig, serving: ServingStack, source: str, releases: str
-    ) -> None:
-        """What `make promote` does: read the source environment's release record and stacks,
-        pull its image and push it here, roll this serving stack (through its own deploy role,
-        as a release does), wait for the service, and record the promotion."""
+    def _promotes(self, serving: ServingStack, source: str) -> None:
+        """What `make promote` does beyond the operator policy (which rolls this serving stack
+        and records the release): read the source environment's release record and serving
+        stack, pull its image, and push it to this environment's repository."""
         role = self.deploy_role
         parameters = f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter"
         stacks = f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack"
         statements = [
             (["ssm:GetParameter"], [f"{parameters}{releases_parameter(source)}"]),
-            (["ssm:PutParameter"], [releases]),
-            (
-                ["cloudformation:DescribeStacks"],
-                [f"{stacks}/{source}-serving/*"],
-            ),
-            (
-                ["cloudformation:UpdateStack", "cloudformation:GetTemplate"],
-                [f"{stacks}/{config.name}-serving/*"],
-            ),
-            (["iam:PassRole"], [serving.deploy_role.role_arn]),
-            (["ecs:DescribeServices"], [serving.service.service_arn]),
+            (["cloudformation:DescribeStacks"], [f"{stacks}/{source}-serving/*"]),
             (
                 [
                     "ecr:BatchGetImage",

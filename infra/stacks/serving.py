@@ -10,6 +10,17 @@ and the load balancer's OIDC action is a browser's sign-in redirect that they ca
 The image tag is a stack parameter (`ImageTag`). Until the first model is deployed it is
 `none`: the service exists with no tasks, and the load balancer answers 503 (not ready, not
 broken). `infra.deploy` rolls a new tag in and can roll back to the previous one.
+
+A new tag rolls out as a canary (ECS's own canary deployment: two target groups behind the
+listener rule, the new release in the alternate one): `serving.canary.traffic_percent` of the
+requests for `bake_minutes`, then all of them, the old tasks kept `bake_minutes` more. ECS
+rolls the deployment back by itself when one of three alarms fires (its deployment alarms):
+over the figures each release publishes (serving/figures.py), the new release answers a larger
+share of 5xx, a slower p99, or scores whose deciles moved, against the release it replaces
+(`PreviousImageTag`, set by every roll): the rules `serving.canary.judge` applies locally.
+ECS's canary rather than CodeDeploy's: no CodeDeploy application, deployment group or appspec
+to keep beside the stack, and CloudFormation stays the one owner of the service (a rollback is
+ECS's, a release is still an `ImageTag` update).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from aws_cdk import (
     Fn,
     Stack,
 )
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -31,8 +43,15 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from configs import cloudwatch as cw_contract
 from configs.settings import ENV_VARIABLE, AwsConfig
-from infra.config import IMAGE_TAG_PARAMETER, NO_IMAGE
+from infra.config import (
+    IMAGE_TAG_PARAMETER,
+    NO_IMAGE,
+    PREVIOUS_IMAGE_TAG_PARAMETER,
+    CanaryAlarms,
+    canary_alarms,
+)
 from infra.jobs import MONITORING_PREFIX, PREDICTION_LOG_PREFIX
 from infra.stacks.common import (
     allow_secret_decryption,
@@ -78,6 +97,13 @@ class ServingStack(Stack):
             default=NO_IMAGE,
             description="Tag of the serving image in the repository; 'none' runs no task",
         )
+        previous_tag = CfnParameter(
+            self,
+            PREVIOUS_IMAGE_TAG_PARAMETER,
+            type="String",
+            default=NO_IMAGE,
+            description="The tag the service ran before ImageTag: what the canary is judged against",
+        )
         has_image = CfnCondition(
             self,
             "HasImage",
@@ -117,6 +143,8 @@ class ServingStack(Stack):
             logging=ecs.LogDrivers.aws_logs(stream_prefix="serving", log_group=self.log_group),
             environment={
                 ENV_VARIABLE: config.profile,
+                # the release its figures name (serving/figures.py): the canary alarms' dimension
+                cw_contract.RELEASE_VARIABLE: image_tag.value_as_string,
                 "MLOPS_LAKE_BUCKET": data.lake.bucket_name,
                 "MLOPS_LANDING_BUCKET": data.landing.bucket_name,
                 "MLOPS_REDIS_ENDPOINT": feature_store.endpoint,
@@ -148,6 +176,10 @@ class ServingStack(Stack):
             write=[(data.lake, PREDICTION_LOG_PREFIX)],
         )
 
+        self.canary_alarms = self._canary_alarms(
+            config, canary_alarms(), image_tag.value_as_string, previous_tag.value_as_string
+        )
+        rules = canary_alarms().rules
         https = bool(serving.certificate_arn)
         # Opened: the configured ranges; internal: the VPC's own.
         clients = serving.allowed_cidrs if serving.public else [vpc.vpc_cidr_block]
@@ -166,6 +198,16 @@ class ServingStack(Stack):
             min_healthy_percent=100,
             max_healthy_percent=200,
             health_check_grace_period=Duration.seconds(120),
+            deployment_strategy=ecs.DeploymentStrategy.CANARY,
+            canary_configuration=ecs.TrafficShiftConfig(
+                step_percent=rules.traffic_percent,
+                step_bake_time=Duration.minutes(rules.bake_minutes),
+            ),
+            bake_time=Duration.minutes(rules.bake_minutes),
+            deployment_alarms=ecs.DeploymentAlarmConfig(
+                alarm_names=[alarm.alarm_name for alarm in self.canary_alarms],
+                behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
+            ),
         )
         self.service, self.balancer = web.service, web.balancer
         lb_security_group = web.load_balancer_security_group
@@ -205,23 +247,50 @@ class ServingStack(Stack):
             listener = self.balancer.add_listener(
                 "Http", port=80, open=False, default_action=not_public
             )
-        self.target_group = listener.add_targets(
-            "Service",
-            port=serving.port,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.service],
+        # Two target groups: the release serving, and the one a new release starts in; the
+        # listener rule forwards to both by weight while a canary bakes (ECS moves the weights).
+        self.target_group, green = (
+            elbv2.ApplicationTargetGroup(
+                self,
+                name,
+                vpc=vpc,
+                port=serving.port,
+                protocol=elbv2.ApplicationProtocol.HTTP,
+                target_type=elbv2.TargetType.IP,
+                health_check=elbv2.HealthCheck(
+                    path=HEALTH_CHECK_PATH,
+                    healthy_http_codes="200",
+                    interval=Duration.seconds(15),
+                    timeout=Duration.seconds(5),
+                    healthy_threshold_count=2,
+                    unhealthy_threshold_count=3,
+                ),
+                deregistration_delay=Duration.seconds(30),
+            )
+            for name in ("ServiceTargetGroup", "CanaryTargetGroup")
+        )
+        rule = elbv2.ApplicationListenerRule(
+            self,
+            "ServiceRule",
+            listener=listener,
             priority=10,
             conditions=[elbv2.ListenerCondition.path_patterns(list(PUBLIC_PATHS))],
-            health_check=elbv2.HealthCheck(
-                path=HEALTH_CHECK_PATH,
-                healthy_http_codes="200",
-                interval=Duration.seconds(15),
-                timeout=Duration.seconds(5),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=3,
+            action=elbv2.ListenerAction.weighted_forward(
+                [
+                    elbv2.WeightedTargetGroup(target_group=self.target_group, weight=100),
+                    elbv2.WeightedTargetGroup(target_group=green, weight=0),
+                ]
             ),
-            deregistration_delay=Duration.seconds(30),
         )
+        self.service.load_balancer_target(
+            container_name="service",
+            container_port=serving.port,
+            alternate_target=ecs.AlternateTarget(
+                "Canary",
+                alternate_target_group=green,
+                production_listener=ecs.ListenerRuleConfiguration.application_listener_rule(rule),
+            ),
+        ).attach_to_application_target_group(self.target_group)
         scaling = self.service.auto_scale_task_count(
             min_capacity=serving.min_tasks, max_capacity=serving.max_tasks
         )
@@ -255,6 +324,89 @@ class ServingStack(Stack):
         CfnOutput(self, "DeployRoleArn", value=self.deploy_role.role_arn)
         if self.api_keys is not None:
             CfnOutput(self, "ApiKeysSecret", value=self.api_keys.secret_arn)
+
+    def _canary_alarms(
+        self, config: AwsConfig, canary: CanaryAlarms, release: str, previous: str
+    ) -> list[cloudwatch.Alarm]:
+        """The canary's three rules (`serving.canary.judge`'s) as alarms over the figures the
+        new release (`release`) and the one it replaces (`previous`) publish, per minute: ECS
+        rolls the deployment back when one fires. Judged only in a minute in which the new
+        release answered its share of `min_requests` over the bake."""
+        rules = canary.rules
+        minute = Duration.minutes(1)
+        least = max(1.0, rules.min_requests / rules.bake_minutes)
+
+        def figure(name: str, of: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=canary.namespace,
+                metric_name=name,
+                dimensions_map={
+                    cw_contract.USECASE_DIMENSION: canary.usecase,
+                    cw_contract.RELEASE_DIMENSION: of,
+                },
+                statistic=statistic,
+                period=minute,
+            )
+
+        def both(name: str, statistic: str, key: str) -> dict[str, cloudwatch.IMetric]:
+            return {
+                f"{key}new": figure(name, release, statistic),
+                f"{key}old": figure(name, previous, statistic),
+            }
+
+        judged = f"IF(nnew >= {least:g}, %s, 0)"
+        requests = both(cw_contract.RELEASE_REQUESTS, "Sum", "n")
+        rule_figures = {
+            "Errors": (
+                "the new release answers more 5xx than the one it replaces",
+                judged % f"enew / nnew - IF(nold > 0, eold / nold, 0) - {rules.max_error_share:g}",
+                {**requests, **both(cw_contract.RELEASE_ERRORS, "Sum", "e")},
+            ),
+            "Latency": (
+                "the new release answers slower at p99 than the one it replaces",
+                judged % f"lnew - (lold * {rules.max_p99_ratio:g} + {rules.p99_slack_ms:g})",
+                {**requests, **both(cw_contract.RELEASE_LATENCY, "p99", "l")},
+            ),
+            "Scores": (
+                "a decile of the new release's scores moved against the one it replaces",
+                judged
+                % (
+                    "MAX([ABS(anew - aold), ABS(bnew - bold), ABS(cnew - cold)])"
+                    f" / MAX([cold - aold, 0.000000001]) - {rules.max_score_shift:g}"
+                ),
+                {
+                    **requests,
+                    **both(cw_contract.RELEASE_SCORE, "p10", "a"),
+                    **both(cw_contract.RELEASE_SCORE, "p50", "b"),
+                    **both(cw_contract.RELEASE_SCORE, "p90", "c"),
+                },
+            ),
+        }
+        alarms = []
+        self.canary_alarm_names = [f"{config.name}-canary-{name.lower()}" for name in rule_figures]
+        for (name, (description, expression, metrics)), alarm_name in zip(
+            rule_figures.items(), self.canary_alarm_names, strict=True
+        ):
+            alarms.append(
+                cloudwatch.Alarm(
+                    self,
+                    f"Canary{name}Alarm",
+                    alarm_name=alarm_name,
+                    alarm_description=f"{config.name}: {description} (serving.canary)",
+                    metric=cloudwatch.MathExpression(
+                        expression=expression,
+                        using_metrics=metrics,
+                        period=minute,
+                        label=f"canary {name.lower()} over its bound",
+                    ),
+                    threshold=0,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=2,
+                    datapoints_to_alarm=2,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        return alarms
 
     def _deploy_role(self, task: ecs.FargateTaskDefinition, cluster: ecs.Cluster) -> iam.Role:
         """The role CloudFormation rolls this stack with when the release build changes its
@@ -354,6 +506,36 @@ class ServingStack(Stack):
                 actions=["iam:PassRole"],
                 resources=roles,
                 conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            )
+        )
+        # the canary's alarms: their figures name the tags rolled (ImageTag, PreviousImageTag)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "cloudwatch:PutMetricAlarm",
+                    "cloudwatch:DescribeAlarms",
+                    "cloudwatch:TagResource",
+                    "cloudwatch:UntagResource",
+                    "cloudwatch:ListTagsForResource",
+                ],
+                resources=[
+                    self.format_arn(
+                        service="cloudwatch",
+                        resource="alarm",
+                        resource_name=name,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                    for name in self.canary_alarm_names
+                ],
+            )
+        )
+        # the role ECS moves the listener rule's weights with during a canary, to ECS only
+        canary_role = self.service.node.find_child("CanaryRole")
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[canary_role.role_arn],  # type: ignore[attr-defined]
+                conditions={"StringEquals": {"iam:PassedToService": "ecs.amazonaws.com"}},
             )
         )
         # the CDK bootstrap version the stack's rule checks (an SSM-typed parameter)

@@ -99,3 +99,55 @@ def test_prod_takes_the_image_that_served_in_staging(aws, environments) -> None:
     assert deploy.promote(aws, prod, staging, now=since + timedelta(hours=2), run=again) is None
     assert again.commands == []
     assert len(deploy.read_releases(aws.client("ssm"), prod)) == 1
+
+
+def test_the_pipeline_s_roles_may_do_what_its_jobs_do(aws, environments) -> None:
+    """Each job's calls, judged against its environment's delivery role as moto's
+    CloudFormation made it (its inline policy and the operator policy it carries): staging
+    waits for its run and lists its releases; prod promotes and lists."""
+    from tests.infra import policy_check
+    from tests.infra.test_role_policies import _bucket_keys, _managed_policy, _recording_session
+
+    for profile in PROFILES:
+        create_stacks(aws, *environments[profile])
+    staging, prod = _config("staging"), _config("prod")
+    ecr = aws.client("ecr")
+    deploy.release(
+        aws, staging, _handoff(aws, "run-1", "3", staging.name), run=Pusher("svc:abc123", ecr)
+    )
+    since = datetime.fromisoformat(deploy.read_releases(aws.client("ssm"), staging)[-1].deployed_at)
+    aws.client("stepfunctions").start_execution(
+        stateMachineArn=deploy.state_machine_arn(aws.client("cloudformation"), staging)
+    )
+    for profile, job in (
+        ("staging", lambda s: (deploy.status(s, staging), deploy.serving_line(s, staging))),
+        (
+            "prod",
+            lambda s: (
+                deploy.promote(
+                    s, prod, staging, now=since + timedelta(hours=2), run=Pusher("svc:abc123", ecr)
+                ),
+                deploy.release_lines(deploy.read_releases(s.client("ssm"), prod)),
+            ),
+        ),
+    ):
+        config = _config(profile)
+        recorder = policy_check.Recorder(REGION, bucket_keys=_bucket_keys(aws))
+        job(_recording_session(recorder))
+        resources = environments[profile][1]["delivery"]["Resources"]
+        role = next(
+            k
+            for k, r in resources.items()
+            if r["Type"] == "AWS::IAM::Role" and k.startswith("DeployRole")
+        )
+        # moto's CloudFormation attaches no managed policy to a role (ManagedPolicyArns): the
+        # template's attachment is read here, and the policy it imports judged with the rest
+        (attached,) = resources[role]["Properties"]["ManagedPolicyArns"]
+        assert "OperatorPolicy" in attached["Fn::ImportValue"]
+        policies = [
+            *policy_check.role_policies(aws, f"{config.name}-delivery", role),
+            _managed_policy(aws, f"{config.name}-chain", "OperatorPolicy"),
+        ]
+        assert len(policies) == 1 + (profile == "prod"), policies
+        assert policy_check.refused(policies, recorder.calls) == [], profile
+        assert recorder.calls, profile

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 DEPLOY = re.compile(r"python -m infra\.deploy ([^`\n#]*)")
-MAKE_AWS = re.compile(r"make (\w+) ENV=aws")
+MAKE_AWS = re.compile(r"make (\w+) ENV=(?:aws|staging|prod)")
 
 
 def _readme_deploy_commands() -> list[list[str]]:
@@ -57,8 +57,9 @@ def _without_credentials(tmp_path: Path) -> dict[str, str]:
 
 def test_the_readme_names_the_aws_commands() -> None:
     named = {c[0] for c in _readme_deploy_commands()}
-    assert {"mlflow-ui", "releases", "spark"} <= named
-    assert {"deploy", "status", "rollback", "destroy"} <= set(MAKE_AWS.findall(README))
+    assert {"mlflow-ui", "spark"} <= named
+    made = set(MAKE_AWS.findall(README))
+    assert {"deploy", "status", "rollback", "releases", "promote", "wait", "destroy"} <= made
 
 
 @pytest.mark.parametrize(

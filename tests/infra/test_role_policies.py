@@ -240,9 +240,16 @@ def _deploy_calls(session: Any, template: dict[str, Any]) -> list[policy_check.C
         k for k, r in template["Resources"].items() if r["Type"] == "AWS::ECS::TaskDefinition"
     ]
     task = template["Resources"][task_id]["Properties"]
+    iam = session.client("iam")
     task_roles = [
-        session.client("iam").get_role(RoleName=physical[task[p]["Fn::GetAtt"][0]])["Role"]["Arn"]
+        iam.get_role(RoleName=physical[task[p]["Fn::GetAtt"][0]])["Role"]["Arn"]
         for p in ("TaskRoleArn", "ExecutionRoleArn")
+    ]
+    # the role ECS moves the canary's listener weights with: passed to ECS itself
+    (balanced,) = template["Resources"][service_id]["Properties"]["LoadBalancers"]
+    canary_role = balanced["AdvancedConfiguration"]["RoleArn"]["Fn::GetAtt"][0]
+    passed = [(r, "ecs-tasks.amazonaws.com") for r in task_roles] + [
+        (iam.get_role(RoleName=physical[canary_role])["Role"]["Arn"], "ecs.amazonaws.com")
     ]
     on_resource = {
         "AWS::ECS::Service": service,
@@ -254,12 +261,9 @@ def _deploy_calls(session: Any, template: dict[str, Any]) -> list[policy_check.C
         for action in _handler_actions(kind, how):
             prefix_of = action.split(":", 1)[0]
             if action in ("iam:PassRole", "iam:GetRole"):
-                context = (
-                    (("iam:PassedToService", "ecs-tasks.amazonaws.com"),)
-                    if action == "iam:PassRole"
-                    else ()
-                )
-                calls += [policy_check.Call(action, r, context, because=kind) for r in task_roles]
+                for role, to in passed if kind == "AWS::ECS::Service" else passed[:2]:
+                    context = (("iam:PassedToService", to),) if action == "iam:PassRole" else ()
+                    calls.append(policy_check.Call(action, role, context, because=kind))
                 continue
             if action in ("ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"):
                 resource = prefix.format("ecs") + f"service-deployment/{cluster_service}/d1"
@@ -267,6 +271,10 @@ def _deploy_calls(session: Any, template: dict[str, Any]) -> list[policy_check.C
                 resource = on_resource.get(kind, service)
             elif prefix_of == "application-autoscaling":
                 resource = prefix.format(prefix_of) + "scalable-target/0a1b2c3d"
+            elif kind == "AWS::CloudWatch::Alarm":
+                # an alarm's physical id is its name (moto's CloudFormation makes no alarm)
+                named = template["Resources"][logical_id]["Properties"]["AlarmName"]
+                resource = prefix.format("cloudwatch") + f"alarm:{named}"
             elif prefix_of == "cloudwatch":
                 resource = (
                     prefix.format("cloudwatch")
@@ -299,6 +307,8 @@ def test_rolling_the_image_is_within_the_serving_stacks_deploy_role(
         "AWS::ECS::TaskDefinition": "replace",
         "AWS::ECS::Service": "update",
         "AWS::ApplicationAutoScaling::ScalableTarget": "update",
+        # the canary's alarms compare the new tag's figures with the previous tag's
+        "AWS::CloudWatch::Alarm": "update",
     }
     role = next(
         k

@@ -471,3 +471,80 @@ def _all_states(states: dict[str, Any]) -> dict[str, Any]:
         for branch in state.get("Branches", []):
             found |= _all_states(branch["States"])
     return found
+
+
+def test_a_release_rolls_out_as_a_canary_rolled_back_by_its_alarms(synthesized, templates) -> None:
+    """ECS's canary deployment: the configured share and bake time, two target groups behind
+    the production listener rule, and the three canary alarms as the deployment's alarms, with
+    rollback on: each alarm compares the new tag's figures with the previous tag's."""
+    from configs import cloudwatch as cw
+    from infra.config import canary_alarms
+
+    canary = canary_alarms(USECASE_ENVIRON)
+    rules = canary.rules
+    resources = templates["serving"]["Resources"]
+    alarms = {
+        k: r["Properties"]
+        for k, r in resources.items()
+        if k.startswith("Canary") and r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert len(alarms) == 3
+    (service,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ECS::Service"]
+    deployment = service["DeploymentConfiguration"]
+    assert deployment["Strategy"] == "CANARY"
+    assert deployment["CanaryConfiguration"] == {
+        "CanaryPercent": rules.traffic_percent,
+        "CanaryBakeTimeInMinutes": rules.bake_minutes,
+    }
+    assert deployment["BakeTimeInMinutes"] == rules.bake_minutes
+    # wired: every canary alarm is a deployment alarm, and an alarm rolls the deployment back
+    assert deployment["Alarms"]["Enable"] is True and deployment["Alarms"]["Rollback"] is True
+    assert sorted(a["Ref"] for a in deployment["Alarms"]["AlarmNames"]) == sorted(alarms)
+    (balanced,) = service["LoadBalancers"]
+    advanced = balanced["AdvancedConfiguration"]
+    assert advanced["AlternateTargetGroupArn"] != balanced["TargetGroupArn"]
+    rule = resources[advanced["ProductionListenerRule"]["Ref"]]["Properties"]
+    forwarded = {
+        g["TargetGroupArn"]["Ref"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
+    }
+    assert forwarded == {
+        balanced["TargetGroupArn"]["Ref"],
+        advanced["AlternateTargetGroupArn"]["Ref"],
+    }
+    # each alarm: the new release's figures against the one it replaces, at the configured bound
+    bounds = {
+        "Errors": f"{rules.max_error_share:g}",
+        "Latency": f"lold * {rules.max_p99_ratio:g} + {rules.p99_slack_ms:g}",
+        "Scores": f"- {rules.max_score_shift:g}",
+    }
+    for logical_id, alarm in alarms.items():
+        (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+        assert bounds[logical_id.removeprefix("Canary").split("Alarm")[0]] in expression
+        releases = {
+            (
+                m["Id"][-3:],
+                json.dumps(
+                    next(
+                        d["Value"]
+                        for d in m["MetricStat"]["Metric"]["Dimensions"]
+                        if d["Name"] == cw.RELEASE_DIMENSION
+                    )
+                ),
+            )
+            for m in alarm["Metrics"]
+            if "MetricStat" in m
+        }
+        assert releases == {
+            ("new", json.dumps({"Ref": "ImageTag"})),
+            ("old", json.dumps({"Ref": "PreviousImageTag"})),
+        }
+        assert {
+            m["MetricStat"]["Metric"]["Namespace"] for m in alarm["Metrics"] if "MetricStat" in m
+        } == {canary.namespace}
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
+    # the figures name the release: the tag the task runs
+    (task,) = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::ECS::TaskDefinition"
+    ]
+    (container,) = task["ContainerDefinitions"]
+    assert {"Name": cw.RELEASE_VARIABLE, "Value": {"Ref": "ImageTag"}} in container["Environment"]
