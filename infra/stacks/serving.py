@@ -300,13 +300,17 @@ class ServingStack(Stack):
             scale_in_cooldown=Duration.seconds(120),
             scale_out_cooldown=Duration.seconds(30),
         )
-        scaling.scale_on_request_count(
-            "Requests",
-            requests_per_target=serving.requests_per_target,
-            target_group=self.target_group,
-            scale_in_cooldown=Duration.seconds(120),
-            scale_out_cooldown=Duration.seconds(30),
-        )
+        # One policy per target group: which one takes production traffic alternates with each
+        # canary; the one taking it scales out, and tasks go only when both agree (the idle one
+        # always does), which is how several target tracking policies combine.
+        for policy, group in (("Requests", self.target_group), ("CanaryRequests", green)):
+            scaling.scale_on_request_count(
+                policy,
+                requests_per_target=serving.requests_per_target,
+                target_group=group,
+                scale_in_cooldown=Duration.seconds(120),
+                scale_out_cooldown=Duration.seconds(30),
+            )
         # Autoscaling must not start tasks before there is an image either.
         target = scaling.node.find_child("Target").node.default_child
         target.add_property_override(  # type: ignore[attr-defined]

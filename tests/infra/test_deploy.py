@@ -393,6 +393,26 @@ def test_status_lists_the_last_runs_and_the_stage_a_failed_one_stopped_at(
     assert _failed_step(History(), "arn") == "fit"
 
 
+def test_wait_returns_once_the_newest_run_ended(aws, synthesized, templates) -> None:
+    """`make wait` (the pipeline's staging job): polls the newest run until it is no longer
+    running, and says how it ended; with no run at all, says so."""
+    create_stacks(aws, synthesized, templates)
+    config = infra_config(environ=USECASE_ENVIRON)
+    with pytest.raises(deploy.DeployError, match="no run to wait for"):
+        deploy.wait_for_run(aws, config, sleep=lambda _: None)
+    stepfunctions = aws.client("stepfunctions")
+    machine = deploy.state_machine_arn(aws.client("cloudformation"), config)
+    run = stepfunctions.start_execution(stateMachineArn=machine, name="run-1")["executionArn"]
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the run ends while the pipeline waits
+        polls.append(seconds)
+        stepfunctions.stop_execution(executionArn=run, cause="a stand-in for the run's end")
+
+    ended = deploy.wait_for_run(aws, config, poll_s=7, sleep=sleep)
+    assert (ended.name, ended.status, polls) == ("run-1", "ABORTED", [7])
+
+
 def test_batch_predict_runs_on_emr_with_the_same_entry_point(aws, synthesized, templates) -> None:
     create_stacks(aws, synthesized, templates)
     config = infra_config(environ=USECASE_ENVIRON)
