@@ -81,7 +81,7 @@ def test_module_entry_point_lands_and_reports(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (("--set", "collect.max_quarantined_share=2", "config"), "collect.max_quarantined_share"),
-        (("--env", "staging", "config"), "unknown environment 'staging'"),
+        (("--env", "qa", "config"), "unknown environment 'qa'"),
     ],
 )
 def test_module_entry_point_exits_2_on_bad_config(tmp_path: Path, args, message) -> None:
