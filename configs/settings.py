@@ -217,23 +217,88 @@ class ModelConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class SearchRange(Strict):
+    """One parameter's range in a tuning study: `low`..`high` (of integers when `integer`, on
+    a log scale when `log`), or one of `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[str | int | float | bool] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give choices, or low and high, not both")
+            return self
+        if self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("give low < high (or choices)")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+    def holds(self, value: Any) -> bool:
+        """Whether `value` lies in the range (is one of the choices)."""
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return self.low <= value <= self.high and (not self.integer or float(value).is_integer())
+
+
+class TuningConfig(Strict):
+    """An Optuna study per fit (`models.tuning`): 0 trials fits the configured parameters
+    once. The study maximises (or minimises) the promotion's primary metric on the validation
+    rows; the gate still judges the result on the test rows."""
+
+    trials: int = Field(0, ge=0)
+    # Stop starting trials after this long (the study is then not reproducible trial for trial).
+    timeout_s: float | None = Field(None, gt=0)
+    # The search space per model family: parameter name (dotted into nested ones) -> range.
+    space: dict[str, dict[str, SearchRange]] = Field(default_factory=dict)
+
+
 class TrainingConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
     model: ModelConfig = Field(default_factory=ModelConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    # Binary targets: a map from scores to probabilities fitted on the validation rows
+    # (`models.calibration`): none, platt, isotonic, or auto (the one with the lowest Brier
+    # score on held-out validation rows, none included).
+    calibration: Literal["none", "platt", "isotonic", "auto"] = "none"
     # Binary targets: "best_f1" picks the threshold on the validation set; a number fixes it.
     threshold: Literal["best_f1"] | float = "best_f1"
     # Regression targets: the share of validation rows the served prediction interval holds.
     interval_coverage: float = Field(0.9, gt=0, lt=1)
 
 
+class SliceGateConfig(Strict):
+    """The gate on the use case's slices (`UseCase.slices`): a candidate worse than the
+    champion, on the same test rows, by more than `max_drop` of `metric` on any slice of at
+    least `min_support` rows is refused, naming the slice."""
+
+    # None: the promotion's primary metric.
+    metric: str | None = None
+    max_drop: float = Field(0.02, ge=0.0)
+    min_support: int = Field(500, ge=1)
+
+
 class PromotionConfig(Strict):
-    """A new model becomes `champion` only if it passes every bound and beats the champion."""
+    """A new model becomes `champion` only if it passes every bound, beats the champion and is
+    not much worse than it on any slice."""
 
     minimum: dict[str, float] = Field(default_factory=dict)  # metric >= bound
     maximum: dict[str, float] = Field(default_factory=dict)  # metric <= bound
     primary_metric: str = "roc_auc"
     min_improvement: float = Field(0.001, ge=0.0)
+    slices: SliceGateConfig = Field(default_factory=SliceGateConfig)
+
+    @property
+    def slice_metric(self) -> str:
+        return self.slices.metric or self.primary_metric
 
 
 class PredictionLogConfig(Strict):
@@ -412,6 +477,9 @@ class ServingConfig(Strict):
     max_concurrency: int = Field(64, ge=1)
     # The longest a request may take before it is answered 504.
     timeout_s: float = Field(10.0, gt=0)
+    # /predict with `explain: true`: the largest contributions shown per prediction (the rest
+    # are summed in `others`).
+    explain_top: int = Field(5, ge=1)
     # Seconds a refused client is told to wait (the Retry-After header).
     retry_after_s: int = Field(1, ge=1)
     # An OpenTelemetry span for every prediction (for a tracing backend); off, the prediction

@@ -67,6 +67,10 @@ class Model(Protocol):
     def importances(self, data: TrainingData) -> pd.Series:
         """Each input's share of what the model relies on (sums to 1), by the family's measure."""
 
+    def contributions(self, inputs: pd.DataFrame | np.ndarray) -> Any:
+        """SHAP values of each row's prediction (`models.explain.Contributions`): per input,
+        how much it moved the output, from a base value they add up from."""
+
     def params(self) -> dict[str, Any]:
         """What to record about the fit (hyperparameters, trees grown, ...)."""
 
@@ -144,7 +148,11 @@ def load(folder: Path) -> Model:
         raise ModelError(f"{folder}: its metadata names no {FAMILY_KEY} and {FEATURES_KEY}")
     features = [str(n) for n in spec[FEATURES_KEY]]
     # Models saved before the task was recorded are binary.
-    return family(str(spec[FAMILY_KEY])).load(folder, features, str(spec.get(TASK_KEY, BINARY)))
+    model = family(str(spec[FAMILY_KEY])).load(folder, features, str(spec.get(TASK_KEY, BINARY)))
+    from models.calibration import CALIBRATION_KEY, Calibrated, Calibration
+
+    calibration = Calibration.from_metadata(spec.get(CALIBRATION_KEY))
+    return model if calibration.identity else Calibrated(model, calibration)
 
 
 def shares(values: np.ndarray, features: list[str]) -> pd.Series:

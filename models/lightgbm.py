@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.explain import CLASS_RAW_SCORE, LOG_ODDS, VALUE, Contributions
 from models import (
     BINARY,
     MULTICLASS,
@@ -31,6 +32,8 @@ NAME = "lightgbm"
 BOOSTING_KEYS = {"num_boost_round": 400, "early_stopping_rounds": 30}
 
 
+# What the tree explainer's contributions add up to, per task.
+RAW = {BINARY: LOG_ODDS, MULTICLASS: CLASS_RAW_SCORE, REGRESSION: VALUE}
 # The objective each task starts from (a use case's params may name another of the task).
 OBJECTIVES = {BINARY: "binary", MULTICLASS: "multiclass", REGRESSION: "regression"}
 
@@ -68,6 +71,24 @@ class LightGBMModel:
 
     def importances(self, data: TrainingData) -> pd.Series:
         return shares(self.booster.feature_importance("gain"), self.features)
+
+    def contributions(self, inputs: pd.DataFrame | np.ndarray) -> Contributions:
+        """LightGBM's own tree explainer (TreeSHAP, `pred_contrib`): exact, in the raw score
+        (log-odds for binary; the likeliest class's raw score for multiclass)."""
+        matrix = inputs if isinstance(inputs, np.ndarray) else inputs[self.features]
+        raw = np.asarray(self.booster.predict(matrix, pred_contrib=True), dtype="float64")
+        width = len(self.features) + 1
+        if self.task == MULTICLASS:
+            blocks = raw.reshape(len(raw), -1, width)
+            picked = blocks[np.arange(len(raw)), self.predict(matrix).argmax(axis=1)]
+        else:
+            picked = raw
+        return Contributions(picked[:, :-1], picked[:, -1], list(self.features), RAW[self.task])
+
+    def raw_scores(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The booster's raw output (before the logistic or softmax)."""
+        matrix = inputs if isinstance(inputs, np.ndarray) else inputs[self.features]
+        return np.asarray(self.booster.predict(matrix, raw_score=True), dtype="float64")
 
     def params(self) -> dict[str, Any]:
         return {**self.trained_with, "best_iteration": self.booster.best_iteration}

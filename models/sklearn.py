@@ -32,12 +32,24 @@ from models import (
     TrainingData,
     binary_only,
     description,
+    metadata_of,
     shares,
 )
+from models.explain import CLASS_PROBABILITY, PROBABILITY, VALUE, Contributions
+
+# What the permutation explainer's contributions add up to, per task.
+EXPLAINED = {BINARY: PROBABILITY, MULTICLASS: CLASS_PROBABILITY, REGRESSION: VALUE}
 
 NAME = "sklearn"
 # Rows of the validation set the permutation importances are measured on (bounded cost).
 IMPORTANCE_ROWS = 2000
+# Training rows kept with the model as the background of its explanations: what an input
+# "missing from the coalition" takes instead (SHAP's permutation explainer; the cost of one
+# explanation grows with them).
+BACKGROUND_ROWS = 32
+BACKGROUND_KEY = "explain_background"
+# The explainer's permutations are seeded: one prediction is explained the same way everywhere.
+EXPLAIN_SEED = 0
 # What a permutation importance is measured by, per task (scikit-learn's scorer names).
 IMPORTANCE_SCORING = {
     BINARY: "roc_auc",
@@ -113,6 +125,8 @@ class SklearnModel:
     trained_with: dict[str, Any] = field(default_factory=dict)
     task: str = BINARY
     family: str = NAME
+    # Training rows the explanations take absent inputs from (see BACKGROUND_ROWS).
+    background: np.ndarray | None = None
 
     def predict(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
         # The pipeline picks its columns by name: a matrix is named first.
@@ -145,6 +159,39 @@ class SklearnModel:
         )
         return shares(measured.importances_mean, self.features)
 
+    def contributions(self, inputs: pd.DataFrame | np.ndarray) -> Contributions:
+        """SHAP's permutation explainer (model-agnostic, exact in sum: each row's contributions
+        add up to its prediction minus the background's average), in the prediction's own
+        unit: the probability (binary), the likeliest class's probability, the value."""
+        import shap
+
+        if self.background is None:
+            raise ModelError("this model was saved without a background: it cannot explain")
+        matrix = (
+            inputs[self.features].to_numpy(dtype="float64")
+            if isinstance(inputs, pd.DataFrame)
+            else np.asarray(inputs, dtype="float64")
+        )
+        chosen = (
+            self.predict(matrix).argmax(axis=1) if self.task == MULTICLASS else None
+        )
+        width = len(self.features)
+        explainer = shap.PermutationExplainer(
+            self.predict,
+            shap.maskers.Independent(self.background, max_samples=len(self.background)),
+            seed=EXPLAIN_SEED,
+        )
+        explained = explainer(matrix, max_evals=max(2 * width + 1, 10 * width), silent=True)
+        values = np.asarray(explained.values, dtype="float64")
+        base = np.asarray(explained.base_values, dtype="float64")
+        if chosen is not None:  # (rows, features, classes): the likeliest class's
+            rows = np.arange(len(matrix))
+            values, base = values[rows, :, chosen], base[rows, chosen]
+        return Contributions(
+            values.reshape(len(matrix), width), base.reshape(len(matrix)), list(self.features),
+            EXPLAINED[self.task],
+        )
+
     def params(self) -> dict[str, Any]:
         return dict(self.trained_with)
 
@@ -171,7 +218,14 @@ class SklearnModel:
                 f"scikit-learn=={sklearn.__version__}",
                 f"skops=={skops.__version__}",
             ],
-            "metadata": description(self, metadata),
+            "metadata": {
+                **description(self, metadata),
+                **(
+                    {}
+                    if self.background is None
+                    else {BACKGROUND_KEY: _as_lists(self.background)}
+                ),
+            },
         }
 
     def save(self, folder: Path, *, signature: Any, input_example: Any, metadata: dict) -> None:
@@ -212,9 +266,30 @@ class SklearnFamily:
             estimator = CalibratedClassifierCV(estimator, ensemble=False)
         features = list(data.train.columns)
         fitted = pipeline(estimator, features, data.categorical).fit(data.train, data.train_labels)
-        return SklearnModel(fitted, features, {"estimator": path, **arguments}, data.task)
+        rows = min(len(data.train), BACKGROUND_ROWS)
+        background = data.train.sample(n=rows, random_state=data.seed)[features]
+        return SklearnModel(
+            fitted,
+            features,
+            {"estimator": path, **arguments},
+            data.task,
+            background=background.to_numpy(dtype="float64"),
+        )
 
     def load(self, folder: Path, features: list[str], task: str = BINARY) -> SklearnModel:
         import mlflow.sklearn
 
-        return SklearnModel(mlflow.sklearn.load_model(str(folder)), features, task=task)
+        recorded = metadata_of(folder).get(BACKGROUND_KEY)
+        background = (
+            None
+            if recorded is None
+            else np.array([[np.nan if v is None else v for v in row] for row in recorded], "float64")
+        )
+        return SklearnModel(
+            mlflow.sklearn.load_model(str(folder)), features, task=task, background=background
+        )
+
+
+def _as_lists(matrix: np.ndarray) -> list[list[float | None]]:
+    """Rows as plain lists for the model's metadata (missing values as None)."""
+    return [[None if np.isnan(v) else float(v) for v in row] for row in matrix]

@@ -186,6 +186,11 @@ class Tracker:
             )
         )
 
+    def artifacts(self, run_id: str, folder: str) -> list[str]:
+        """The names of the files the run holds under `folder` (none: an empty list)."""
+        _ = self.experiment_id
+        return [Path(item.path).name for item in self.client.list_artifacts(run_id, folder)]
+
     def download_model(self, ref: ModelRef, destination: Path) -> Path:
         """The version's MLflow model folder, copied under `destination`."""
         _ = self.experiment_id
@@ -264,6 +269,20 @@ class RunRecorder:
         # Given, so MLflow does not infer it again element by element (see `frame_schema`).
         dataset.__dict__["schema"] = frame_schema(frame)
         mlflow.log_input(dataset, context="training")
+
+    def log_trials(self, study: Any) -> None:
+        """Each trial of a tuning study (`models.tuning.Study`) as a nested run of this one:
+        the values it tried, its validation metric and its fit."""
+        mlflow = self.tracker.mlflow
+        for trial in study.trials:
+            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+                mlflow.log_params(
+                    {"trial": trial.number, **(trial.values or {"configured": "as configured"})}
+                )
+                mlflow.log_metrics(
+                    {f"validation_{study.metric}": trial.score, "seconds": trial.seconds}
+                )
+                mlflow.set_tags({"tuning.fit": trial.summary, "tuning.best": str(trial == study.best)})
 
     def log_files(self, paths: list[Path], artifact_path: str) -> None:
         for path in paths:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ from configs.source import git_commit
 from features.definitions import service_name
 from features.inputs import InputsError, offline_frame
 from features.store import feature_store
-from models import evaluation
+from models import calibration, evaluation, explain, slices, tuning
 from models.answers import Answering, interval_halfwidth
+from models.tuning import Study
+from models.slices import SliceMetrics
 from models.tracking import Tracker, TrackingUnavailable, tracking_errors
 from monitoring.monitor import REFERENCE_MOMENT, REFERENCE_PART, TRAIN_PART
 from pipelines.adapters.storage import StorageLayout
@@ -38,6 +40,11 @@ from usecases import load as load_usecase
 from usecases.contract import EVENT_TIMESTAMP, UseCase
 
 log = logging.getLogger(__name__)
+
+
+# Test rows the explanations are summarised over (a seeded sample: SHAP values cost more than
+# predictions, most for model-agnostic explainers).
+EXPLAINED_ROWS = 500
 
 
 def model_features(settings: Settings) -> list[str]:
@@ -157,14 +164,55 @@ def training_data(
     )
 
 
-def fit(data: models.TrainingData, training: TrainingConfig) -> models.Model:
+def fit(
+    data: models.TrainingData,
+    training: TrainingConfig,
+    usecase: UseCase,
+    metric: str,
+) -> tuple[models.Model, Study | None]:
     """A model of the configured family, fitted on the training rows (the validation rows may
-    stop it early)."""
+    stop it early); with `training.tuning.trials`, the best of a study judged by `metric` on
+    the validation rows, refitted (and the study)."""
     chosen = training.model
+    family = models.family(chosen.family)
+    task = evaluation.task(data.task)
     try:
-        return models.family(chosen.family).fit(data, chosen.params)
+        if training.tuning.trials == 0:
+            return family.fit(data, chosen.params), None
+
+        def score(params: dict[str, Any]) -> tuple[float, str]:
+            model = family.fit(data, params)
+            predictions = model.predict(data.validation)
+            threshold = answering_of(usecase, training, data.validation_labels, predictions)
+            measured = task.evaluate(data.validation_labels, predictions, threshold.threshold)
+            return measured[metric], model.summary()
+
+        best, study = tuning.tune(
+            training.tuning,
+            chosen.family,
+            chosen.params,
+            training.seed,
+            metric,
+            metric not in task.lower_is_better,
+            score,
+        )
+        log.info("%s", study.describe())
+        return family.fit(data, best), study
     except models.ModelError as err:
         raise StageFailed(str(err)) from err
+
+
+def calibrated(
+    model: models.Model, training: TrainingConfig, labels: np.ndarray, scores: np.ndarray
+) -> tuple[models.Model, calibration.Choice | None]:
+    """The model with the calibration map `training.calibration` asks for, chosen and fitted
+    on the validation rows (binary targets; `auto` keeps the scores when no map helps)."""
+    if model.task != models.BINARY or training.calibration == calibration.NONE:
+        return model, None
+    choice = calibration.choose(training.calibration, labels, scores, training.seed)
+    if choice.calibration.identity:
+        return model, choice
+    return calibration.Calibrated(model, choice.calibration), choice
 
 
 @dataclass(frozen=True)
@@ -182,6 +230,14 @@ class Fitted:
     # `Model.predict` on the test rows: a score or value per row, or a row of class probabilities.
     test_scores: np.ndarray
     importance: pd.Series
+    # Each slice of the test rows (the use case's), measured.
+    slices: list[SliceMetrics] = field(default_factory=list)
+    # What drives the predictions: SHAP values summarised over a sample of the test rows
+    # (`models.explain.summary`), and the unit they add up in.
+    explanation: pd.DataFrame | None = None
+    explained_output: str = ""
+    study: Study | None = None
+    calibration_choice: calibration.Choice | None = None
 
     @property
     def threshold(self) -> float | None:
@@ -189,11 +245,15 @@ class Fitted:
         return self.answering.threshold
 
 
-def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingConfig) -> Fitted:
-    """Split the labelled rows by date, fit on the first part, fix how predictions become
-    answers on the second (a binary target's threshold, a regression's prediction interval),
-    measure on the third by the task's metrics. Pure: no tracking server, no Spark, no
-    feature store."""
+def fit_and_evaluate(
+    frame: pd.DataFrame, usecase: UseCase, training: TrainingConfig, metric: str | None = None
+) -> Fitted:
+    """Split the labelled rows by date, fit on the first part (tuned on the second by `metric`,
+    the task's primary one unless named, when `training.tuning` asks), calibrate and fix how
+    predictions become answers on the second (a binary target's threshold, a regression's
+    prediction interval), measure on the third by the task's metrics, overall and per slice,
+    and explain what drives the predictions. Pure: no tracking server, no Spark, no feature
+    store."""
     leaked = leaked_inputs(usecase)
     if leaked:
         raise StageFailed(
@@ -203,13 +263,20 @@ def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingCo
     features = usecase.model_inputs
     split = split_by_date(frame, training.split, examples.label, examples.split_column)
     data = training_data(split, features, training, usecase)
-    model = fit(data, training)
     task = evaluation.task(usecase.target.kind)
+    model, study = fit(data, training, usecase, metric or task.primary_metric)
+    model, calibration_choice = calibrated(
+        model, training, data.validation_labels, model.predict(split.validation)
+    )
     validation_scores = model.predict(split.validation)
     answering = answering_of(usecase, training, data.validation_labels, validation_scores)
     threshold = answering.threshold
     test_scores = model.predict(split.test)
     test_labels = split.test[examples.label].to_numpy()
+    explained = split.test.sample(
+        n=min(len(split.test), EXPLAINED_ROWS), random_state=training.seed
+    )
+    contributions = model.contributions(explained[features])
     return Fitted(
         model=model,
         split=split,
@@ -219,6 +286,11 @@ def fit_and_evaluate(frame: pd.DataFrame, usecase: UseCase, training: TrainingCo
         test_metrics=task.evaluate(test_labels, test_scores, threshold),
         test_scores=test_scores,
         importance=model.importances(data),
+        slices=slices.measure(split.test, test_labels, test_scores, threshold, usecase.slices, task),
+        explanation=explain.summary(contributions, explained[features], data.categorical),
+        explained_output=contributions.output,
+        study=study,
+        calibration_choice=calibration_choice,
     )
 
 
@@ -245,9 +317,10 @@ def answering_of(
 
 
 def plot_all(
-    folder: Path, labels: np.ndarray, scores: np.ndarray, importance: pd.Series, usecase: UseCase
+    folder: Path, labels: np.ndarray, scores: np.ndarray, fitted: Fitted, usecase: UseCase
 ) -> list[Path]:
-    """The test set's charts for the task, and what drives the model (named in plain words)."""
+    """The test set's charts for the task, per slice where it has them (binary: the
+    reliability of the probabilities), and what drives the model, named in plain words."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,18 +338,55 @@ def plot_all(
     kind = usecase.target.kind
     if kind == models.BINARY:
         _binary_plots(labels, scores, usecase, plt, save)
+        for part in usecase.slices:
+            _reliability_by_slice(fitted.split.test, labels, scores, part, plt, save)
     elif kind == models.MULTICLASS:
         _multiclass_plots(labels, scores, usecase, plt, save)
     else:
         _regression_plots(labels, scores, usecase, plt, save)
 
-    top = importance.sort_values().tail(15)
+    if fitted.explanation is not None:
+        top = fitted.explanation.head(15).iloc[::-1]
+        names, shares = top["feature"], top["share"]
+        colours = ["#a12a1b" if d > 0 else "#1f5fa8" if d < 0 else "#888" for d in top["direction"]]
+    else:
+        ordered = fitted.importance.sort_values().tail(15)
+        names, shares, colours = ordered.index, ordered.values, None
     plt.figure(figsize=(7, 5))
-    plt.barh([usecase.describe(name) for name in top.index], top.values)
-    plt.xlabel("share of what the model relies on")
-    plt.title("What drives the prediction")
+    plt.barh([usecase.describe(name) for name in names], shares, color=colours)
+    plt.xlabel("share of how much the inputs move a prediction")
+    plt.title("What drives the prediction (red: more of it raises, blue: lowers)")
     save("feature_importance")
     return paths
+
+
+# Parts of a slice drawn on its reliability chart: the largest ones.
+RELIABILITY_PARTS = 5
+
+
+def _reliability_by_slice(
+    test: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, part: Any, plt: Any, save: Any
+) -> None:
+    """Predicted against observed shares, for the largest parts of one slice."""
+    from sklearn.calibration import calibration_curve
+
+    values = slices.values_of(test, part).to_numpy()
+    names, counts = np.unique(values, return_counts=True)
+    plt.figure(figsize=(5, 4))
+    for name in names[np.argsort(-counts, kind="stable")][:RELIABILITY_PARTS]:
+        rows = values == name
+        if len(np.unique(labels[rows])) < 2:
+            continue
+        observed, predicted = calibration_curve(
+            labels[rows], scores[rows], n_bins=5, strategy="quantile"
+        )
+        plt.plot(predicted, observed, "o-", label=f"{name} ({int(rows.sum()):,})")
+    plt.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+    plt.xlabel("predicted probability")
+    plt.ylabel("observed share")
+    plt.title(f"Calibration by {part.description} (test)")
+    plt.legend(fontsize="small")
+    save(f"calibration_by_{part.name}")
 
 
 def _binary_plots(
@@ -483,10 +593,12 @@ def reference_set(
 
 
 def scored_test_set(fitted: Fitted, usecase: UseCase) -> pd.DataFrame:
-    """The test rows with their inputs, label and the model's answer: the score (and, for a
-    multiclass target, the likeliest class and a probability column per class)."""
+    """The test rows with their inputs, label, slice columns and the model's answer: the
+    score (and, for a multiclass target, the likeliest class and a probability column per
+    class)."""
     examples = usecase.examples
     columns = [examples.row_id, examples.split_column, *fitted.features, examples.label]
+    columns += [part.column for part in usecase.slices if part.column not in columns]
     answers = fitted.answering.answer(fitted.test_scores)
     scored = fitted.split.test[columns].assign(score=answers.score)
     if answers.label is not None:
@@ -494,6 +606,54 @@ def scored_test_set(fitted: Fitted, usecase: UseCase) -> pd.DataFrame:
         for index, name in enumerate(fitted.answering.classes):
             scored[f"probability__{name}"] = fitted.test_scores[:, index]
     return scored
+
+
+# The run's tag with the fit in one line ("240 trees, isotonic").
+FIT_SUMMARY_TAG = "model_summary"
+# Artifacts of a training run, under `evaluation/`: each slice's metrics, and what drives
+# the predictions (SHAP values summarised).
+SLICES = "slices.json"
+EXPLANATIONS = "explanations.json"
+
+
+def slice_metrics(measured: list[SliceMetrics], metric: str) -> dict[str, float]:
+    """A slice's support, the gate's metric and (binary) the Brier score, as MLflow metrics
+    `slice.<slice>.<value>.<metric>`; every metric of every slice is in `evaluation/slices.json`."""
+    logged: dict[str, float] = {}
+    for part in measured:
+        prefix = f"slice.{part.slice}.{part.value}"
+        logged[f"{prefix}.support"] = float(part.support)
+        for name in (metric, "brier"):
+            if name in part.metrics:
+                logged[f"{prefix}.{name}"] = part.metrics[name]
+    return logged
+
+
+def governance_metrics(fitted: Fitted) -> dict[str, float]:
+    """The study's best and configured validation metric, and each calibration map's Brier
+    score on held-out validation rows."""
+    logged: dict[str, float] = {}
+    if fitted.study is not None:
+        study = fitted.study
+        logged[f"tuning.configured_validation_{study.metric}"] = study.configured.score
+        logged[f"tuning.best_validation_{study.metric}"] = study.best.score
+        logged["tuning.best_trial"] = float(study.best.number)
+        logged["tuning.trials"] = float(len(study.trials))
+    if fitted.calibration_choice is not None:
+        for method, value in fitted.calibration_choice.held_out_brier.items():
+            logged[f"calibration.held_out_brier_{method}"] = value
+    return logged
+
+
+def explanation_record(fitted: Fitted) -> dict[str, Any]:
+    """`evaluation/explanations.json`: what the contributions add up to, and per input (most
+    important first) its share, average absolute contribution and direction."""
+    summary = fitted.explanation
+    return {
+        "output": fitted.explained_output,
+        "rows": int(min(len(fitted.split.test), EXPLAINED_ROWS)),
+        "inputs": [] if summary is None else summary.to_dict(orient="records"),
+    }
 
 
 def _answering_params(answering: Answering, training: TrainingConfig) -> dict[str, Any]:
@@ -517,7 +677,7 @@ def run(ctx: StageContext) -> StageResult:
     labels = examples.labelled(silver, settings.params)
     log.info("training set: %d labelled rows (of %d in silver)", len(labels), len(silver))
     frame = feature_frame(feature_store(settings), settings, labels)
-    fitted = fit_and_evaluate(frame, usecase, settings.training)
+    fitted = fit_and_evaluate(frame, usecase, settings.training, settings.promotion.primary_metric)
     run_id, version = record(ctx, layout, frame, fitted)
     split, family = fitted.split, settings.training.model.family
     result.rows_in = len(frame)
@@ -528,6 +688,8 @@ def run(ctx: StageContext) -> StageResult:
         f"{family}: {fitted.model.summary()}"
         + ("" if fitted.threshold is None else f"; threshold {fitted.threshold:.3f}")
     )
+    if fitted.study is not None:
+        result.notes.append(fitted.study.describe())
     headline = evaluation.task(usecase.target.kind).headline
     result.notes.append("test: " + ", ".join(f"{k} {fitted.test_metrics[k]:.3f}" for k in headline))
     result.outputs |= {
@@ -573,9 +735,12 @@ def record(
                     "train_rows": float(len(split.train)),
                     "validation_rows": float(len(split.validation)),
                     "test_rows": float(len(split.test)),
+                    **slice_metrics(fitted.slices, settings.promotion.slice_metric),
+                    **governance_metrics(fitted),
                 },
                 tags={
                     GIT_COMMIT_TAG: git_commit(),
+                    FIT_SUMMARY_TAG: model.summary(),
                     "feature_service": service,
                     "training_rows": str(len(frame)),
                     "training_from": lineage_record["training_set"]["from"],
@@ -584,11 +749,17 @@ def record(
                 },
             )
             run.log_training_set(frame, label, source=layout.silver(examples.table))
+            if fitted.study is not None:
+                run.log_trials(fitted.study)
             (folder / "features.json").write_text(json.dumps(features, indent=2))
             (folder / "lineage.json").write_text(json.dumps(lineage_record, indent=2))
             (folder / "feature_importance.json").write_text(
                 fitted.importance.sort_values(ascending=False).to_json(indent=2)
             )
+            (folder / SLICES).write_text(
+                json.dumps([part.as_dict() for part in fitted.slices], indent=2)
+            )
+            (folder / EXPLANATIONS).write_text(json.dumps(explanation_record(fitted), indent=2))
             scored_test_set(fitted, usecase).to_parquet(folder / "test_set.parquet", index=False)
             reference_set(split, model, fitted.answering, features, settings).to_parquet(
                 folder / REFERENCE_SET, index=False
@@ -600,6 +771,8 @@ def record(
                         "features.json",
                         "lineage.json",
                         "feature_importance.json",
+                        SLICES,
+                        EXPLANATIONS,
                         "test_set.parquet",
                         REFERENCE_SET,
                     )
@@ -607,7 +780,7 @@ def record(
                 "evaluation",
             )
             test_labels = split.test[label].to_numpy()
-            plots = plot_all(folder, test_labels, fitted.test_scores, fitted.importance, usecase)
+            plots = plot_all(folder, test_labels, fitted.test_scores, fitted, usecase)
             run.log_files(plots, "plots")
             model_uri = run.log_model(
                 model,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -27,8 +28,9 @@ from configs import Settings, handoff
 from configs.source import git_commit, release_digest, served_files
 from models.answers import Answering
 from models.tracking import CHALLENGER, Tracker
+from pipelines import card
 from pipelines.context import StageContext
-from pipelines.results import StageResult
+from pipelines.results import StageFailed, StageResult
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,11 @@ def import_version(settings: Settings, tracker: Tracker, version: Any) -> Any:
         # Imported from a local copy, so the digest the service checks is of exactly these bytes.
         local = tracker.download_model(version, Path(tmp))
         metadata = models.metadata_of(local)
+        # The model card travels with the model (and is covered by its digest).
+        if tracker.artifacts(version.run_id, card.CARD_DIR):
+            with tempfile.TemporaryDirectory(prefix="card-") as cards:
+                found = tracker.download(version.run_id, card.CARD_DIR, Path(cards))
+                shutil.copytree(found, local / card.CARD_DIR)
         return bentoml.mlflow.import_model(
             name,
             model_uri=str(local),
@@ -124,11 +131,17 @@ def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     result = StageResult("package")
     tracker = Tracker(settings)
-    try:
-        champion, stored = import_champion(settings, tracker, ctx.handoff.champion_version)
-    except LookupError as err:
-        result.notes.append(str(err))
+    champion = tracker.champion(ctx.handoff.champion_version)
+    if champion is None:
+        result.notes.append("there is no champion model yet: nothing to package")
         return result
+    if card.CARD_MARKDOWN not in tracker.artifacts(champion.run_id, card.CARD_DIR):
+        raise StageFailed(
+            f"the champion, version {champion.version}, has no model card (run {champion.run_id} "
+            f"holds no {card.CARD_DIR}/{card.CARD_MARKDOWN}): every version served carries one; "
+            "`python -m pipelines report` writes the champion's card when it has none"
+        )
+    _, stored = import_champion(settings, tracker, champion.version)
     challenger = shadow_challenger(settings, tracker, champion)
     shadow = import_version(settings, tracker, challenger) if challenger else None
     shadow_run = challenger.run_id if challenger else ""

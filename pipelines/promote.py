@@ -1,8 +1,9 @@
 """Promote: the champion/challenger gate, plus rollback and the history of decisions.
 
 A new model version becomes `champion` only if its test metrics pass every absolute bound in
-`promotion` (configs) and it beats the current champion, scored on the same test rows, by
-`promotion.min_improvement` on the primary metric. Otherwise it is tagged `challenger` and the
+`promotion` (configs), it beats the current champion, scored on the same test rows, by
+`promotion.min_improvement` on the primary metric, and it is not worse than the champion by
+more than `promotion.slices.max_drop` on any of the use case's slices with enough rows. Otherwise it is tagged `challenger` and the
 chain ends normally with the reason. Every decision is written on the version as tags.
 """
 
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from configs import Settings
 from configs.settings import PromotionConfig
-from models import evaluation
+from models import evaluation, slices
 from models.evaluation import BINARY_CLASSIFICATION, Task
 from models.tracking import (
     CHALLENGER,
@@ -34,6 +36,7 @@ from models.tracking import (
 )
 from pipelines.context import StageContext
 from pipelines.results import StageFailed, StageResult
+from usecases.contract import Slice
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +88,8 @@ def decide(
     return Decision(round(gain - rules.min_improvement, DECIMALS) >= 0, [verdict])
 
 
-def _score_on(
-    tracker: Tracker,
-    model: ModelRef,
-    test_set: pd.DataFrame,
-    threshold: float | None,
-    label: str,
-    task: Task,
-) -> dict[str, float]:
+def _predict_on(tracker: Tracker, model: ModelRef, test_set: pd.DataFrame) -> np.ndarray:
+    """The champion's predictions on the candidate's test rows."""
     loaded = tracker.load_model(model)
     features = loaded.features
     missing = [f for f in features if f not in test_set.columns]
@@ -101,7 +98,84 @@ def _score_on(
             f"the champion (version {model.version}) needs features the new test set lacks: {missing}; "
             "a changed feature set needs a new FeatureService version and an explicit promotion"
         )
-    return task.evaluate(test_set[label].to_numpy(), loaded.predict(test_set), threshold)
+    return np.asarray(loaded.predict(test_set))
+
+
+def recorded_predictions(test_set: pd.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
+    """The candidate's predictions as its run recorded them in its scored test set: the score
+    (binary, regression) or each class's probability (multiclass)."""
+    if classes:
+        return test_set[[f"probability__{name}" for name in classes]].to_numpy(dtype="float64")
+    return test_set["score"].to_numpy(dtype="float64")
+
+
+def slice_refusals(
+    test_set: pd.DataFrame,
+    candidate: tuple[np.ndarray, float | None],
+    champion: tuple[np.ndarray, float | None],
+    label: str,
+    parts: tuple[Slice, ...],
+    rules: PromotionConfig,
+    task: Task,
+) -> tuple[list[str], dict[str, list[dict[str, object]]]]:
+    """Why the candidate is refused on the use case's slices (empty: it is not), and both
+    models' slice metrics on the same rows (the decision's evidence). `candidate` and
+    `champion` are each (predictions on `test_set`, decision threshold)."""
+    labels = test_set[label].to_numpy()
+    measured = {
+        who: slices.measure(test_set, labels, predictions, threshold, parts, task)
+        for who, (predictions, threshold) in (("candidate", candidate), ("champion", champion))
+    }
+    gate = rules.slices
+    reasons = slices.worse_slices(
+        measured["candidate"],
+        measured["champion"],
+        rules.slice_metric,
+        gate.max_drop,
+        gate.min_support,
+        task,
+        DECIMALS,
+    )
+    evidence = {who: [part.as_dict() for part in found] for who, found in measured.items()}
+    return reasons, evidence
+
+
+Scored = tuple[np.ndarray, float | None]
+
+
+def gate(
+    test_set: pd.DataFrame,
+    candidate_metrics: dict[str, float],
+    candidate: Scored,
+    champion: Scored | None,
+    label: str,
+    parts: tuple[Slice, ...],
+    rules: PromotionConfig,
+    task: Task,
+) -> tuple[Decision, dict[str, float] | None, dict[str, list[dict[str, object]]]]:
+    """The whole decision on the candidate's test rows: its bounds and its margin over the
+    champion (`decide`), then the slices (`slice_refusals`). `candidate` and `champion` are
+    each (predictions on `test_set`, decision threshold); no champion: the bounds alone.
+    Returns the decision, the champion's metrics on the rows and the slices' evidence."""
+    if champion is None:
+        return decide(candidate_metrics, None, rules, task), None, {}
+    champion_metrics = task.evaluate(test_set[label].to_numpy(), champion[0], champion[1])
+    decision = decide(candidate_metrics, champion_metrics, rules, task)
+    # A test set recorded before a slice was declared cannot be cut by it.
+    parts = tuple(part for part in parts if part.column in test_set.columns)
+    if not parts:
+        return decision, champion_metrics, {}
+    refused, evidence = slice_refusals(test_set, candidate, champion, label, parts, rules, task)
+    if refused:
+        decision = Decision(
+            False,
+            [
+                f"worse than the champion on {len(refused)} slice(s) of at least "
+                f"{rules.slices.min_support} test rows: " + "; ".join(refused)
+            ]
+            + (decision.reasons if decision.promote else []),
+        )
+    return decision, champion_metrics, evidence
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -123,20 +197,28 @@ def run(ctx: StageContext) -> StageResult:
     }
     task = evaluation.task(ctx.usecase.target.kind)
     champion = tracker.alias(CHAMPION)
-    champion_metrics = None
+    champion_scored = None
+    label = ctx.usecase.examples.label
     if champion is not None and champion.version != candidate.version:
-        params = tracker.run_params(champion.run_id)
-        champion_threshold = float(params["threshold"]) if "threshold" in params else None
-        champion_metrics = _score_on(
-            tracker,
-            champion,
+        champion_scored = (
+            _predict_on(tracker, champion, test_set),
+            _threshold(tracker.run_params(champion.run_id)),
+        )
+    candidate_scored = (
+        recorded_predictions(test_set, ctx.usecase.target.classes),
+        _threshold(tracker.run_params(candidate.run_id)),
+    )
+    try:
+        decision, champion_metrics, slice_evidence = gate(
             test_set,
-            champion_threshold,
-            ctx.usecase.examples.label,
+            candidate_metrics,
+            candidate_scored,
+            champion_scored,
+            label,
+            ctx.usecase.slices,
+            settings.promotion,
             task,
         )
-    try:
-        decision = decide(candidate_metrics, champion_metrics, settings.promotion, task)
     except ValueError as err:
         raise StageFailed(f"promotion rules: {err}") from err
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -147,6 +229,7 @@ def run(ctx: StageContext) -> StageResult:
         "candidate": candidate_metrics,
         "champion_version": champion.version if champion else None,
         "champion_on_same_test": champion_metrics,
+        "slices_on_same_test": slice_evidence,
         "rules": settings.promotion.model_dump(),
     }
     tags = {DECIDED_AT: now, REASON: decision.reason, EVIDENCE: dumps(evidence)}
@@ -169,6 +252,10 @@ def run(ctx: StageContext) -> StageResult:
         result.handoff["champion_version"] = current.version
     result.handoff["decided_version"] = candidate.version
     return result
+
+
+def _threshold(params: dict[str, str]) -> float | None:
+    return float(params["threshold"]) if "threshold" in params else None
 
 
 def test_window(params: dict[str, str], rows: int) -> str:

@@ -18,6 +18,8 @@ from jinja2 import Environment, select_autoescape
 
 from models import BINARY, MULTICLASS, REGRESSION, evaluation
 from models.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
+from pipelines import card
+from pipelines.fit import EXPLANATIONS, FIT_SUMMARY_TAG, SLICES
 from pipelines.context import StageContext
 from pipelines.results import StageResult
 from storage import files as fs
@@ -53,8 +55,23 @@ MLflow run {{ run_id }}.</p>
 
 <h2>What drives the prediction</h2>
 <p>The things the model leans on most, most important first:</p>
-<ol>{% for item in drivers %}<li>{{ item.text }} <span class="note">({{ item.share }} of the model's signal)</span></li>{% endfor %}</ol>
-<img src="feature_importance.png" alt="feature importance">
+<ol>{% for item in drivers %}<li>{{ item.text }} <span class="note">({{ item.share }})</span></li>{% endfor %}</ol>
+<img src="feature_importance.png" alt="what drives the prediction">
+
+<h2>For each part of the {{ items }}</h2>
+{% if slice_rows %}<p>The same measures on each part of the test {{ items }} on its own: a part with few
+{{ items }} says less. The model is not promoted if it does much worse than the model in service on any part
+with enough {{ items }}.</p>
+<table><tr><th>part</th><th>{{ items }}</th><th>{{ slice_metric }}</th><th>{{ slice_second }}</th></tr>
+{% for row in slice_rows %}<tr><td>{{ row.part }}</td><td>{{ row.rows }}</td><td>{{ row.metric }}</td><td>{{ row.second }}</td></tr>{% endfor %}
+</table>{% else %}<p>The use case declares no parts to measure separately.</p>{% endif %}
+
+<h2>How it was made</h2>
+<ul><li>{{ made_with }}</li>{% if tuning %}<li>{{ tuning }}</li>{% endif %}<li>{{ calibration }}</li></ul>
+<table><tr><th>measure (test)</th><th>value</th></tr>
+{% for row in figures %}<tr><td>{{ row.name }}</td><td>{{ row.value }}</td></tr>{% endfor %}
+</table>
+<p class="note">The model card (<a href="model_card.html">model_card.html</a>) says what the model is for, its limits, and these same figures.</p>
 
 <h2>Did the data pass its checks?</h2>
 <p class="{{ 'ok' if data_ok else 'no' }} big">{{ data_summary }}</p>
@@ -88,6 +105,9 @@ PLAIN_NAMES = {
     "rmse": "root mean squared error (lower is better)",
     "median_absolute_error": "median error (lower is better)",
     "r2": "share of the variation explained (R²)",
+    "calibration_error": "calibration error (lower is better)",
+    "positive_rate": "share that were positive",
+    "flagged_rate": "share flagged",
 }
 # The charts fit draws for each task (file, what it shows), in the order the report shows them.
 CHARTS = {
@@ -200,6 +220,91 @@ def task_words(
     }
 
 
+# Where the direction of an input's push is said in words, by task.
+def _push(usecase: UseCase, direction: int) -> str:
+    if not direction:
+        return ""
+    outcome, kind = usecase.outcome, usecase.target.kind
+    way = "more" if direction > 0 else "less"
+    if kind == BINARY:
+        return f": higher values make {outcome.items} {way} likely to be {outcome.positive}"
+    if kind == REGRESSION:
+        return f": higher values give {'higher' if direction > 0 else 'lower'} predictions"
+    return f": higher values make the likeliest answer {way} certain"
+
+
+def drivers(
+    usecase: UseCase, explained: dict[str, Any], importance: dict[str, float], count: int = 5
+) -> list[dict[str, str]]:
+    """The inputs that move predictions most, in plain words, with which way (from the run's
+    SHAP summary; the family's importances for a run made before there was one)."""
+    if explained.get("inputs"):
+        return [
+            {
+                "text": usecase.describe(item["feature"]).capitalize()
+                + _push(usecase, int(item["direction"])),
+                "share": f"{_pct(item['share'])} of how much the inputs move a prediction",
+            }
+            for item in explained["inputs"][:count]
+        ]
+    return [
+        {"text": usecase.describe(name).capitalize(), "share": f"{_pct(share)} of the model's signal"}
+        for name, share in list(importance.items())[:count]
+    ]
+
+
+def slice_rows(
+    usecase: UseCase, measured: list[dict[str, Any]], metric: str, second: str | None
+) -> list[dict[str, str]]:
+    """One row per slice of the test rows: which part, its rows, the gate's metric and (binary)
+    the Brier score; a dash where a part cannot be measured (one label only)."""
+    words = {part.name: part.description for part in usecase.slices}
+
+    def shown(values: dict[str, float], key: str | None) -> str:
+        return f"{values[key]:.3f}" if key and key in values else "-"
+
+    return [
+        {
+            "part": f"{words.get(row['slice'], row['slice'])}: {row['value']}",
+            "rows": f"{int(row['support']):,}",
+            "metric": shown(row["metrics"], metric),
+            "second": shown(row["metrics"], second),
+        }
+        for row in measured
+    ]
+
+
+def tuning_words(metrics: dict[str, float], slice_metric: str) -> str:
+    """The study in one sentence ("" when the run was not tuned)."""
+    best = metrics.get(f"tuning.best_validation_{slice_metric}")
+    configured = metrics.get(f"tuning.configured_validation_{slice_metric}")
+    if best is None or configured is None:
+        return ""
+    trials = int(metrics.get("tuning.trials", 0))
+    name = PLAIN_NAMES.get(slice_metric, slice_metric)
+    return (
+        f"Tuned over {trials} trials on the validation {name}: {best:.3f} for the best "
+        f"(trial {int(metrics.get('tuning.best_trial', 0))}) against {configured:.3f} as configured."
+    )
+
+
+def calibration_words(params: dict[str, str], metrics: dict[str, float]) -> str:
+    """Which calibration map the run chose, and why (the held-out Brier scores)."""
+    method = params.get("model.calibration")
+    held = {
+        key.removeprefix("calibration.held_out_brier_"): value
+        for key, value in metrics.items()
+        if key.startswith("calibration.held_out_brier_")
+    }
+    if not held:
+        return "Its probabilities are the model's own (no calibration asked for)."
+    chosen = method or "none"
+    scores = ", ".join(f"{name} {value:.4f}" for name, value in sorted(held.items()))
+    return (
+        f"Calibration: {chosen}, chosen by the Brier score on held-out validation rows ({scores})."
+    )
+
+
 def build_context(project: Project, tracker: Tracker, version: str, folder: Path) -> dict[str, Any]:
     settings, usecase = project.settings, project.usecase
     outcome = usecase.outcome
@@ -239,6 +344,16 @@ def build_context(project: Project, tracker: Tracker, version: str, folder: Path
                 }
             )
     test_set = pd.read_parquet(evaluation_files / "test_set.parquet")
+    slices_file = evaluation_files / SLICES
+    measured = json.loads(slices_file.read_text()) if slices_file.is_file() else []
+    explanations_file = evaluation_files / EXPLANATIONS
+    explained = (
+        json.loads(explanations_file.read_text())
+        if explanations_file.is_file()
+        else {"inputs": [], "output": "", "rows": 0}
+    )
+    slice_metric = settings.promotion.slice_metric
+    second = "brier" if task.kind == BINARY else None
     return {
         "version": version,
         "run_id": ref.run_id,
@@ -250,17 +365,51 @@ def build_context(project: Project, tracker: Tracker, version: str, folder: Path
         "items": outcome.items,
         "explanation": outcome.explanation.format(**settings.params),
         **task_words(usecase, metrics, params, test_set),
-        "charts": [{"file": name, "alt": alt} for name, alt in CHARTS[task.kind]],
-        "drivers": [
-            {"text": usecase.describe(name).capitalize(), "share": _pct(share)}
-            for name, share in list(importance.items())[:5]
+        "charts": [{"file": name, "alt": alt} for name, alt in CHARTS[task.kind]]
+        + [
+            {"file": f"calibration_by_{part.name}.png", "alt": f"calibration by {part.description}"}
+            for part in usecase.slices
+            if task.kind == BINARY and (folder / f"calibration_by_{part.name}.png").is_file()
         ],
+        "drivers": drivers(usecase, explained, importance),
+        "explained_rows": f"{int(explained.get('rows', 0)):,}",
+        "explained_output": explained.get("output", ""),
+        "figures": [
+            {"name": PLAIN_NAMES.get(key, key), "value": f"{metrics[f'test_{key}']:.3f}"}
+            for key in task.metrics
+            if f"test_{key}" in metrics
+        ],
+        "slice_metric": PLAIN_NAMES.get(slice_metric, slice_metric),
+        "slice_second": PLAIN_NAMES.get(second, "") if second else "",
+        "slice_rows": slice_rows(usecase, measured, slice_metric, second),
+        "made_with": f"{params.get('model_family', '?')}: {tags.get(FIT_SUMMARY_TAG, '')}".rstrip(": "),
+        "tuning": tuning_words(metrics, slice_metric=settings.promotion.primary_metric),
+        "calibration": calibration_words(params, metrics),
         "data_ok": checked > 0 and gated == checked,
         "data_summary": (
             f"Yes: all {checked} data deliveries the model was built from passed their checks."
             if gated == checked
             else f"{gated} of {checked} deliveries have a recorded check."
         ),
+        "model_name": settings.names.registered_model,
+        "intended_use": _filled(usecase.governance.intended_use, settings.params),
+        "limits": [_filled(limit, settings.params) for limit in usecase.governance.limits],
+        "inputs": [
+            {"name": name, "description": usecase.describe(name)} for name in usecase.model_inputs
+        ],
+        "train_rows": f"{int(metrics.get('train_rows', 0)):,}",
+        "validation_rows": f"{int(metrics.get('validation_rows', 0)):,}",
+        "train_window": _window(params.get("split.train_from") or "the first example", params.get("split.validation_start"), before=True),
+        "validation_window": _window(params.get("split.validation_start"), params.get("split.test_start"), before=True),
+        "test_window": _window(params.get("split.test_start"), params.get("split.test_to")),
+        "drops": [
+            {
+                "name": table,
+                "drops": len(found),
+                "checked": sum(1 for drop in found.values() if drop["gate_results"]),
+            }
+            for table, found in drops.items()
+        ],
         "promoted": promoted,
         "decision_text": decision_text,
         "reason": ref.tags.get(REASON, ""),
@@ -268,9 +417,47 @@ def build_context(project: Project, tracker: Tracker, version: str, folder: Path
     }
 
 
+def _filled(text: str, params: dict[str, Any]) -> str:
+    """A use case's sentence with its `{param}` placeholders filled."""
+    try:
+        return text.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return text
+
+
+def _window(start: str | None, end: str | None, before: bool = False) -> str:
+    """"2013-01-01 to 2013-08-31" (`before`: up to the day before `end`)."""
+    if not start or not end:
+        return "dates not recorded"
+    return f"{start} to {'before ' if before else ''}{end}"
+
+
 def render(context: dict[str, Any]) -> str:
     environment = Environment(autoescape=select_autoescape(default=True))
     return environment.from_string(TEMPLATE).render(**context)
+
+
+def write(project: Project, tracker: Tracker, version: str) -> str:
+    """Version `version`'s report and model card, under `reports/model/version-<n>/` and in its
+    run (`report/`, `card/`); returns the folder."""
+    target = fs.join(project.settings.paths.reports, "model", f"version-{version}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        context = build_context(project, tracker, version, folder)
+        (folder / "index.html").write_text(render(context), encoding="utf-8")
+        cards = folder / "_card"
+        cards.mkdir()
+        for name, text in zip((card.CARD_MARKDOWN, card.CARD_HTML), card.render(context), strict=True):
+            (cards / name).write_text(text, encoding="utf-8")
+            shutil.copy(cards / name, folder / name)
+        for scratch in ("_evaluation", "_plots"):
+            shutil.rmtree(folder / scratch, ignore_errors=True)
+        tracker.log_artifacts(context["run_id"], cards, card.CARD_DIR)
+        shutil.rmtree(cards)
+        tracker.log_artifacts(context["run_id"], folder, "report")
+        fs.delete_tree(target)
+        fs.local_copy_of_tree(folder, target)
+    return target
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -284,18 +471,17 @@ def run(ctx: StageContext) -> StageResult:
             result.notes.append("no model version yet: nothing to report")
             return result
         version = versions[-1].version
-    target = fs.join(settings.paths.reports, "model", f"version-{version}")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        context = build_context(ctx.project, tracker, version, folder)
-        (folder / "index.html").write_text(render(context), encoding="utf-8")
-        for scratch in ("_evaluation", "_plots"):
-            shutil.rmtree(folder / scratch, ignore_errors=True)
-        tracker.log_artifacts(context["run_id"], folder, "report")
-        fs.delete_tree(target)
-        fs.local_copy_of_tree(folder, target)
+    target = write(ctx.project, tracker, version)
     result.outputs["report"] = fs.join(target, "index.html")
     champion = tracker.champion(ctx.handoff.champion_version)
+    if (
+        champion is not None
+        and champion.version != version
+        and card.CARD_MARKDOWN not in tracker.artifacts(champion.run_id, card.CARD_DIR)
+    ):
+        # A champion from before cards were written: it gets its report and card now.
+        write(ctx.project, tracker, champion.version)
+        result.notes.append(f"wrote the missing model card of the champion, version {champion.version}")
     if champion is not None:
         scores = tracker.run_metrics(champion.run_id)
         headline = evaluation.task(ctx.usecase.target.kind).headline
@@ -304,4 +490,5 @@ def run(ctx: StageContext) -> StageResult:
             + ", ".join(f"{name} {scores[f'test_{name}']:.3f}" for name in headline)
         )
     result.notes.append(f"report for version {version}: {fs.join(target, 'index.html')}")
+    result.outputs["model card"] = fs.join(target, card.CARD_HTML)
     return result

@@ -20,12 +20,35 @@ from models.answers import interval_fields
 from usecases.contract import UseCase
 
 
+class Contribution(BaseModel):
+    feature: str
+    # The input's value as the model saw it (None: missing).
+    value: float | None
+    # How much it moved the output, in the output's unit (`Explanation.output`).
+    contribution: float
+
+
+class Explanation(BaseModel):
+    """Why one prediction came out as it did: from `base` (the model's average output), the
+    largest contributions, and the sum of the others, add up to the model's output in the unit
+    `output` names (log-odds for a LightGBM yes/no model: the probability is its logistic)."""
+
+    output: str
+    base: float
+    contributions: list[Contribution]
+    others: float
+    # base + contributions + others: the model's output for this item, in `output`'s unit.
+    total: float
+
+
 class PredictionBase(BaseModel):
     model_version: str
     # Stored features with no usable value: the model treats them as missing.
     missing_features: list[str]
     # The prediction's id in the prediction log (what the monitor and lineage read).
     prediction_id: str
+    # Only when the request asked for it (`explain: true`).
+    explanation: Explanation | None = None
 
 
 def answer_fields(usecase: UseCase) -> dict[str, Any]:

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
 import models
+from models import explain
 from configs import cloudwatch, handoff, load_settings
 from features.definitions import service_name
 from features.inputs import OnlineInputs
@@ -43,7 +45,7 @@ from serving.figures import CountFigures, ReleaseFigures
 from serving.gauges import GAUGES, MonitorGauges
 from serving.guard import ApiKeys, JsonBodiesOnly, ShedLoad, api_keys
 from serving.logs import RequestIds, use_json_logs
-from serving.schemas import response_models
+from serving.schemas import Explanation, response_models
 from usecases.contract import EVENT_TIMESTAMP
 from usecases.project import bind
 
@@ -54,6 +56,8 @@ NAMES = SETTINGS.names
 MODEL_TAG_ENV = NAMES.model_tag_variable
 MODEL_DIGEST = handoff.DIGEST_KEY
 ITEMS = USECASE.request.items_field
+# /predict's flag asking for each prediction's explanation.
+EXPLAIN = "explain"
 Prediction, PredictResponse = response_models(USECASE)
 # /predict_batch: how long a request may wait for others to share its batch.
 BATCH_MAX_LATENCY_MS = 1000
@@ -208,25 +212,41 @@ def _time_full_collection(phase: str, info: dict[str, int]) -> None:
         FULL_GC_PAUSES.observe(time.perf_counter() - _full_gc_started[0])
 
 
-def _api(method: Any, name: str, returns: Any) -> Any:
+def _api(method: Any, name: str, returns: Any, explains: bool = False) -> Any:
     """`method(self, items)` as the API `name` (its route), with the signature BentoML reads:
-    one parameter named as the use case's items field, typed as a list of its request item."""
+    one parameter named as the use case's items field, typed as a list of its request item,
+    and (`explains`) an optional `explain` flag, passed on as `method(self, items, explain)`."""
     items = Annotated[
         list[USECASE.request.item],  # type: ignore[name-defined]
         Field(min_length=1, max_length=USECASE.request.max_items),
     ]
+    parameters = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter(ITEMS, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=items),
+    ]
+    if explains:
+        flag = Annotated[
+            bool,
+            Field(
+                description="with each prediction, the inputs that moved it most (SHAP values)"
+            ),
+        ]
+        parameters.append(
+            inspect.Parameter(
+                EXPLAIN, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=flag, default=False
+            )
+        )
 
     def api(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return method(self, kwargs[ITEMS] if ITEMS in kwargs else args[0])
+        given = kwargs[ITEMS] if ITEMS in kwargs else args[0]
+        if explains:
+            return method(self, given, bool(kwargs.get(EXPLAIN, args[1] if len(args) > 1 else False)))
+        return method(self, given)
 
     api.__name__ = api.__qualname__ = name
     api.__doc__ = method.__doc__
     api.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            inspect.Parameter(ITEMS, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=items),
-        ],
-        return_annotation=returns,
+        parameters, return_annotation=returns
     )
     return api
 
@@ -399,8 +419,9 @@ class PredictionService:
                 f"{', '.join(empty)}; retry later"
             )
 
-    def score(self, items: list[Any]) -> list[Any]:
-        """Predictions for `items`, in order; a failing online store becomes a 503."""
+    def score(self, items: list[Any], explain: bool = False) -> list[Any]:
+        """Predictions for `items`, in order (`explain`: each with its explanation); a failing
+        online store becomes a 503."""
         row = self.usecase.request.row
         rows = [row(item) for item in items]
         try:
@@ -429,6 +450,8 @@ class PredictionService:
                 fields(answers, self.score_field, self.decision_field), missing, ids, strict=True
             )
         ]
+        if explain:
+            self._explain(predictions, inputs)
         if self.prediction_log is not None:
             self._log(self.prediction_log, ids, rows, inputs, answers, missing)
         if FIGURES is not None:
@@ -448,6 +471,15 @@ class PredictionService:
             },
         )
         return predictions
+
+    def _explain(self, predictions: list[Any], inputs: Any) -> None:
+        """Each prediction's largest contributions (`serving.explain_top`), the sum of the
+        others and the base: they add up to the model's output (`models.explain`)."""
+        matrix = np.asarray(inputs, dtype="float64")
+        contributions = self.model.contributions(matrix)
+        count = self.settings.serving.explain_top
+        for row, prediction in enumerate(predictions):
+            prediction.explanation = Explanation(**explain.top(contributions, matrix, row, count))
 
     def _score_in_shadow(
         self,
@@ -498,9 +530,9 @@ class PredictionService:
             )
         )
 
-    def _predict(self, items: list[Any]) -> Any:
+    def _predict(self, items: list[Any], explain: bool = False) -> Any:
         return PredictResponse(
-            predictions=self.score(items),
+            predictions=self.score(items, explain),
             model_version=self.model_version,
             answered_at=datetime.now(UTC),
         )
@@ -511,7 +543,7 @@ class PredictionService:
         predictions alone (each carries the model version)."""
         return self.score(items)
 
-    predict = bentoml.api(_api(_predict, "predict", PredictResponse))
+    predict = bentoml.api(_api(_predict, "predict", PredictResponse, explains=True))
     predict_batch = bentoml.api(
         batchable=True,
         batch_dim=0,

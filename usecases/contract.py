@@ -227,6 +227,31 @@ class Outcome:
     positive: str = ""
 
 
+@dataclass(frozen=True)
+class Slice:
+    """A way to cut the examples into parts the model is also judged on one by one (an
+    airline, an airport, a month, a band of distances): each value of `column` (an entity's
+    join key or a model input) is a part, or, when `bands` are given (ascending edges of a
+    number), each band: "under 500", "500-1000", ..., "2000 and over". The report and the model
+    card show each part's metrics; the gate refuses a candidate much worse on any part with
+    enough examples (`promotion.slices`)."""
+
+    name: str
+    column: str
+    # In plain words, for the report: "the airline", "the distance flown".
+    description: str
+    bands: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Governance:
+    """What the model card says the model is for and where it should not be trusted, in plain
+    words (the platform writes the rest of the card from what it measured)."""
+
+    intended_use: str = ""
+    limits: tuple[str, ...] = ()
+
+
 class NoParams(BaseModel):
     """The params of a use case that declares none: any key under `params` is a mistake."""
 
@@ -253,6 +278,10 @@ class UseCase:
     params: type[BaseModel] = NoParams
     # What is predicted (the task): a yes/no question unless the use case says otherwise.
     target: Target = field(default_factory=Target)
+    # The parts of the examples the model is judged on one by one (see `Slice`).
+    slices: tuple[Slice, ...] = ()
+    # The model card's intended use and limits.
+    governance: Governance = field(default_factory=Governance)
 
     def __post_init__(self) -> None:
         entities = {entity.name for entity in self.entities}

