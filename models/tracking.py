@@ -275,7 +275,11 @@ class RunRecorder:
         the values it tried, its validation metric and its fit."""
         mlflow = self.tracker.mlflow
         for trial in study.trials:
-            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+            with mlflow.start_run(
+                experiment_id=self.tracker.experiment_id,
+                run_name=f"trial-{trial.number}",
+                nested=True,
+            ):
                 mlflow.log_params(
                     {"trial": trial.number, **(trial.values or {"configured": "as configured"})}
                 )

@@ -52,7 +52,7 @@ MARKDOWN = """# Model card: {{ model_name }} version {{ version }}
 
 ## How well it does (test)
 
-| measure | value |
+| measure (test) | value |
 |---|---|
 {% for row in figures %}| {{ row.name }} | {{ row.value }} |
 {% endfor %}
@@ -72,6 +72,12 @@ Measured as SHAP values over {{ explained_rows }} test {{ items }}: how much eac
 ## The gate's decision
 
 **{{ decision_text }}** {{ reason }}
+{% if comparison %}
+
+| measure | this version | model in service |
+|---|---|---|
+{% for row in comparison %}| {{ row.name }} | {{ row.new }} | {{ row.old }} |
+{% endfor %}{% endif %}
 
 Generated from MLflow run `{{ run_id }}`.
 """

@@ -41,7 +41,23 @@ def test_chain_trains_promotes_then_refuses_an_equal_model(tmp_path: Path, spark
         "plots/precision_recall.png",
         "plots/calibration.png",
         "plots/feature_importance.png",
+        # The use case's slices: the probabilities' reliability for each part.
+        "plots/calibration_by_facility.png",
+        "plots/calibration_by_hour.png",
     }
+    # The study (training.tuning.trials: 3): each trial a nested run of the training run,
+    # the first as configured, and its best handed on.
+    trials = tracker.client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'",
+    )
+    assert sorted(t.data.params["trial"] for t in trials) == ["0", "1", "2"]
+    assert all("validation_roc_auc" in t.data.metrics for t in trials)
+    best = max(t.data.metrics["validation_roc_auc"] for t in trials)
+    assert run.data.metrics["tuning.best_validation_roc_auc"] == best
+    assert run.data.metrics["validation_roc_auc"] == best  # the refit is the best trial's model
+    # Each slice's support and metric, per part.
+    assert {"slice.facility.S1.support", "slice.facility.S1.roc_auc"} <= set(run.data.metrics)
     assert run.data.tags["feature_service"] == "synthetic_meters_model_v1"
 
     # The Bento is pinned to the champion and holds its Dockerfile.
