@@ -34,16 +34,19 @@ MARKDOWN = """# Model card: {{ model_name }} version {{ version }}
 {% for limit in limits %}- {{ limit }}
 {% else %}- The use case declares none.
 {% endfor %}
+
 ## Data
 
 - Learned from {{ train_rows }} {{ items }} ({{ train_window }}), tuned and calibrated on {{ validation_rows }} ({{ validation_window }}), tested on {{ test_rows }} ({{ test_window }}).
 - {{ data_summary }}
 {% for table in drops %}- {{ table.name }}: {{ table.drops }} deliveries, {{ table.checked }} with a passed check
 {% endfor %}
+
 ## Inputs
 
 {% for feature in inputs %}- `{{ feature.name }}`: {{ feature.description }}
 {% endfor %}
+
 ## How it was made
 
 - {{ made_with }}
@@ -56,6 +59,7 @@ MARKDOWN = """# Model card: {{ model_name }} version {{ version }}
 |---|---|
 {% for row in figures %}| {{ row.name }} | {{ row.value }} |
 {% endfor %}
+
 ## For each part of the {{ items }} (test)
 
 {% if slice_rows %}| part | {{ items }} | {{ slice_metric }} | {{ slice_second }} |
@@ -63,6 +67,7 @@ MARKDOWN = """# Model card: {{ model_name }} version {{ version }}
 {% for row in slice_rows %}| {{ row.part }} | {{ row.rows }} | {{ row.metric }} | {{ row.second }} |
 {% endfor %}{% else %}The use case declares no slices.
 {% endif %}
+
 ## What drives its answers
 
 {% for item in drivers %}{{ loop.index }}. {{ item.text }} ({{ item.share }})
