@@ -56,15 +56,25 @@ from bench.common import (
 from bench.load import pin, run
 
 SERVER_CPUS, CLIENT_CPUS = {0}, {1}
-PORTS = {"bentoml": 3100, "bentoml-batching": 3100, "bentoml-nolog": 3100, "fastapi": 3101}
+PORTS = {
+    "bentoml": 3100,
+    "bentoml-batching": 3100,
+    "bentoml-nolog": 3100,
+    "bentoml-explain": 3100,
+    "fastapi": 3101,
+}
 # Where each server takes the request (bentoml-batching: the same service's adaptive batching;
-# bentoml-nolog: the same service with its prediction log switched off).
+# bentoml-nolog: the same service with its prediction log switched off; bentoml-explain: every
+# request asks for its explanations).
 ROUTES = {
     "bentoml": "/predict",
     "bentoml-batching": "/predict_batch",
     "bentoml-nolog": "/predict",
+    "bentoml-explain": "/predict",
     "fastapi": "/predict",
 }
+# What a server's requests carry besides the items.
+EXTRA_FIELDS: dict[str, dict[str, Any]] = {"bentoml-explain": {"explain": True}}
 P99_BOUNDS_MS = (10.0, 50.0)
 
 
@@ -84,11 +94,16 @@ def request_items(settings: Any, usecase: Any, days: int = 7) -> list[dict[str, 
     return list(usecase.request.from_silver(silver.loc[recent.index]))
 
 
-def bodies(items: Sequence[dict[str, Any]], field: str, size: int) -> list[bytes]:
-    """Request bodies of `size` items each, walking through `items` (wrapping around)."""
+def bodies(
+    items: Sequence[dict[str, Any]], field: str, size: int, extra: dict[str, Any] | None = None
+) -> list[bytes]:
+    """Request bodies of `size` items each, walking through `items` (wrapping around), with
+    the `extra` fields."""
     count = max(1, len(items) // size) if size < len(items) else 1
     return [
-        json.dumps({field: [items[(i * size + k) % len(items)] for k in range(size)]}).encode()
+        json.dumps(
+            {field: [items[(i * size + k) % len(items)] for k in range(size)], **(extra or {})}
+        ).encode()
         for i in range(count)
     ]
 
@@ -349,7 +364,13 @@ def main() -> int:
     os.environ["BENTOML_HOME"] = settings.paths.bentoml_home
     tag = champion_model_tag(settings)
     items = request_items(settings, usecase)
-    payloads = {size: bodies(items, usecase.request.items_field, size) for size in sizes}
+    payloads_of = {
+        server: {
+            size: bodies(items, usecase.request.items_field, size, EXTRA_FIELDS.get(server))
+            for size in sizes
+        }
+        for server in servers
+    }
     print(f"{len(items):,} different items; model {tag}", file=sys.stderr)
     base_env = {
         **os.environ,
@@ -370,6 +391,7 @@ def main() -> int:
         for repeat in range(args.repeats):
             for server in servers:
                 log = RESULTS / f"serving_{store}_{server}.log"
+                payloads = payloads_of[server]
                 process, url = start(server, env, log)
                 try:
                     try:
