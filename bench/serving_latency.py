@@ -61,6 +61,7 @@ PORTS = {
     "bentoml-batching": 3100,
     "bentoml-nolog": 3100,
     "bentoml-explain": 3100,
+    "bentoml-baseline": 3100,
     "fastapi": 3101,
 }
 # Where each server takes the request (bentoml-batching: the same service's adaptive batching;
@@ -71,6 +72,8 @@ ROUTES = {
     "bentoml-batching": "/predict_batch",
     "bentoml-nolog": "/predict",
     "bentoml-explain": "/predict",
+    # The same service from another checkout (`--baseline-tree`): a change's cost, same run.
+    "bentoml-baseline": "/predict",
     "fastapi": "/predict",
 }
 # What a server's requests carry besides the items.
@@ -177,11 +180,16 @@ def server_env(server: str, env: dict[str, str]) -> dict[str, str]:
     return {**env, "MLOPS_OVERRIDES": json.dumps(overrides)}
 
 
-def start(server: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+def start(
+    server: str, env: dict[str, str], log: Path, baseline_tree: Path | None = None
+) -> tuple[subprocess.Popen, str]:
     port = PORTS[server]
+    if server == "bentoml-baseline" and baseline_tree is None:
+        raise SystemExit("the bentoml-baseline server needs --baseline-tree (another checkout)")
     process = subprocess.Popen(
         command(server, port),
-        cwd=ROOT,
+        # Python puts the working directory first on the path: the other checkout's code runs.
+        cwd=baseline_tree if server == "bentoml-baseline" else ROOT,
         env=server_env(server, env),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -345,6 +353,13 @@ def main() -> int:
     parser.add_argument("--stores", default="sqlite,redis")
     parser.add_argument("--redis-db", type=int, default=15)
     parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="another checkout of the project (`git worktree add`), served as bentoml-baseline "
+        "on the same model and store: what a change costs, measured in the same run",
+    )
+    parser.add_argument(
         "--name",
         default="serving_latency",
         help="the result's name (bench/results/<name>.json), e.g. serving_log for the "
@@ -392,7 +407,7 @@ def main() -> int:
             for server in servers:
                 log = RESULTS / f"serving_{store}_{server}.log"
                 payloads = payloads_of[server]
-                process, url = start(server, env, log)
+                process, url = start(server, env, log, args.baseline_tree)
                 try:
                     try:
                         wait_until_up(url, payloads[sizes[0]][0], process)

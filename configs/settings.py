@@ -239,13 +239,21 @@ class SearchRange(Strict):
             raise ValueError("a log-scale range needs low > 0")
         return self
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a range (not of choices)."""
+        if self.low is None or self.high is None:
+            raise ValueError("a search range of choices has no bounds")
+        return self.low, self.high
+
     def holds(self, value: Any) -> bool:
         """Whether `value` lies in the range (is one of the choices)."""
         if self.choices is not None:
             return value in self.choices
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        return self.low <= value <= self.high and (not self.integer or float(value).is_integer())
+        low, high = self.bounds
+        return low <= value <= high and (not self.integer or float(value).is_integer())
 
 
 class TuningConfig(Strict):

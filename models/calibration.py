@@ -46,9 +46,7 @@ class Calibration:
         return self.method == NONE
 
     def describe(self) -> str:
-        return {NONE: "no calibration", PLATT: "Platt scaling", ISOTONIC: "isotonic"}[
-            self.method
-        ]
+        return {NONE: "no calibration", PLATT: "Platt scaling", ISOTONIC: "isotonic"}[self.method]
 
     def apply(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, dtype="float64")
@@ -147,18 +145,15 @@ class Calibrated:
 
     inner: Any
     calibration: Calibration
+    # The inner model's, as the Model protocol reads them.
+    family: str = field(init=False)
+    features: list[str] = field(init=False)
+    task: str = field(init=False)
 
-    @property
-    def family(self) -> str:
-        return str(self.inner.family)
-
-    @property
-    def features(self) -> list[str]:
-        return list(self.inner.features)
-
-    @property
-    def task(self) -> str:
-        return str(self.inner.task)
+    def __post_init__(self) -> None:
+        self.family = str(self.inner.family)
+        self.features = list(self.inner.features)
+        self.task = str(self.inner.task)
 
     def predict(self, inputs: Any) -> np.ndarray:
         return self.calibration.apply(self.inner.predict(inputs))
@@ -185,7 +180,10 @@ class Calibrated:
 
     def save(self, folder: Any, *, signature: Any, input_example: Any, metadata: dict) -> None:
         self.inner.save(
-            folder, signature=signature, input_example=input_example, metadata=self._metadata(metadata)
+            folder,
+            signature=signature,
+            input_example=input_example,
+            metadata=self._metadata(metadata),
         )
 
     def log(self, *, signature: Any, input_example: Any, metadata: dict) -> Any:

@@ -90,13 +90,19 @@ def summary(
         ordered = name not in categorical and known.sum() > 2 and column[known].nunique() > 1
         correlation = column[known].corr(pushed[known], method="spearman") if ordered else np.nan
         directions.append(
-            0 if np.isnan(correlation) or abs(correlation) <= DIRECTED else int(np.sign(correlation))
+            0
+            if np.isnan(correlation) or abs(correlation) <= DIRECTED
+            else int(np.sign(correlation))
         )
-    return pd.DataFrame(
-        {
-            "feature": contributions.features,
-            "mean_abs_contribution": size,
-            "share": size / total if total > 0 else size,
-            "direction": directions,
-        }
-    ).sort_values("mean_abs_contribution", ascending=False, kind="stable").reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {
+                "feature": contributions.features,
+                "mean_abs_contribution": size,
+                "share": size / total if total > 0 else size,
+                "direction": directions,
+            }
+        )
+        .sort_values("mean_abs_contribution", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )

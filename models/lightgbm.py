@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.explain import CLASS_RAW_SCORE, LOG_ODDS, VALUE, Contributions
 from models import (
     BINARY,
     MULTICLASS,
@@ -27,6 +26,7 @@ from models import (
     description,
     shares,
 )
+from models.explain import CLASS_RAW_SCORE, LOG_ODDS, VALUE, Contributions
 
 NAME = "lightgbm"
 BOOSTING_KEYS = {"num_boost_round": 400, "early_stopping_rounds": 30}

@@ -172,9 +172,7 @@ class SklearnModel:
             if isinstance(inputs, pd.DataFrame)
             else np.asarray(inputs, dtype="float64")
         )
-        chosen = (
-            self.predict(matrix).argmax(axis=1) if self.task == MULTICLASS else None
-        )
+        chosen = self.predict(matrix).argmax(axis=1) if self.task == MULTICLASS else None
         width = len(self.features)
         explainer = shap.PermutationExplainer(
             self.predict,
@@ -188,7 +186,9 @@ class SklearnModel:
             rows = np.arange(len(matrix))
             values, base = values[rows, :, chosen], base[rows, chosen]
         return Contributions(
-            values.reshape(len(matrix), width), base.reshape(len(matrix)), list(self.features),
+            values.reshape(len(matrix), width),
+            base.reshape(len(matrix)),
+            list(self.features),
             EXPLAINED[self.task],
         )
 
@@ -220,11 +220,7 @@ class SklearnModel:
             ],
             "metadata": {
                 **description(self, metadata),
-                **(
-                    {}
-                    if self.background is None
-                    else {BACKGROUND_KEY: _as_lists(self.background)}
-                ),
+                **({} if self.background is None else {BACKGROUND_KEY: _as_lists(self.background)}),
             },
         }
 
@@ -283,7 +279,9 @@ class SklearnFamily:
         background = (
             None
             if recorded is None
-            else np.array([[np.nan if v is None else v for v in row] for row in recorded], "float64")
+            else np.array(
+                [[np.nan if v is None else v for v in row] for row in recorded], "float64"
+            )
         )
         return SklearnModel(
             mlflow.sklearn.load_model(str(folder)), features, task=task, background=background

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ def _number(edge: float) -> str:
 def band_labels(edges: Sequence[float]) -> list[str]:
     """The bands' names, in order: "under 500", "500-1000", ..., "2000 and over" (characters an
     MLflow metric name may hold)."""
-    inner = [f"{_number(low)}-{_number(high)}" for low, high in zip(edges, edges[1:], strict=False)]
+    inner = [f"{_number(low)}-{_number(high)}" for low, high in pairwise(edges)]
     return [f"under {_number(edges[0])}", *inner, f"{_number(edges[-1])} and over"]
 
 

@@ -286,7 +286,9 @@ class RunRecorder:
                 mlflow.log_metrics(
                     {f"validation_{study.metric}": trial.score, "seconds": trial.seconds}
                 )
-                mlflow.set_tags({"tuning.fit": trial.summary, "tuning.best": str(trial == study.best)})
+                mlflow.set_tags(
+                    {"tuning.fit": trial.summary, "tuning.best": str(trial == study.best)}
+                )
 
     def log_files(self, paths: list[Path], artifact_path: str) -> None:
         for path in paths:

@@ -18,9 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from configs.settings import SearchRange, TuningConfig
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,9 @@ def with_values(params: Mapping[str, Any], values: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def configured_values(params: Mapping[str, Any], space: Mapping[str, SearchRange]) -> dict[str, Any]:
+def configured_values(
+    params: Mapping[str, Any], space: Mapping[str, SearchRange]
+) -> dict[str, Any]:
     """The configured value of each searched parameter that has one (trial 0 tries them)."""
     found = {}
     for name, searched in space.items():
@@ -88,9 +93,22 @@ def configured_values(params: Mapping[str, Any], space: Mapping[str, SearchRange
 def suggest(trial: Any, name: str, searched: SearchRange) -> Any:
     if searched.choices is not None:
         return trial.suggest_categorical(name, searched.choices)
+    low, high = searched.bounds
     if searched.integer:
-        return trial.suggest_int(name, int(searched.low), int(searched.high), log=searched.log)
-    return trial.suggest_float(name, searched.low, searched.high, log=searched.log)
+        return trial.suggest_int(name, int(low), int(high), log=searched.log)
+    return trial.suggest_float(name, low, high, log=searched.log)
+
+
+def distribution(searched: SearchRange) -> BaseDistribution:
+    """The range as Optuna describes it (to tell the sampler about a trial it did not run)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if searched.choices is not None:
+        return CategoricalDistribution(searched.choices)
+    low, high = searched.bounds
+    if searched.integer:
+        return IntDistribution(int(low), int(high), log=searched.log)
+    return FloatDistribution(low, high, log=searched.log)
 
 
 def tune(
@@ -106,7 +124,6 @@ def tune(
     metric and a one-line summary of the fit. Trial 0 is `params` as given; the sampler tries
     the others. Returns the best trial's parameters and the study."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = tuning.space[family]
@@ -135,16 +152,7 @@ def tune(
     configured = configured_values(params, space)
     value = timed(0, {})
     if set(configured) == set(space):  # the sampler learns from the configured point too
-        distributions = {
-            name: (
-                CategoricalDistribution(searched.choices)
-                if searched.choices is not None
-                else IntDistribution(int(searched.low), int(searched.high), log=searched.log)
-                if searched.integer
-                else FloatDistribution(searched.low, searched.high, log=searched.log)
-            )
-            for name, searched in space.items()
-        }
+        distributions = {name: distribution(searched) for name, searched in space.items()}
         optimizer.add_trial(
             optuna.trial.create_trial(params=configured, distributions=distributions, value=value)
         )

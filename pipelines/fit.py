@@ -27,9 +27,9 @@ from features.inputs import InputsError, offline_frame
 from features.store import feature_store
 from models import calibration, evaluation, explain, slices, tuning
 from models.answers import Answering, interval_halfwidth
-from models.tuning import Study
 from models.slices import SliceMetrics
 from models.tracking import Tracker, TrackingUnavailable, tracking_errors
+from models.tuning import Study
 from monitoring.monitor import REFERENCE_MOMENT, REFERENCE_PART, TRAIN_PART
 from pipelines.adapters.storage import StorageLayout
 from pipelines.context import StageContext
@@ -286,7 +286,9 @@ def fit_and_evaluate(
         test_metrics=task.evaluate(test_labels, test_scores, threshold),
         test_scores=test_scores,
         importance=model.importances(data),
-        slices=slices.measure(split.test, test_labels, test_scores, threshold, usecase.slices, task),
+        slices=slices.measure(
+            split.test, test_labels, test_scores, threshold, usecase.slices, task
+        ),
         explanation=explain.summary(contributions, explained[features], data.categorical),
         explained_output=contributions.output,
         study=study,
@@ -630,8 +632,8 @@ def slice_metrics(measured: list[SliceMetrics], metric: str) -> dict[str, float]
 
 
 def governance_metrics(fitted: Fitted) -> dict[str, float]:
-    """The study's best and configured validation metric, and each calibration map's Brier
-    score on held-out validation rows."""
+    """The study's best and configured validation metric, each calibration map's Brier score
+    on held-out validation rows, and each input's share of what moves the predictions."""
     logged: dict[str, float] = {}
     if fitted.study is not None:
         study = fitted.study
@@ -642,6 +644,9 @@ def governance_metrics(fitted: Fitted) -> dict[str, float]:
     if fitted.calibration_choice is not None:
         for method, value in fitted.calibration_choice.held_out_brier.items():
             logged[f"calibration.held_out_brier_{method}"] = value
+    if fitted.explanation is not None:
+        for row in fitted.explanation.itertuples():
+            logged[f"explain.share.{row.feature}"] = float(row.share)
     return logged
 
 

@@ -19,8 +19,8 @@ from jinja2 import Environment, select_autoescape
 from models import BINARY, MULTICLASS, REGRESSION, evaluation
 from models.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
 from pipelines import card
-from pipelines.fit import EXPLANATIONS, FIT_SUMMARY_TAG, SLICES
 from pipelines.context import StageContext
+from pipelines.fit import EXPLANATIONS, FIT_SUMMARY_TAG, SLICES
 from pipelines.results import StageResult
 from storage import files as fs
 from usecases.contract import UseCase
@@ -248,7 +248,10 @@ def drivers(
             for item in explained["inputs"][:count]
         ]
     return [
-        {"text": usecase.describe(name).capitalize(), "share": f"{_pct(share)} of the model's signal"}
+        {
+            "text": usecase.describe(name).capitalize(),
+            "share": f"{_pct(share)} of the model's signal",
+        }
         for name, share in list(importance.items())[:count]
     ]
 
@@ -347,7 +350,7 @@ def build_context(project: Project, tracker: Tracker, version: str, folder: Path
     slices_file = evaluation_files / SLICES
     measured = json.loads(slices_file.read_text()) if slices_file.is_file() else []
     explanations_file = evaluation_files / EXPLANATIONS
-    explained = (
+    explained: dict[str, Any] = (
         json.loads(explanations_file.read_text())
         if explanations_file.is_file()
         else {"inputs": [], "output": "", "rows": 0}
@@ -382,7 +385,9 @@ def build_context(project: Project, tracker: Tracker, version: str, folder: Path
         "slice_metric": PLAIN_NAMES.get(slice_metric, slice_metric),
         "slice_second": PLAIN_NAMES.get(second, "") if second else "",
         "slice_rows": slice_rows(usecase, measured, slice_metric, second),
-        "made_with": f"{params.get('model_family', '?')}: {tags.get(FIT_SUMMARY_TAG, '')}".rstrip(": "),
+        "made_with": f"{params.get('model_family', '?')}: {tags.get(FIT_SUMMARY_TAG, '')}".rstrip(
+            ": "
+        ),
         "tuning": tuning_words(metrics, slice_metric=settings.promotion.primary_metric),
         "calibration": calibration_words(params, metrics),
         "data_ok": checked > 0 and gated == checked,
@@ -399,8 +404,14 @@ def build_context(project: Project, tracker: Tracker, version: str, folder: Path
         ],
         "train_rows": f"{int(metrics.get('train_rows', 0)):,}",
         "validation_rows": f"{int(metrics.get('validation_rows', 0)):,}",
-        "train_window": _window(params.get("split.train_from") or "the first example", params.get("split.validation_start"), before=True),
-        "validation_window": _window(params.get("split.validation_start"), params.get("split.test_start"), before=True),
+        "train_window": _window(
+            params.get("split.train_from") or "the first example",
+            params.get("split.validation_start"),
+            before=True,
+        ),
+        "validation_window": _window(
+            params.get("split.validation_start"), params.get("split.test_start"), before=True
+        ),
         "test_window": _window(params.get("split.test_start"), params.get("split.test_to")),
         "drops": [
             {
@@ -426,7 +437,7 @@ def _filled(text: str, params: dict[str, Any]) -> str:
 
 
 def _window(start: str | None, end: str | None, before: bool = False) -> str:
-    """"2013-01-01 to 2013-08-31" (`before`: up to the day before `end`)."""
+    """ "2013-01-01 to 2013-08-31" (`before`: up to the day before `end`)."""
     if not start or not end:
         return "dates not recorded"
     return f"{start} to {'before ' if before else ''}{end}"
@@ -447,7 +458,9 @@ def write(project: Project, tracker: Tracker, version: str) -> str:
         (folder / "index.html").write_text(render(context), encoding="utf-8")
         cards = folder / "_card"
         cards.mkdir()
-        for name, text in zip((card.CARD_MARKDOWN, card.CARD_HTML), card.render(context), strict=True):
+        for name, text in zip(
+            (card.CARD_MARKDOWN, card.CARD_HTML), card.render(context), strict=True
+        ):
             (cards / name).write_text(text, encoding="utf-8")
             shutil.copy(cards / name, folder / name)
         for scratch in ("_evaluation", "_plots"):
@@ -481,7 +494,9 @@ def run(ctx: StageContext) -> StageResult:
     ):
         # A champion from before cards were written: it gets its report and card now.
         write(ctx.project, tracker, champion.version)
-        result.notes.append(f"wrote the missing model card of the champion, version {champion.version}")
+        result.notes.append(
+            f"wrote the missing model card of the champion, version {champion.version}"
+        )
     if champion is not None:
         scores = tracker.run_metrics(champion.run_id)
         headline = evaluation.task(ctx.usecase.target.kind).headline

@@ -26,12 +26,12 @@ import pandas as pd
 from pydantic import Field
 
 import models
-from models import explain
 from configs import cloudwatch, handoff, load_settings
 from features.definitions import service_name
 from features.inputs import OnlineInputs
 from features.online import OnlineStoreUnavailable
 from features.store import feature_store
+from models import explain
 from models.answers import Answering, Answers, fields
 from monitoring.log_writer import WriterProcess
 from monitoring.prediction_log import (
@@ -227,9 +227,7 @@ def _api(method: Any, name: str, returns: Any, explains: bool = False) -> Any:
     if explains:
         flag = Annotated[
             bool,
-            Field(
-                description="with each prediction, the inputs that moved it most (SHAP values)"
-            ),
+            Field(description="with each prediction, the inputs that moved it most (SHAP values)"),
         ]
         parameters.append(
             inspect.Parameter(
@@ -240,7 +238,9 @@ def _api(method: Any, name: str, returns: Any, explains: bool = False) -> Any:
     def api(self: Any, *args: Any, **kwargs: Any) -> Any:
         given = kwargs[ITEMS] if ITEMS in kwargs else args[0]
         if explains:
-            return method(self, given, bool(kwargs.get(EXPLAIN, args[1] if len(args) > 1 else False)))
+            return method(
+                self, given, bool(kwargs.get(EXPLAIN, args[1] if len(args) > 1 else False))
+            )
         return method(self, given)
 
     api.__name__ = api.__qualname__ = name

@@ -85,7 +85,9 @@ def test_the_bento_carries_the_champions_card(platform_trained_root: Path) -> No
             assert models.folder_digest(folder / "mlflow_model") == recorded[handoff.DIGEST_KEY]
 
 
-def test_a_champion_without_a_card_is_not_packaged(platform_trained_root: Path, tmp_path: Path, spark) -> None:
+def test_a_champion_without_a_card_is_not_packaged(
+    platform_trained_root: Path, tmp_path: Path, spark
+) -> None:
     root = tmp_path / "no-card"
     shutil.copytree(platform_trained_root, root, ignore=shutil.ignore_patterns("serve-*.log"))
     settings = platform_settings(root, promotion={"min_improvement": 0.0})

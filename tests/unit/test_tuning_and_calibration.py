@@ -11,7 +11,7 @@ import pytest
 import models
 from configs.settings import SearchRange, TrainingConfig, TuningConfig
 from models import BINARY, TrainingData, calibration
-from models.tuning import configured_values, tune, with_values
+from models.tuning import configured_values, with_values
 from pipelines.fit import fit
 
 SPACE = {
@@ -120,8 +120,10 @@ def test_a_calibrated_model_predicts_through_its_map_after_saving(tmp_path) -> N
     trained = data()
     inner = models.family("lightgbm").fit(trained, PARAMS)
     mapped = calibration.Calibrated(
-        inner, calibration.fit(calibration.PLATT, trained.validation_labels,
-                               inner.predict(trained.validation), seed=1)
+        inner,
+        calibration.fit(
+            calibration.PLATT, trained.validation_labels, inner.predict(trained.validation), seed=1
+        ),
     )
     mapped.save(tmp_path / "m", signature=None, input_example=None, metadata={})
     loaded = models.load(tmp_path / "m")

@@ -57,6 +57,7 @@ def test_a_candidate_worse_for_one_airline_is_refused_and_the_airline_named() ->
     )
 
     # Better on average by more than the margin: the aggregate gate alone would promote it.
+    assert champion_metrics is not None
     assert metrics["roc_auc"] - champion_metrics["roc_auc"] > RULES.min_improvement
     assert not decision.promote
     assert "carrier=EV" in decision.reason
