@@ -29,13 +29,13 @@ def _break(module: Any) -> None:
     honest = service.score
     draw = random.Random(0)
 
-    def score(self: Any, items: list[Any]) -> Any:
+    def score(self: Any, items: list[Any], *args: Any, **kwargs: Any) -> Any:
         fault = Path(FAULT_FILE).read_text().strip()
         if fault == "errors" and draw.random() < 0.3:
             raise RuntimeError("an injected fault (tests/canary_faults)")
         if fault == "slow":
             time.sleep(0.3)
-        predictions = honest(self, items)
+        predictions = honest(self, items, *args, **kwargs)
         if fault == "shift":
             for prediction in predictions:
                 moved = min(1.0, getattr(prediction, self.score_field) + 0.3)

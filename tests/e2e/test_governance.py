@@ -1,17 +1,14 @@
 """Governance on the platform's trained use case: every version has a model card that says the
-report's numbers, the Bento carries the champion's card and is refused without one, and a
-prediction asked to explain itself adds up to the model's output."""
+report's numbers, and the Bento carries the champion's card and is refused without one. (An
+explained prediction over HTTP: tests/e2e/test_serving_http.py.)"""
 
 from __future__ import annotations
 
 import html
-import math
 import re
 import shutil
 from pathlib import Path
 
-import numpy as np
-import requests
 import yaml
 
 import models
@@ -20,7 +17,6 @@ from models.tracking import CHAMPION, Tracker
 from pipelines import card
 from pipelines.chain import run_chain
 from tests.conftest import platform_settings
-from tests.serving_helpers import EXAMPLE, SCORE, body
 
 
 def _report_folder(root: Path, version: str = "1") -> Path:
@@ -101,34 +97,3 @@ def test_a_champion_without_a_card_is_not_packaged(
     assert "version 2, has no model card" in refused.problems[0]
     # The report stage writes the champion's card; then it ships.
     assert run_chain(settings, ("report", "package"), spark=spark)[-1].ok
-
-
-def test_an_explained_prediction_adds_up_to_the_models_output(
-    server: str, platform_trained_root: Path
-) -> None:
-    plain = requests.post(f"{server}/predict", json=body(EXAMPLE), timeout=30).json()
-    assert plain["predictions"][0]["explanation"] is None
-    asked = requests.post(
-        f"{server}/predict", json={**body(EXAMPLE, EXAMPLE), "explain": True}, timeout=30
-    )
-    assert asked.status_code == 200, asked.text
-    tracker = Tracker(platform_settings(platform_trained_root))
-    model = tracker.load_model(tracker.alias(CHAMPION))
-    for prediction in asked.json()["predictions"]:
-        explanation = prediction["explanation"]
-        shown = explanation["contributions"]
-        assert 1 <= len(shown) <= 5
-        assert all(item["feature"] in model.features for item in shown)
-        added = explanation["base"] + sum(i["contribution"] for i in shown) + explanation["others"]
-        assert added == np.float64(explanation["total"]) or math.isclose(
-            added, explanation["total"], abs_tol=1e-9
-        )
-        # LightGBM's contributions add up to the log-odds; the answer is its logistic, through
-        # the model's calibration map when it has one.
-        assert explanation["output"] == "log-odds"
-        probability = 1 / (1 + math.exp(-explanation["total"]))
-        mapped = getattr(model, "calibration", None)
-        if mapped is not None:
-            probability = float(mapped.apply(np.array([probability]))[0])
-        assert math.isclose(prediction[SCORE], probability, abs_tol=1e-9)
-        assert prediction[SCORE] == plain["predictions"][0][SCORE]

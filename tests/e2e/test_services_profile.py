@@ -279,8 +279,13 @@ def test_four_trainings_at_once_lose_no_run_metric_or_version(
     assert [p.returncode for p in trainings] == [0] * TRAININGS_AT_ONCE, outputs
 
     runs = tracker.client.search_runs([tracker.experiment_id])
-    new_runs = {run.info.run_id: run for run in runs if run.info.run_id not in runs_before}
+    added = [run for run in runs if run.info.run_id not in runs_before]
+    # Each training run, and its study's trials as runs nested under it.
+    new_runs = {run.info.run_id: run for run in added if "mlflow.parentRunId" not in run.data.tags}
     assert len(new_runs) == TRAININGS_AT_ONCE
+    trials = [run for run in added if "mlflow.parentRunId" in run.data.tags]
+    assert {run.data.tags["mlflow.parentRunId"] for run in trials} == set(new_runs)
+    assert len(trials) == len(added) - TRAININGS_AT_ONCE
     reference = next(iter(new_runs.values()))
     assert {"test_roc_auc", "test_pr_auc", "test_brier"} <= set(reference.data.metrics)
     for run in new_runs.values():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import shutil
 import signal
 import socket
@@ -16,12 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bentoml
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
 import requests
 
 from configs.settings import _deep_merge
+from models.tracking import CHAMPION, Tracker
 from pipelines.chain import run_chain
 from serving.service import PredictionService
 from tests.conftest import PLATFORM_USECASE, platform_overrides, platform_settings
@@ -189,6 +192,35 @@ def test_the_monitor_s_newest_decision_is_on_metrics(
         assert not missing, [line for line in lines if "monitor" in line]
     finally:
         written.unlink()
+
+
+def test_an_explained_prediction_adds_up_to_the_models_output(
+    server: str, platform_trained_root: Path
+) -> None:
+    plain = requests.post(f"{server}/predict", json=body(EXAMPLE), timeout=30).json()
+    assert plain["predictions"][0]["explanation"] is None
+    asked = requests.post(
+        f"{server}/predict", json={**body(EXAMPLE, EXAMPLE), "explain": True}, timeout=30
+    )
+    assert asked.status_code == 200, asked.text
+    tracker = Tracker(platform_settings(platform_trained_root))
+    model = tracker.load_model(tracker.alias(CHAMPION))
+    for prediction in asked.json()["predictions"]:
+        explanation = prediction["explanation"]
+        shown = explanation["contributions"]
+        assert 1 <= len(shown) <= 5
+        assert all(item["feature"] in model.features for item in shown)
+        added = explanation["base"] + sum(i["contribution"] for i in shown) + explanation["others"]
+        assert math.isclose(added, explanation["total"], abs_tol=1e-9)
+        # LightGBM's contributions add up to the log-odds; the answer is its logistic, through
+        # the model's calibration map when it has one.
+        assert explanation["output"] == "log-odds"
+        probability = 1 / (1 + math.exp(-explanation["total"]))
+        mapped = getattr(model, "calibration", None)
+        if mapped is not None:
+            probability = float(mapped.apply(np.array([probability]))[0])
+        assert math.isclose(prediction[SCORE], probability, abs_tol=1e-9)
+        assert prediction[SCORE] == plain["predictions"][0][SCORE]
 
 
 def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]) -> None:
