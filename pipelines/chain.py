@@ -13,11 +13,13 @@ import importlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from configs import Settings
 from configs.chain import BY_NAME, CHAIN, DATA_STAGES, STAGES
 from models.tracking import TrackingUnavailable
+from pipelines import index_page
 from pipelines.context import SparkProvider, StageContext
 from pipelines.results import StageFailed, StageResult
 from usecases.project import Project, bind
@@ -61,10 +63,19 @@ def run_chain(
     ctx.handoff.update(dict(handoff or {}))
     if stages and not BY_NAME[stages[0]].spark and any(BY_NAME[s].spark for s in stages):
         ctx.spark.start_in_background()  # ready when the first Spark stage starts
-    results = []
-    for name in stages:
-        result = run_stage(name, ctx)
-        results.append(result)
-        if not result.ok:
-            break
+    started = datetime.now(UTC)
+    results: list[StageResult] = []
+    try:
+        for name in stages:
+            result = run_stage(name, ctx)
+            results.append(result)
+            if not result.ok:
+                break
+    finally:
+        # The run's record and the use case's index page, however it ended (never raises).
+        try:
+            index_page.record_run(project.settings, results, started)
+        except Exception:
+            log.warning("the run's record was not kept", exc_info=True)
+        index_page.refresh(project)
     return results

@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import sys
+import webbrowser
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,6 +22,8 @@ from pipelines.results import StageResult
 from usecases.project import Project, UseCaseError, bind
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Where `ui` opens the index page in a browser (elsewhere only where a display is set).
+_DESKTOPS = ("darwin", "win32")
 # Another run holds the workspace (sysexits' EX_TEMPFAIL: try again later).
 EXIT_BUSY = 75
 # How an override on the command line meets the setting it names: --set replaces, --merge merges.
@@ -111,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser(
         "ui", help="start the MLflow UI on the profile's tracking store; say where the reports are"
     )
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, help="default: mlflow.ui_port (5000)")
     lineage = commands.add_parser(
         "lineage",
         help="the chain from a prediction id or a model version back to the raw drops",
@@ -248,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "monitoring":
         return _monitoring(settings)
     if args.command == "ui":
-        return _ui(settings, args.port)
+        return _ui(settings, args.port or settings.mlflow.ui_port)
     if args.command == "lineage":
         return _lineage(settings, args.target, as_json=args.json)
     if args.command == "train":
@@ -312,13 +316,13 @@ def ui_command(settings: Settings, port: int) -> list[str]:
 
 def where_things_are(settings: Settings) -> dict[str, str]:
     """What people look at, and where it is."""
-    from pipelines.adapters.quality import QualityGate
+    from pipelines import data_docs
     from storage import files as fs
 
     reports = settings.paths.reports
     return {
         "model reports": reports,
-        "Data Docs (the quality gate)": fs.join(QualityGate.docs_dir_for(reports), "index.html"),
+        "Data Docs (the quality gate)": data_docs.index_of(reports),
         "monitoring reports": fs.join(reports, "monitoring"),
         "monitor decisions": settings.paths.monitoring,
         "prediction log": settings.paths.prediction_log,
@@ -326,8 +330,14 @@ def where_things_are(settings: Settings) -> dict[str, str]:
 
 
 def _ui(settings: Settings, port: int) -> int:
+    from pipelines import index_page
+
+    page = index_page.write(bind(settings))
+    print(f"{'everything a run produced':<30} {page}")
     for what, where in where_things_are(settings).items():
         print(f"{what:<30} {where}")
+    if "://" not in page and (os.environ.get("DISPLAY") or sys.platform in _DESKTOPS):
+        webbrowser.open(Path(page).resolve().as_uri())
     if not settings.mlflow.tracking_uri.startswith("sqlite:///"):
         print(f"MLflow: {settings.mlflow.tracking_uri} (a tracking server has its own UI)")
         return EXIT_OK
@@ -416,6 +426,10 @@ def run_stages(
     """Run `planned`, print the summary, hand off through `handoff_file`: (exit code, results)."""
     results = run_chain(settings, tuple(planned), handoff=handoff)
     print(render_summary(results, planned))
+    from pipelines.index_page import index_of
+
+    bound = settings.settings if isinstance(settings, Project) else settings
+    print(f"\neverything this run produced: {index_of(bound)} (make ui opens it)")
     if handoff_file:
         from storage import files as fs
 

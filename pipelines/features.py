@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from configs import Settings
 from features.definitions import build_repo, feature_table_path, service_name
 from features.store import feature_store
+from pipelines import data_docs
 from pipelines.adapters.lake import read_silver, read_snapshot
 from pipelines.adapters.quality import QualityGate
 from pipelines.adapters.storage import FEATURES, StorageLayout
@@ -118,7 +119,7 @@ def run(ctx: StageContext) -> StageResult:
             result.rows_out += rows
             result.notes.append(f"{view}: {rows:,} rows")
             frame.unpersist()
-        gate.publish_docs()
+        result.outputs["data docs"] = data_docs.publish(layout.reports, usecase.name)
         if not result.ok:
             result.problems.append(
                 "feature tables failed their checks: nothing was replaced or registered"

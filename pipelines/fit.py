@@ -354,10 +354,21 @@ def plot_all(
     else:
         ordered = fitted.importance.sort_values().tail(15)
         names, shares, colours = ordered.index, ordered.values, None
-    plt.figure(figsize=(7, 5))
+    plt.figure(figsize=(8, 5))
     plt.barh([usecase.describe(name) for name in names], shares, color=colours)
     plt.xlabel("share of how much the inputs move a prediction")
-    plt.title("What drives the prediction (red: more of it raises, blue: lowers)")
+    plt.title("What drives the prediction")
+    if colours is not None:
+        from matplotlib.patches import Patch
+
+        plt.legend(
+            handles=[
+                Patch(color="#a12a1b", label="more of it raises the prediction"),
+                Patch(color="#1f5fa8", label="more of it lowers it"),
+            ],
+            loc="lower right",
+            fontsize="small",
+        )
     save("feature_importance")
     return paths
 
@@ -386,7 +397,7 @@ def _reliability_by_slice(
     plt.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
     plt.xlabel("predicted probability")
     plt.ylabel("observed share")
-    plt.title(f"Calibration by {part.description} (test)")
+    plt.title(f"Honest probabilities, by {part.description} (test)")
     plt.legend(fontsize="small")
     save(f"calibration_by_{part.name}")
 
@@ -400,22 +411,22 @@ def _binary_plots(
     plt.figure(figsize=(5, 4))
     plt.plot(fpr, tpr, label=f"model (AUC {skm.roc_auc_score(labels, scores):.3f})")
     plt.plot([0, 1], [0, 1], "--", color="grey", label="chance")
-    plt.xlabel("false positive rate")
-    plt.ylabel("true positive rate")
-    plt.title("ROC curve (test)")
+    words = usecase.outcome
+    plt.xlabel(f"share of other {words.items} flagged {words.positive}")
+    plt.ylabel(f"share of {words.positive} {words.items} caught")
+    plt.title("How well it ranks (ROC curve, test)")
     plt.legend()
     save("roc")
 
     precision, recall, _ = skm.precision_recall_curve(labels, scores)
     plt.figure(figsize=(5, 4))
     plt.plot(recall, precision)
-    words = usecase.outcome
     plt.axhline(
         np.mean(labels), ls="--", color="grey", label=f"share of {words.positive} {words.items}"
     )
     plt.xlabel(f"recall (share of {words.positive} {words.items} caught)")
     plt.ylabel(f"precision (share of flagged that were {words.positive})")
-    plt.title("Precision-recall (test)")
+    plt.title("Caught against right when flagged (test)")
     plt.legend()
     save("precision_recall")
 
@@ -425,7 +436,7 @@ def _binary_plots(
     plt.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
     plt.xlabel(f"predicted probability: {words.positive}")
     plt.ylabel(f"observed share {words.positive}")
-    plt.title("Calibration (test)")
+    plt.title("Are its probabilities honest? (test)")
     plt.legend()
     save("calibration")
 

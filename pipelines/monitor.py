@@ -51,6 +51,7 @@ from pipelines.results import StageFailed, StageResult
 from storage import files as fs
 
 log = logging.getLogger(__name__)
+REPORTS_FOLDER = "monitoring"  # drift reports, under the use case's reports
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -262,9 +263,14 @@ def _outcomes(settings: Settings, ctx: StageContext) -> pd.DataFrame | None:
     )
 
 
+def report_page(reports_dir: str, window_to: str, champion_version: str) -> str:
+    """Where the drift report (Evidently's page) of a decision on a window is."""
+    return fs.join(reports_dir, REPORTS_FOLDER, f"monitor-{window_to}-v{champion_version}.html")
+
+
 def _write_report(settings: Settings, verdict: Verdict, snapshot: Any) -> str:
-    folder = fs.join(settings.paths.reports, "monitoring")
-    name = f"monitor-{verdict.window_to}-v{verdict.champion_version}"
+    page_location = report_page(settings.paths.reports, verdict.window_to, verdict.champion_version)
+    folder, name = fs.parent(page_location), fs.name(page_location).removesuffix(".html")
     if snapshot is not None:
         with tempfile.TemporaryDirectory() as tmp:
             page = Path(tmp) / f"{name}.html"
@@ -273,7 +279,7 @@ def _write_report(settings: Settings, verdict: Verdict, snapshot: Any) -> str:
             fs.upload(page, fs.join(folder, page.name))
     summary = fs.join(folder, f"{name}.json")
     fs.write_text(summary, json.dumps(verdict.as_dict(), indent=2, default=str))
-    return fs.join(folder, f"{name}.html") if snapshot is not None else summary
+    return page_location if snapshot is not None else summary
 
 
 def _say_the_reference(page: Path, verdict: Verdict) -> None:

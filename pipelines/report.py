@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from jinja2 import Environment, select_autoescape
 
 from models import BINARY, MULTICLASS, REGRESSION, evaluation
 from models.tracking import CHAMPION, DECISION, EVIDENCE, REASON, Tracker
-from pipelines import card
+from pipelines import card, data_docs, index_page, pages
 from pipelines.context import StageContext
 from pipelines.fit import EXPLANATIONS, FIT_SUMMARY_TAG, SLICES
 from pipelines.results import StageResult
@@ -29,13 +28,8 @@ from usecases.project import Project
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{{ question }} Model version {{ version }}</title>
-<style>
- body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; line-height: 1.5; color: #222; padding: 0 1rem; }
- h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
- .big { font-size: 1.3rem; } .ok { color: #17692f; } .no { color: #a12a1b; }
- table { border-collapse: collapse; } td, th { padding: .2rem .8rem; border-bottom: 1px solid #eee; text-align: left; }
- img { max-width: 100%; border: 1px solid #eee; margin: .5rem 0; } .note { color: #666; font-size: .9rem; }
-</style></head><body>
+{{ style }}</head><body>
+{% if home %}<nav><a href="{{ home }}">{{ usecase }}: everything a run produced</a></nav>{% endif %}
 <h1>{{ question }} Model version {{ version }}</h1>
 <p class="note">Learned from {{ items }} before {{ validation_start }}, tuned on {{ items }} up to {{ test_start }},
 and tested on the {{ test_rows }} {{ items }} from {{ test_start }} to {{ data_to }}, which it never saw while learning.
@@ -76,7 +70,7 @@ with enough {{ items }}.</p>
 <h2>Did the data pass its checks?</h2>
 <p class="{{ 'ok' if data_ok else 'no' }} big">{{ data_summary }}</p>
 <p class="note">Every delivery of data is checked (complete, well formed, values in range,
-no duplicates) before anything is built from it. Detailed results: reports/data_docs/index.html.</p>
+no duplicates) before anything is built from it. {% if data_docs %}Every check, rule by rule: <a href="{{ data_docs }}">Data Docs</a>.{% endif %}</p>
 
 <h2>Compared with the model in service</h2>
 <p class="{{ 'ok' if promoted else 'no' }} big">{{ decision_text }}</p>
@@ -390,6 +384,7 @@ def build_context(project: Project, tracker: Tracker, version: str, folder: Path
         ),
         "tuning": tuning_words(metrics, slice_metric=settings.promotion.primary_metric),
         "calibration": calibration_words(params, metrics),
+        "usecase": usecase.name,
         "data_ok": checked > 0 and gated == checked,
         "data_summary": (
             f"Yes: all {checked} data deliveries the model was built from passed their checks."
@@ -444,8 +439,7 @@ def _window(start: str | None, end: str | None, before: bool = False) -> str:
 
 
 def render(context: dict[str, Any]) -> str:
-    environment = Environment(autoescape=select_autoescape(default=True))
-    return environment.from_string(TEMPLATE).render(**context)
+    return pages.render(TEMPLATE, **context)
 
 
 def write(project: Project, tracker: Tracker, version: str) -> str:
@@ -455,6 +449,14 @@ def write(project: Project, tracker: Tracker, version: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         context = build_context(project, tracker, version, folder)
+        # Beside the use case's other pages (not in the run's copy of the report).
+        reports = project.settings.paths.reports
+        context["home"] = f"../../{index_page.INDEX}"
+        context["data_docs"] = (
+            f"../../{data_docs.FOLDER}/{data_docs.INDEX}"
+            if fs.is_file(data_docs.index_of(reports))
+            else None
+        )
         (folder / "index.html").write_text(render(context), encoding="utf-8")
         cards = folder / "_card"
         cards.mkdir()

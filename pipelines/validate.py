@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pyspark.sql import SparkSession
 
 from configs.settings import TableQuality
+from pipelines import data_docs
 from pipelines.adapters.lake import read_drops, read_silver
 from pipelines.adapters.quality import FailedExpectation, GateResult, QualityGate
 from pipelines.adapters.storage import (
@@ -41,7 +42,7 @@ def run(ctx: StageContext) -> StageResult:
     result.outputs |= {
         "silver": layout.zone(SILVER),
         "validation results": QualityGate.results_dir_for(layout.reports),
-        "data docs": fs.join(QualityGate.docs_dir_for(layout.reports), "index.html"),
+        "data docs": data_docs.index_of(layout.reports),
     }
     # Every source's staged drops: a source without rules in `quality.tables` passes an
     # empty suite (the use case's check refuses rules for a table that is not declared).
@@ -96,7 +97,7 @@ def run(ctx: StageContext) -> StageResult:
                 f"{table}/{drop_id} failed the quality gate and was quarantined:\n    - "
                 + "\n    - ".join(reasons)
             )
-    gate.publish_docs()
+    data_docs.publish(layout.reports, ctx.usecase.name)
     return result
 
 
@@ -119,7 +120,7 @@ def _check(
     def attempt(drop_ids: list[str], number: int) -> GateResult:
         frame = read_drops(spark, layout.staging(table), drop_ids)
         assert frame is not None
-        return gate.check(table, frame, quality, f"{run_label}_{number}", published=published)
+        return gate.check(table, frame, quality, run_label, published=published, attempt=number)
 
     first = attempt(staged, 1)
     failures = dict(first.failures)

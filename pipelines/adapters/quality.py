@@ -13,8 +13,9 @@ nulls apart first), which made the gate about a third of the chain's Spark time 
   earlier row of the same drop holds it.
 - GX validates those measurements: a frame with one row per drop and one column per rule (the
   share of the drop's rows that break it), one expectation per rule (`share <= 1 - mostly`),
-  plus the drop's row count. GX says which drops failed which rule, writes the JSON result and
-  renders Data Docs; each expectation carries a description in plain words.
+  plus the drop's row count. GX says which drops failed which rule; the JSON result is kept
+  with the measurements it judged, and each expectation carries a description in plain words.
+  Data Docs are rendered from the kept results by the platform (`pipelines/data_docs.py`).
 
 A rule holds for each drop on its own: a delivery is judged on its rows, not diluted in the
 table (published silver has passed already). GX never stops anything by itself: callers read
@@ -36,12 +37,23 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from configs.settings import TableQuality
+
+# The measurements' row (a drop, or the whole table) and row count column, and what a kept
+# result records beside GX's verdict: the record Data Docs are rendered from.
+from pipelines.data_docs import (
+    CHECKED,
+    CHECKED_BY_DROP,
+    CHECKED_RUN,
+    CHECKED_TABLE,
+    GROUP,
+    MEASURED,
+    ROWS,
+    results_dir,
+)
 from storage import files as fs
 
 log = logging.getLogger(__name__)
 
-GROUP = "drop_id"  # the measurements' row: a drop, or the whole table
-ROWS = "rows"  # the measurements' row count column
 _EXAMPLES = 5
 
 
@@ -235,35 +247,22 @@ def _taken(
 
 
 class QualityGate:
-    """Measures frames with Spark, judges them with GX, keeps JSON results and Data Docs."""
+    """Measures frames with Spark, judges them with GX, keeps the JSON results."""
 
     def __init__(self, reports_dir: str) -> None:
         self.reports_dir = reports_dir
         self.results_dir = self.results_dir_for(reports_dir)
-        self.docs_dir = self.docs_dir_for(reports_dir)
         # GX sets its own loggers to INFO on import; batch runs want its warnings only.
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        for site in self.context.get_site_names():  # keep Data Docs under reports/ only
+        for site in self.context.get_site_names():  # the platform renders Data Docs itself
             self.context.delete_data_docs_site(site)
-        self.context.add_data_docs_site(
-            site_name="reports",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": _docs_backend(self.docs_dir),
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
         self._source = self.context.data_sources.add_pandas(name="measurements")
 
     @staticmethod
     def results_dir_for(reports_dir: str) -> str:
-        return fs.join(reports_dir, "validation")
-
-    @staticmethod
-    def docs_dir_for(reports_dir: str) -> str:
-        return fs.join(reports_dir, "data_docs")
+        return results_dir(reports_dir)
 
     def check(
         self,
@@ -274,9 +273,12 @@ class QualityGate:
         *,
         by_drop: bool = True,
         published: DataFrame | None = None,
+        attempt: int | None = None,
     ) -> GateResult:
         """Check `frame` against the suite `quality` of table `name`: each drop on its own
-        (`by_drop`, with `published` rows for uniqueness), or the frame as one table."""
+        (`by_drop`, with `published` rows for uniqueness), or the frame as one table. Results
+        of one stage's run share `run_label`; `attempt` tells a second check of the same table
+        in that run from the first."""
         rules = rules_for(quality)
         group = F.col(GROUP) if by_drop else F.lit(name)
         measured = measure(frame, rules, group, published)
@@ -304,9 +306,17 @@ class QualityGate:
         result.groups = sorted(measured.rows)
         if not expectations or not measured.rows:
             return result
-        verdict = self._run(f"{name}_{run_label}", measured.frame(rules), expectations)
+        measurements = measured.frame(rules)
+        asset_name = f"{name}_{run_label}" + (f"_{attempt}" if attempt is not None else "")
+        verdict = self._run(asset_name, measurements, expectations)
         result.success = bool(verdict.success)
-        result.result_files.append(self._keep(f"{name}_{run_label}", verdict))
+        checked = {
+            CHECKED_TABLE: name,
+            CHECKED_BY_DROP: by_drop,
+            CHECKED_RUN: run_label,
+            MEASURED: measurements,
+        }
+        result.result_files.append(self._keep(asset_name, verdict, checked))
         by_label = {rule.label: rule for rule in rules}
         for outcome in verdict.results:
             if outcome.success:
@@ -344,7 +354,7 @@ class QualityGate:
             gx.Checkpoint(
                 name=asset_name,
                 validation_definitions=[definition],
-                actions=[],  # Data Docs are built once, by `publish_docs`
+                actions=[],  # the platform renders Data Docs from the kept results
                 result_format={
                     "result_format": "COMPLETE",
                     "unexpected_index_column_names": [GROUP],
@@ -355,16 +365,13 @@ class QualityGate:
         (validation_result,) = checkpoint_result.run_results.values()
         return validation_result
 
-    def publish_docs(self) -> None:
-        """Render Data Docs for every result of this gate (once: each build renders them all)."""
-        self.context.build_data_docs()
-
-    def _keep(self, asset_name: str, validation_result: Any) -> str:
-        """Write a validation result as JSON under the reports; its location."""
+    def _keep(self, asset_name: str, validation_result: Any, checked: dict[str, Any]) -> str:
+        """Write a validation result as JSON under the reports, with what was checked in its
+        `meta` (the table, by drop or whole, the measurements GX judged); its location."""
+        record = validation_result.to_json_dict()
+        record["meta"][CHECKED] = checked | {MEASURED: checked[MEASURED].to_dict(orient="records")}
         result_file = fs.join(self.results_dir, f"{asset_name}.json")
-        fs.write_text(
-            result_file, json.dumps(validation_result.to_json_dict(), indent=2, default=str)
-        )
+        fs.write_text(result_file, json.dumps(record, indent=2, default=str))
         return result_file
 
     @staticmethod
@@ -418,11 +425,3 @@ def _failed_groups(outcome: Any) -> list[str]:
 
 def _number(value: float | None, missing: str) -> str:
     return missing if value is None else f"{value:g}"
-
-
-def _docs_backend(docs_dir: str) -> dict[str, str]:
-    """Where GX writes Data Docs: a local folder, or a bucket prefix on S3."""
-    if docs_dir.startswith("s3://"):
-        bucket, _, prefix = docs_dir.removeprefix("s3://").partition("/")
-        return {"class_name": "TupleS3StoreBackend", "bucket": bucket, "prefix": prefix}
-    return {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir}

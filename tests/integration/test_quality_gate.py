@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from configs.settings import Range, RowCount, TableQuality
+from pipelines import data_docs
 from pipelines.adapters.quality import ROWS, QualityGate, rules_for
 from tests.conftest import platform_settings
 
@@ -77,9 +78,9 @@ def test_good_drops_pass_and_the_record_is_kept(spark, gate: QualityGate, rules)
     descriptions = {r["expectation_config"]["description"] for r in saved["results"]}
     assert "Every value value (where given) is within [-20, 20]." in descriptions
     assert "Every row has a meter_id." in descriptions
-    gate.publish_docs()
-    page = (Path(gate.docs_dir) / "index.html").read_text()
-    assert f"{TABLE}_good" in page  # the run's result is listed
+    index = Path(data_docs.publish(gate.reports_dir, "a use case"))
+    page = (index.parent / "results" / f"{TABLE}_good.html").read_text()
+    assert "Every row has a meter_id." in page and "2024-02" in page  # its rules, each drop
 
 
 @pytest.mark.parametrize(
