@@ -332,7 +332,7 @@ def where_things_are(settings: Settings) -> dict[str, str]:
 def _ui(settings: Settings, port: int) -> int:
     from pipelines import index_page
 
-    page = index_page.write(bind(settings))
+    page = index_page.write(bind(settings.with_overrides({"mlflow": {"ui_port": port}})))
     print(f"{'everything a run produced':<30} {page}")
     for what, where in where_things_are(settings).items():
         print(f"{what:<30} {where}")
