@@ -307,6 +307,7 @@ class PredictionService:
             len(self.features),
             extra={"bentoml_model": str(stored.tag), "feature_service": self.service.name},
         )
+        self._prepare_explanations()
         # Everything loaded so far (libraries, model, registry) lives as long as the worker:
         # moved out of the collector's view, full collections no longer walk it on a request.
         gc.collect()
@@ -471,6 +472,18 @@ class PredictionService:
             },
         )
         return predictions
+
+    def _prepare_explanations(self) -> None:
+        """Explain one row now, before the worker is ready: a scikit-learn model's first
+        explanation compiles SHAP's numba code (about 5 s here), which would otherwise fall on
+        the first request that asks for one, in every worker."""
+        started = time.perf_counter()
+        try:
+            self.model.contributions(np.zeros((1, len(self.features))))
+        except models.ModelError as err:  # a model saved before explanations: none on request
+            log.warning("explanations unavailable: %s", err)
+            return
+        log.info("explanations ready in %.1f s", time.perf_counter() - started)
 
     def _explain(self, predictions: list[Any], inputs: Any) -> None:
         """Each prediction's largest contributions (`serving.explain_top`), the sum of the
