@@ -142,7 +142,7 @@ $(EMR_SPARK_STAMP): $(STAMP) configs/aws.yaml
 test-infra: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(ACTIONLINT) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## Run the unit tests only (no JVM; seconds)
+test-fast: $(STAMP) ## Run the unit tests only (no JVM; about a minute)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 new-usecase: $(STAMP) ## Create usecases/$(NAME)/ (TASK=binary|multiclass|regression), a working use case on example data to make your own
