@@ -86,7 +86,9 @@ export MLOPS_CHROMIUM := $(CHROMIUM)
 $(CHROMIUM):
 	@echo "Installing Chromium for the browser tests (Debian's package)..."
 	@if command -v apt-get >/dev/null 2>&1; then \
-		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y --no-install-recommends chromium >/dev/null; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get install -y --no-install-recommends chromium >/dev/null \
+			|| { $$sudo apt-get update >/dev/null && $$sudo apt-get install -y --no-install-recommends chromium >/dev/null; }; \
 	else \
 		echo "Chromium was not found and this is not Debian/Ubuntu: install Chrome or Chromium and"; \
 		echo "set MLOPS_CHROMIUM to its binary (the browser tests open the generated pages in it)."; \
