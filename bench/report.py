@@ -51,6 +51,11 @@ def targets(results: dict[str, dict[str, Any] | None]) -> list[list[str]]:
         rows += serving_targets(serving)
     else:
         rows.append(["Serving targets", "not run"])
+    # `bench.serving_latency --name serving_capacity`: the service beside the baseline at the
+    # rates around their capacities (the default run's figures where it has none).
+    capacity = results.get("serving_capacity") or serving
+    if capacity and "capacity_against_baseline" in capacity:
+        rows += capacity_targets(capacity)
     for store in ("sqlite", "redis"):
         online = results[f"online_read_{store}"]
         if online:
@@ -288,6 +293,50 @@ def serving_targets(serving: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def capacity_targets(serving: dict[str, Any]) -> list[list[str]]:
+    """Issue #33's bar, all in the same run: the service's capacity at least 0.8x the FastAPI
+    baseline's (every request answered, p99 within 2x the baseline's at that rate); past
+    it, every request answered or refused within 20 ms at p99."""
+    from bench.serving_latency import BASELINE, WITHIN_BASELINE_P99
+
+    rows = []
+    for store, by_size in serving.get("capacity_against_baseline", {}).items():
+        entry = by_size.get("1")
+        if not entry or "bentoml" not in entry:
+            continue
+        own, ratio = entry["bentoml"], entry["ratio"].get("bentoml")
+        rows.append(
+            [
+                f"Serving capacity >= 0.8x the {BASELINE} baseline's ({store}, one item per "
+                f"request; answered 100%, p99 within {WITHIN_BASELINE_P99:g}x the baseline's)",
+                verdict(
+                    ratio is not None and ratio >= 0.8,
+                    f"{_rate(own)} against {_rate(entry[BASELINE])}"
+                    + ("" if ratio is None else f": {ratio:.2f}x"),
+                ),
+            ]
+        )
+        by_rate = serving["results"][store]["bentoml"]["1"]
+        past = [r for r in by_rate if own is None or float(r) > own]
+        if past:
+            worst = max(past, key=lambda r: by_rate[r]["all_p99_ms"])
+            rows.append(
+                [
+                    f"Past capacity ({store}): every request answered or refused within 20 ms "
+                    "at p99",
+                    verdict(
+                        all(
+                            by_rate[r]["all_p99_ms"] <= 20 and not by_rate[r]["errors"]
+                            for r in past
+                        ),
+                        f"worst at {worst} req/s: p99 {by_rate[worst]['all_p99_ms']:.1f} ms, "
+                        f"{by_rate[worst]['refused']:,} refused, {by_rate[worst]['errors']} errors",
+                    ),
+                ]
+            )
+    return rows
+
+
 def serving_section(serving: dict[str, Any]) -> str:
     from bench.serving_latency import TABLE_HEADERS, table_rows
 
@@ -429,6 +478,7 @@ def render() -> str:
         "online_read_sqlite",
         "online_read_redis",
         "serving_latency",
+        "serving_capacity",
         "prediction_log",
         "train_stages",
         "soak",

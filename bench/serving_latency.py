@@ -79,6 +79,10 @@ ROUTES = {
 # What a server's requests carry besides the items.
 EXTRA_FIELDS: dict[str, dict[str, Any]] = {"bentoml-explain": {"explain": True}}
 P99_BOUNDS_MS = (10.0, 50.0)
+# Capacity against the baseline (the same run): the highest rate at which every request was
+# answered and p99 stayed within this many times the baseline's p99 at that rate.
+BASELINE = "fastapi"
+WITHIN_BASELINE_P99 = 2.0
 
 
 def request_items(settings: Any, usecase: Any, days: int = 7) -> list[dict[str, Any]]:
@@ -253,8 +257,17 @@ def median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
     # A figure a run has no sample for (no refusal, nothing answered) is NaN: the median is
     # over the runs that have it, NaN when none has.
     point: dict[str, Any] = {}
-    for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "refused_p99_ms", "slowest_ms"):
-        values = [r[key] for r in runs if not math.isnan(r[key])]
+    for key in (
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+        "refused_p99_ms",
+        "all_p99_ms",
+        "slowest_ms",
+    ):
+        # (results recorded before a figure existed lack it)
+        values = [r[key] for r in runs if key in r and not math.isnan(r[key])]
         point[key] = statistics.median(values) if values else math.nan
     point["answered_share"] = min(r["answered_share"] for r in runs)
     for key in ("requests", "answered", "refused", "errors"):
@@ -273,6 +286,56 @@ def capacity(by_rate: dict[str, dict[str, Any]], bound_ms: float) -> float | Non
             break
         best = float(rate)
     return best
+
+
+def baseline_capacity(baseline: dict[str, dict[str, Any]]) -> float | None:
+    """The baseline's own capacity: the highest rate at which it answered every request with
+    p99 within WITHIN_BASELINE_P99 x its p99 at the lowest rate tried (before it queues)."""
+    rates = sorted(baseline, key=float)
+    if not rates:
+        return None
+    bound = WITHIN_BASELINE_P99 * baseline[rates[0]]["p99_ms"]
+    return capacity(baseline, bound)
+
+
+def capacity_against(
+    by_rate: dict[str, dict[str, Any]], baseline: dict[str, dict[str, Any]]
+) -> float | None:
+    """The highest rate at which every request was answered and p99 stayed within
+    WITHIN_BASELINE_P99 x the baseline's p99 at that rate (and at every lower rate too); past
+    the baseline's own capacity, within that factor of its p99 at its capacity."""
+    knee = baseline_capacity(baseline)
+    best = None
+    for rate in sorted(by_rate, key=float):
+        if rate not in baseline or knee is None:
+            break
+        reference = baseline[rate] if float(rate) <= knee else baseline[f"{knee:g}"]
+        point = by_rate[rate]
+        if point["answered_share"] < 1.0 or not (
+            point["p99_ms"] <= WITHIN_BASELINE_P99 * reference["p99_ms"]
+        ):
+            break
+        best = float(rate)
+    return best
+
+
+def capacities_against_baseline(results: dict[str, Any]) -> dict[str, Any]:
+    """store -> items per request -> {server: capacity, ..., "ratio": {server: its capacity
+    over the baseline's}}, for the stores and sizes the baseline ran."""
+    out: dict[str, Any] = {}
+    for store, by_server in results.items():
+        for size, baseline in by_server.get(BASELINE, {}).items():
+            own = baseline_capacity(baseline)
+            entry: dict[str, Any] = {BASELINE: own, "ratio": {}}
+            for server, by_size in by_server.items():
+                if server == BASELINE or size not in by_size:
+                    continue
+                entry[server] = capacity_against(by_size[size], baseline)
+                entry["ratio"][server] = (
+                    None if not own or entry[server] is None else entry[server] / own
+                )
+            out.setdefault(store, {})[size] = entry
+    return out
 
 
 TABLE_HEADERS = [
@@ -429,7 +492,8 @@ def main() -> int:
                                 f"p99.9 {figures['p999_ms']:.1f} max {figures['max_ms']:.1f} ms, "
                                 f"{figures['answered_share']:.1%} answered, "
                                 f"{figures['refused']} refused (p99 "
-                                f"{figures['refused_p99_ms']:.1f} ms), {figures['errors']} errors",
+                                f"{figures['refused_p99_ms']:.1f} ms), {figures['errors']} errors, "
+                                f"p99 of every answer {figures['all_p99_ms']:.1f} ms",
                                 file=sys.stderr,
                             )
                     gc_record = full_gc_pauses(url, settings.names.metric_prefix)
@@ -449,6 +513,7 @@ def main() -> int:
         "cpus": {"server": sorted(SERVER_CPUS), "client": sorted(CLIENT_CPUS)},
         "results": results,
         "capacity_p99": capacities,
+        "capacity_against_baseline": capacities_against_baseline(results),
         # per server run, over all its rates and sizes: the service's full GC pauses
         "full_gc": gc_pauses,
         "failures": failures,
@@ -457,6 +522,7 @@ def main() -> int:
     _plot(results, rates, args.name)
     print_table(TABLE_HEADERS, table_rows(results))
     print(json.dumps(capacities, indent=1))
+    print(json.dumps(record["capacity_against_baseline"], indent=1))
     return 1 if failures else 0
 
 

@@ -262,6 +262,7 @@ def _api(method: Any, name: str, returns: Any, explains: bool = False) -> Any:
     # hundred requests per second: the API routes are traced only when asked for
     # (`serving.trace_requests`); their log lines keep a request id either way (RequestIds).
     tracing={} if SETTINGS.serving.trace_requests else {"excluded_urls": sorted(API_PATHS)},
+    logging={"access": {"enabled": SETTINGS.serving.access_log}},
 )
 class PredictionService:
     def __init__(self) -> None:
@@ -462,7 +463,9 @@ class PredictionService:
         defaulted = sum(1 for absent in missing if absent)
         PREDICTIONS.labels(model_version=version).inc(len(predictions))
         DEFAULTED.labels(model_version=version).inc(defaulted)
-        log.info(
+        # DEBUG: every prediction is in the prediction log already (`serving.access_log` for
+        # a line per request).
+        log.debug(
             "predicted %d item(s)",
             len(predictions),
             extra={

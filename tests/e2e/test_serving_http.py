@@ -7,10 +7,12 @@ import contextlib
 import gc
 import json
 import math
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ import psutil
 import pytest
 import requests
 
-from configs.settings import _deep_merge
+from configs.settings import OVERRIDES_VARIABLE, _deep_merge
 from models.tracking import CHAMPION, Tracker
 from pipelines.chain import run_chain
 from serving.service import PredictionService
@@ -225,27 +227,31 @@ def test_an_explained_prediction_adds_up_to_the_models_output(
 
 def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]) -> None:
     url, log_path = served
-    requests.post(f"{url}/predict", json=body(EXAMPLE), timeout=30).raise_for_status()
+    answered = requests.post(
+        f"{url}/predict", json=body(EXAMPLE), headers={"X-Request-ID": "4242"}, timeout=30
+    )
+    answered.raise_for_status()
     refused = requests.post(
-        f"{url}/predict", json=body({**EXAMPLE, "meter_id": "s1-m1"}), timeout=30
+        f"{url}/predict",
+        json=body({**EXAMPLE, "meter_id": "s1-m1"}),
+        headers={"X-Request-ID": "4343"},
+        timeout=30,
     )
     assert refused.status_code == 400
-    time.sleep(0.5)  # the access line is written after the response
+    time.sleep(0.5)  # a line is written after the response
     worker_lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in worker_lines]
     assert records, log_path.read_text()[-2000:]
     assert {record["model_version"] for record in records} == {"1"}
-    access = [r for r in records if r["logger"] == "bentoml.access" and "/predict" in r["message"]]
-    ours = [r for r in records if r["logger"] == "serving" and r["message"].startswith("predicted")]
-    assert access and ours, records[-5:]
-    assert ours[-1]["items"] == 1 and ours[-1]["level"] == "INFO"
-    # the prediction's own line and its access line carry the same request id (not traced,
-    # still identified)
-    assert isinstance(ours[-1]["request_id"], int), ours[-1]
-    assert ours[-1]["request_id"] in {r["request_id"] for r in access}, ours[-1]
-    # a client's mistake is one WARNING naming the field, not an ERROR with a traceback
+    # A request that succeeds writes no line by default (`serving.access_log`): its
+    # predictions are in the prediction log, its counts and latency on /metrics.
+    assert not [r for r in records if r["request_id"] == 4242], records[-5:]
+    assert not [r for r in records if r["logger"] == "bentoml.access"], records[-5:]
+    # a client's mistake is one WARNING naming the field, not an ERROR with a traceback,
+    # carrying the client's request id (not traced, still identified)
     mistakes = [r for r in records if r["message"].startswith("client mistake on /predict")]
     assert mistakes and mistakes[-1]["level"] == "WARNING", records[-5:]
+    assert mistakes[-1]["request_id"] == 4343, mistakes[-1]
     assert f"{ITEMS}.0.meter_id" in mistakes[-1]["message"]
     assert not [r for r in records if "ValidationError" in r.get("exc_info", "")]
     # nothing the worker says about a request is left as plain text
@@ -254,6 +260,31 @@ def test_logs_are_json_lines_carrying_the_model_version(served: tuple[str, Path]
         for line in log_path.read_text().splitlines()
         if "/predict" in line and not line.startswith("{")
     ]
+
+
+def test_access_lines_are_bentomls_own_switched_by_a_setting(
+    platform_trained_root: Path,
+) -> None:
+    """`serving.access_log` is BentoML's access log (on: a JSON line per request, with its
+    request id), read from the settings the service is built with."""
+    enabled = {}
+    for value in (True, False):
+        overrides = {**platform_overrides(platform_trained_root), "serving": {"access_log": value}}
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import json, serving.service as s; "
+                "print(json.dumps(s.PredictionService.config['logging']))",
+            ],
+            env={**os.environ, OVERRIDES_VARIABLE: json.dumps(overrides)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        enabled[value] = json.loads(shown.stdout.strip().splitlines()[-1])["access"]["enabled"]
+    assert enabled == {True: True, False: False}
 
 
 def test_the_online_store_down_means_not_ready_and_a_503(

@@ -10,7 +10,7 @@ from bench import report
 from bench.common import stage_seconds
 from bench.load import Outcomes
 from bench.scale import _growth
-from bench.serving_latency import bodies, capacity
+from bench.serving_latency import bodies, capacities_against_baseline, capacity
 from pipelines.cli import render_summary
 from pipelines.results import StageResult
 
@@ -49,7 +49,7 @@ def test_growth_is_the_exponent_of_time_against_data() -> None:
 def _results(**overrides: dict | None) -> dict:
     base: dict = {name: None for name in ("scale", "pit_join", "serving_latency")}
     base |= {"online_read_sqlite": None, "online_read_redis": None, "train_stages": None}
-    base |= {"soak": None, "prediction_log": None}
+    base |= {"soak": None, "prediction_log": None, "serving_capacity": None}
     return base | overrides
 
 
@@ -223,3 +223,33 @@ def test_the_spark_stage_targets_read_the_largest_factor_and_the_train_median() 
     large["features_identical"] = False  # fast enough, but other feature tables: a miss
     rows = dict(report.targets(_results(scale={"factors": [small, large]})))
     assert rows[target].startswith("**missed**")
+
+
+def test_capacity_is_measured_against_the_baseline_at_each_rate() -> None:
+    """The service's capacity: the highest rate with everything answered and p99 within 2x
+    the baseline's at that rate; the baseline's own: before its p99 doubles. Past capacity,
+    every answer (refusals included) within 20 ms at p99."""
+    baseline = {"100": _point(4.0), "200": _point(5.0), "300": _point(7.0), "400": _point(30.0)}
+    service = {
+        "100": _point(6.0),
+        "200": _point(9.5),
+        "300": _point(15.0),  # more than 2 x 7
+        "400": _point(50.0, 0.9, all_p99_ms=18.0),
+    }
+    results = {"sqlite": {"fastapi": {"1": baseline}, "bentoml": {"1": service}}}
+    (entry,) = capacities_against_baseline(results)["sqlite"].values()
+    assert entry["fastapi"] == 300.0  # 30 ms at 400 is past 2 x 4 ms
+    assert entry["bentoml"] == 200.0
+    assert entry["ratio"]["bentoml"] == pytest.approx(2 / 3)
+    for point in service.values():
+        point.setdefault("all_p99_ms", point["p99_ms"])
+    record = {"results": results, "capacity_against_baseline": {"sqlite": {"1": entry}}}
+    rows = dict(report.targets(_results(serving_capacity=record)))
+    (share,) = [v for k, v in rows.items() if k.startswith("Serving capacity >= 0.8x")]
+    assert share.startswith("**missed**") and "0.67x" in share
+    (past,) = [v for k, v in rows.items() if k.startswith("Past capacity (sqlite)")]
+    assert past.startswith("**met**") and "worst at 400 req/s: p99 18.0 ms" in past
+    service["300"]["all_p99_ms"] = 25.0
+    rows = dict(report.targets(_results(serving_capacity=record)))
+    (past,) = [v for k, v in rows.items() if k.startswith("Past capacity (sqlite)")]
+    assert past.startswith("**missed**") and "worst at 300 req/s: p99 25.0 ms" in past

@@ -83,6 +83,14 @@ TRAINING = TrainingConfig.model_validate(
 )
 
 
+@pytest.fixture(autouse=True)
+def _few_explained_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the split, the threshold and the metrics: the explanations'
+    summary over 20 test rows instead of 500 (a model-agnostic explainer costs one batch of
+    predictions per row; `test_explanations.py` checks the values themselves)."""
+    monkeypatch.setattr("pipelines.fit.EXPLAINED_ROWS", 20)
+
+
 def labelled_rows(days: int = 120, per_day: int = 8, seed: int = 5) -> pd.DataFrame:
     """Rows from 2024-01-01 on: `hit` follows `signal`; `noise` and `weekday` carry nothing."""
     rng = np.random.default_rng(seed)
