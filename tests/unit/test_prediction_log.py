@@ -147,6 +147,7 @@ def test_settings_refuse_a_log_that_could_hold_nothing(capacity: int) -> None:
         PredictionLogConfig(capacity=capacity)
 
 
+@pytest.mark.slow
 def test_the_writer_process_writes_what_a_worker_hands_it_and_stops_on_close(
     tmp_path: Path,
 ) -> None:
@@ -169,6 +170,7 @@ def test_the_writer_process_writes_what_a_worker_hands_it_and_stops_on_close(
     assert first[pl.input_column("distance")] == 1401.0
 
 
+@pytest.mark.slow
 def test_a_writer_past_capacity_drops_whole_batches_and_counts_them(tmp_path: Path) -> None:
     writer = WriterProcess(str(tmp_path / "log"), FEATURES, "service", capacity=5).start()
     assert writer.log(batch(4)) == 0
@@ -177,6 +179,7 @@ def test_a_writer_past_capacity_drops_whole_batches_and_counts_them(tmp_path: Pa
     assert (writer.written, writer.dropped) == (4, 3)
 
 
+@pytest.mark.slow
 def test_a_writer_process_that_dies_is_replaced_and_its_loss_counted(tmp_path: Path) -> None:
     writer = WriterProcess(str(tmp_path / "log"), FEATURES, "service", flush_interval_s=3600)
     writer.start()
@@ -201,6 +204,7 @@ def test_a_writer_process_that_dies_is_replaced_and_its_loss_counted(tmp_path: P
     assert table is not None and set(table.column(pl.PREDICTION_ID).to_pylist()) == set(later.ids)
 
 
+@pytest.mark.slow
 def test_a_writer_process_ignores_the_terminal_s_signals_and_ends_with_its_input(
     tmp_path: Path,
 ) -> None:

@@ -44,6 +44,7 @@ def test_a_second_run_exits_at_once_naming_the_holder(tmp_path: Path) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_a_waiting_run_says_who_it_waits_for_and_goes_on_when_the_lock_is_free(
     tmp_path: Path,
 ) -> None:
@@ -74,6 +75,7 @@ def test_a_waiting_run_says_who_it_waits_for_and_goes_on_when_the_lock_is_free(
     assert lines[0].endswith("of at most 5 s)")
 
 
+@pytest.mark.slow
 def test_a_waiting_run_gives_up_after_the_longest_wait(tmp_path: Path) -> None:
     settings = config(tmp_path, max_wait_s=0.6)
     with (

@@ -59,6 +59,7 @@ def test_a_failed_start_is_raised_to_the_stage_that_needs_spark(
         provider()
 
 
+@pytest.mark.slow
 def test_the_chain_starts_spark_while_land_runs(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
 ) -> None:

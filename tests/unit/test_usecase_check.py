@@ -106,12 +106,14 @@ def checked() -> Iterator[dict[str, tuple[str, subprocess.CompletedProcess[str]]
             shutil.rmtree(target)
 
 
+@pytest.mark.slow
 def test_a_use_case_as_generated_passes_make_check_usecase(checked) -> None:
     name, done = checked["as generated"]
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"use case {name} (local): ok" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("what", "line"), [(m[0], m[4]) for m in MISTAKES], ids=[m[0] for m in MISTAKES]
 )
