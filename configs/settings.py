@@ -475,11 +475,14 @@ class ServingConfig(Strict):
 
     Past capacity a request is refused at once (503 with Retry-After) rather than queued for
     seconds: a new request is refused while the work already admitted would take longer than
-    `max_queue_ms` (the worker's measured time per request times the requests admitted and
-    not yet answered).
+    its budget (the worker's measured time per request times the requests admitted and not
+    yet answered). The budget is `max_queue_ms` while the worker has been idle at some moment
+    of the last `max_queue_ms` (a burst is absorbed), and `overload_queue_ms` once it has been
+    busy without a break for longer (past capacity: answers stay fast, refusals are quick).
     """
 
     max_queue_ms: float = Field(100.0, gt=0)
+    overload_queue_ms: float = Field(10.0, gt=0)
     # Worker processes, each with its own model, store client and queue: one per vCPU the
     # service may use (one worker answers one request at a time).
     workers: int = Field(1, ge=1)
@@ -510,6 +513,15 @@ class ServingConfig(Strict):
     # promotes. A failing challenger never fails a request (counted on /metrics).
     shadow_challenger: bool = False
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
+
+    @model_validator(mode="after")
+    def _overload_budget_within_the_burst_one(self) -> ServingConfig:
+        if self.overload_queue_ms > self.max_queue_ms:
+            raise ValueError(
+                f"serving.overload_queue_ms ({self.overload_queue_ms:g}) is the budget past "
+                f"capacity: at most serving.max_queue_ms ({self.max_queue_ms:g})"
+            )
+        return self
 
 
 class AwsNetworkConfig(Strict):

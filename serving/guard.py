@@ -100,10 +100,17 @@ class ShedLoad:
     """Refuse at once what the worker cannot answer in time, instead of queueing it.
 
     One worker answers its requests one after the other, so a new request waits for the work
-    admitted before it. That wait is estimated as (requests admitted and not yet answered) x (the worker's recent
-    time per request); past `max_queue_s` the request is answered 503 with `Retry-After` in
-    microseconds, never read or parsed, and counted by `on_refused`. A request that finds the
-    worker idle is always admitted, however large.
+    admitted before it. That wait is estimated as (requests admitted and not yet answered) x
+    (the worker's recent time per request); past the budget the request is answered 503 with
+    `Retry-After` in microseconds, never read or parsed, and counted by `on_refused`. A request
+    that finds the worker idle is always admitted, however large.
+
+    The budget is a controlled delay, as in CoDel and the server queues of "Fail at Scale"
+    (Maurer, ACM Queue 2015): while the worker has had nothing to do at some moment of the last
+    `max_queue_s`, a request may wait up to `max_queue_s`, so a burst below capacity is absorbed
+    rather than refused; once it has been busy without a break for longer than that, the load
+    is past what it can take, and a request may wait only `overload_queue_s`: what is admitted
+    is answered quickly, the rest refused quickly, until the queue empties again.
 
     The time per request is measured, not configured: each completion's share of busy time
     (from when it arrived or the previous one finished, whichever is later), smoothed over
@@ -118,27 +125,49 @@ class ShedLoad:
         app: ASGIApp,
         paths: frozenset[str],
         max_queue_s: float,
+        overload_queue_s: float,
         retry_after_s: int,
         on_refused: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 0 < overload_queue_s <= max_queue_s:
+            raise ValueError(
+                f"overload_queue_s ({overload_queue_s}) must be in (0, max_queue_s ({max_queue_s})]"
+            )
         self.app = app
         self.paths = paths
         self.max_queue_s = max_queue_s
+        self.overload_queue_s = overload_queue_s
         self.retry_after = str(retry_after_s).encode()
         self.on_refused = on_refused
+        self.clock = clock
         self.admitted = 0
         self.service_s = self.INITIAL_SERVICE_S
         self.last_finished = 0.0
+        self.idle_at = clock()  # the last arrival that found nothing admitted
 
     def queued_s(self) -> float:
         """The work admitted and not yet answered, in seconds (an estimate)."""
         return self.admitted * self.service_s
 
+    def budget_s(self, now: float) -> float:
+        """How long a request arriving `now` may wait: the burst budget, or the overload one
+        once the worker has been busy without a break for longer than the burst budget."""
+        overloaded = now - self.idle_at > self.max_queue_s
+        return self.overload_queue_s if overloaded else self.max_queue_s
+
+    def admits(self, now: float) -> bool:
+        if not self.admitted:
+            self.idle_at = now
+            return True
+        return self.queued_s() <= self.budget_s(now)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        if self.admitted and self.queued_s() > self.max_queue_s:
+        arrived = self.clock()
+        if not self.admits(arrived):
             self.on_refused()
             await _answer(
                 send,
@@ -147,13 +176,12 @@ class ShedLoad:
                 [(b"retry-after", self.retry_after)],
             )
             return
-        arrived = time.monotonic()
         self.admitted += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.admitted -= 1
-            finished = time.monotonic()
+            finished = self.clock()
             took = finished - max(arrived, self.last_finished)
             self.last_finished = finished
             self.service_s += self.SMOOTHING * (took - self.service_s)

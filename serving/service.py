@@ -583,6 +583,7 @@ PredictionService.add_asgi_middleware(  # type: ignore[attr-defined]
     ShedLoad,
     paths=API_PATHS,
     max_queue_s=SETTINGS.serving.max_queue_ms / 1000,
+    overload_queue_s=SETTINGS.serving.overload_queue_ms / 1000,
     retry_after_s=SETTINGS.serving.retry_after_s,
     on_refused=lambda: REFUSED.inc(),  # late-bound: BentoML makes its metrics in the worker
 )

@@ -482,7 +482,8 @@ def test_past_capacity_requests_are_refused_with_retry_after_and_counted(
     once (503, Retry-After), counted in /metrics; the request in flight is answered."""
     big = body(*[EXAMPLE] * 1000)
     overrides = _deep_merge(
-        platform_overrides(platform_trained_root), {"serving": {"max_queue_ms": 1}}
+        platform_overrides(platform_trained_root),
+        {"serving": {"max_queue_ms": 1, "overload_queue_ms": 1}},
     )
     with (
         serving(platform_trained_root, overrides) as (url, _, _log),

@@ -10,7 +10,7 @@ from bench import report
 from bench.common import stage_seconds
 from bench.load import Outcomes
 from bench.scale import _growth
-from bench.serving_latency import bodies, capacities_against_baseline, capacity
+from bench.serving_latency import bodies, capacities_against_baseline, capacity, median_point
 from pipelines.cli import render_summary
 from pipelines.results import StageResult
 
@@ -136,6 +136,15 @@ def test_capacity_is_the_highest_rate_below_the_bound_with_everything_answered()
     assert capacity(by_rate, 10.0) == 100.0
     assert capacity(by_rate, 50.0) == 200.0  # 400 refused some: not counted, though fast
     assert capacity({"50": _point(11.0)}, 10.0) is None
+
+
+def test_a_point_is_the_median_run_s_so_one_stalled_run_does_not_decide_it() -> None:
+    stalled = _point(120.0, 0.998)
+    point = median_point([_point(6.0), stalled, _point(8.0)])
+    assert point["p99_ms"] == 8.0
+    assert point["answered_share"] == 1.0
+    assert point["refused"] == stalled["refused"]  # every refusal still counted
+    assert median_point([_point(6.0), stalled, _point(8.0, 0.99)])["answered_share"] == 0.998
 
 
 def test_request_bodies_walk_through_different_items() -> None:

@@ -195,3 +195,11 @@ def test_an_endpoint_opened_to_the_internet_needs_a_certificate() -> None:
         AwsServingConfig(public=True)
     opened = AwsServingConfig(public=True, certificate_arn="arn:aws:acm:eu-west-1:1:certificate/x")
     assert opened.public
+
+
+def test_the_overload_queue_budget_is_at_most_the_burst_one() -> None:
+    settings = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
+    serving = settings.with_overrides({"serving": {"overload_queue_ms": 5}}).serving
+    assert (serving.overload_queue_ms, serving.max_queue_ms) == (5, 100)
+    with pytest.raises(ConfigError, match=r"overload_queue_ms \(150\).*max_queue_ms \(100\)"):
+        settings.with_overrides({"serving": {"overload_queue_ms": 150}})

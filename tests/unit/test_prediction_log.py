@@ -242,12 +242,18 @@ def test_a_writer_process_yields_to_the_worker_within_the_worker_s_scheduling_gr
         assert os.sched_getscheduler(child) == os.SCHED_IDLE
         assert os.getsid(child) == os.getsid(0), "the writer left the worker's session"
         assert os.getpgid(child) == child != os.getpgid(0)
-        autogroup = Path(f"/proc/{child}/autogroup")
-        if autogroup.exists():  # Linux with autogroups: the same group as the worker's
-            own = Path(f"/proc/{os.getpid()}/autogroup").read_text().split()[0]
-            assert autogroup.read_text().split()[0] == own
+        # Where autogroups are in force, the same group as the worker's (the file is empty where
+        # they are not, e.g. in a cgroup of its own: nothing then ranks the two apart).
+        assert _autogroup(child) == _autogroup(os.getpid())
     finally:
         writer.close(timeout_s=30)
+
+
+def _autogroup(pid: int) -> str | None:
+    """The scheduling autogroup of a process, or None where the kernel applies none."""
+    path = Path(f"/proc/{pid}/autogroup")
+    words = path.read_text().split() if path.exists() else []
+    return words[0] if words else None
 
 
 def _sorted(table: pa.Table) -> pd.DataFrame:

@@ -44,7 +44,12 @@ def test_requests_past_the_queue_budget_are_refused_at_once_and_counted() -> Non
         refusals: list[int] = []
         worker = Worker(seconds=0.02)
         guard = ShedLoad(
-            worker, PATHS, max_queue_s=0.05, retry_after_s=2, on_refused=lambda: refusals.append(1)
+            worker,
+            PATHS,
+            max_queue_s=0.05,
+            overload_queue_s=0.05,
+            retry_after_s=2,
+            on_refused=lambda: refusals.append(1),
         )
         # learn the worker's time per request from a few answered one at a time
         for _ in range(20):
@@ -63,10 +68,93 @@ def test_requests_past_the_queue_budget_are_refused_at_once_and_counted() -> Non
 def test_an_idle_worker_takes_any_request_and_other_paths_pass() -> None:
     async def scenario() -> list[int]:
         worker = Worker(seconds=0.0)
-        guard = ShedLoad(worker, PATHS, max_queue_s=0.0001, retry_after_s=1, on_refused=list)
+        guard = ShedLoad(
+            worker,
+            PATHS,
+            max_queue_s=0.0001,
+            overload_queue_s=0.0001,
+            retry_after_s=1,
+            on_refused=list,
+        )
         guard.service_s = 10.0  # even after very slow requests
         first = (await call(guard))[0]
         health = await asyncio.gather(*(call(guard, "/readyz") for _ in range(5)))
         return [first, *(status for status, _ in health)]
 
     assert asyncio.run(scenario()) == [200] * 6
+
+
+class Held:
+    """An ASGI app whose requests are answered when the test releases them, oldest first."""
+
+    def __init__(self) -> None:
+        self.held: list[asyncio.Event] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        done = asyncio.Event()
+        self.held.append(done)
+        await done.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def release(self, count: int) -> None:
+        for _ in range(count):
+            self.held.pop(0).set()
+        await asyncio.sleep(0)  # let the released requests finish
+
+
+def test_past_capacity_the_budget_shrinks_until_the_queue_empties() -> None:
+    """A burst after idle may queue up to the burst budget; once the worker has been busy
+    without a break for longer than that, only the overload budget; idle again, the burst one.
+    On a clock of the test's own: each answer takes 10 ms of it."""
+    now = [0.0]
+    worker = Held()
+    guard = ShedLoad(
+        worker,
+        PATHS,
+        max_queue_s=0.1,
+        overload_queue_s=0.02,
+        retry_after_s=1,
+        on_refused=list,
+        clock=lambda: now[0],
+    )
+    guard.SMOOTHING = 0.0  # the time per request stays at 10 ms
+    guard.service_s = 0.01
+
+    async def scenario() -> list[int]:
+        arrivals: list[asyncio.Task] = []
+
+        async def arrive(count: int) -> list[asyncio.Task]:
+            tasks = [asyncio.create_task(call(guard)) for _ in range(count)]
+            await asyncio.sleep(0)
+            arrivals.extend(tasks)
+            return tasks
+
+        async def answer(count: int) -> None:
+            for _ in range(count):
+                now[0] += 0.01
+                await worker.release(1)
+
+        def waiting(tasks: list[asyncio.Task]) -> int:
+            # a refused request is answered at once; an admitted one waits for the worker
+            return sum(not task.done() for task in tasks)
+
+        admitted: list[int] = []
+        burst = await arrive(15)  # idle worker: up to 100 ms of work (11 requests) is admitted
+        admitted.append(waiting(burst))
+        await answer(10)  # t = 100 ms, busy all along but not longer than the burst budget
+        admitted.append(waiting(await arrive(15)))
+        await answer(1)  # t = 110 ms: busy for longer than 100 ms, the overload budget
+        admitted.append(waiting(await arrive(15)))
+        await answer(9)  # t = 200 ms, 1 queued: what waits at most 20 ms is still admitted
+        admitted.append(waiting(await arrive(15)))
+        await answer(len(worker.held))  # the queue empties: the burst budget again
+        admitted.append(waiting(await arrive(15)))
+        await answer(len(worker.held))
+        await asyncio.gather(*arrivals)
+        return admitted
+
+    # 11 of the burst; at 100 ms 1 still queued, 10 more; at 110 ms 10 queued (100 ms of work)
+    # against a 20 ms budget: none; at 200 ms 1 queued, 2 more wait at most 20 ms; after the
+    # queue emptied, 11 again
+    assert asyncio.run(scenario()) == [11, 10, 0, 2, 11]
