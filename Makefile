@@ -124,7 +124,13 @@ train: check-usecase ## Run the whole chain on the embedded defaults (ENV=local)
 check-usecase: $(STAMP) ## Check the use case against its settings: quality rules, params, references (seconds, no Spark)
 	$(BIN)/python -m pipelines check
 
-test: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) $(ACTIONLINT) $(CHROMIUM) ## Run every test tier: unit, integration (Spark), end to end and the pages in a browser, infra, Spark on the EMR release's version
+# What the test tiers need, each installed on first use. They are independent of each other
+# (the EMR release's PySpark waits for .venv, as its rule says), so a fresh machine installs
+# them side by side.
+TEST_NEEDS := $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) $(ACTIONLINT) $(CHROMIUM)
+
+test: ## Run every test tier: unit, integration (Spark), end to end and the pages in a browser, infra, Spark on the EMR release's version
+	@$(MAKE) -s -j4 --output-sync=target $(TEST_NEEDS)
 	$(BIN)/python -m pytest --ignore=tests/infra $(PYTEST_ARGS)
 	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
 	@$(MAKE) test-emr-spark
