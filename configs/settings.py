@@ -476,9 +476,10 @@ class ServingConfig(Strict):
     Past capacity a request is refused at once (503 with Retry-After) rather than queued for
     seconds: a new request is refused while the work already admitted would take longer than
     its budget (the worker's measured time per request times the requests admitted and not
-    yet answered). The budget is `max_queue_ms` while the worker has been idle at some moment
-    of the last `max_queue_ms` (a burst is absorbed), and `overload_queue_ms` once it has been
-    busy without a break for longer (past capacity: answers stay fast, refusals are quick).
+    yet answered). The budget is `max_queue_ms` (a burst is absorbed), and `overload_queue_ms`
+    once the worker has been busy without a break for longer than that (past capacity: answers
+    stay fast, refusals are quick), until it has been idle a tenth of the last `max_queue_ms`
+    (serving/guard.py, `ShedLoad`).
     """
 
     max_queue_ms: float = Field(100.0, gt=0)

@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -106,11 +107,13 @@ class ShedLoad:
     that finds the worker idle is always admitted, however large.
 
     The budget is a controlled delay, as in CoDel and the server queues of "Fail at Scale"
-    (Maurer, ACM Queue 2015): while the worker has had nothing to do at some moment of the last
-    `max_queue_s`, a request may wait up to `max_queue_s`, so a burst below capacity is absorbed
-    rather than refused; once it has been busy without a break for longer than that, the load
-    is past what it can take, and a request may wait only `overload_queue_s`: what is admitted
-    is answered quickly, the rest refused quickly, until the queue empties again.
+    (Maurer, ACM Queue 2015): a request may wait up to `max_queue_s`, so a burst below capacity
+    is absorbed rather than refused; once the worker has been busy without a break for longer
+    than that, the load is past what it can take, and a request may wait only
+    `overload_queue_s`: what is admitted is answered quickly, the rest refused quickly. The
+    overload ends when the worker has been idle for `RECOVERY_SHARE` of the last `max_queue_s`,
+    not at the first moment its queue empties: just past capacity the queue empties every few
+    milliseconds, and granting the burst budget again at each would let the queue grow back.
 
     The time per request is measured, not configured: each completion's share of busy time
     (from when it arrived or the previous one finished, whichever is later), smoothed over
@@ -119,6 +122,7 @@ class ShedLoad:
 
     SMOOTHING = 0.2
     INITIAL_SERVICE_S = 0.005
+    RECOVERY_SHARE = 0.1
 
     def __init__(
         self,
@@ -143,24 +147,34 @@ class ShedLoad:
         self.clock = clock
         self.admitted = 0
         self.service_s = self.INITIAL_SERVICE_S
-        self.last_finished = 0.0
-        self.idle_at = clock()  # the last arrival that found nothing admitted
+        self.last_finished = clock()
+        self.idle_at = self.last_finished  # the last arrival that found nothing admitted
+        self.overloaded = False
+        # The worker's idle stretches (from, to) of the last `max_queue_s`, oldest first.
+        self.idle: deque[tuple[float, float]] = deque()
 
     def queued_s(self) -> float:
         """The work admitted and not yet answered, in seconds (an estimate)."""
         return self.admitted * self.service_s
 
-    def budget_s(self, now: float) -> float:
-        """How long a request arriving `now` may wait: the burst budget, or the overload one
-        once the worker has been busy without a break for longer than the burst budget."""
-        overloaded = now - self.idle_at > self.max_queue_s
-        return self.overload_queue_s if overloaded else self.max_queue_s
+    def idle_s(self, now: float) -> float:
+        """How long the worker was idle within the last `max_queue_s`."""
+        horizon = now - self.max_queue_s
+        while self.idle and self.idle[0][1] <= horizon:
+            self.idle.popleft()
+        return sum(end - max(start, horizon) for start, end in self.idle)
 
     def admits(self, now: float) -> bool:
-        if not self.admitted:
+        if not self.admitted:  # idle since the last answer: admitted, however large
+            self.idle.append((self.last_finished, now))
             self.idle_at = now
+            if self.overloaded and self.idle_s(now) >= self.RECOVERY_SHARE * self.max_queue_s:
+                self.overloaded = False
             return True
-        return self.queued_s() <= self.budget_s(now)
+        if now - self.idle_at > self.max_queue_s:
+            self.overloaded = True
+        budget = self.overload_queue_s if self.overloaded else self.max_queue_s
+        return self.queued_s() <= budget
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:

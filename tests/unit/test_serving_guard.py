@@ -105,7 +105,8 @@ class Held:
 
 def test_past_capacity_the_budget_shrinks_until_the_queue_empties() -> None:
     """A burst after idle may queue up to the burst budget; once the worker has been busy
-    without a break for longer than that, only the overload budget; idle again, the burst one.
+    without a break for longer than that, only the overload budget, until it has been idle for
+    a tenth of the burst budget (not merely once).
     On a clock of the test's own: each answer takes 10 ms of it."""
     now = [0.0]
     worker = Held()
@@ -148,13 +149,19 @@ def test_past_capacity_the_budget_shrinks_until_the_queue_empties() -> None:
         admitted.append(waiting(await arrive(15)))
         await answer(9)  # t = 200 ms, 1 queued: what waits at most 20 ms is still admitted
         admitted.append(waiting(await arrive(15)))
-        await answer(len(worker.held))  # the queue empties: the burst budget again
+        await answer(len(worker.held))  # the queue empties for a moment: still overloaded
+        admitted.append(waiting(await arrive(15)))
+        await answer(len(worker.held))
+        now[0] += 0.009  # idle 9 ms of the last 100: not yet the 10% that ends the overload
+        admitted.append(waiting(await arrive(15)))
+        await answer(len(worker.held))
+        now[0] += 0.01  # idle 19 ms of the last 100: the overload is over, the burst budget
         admitted.append(waiting(await arrive(15)))
         await answer(len(worker.held))
         await asyncio.gather(*arrivals)
         return admitted
 
     # 11 of the burst; at 100 ms 1 still queued, 10 more; at 110 ms 10 queued (100 ms of work)
-    # against a 20 ms budget: none; at 200 ms 1 queued, 2 more wait at most 20 ms; after the
-    # queue emptied, 11 again
-    assert asyncio.run(scenario()) == [11, 10, 0, 2, 11]
+    # against a 20 ms budget: none; at 200 ms 1 queued, 2 more wait at most 20 ms; the queue
+    # emptied, 1 + 2 while the worker has been idle less than 10 ms of the last 100, then 11
+    assert asyncio.run(scenario()) == [11, 10, 0, 2, 3, 3, 11]
