@@ -158,6 +158,25 @@ def prepare_redis(settings: Any, db: int) -> dict[str, Any]:
     return overrides
 
 
+def workspace_overrides(settings: Any) -> dict[str, Any]:
+    """Every location of this checkout's workspace, absolute (the settings resolve them): a
+    server started from another checkout (`--baseline-tree`, whose working directory is that
+    checkout) serves the same model from the same store instead of finding no champion."""
+    paths = ("landing", "lake", "quarantine", "reports", "monitoring", "bentoml_home")
+    return {
+        "paths": {name: getattr(settings.paths, name) for name in paths},
+        "run_lock": {"path": settings.run_lock.path},
+        "features": {
+            "registry": dict(settings.features.registry),
+            "online_store": dict(settings.features.online_store),
+        },
+        "mlflow": {
+            "tracking_uri": settings.mlflow.tracking_uri,
+            "artifact_location": settings.mlflow.artifact_location,
+        },
+    }
+
+
 def command(server: str, port: int) -> list[str]:
     if server.startswith("bentoml"):
         return [sys.executable, "-m", "serving", "--port", str(port)]
@@ -437,6 +456,7 @@ def main() -> int:
     stores = args.stores.split(",")
 
     from configs import load_settings
+    from configs.settings import _deep_merge
     from serving.__main__ import champion_model_tag
 
     settings = load_settings()
@@ -452,8 +472,10 @@ def main() -> int:
         for server in servers
     }
     print(f"{len(items):,} different items; model {tag}", file=sys.stderr)
+    workspace = workspace_overrides(settings)
     base_env = {
         **os.environ,
+        "MLOPS_OVERRIDES": json.dumps(workspace),
         settings.names.model_tag_variable: tag,
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
@@ -466,7 +488,8 @@ def main() -> int:
     for store in stores:
         env = dict(base_env)
         if store == "redis":
-            env["MLOPS_OVERRIDES"] = json.dumps(prepare_redis(settings, args.redis_db))
+            redis_store = prepare_redis(settings, args.redis_db)
+            env["MLOPS_OVERRIDES"] = json.dumps(_deep_merge(workspace, redis_store))
         # One server at a time; alternating per repeat spreads drift of the machine over all.
         for repeat in range(args.repeats):
             for server in servers:

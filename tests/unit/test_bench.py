@@ -10,9 +10,17 @@ from bench import report
 from bench.common import stage_seconds
 from bench.load import Outcomes
 from bench.scale import _growth
-from bench.serving_latency import bodies, capacities_against_baseline, capacity, median_point
+from bench.serving_latency import (
+    bodies,
+    capacities_against_baseline,
+    capacity,
+    median_point,
+    workspace_overrides,
+)
+from configs import load_settings
 from pipelines.cli import render_summary
 from pipelines.results import StageResult
+from tests.conftest import PLATFORM_USECASE
 
 
 def test_stage_times_are_read_from_the_chains_own_summary() -> None:
@@ -262,3 +270,20 @@ def test_capacity_is_measured_against_the_baseline_at_each_rate() -> None:
     rows = dict(report.targets(_results(serving_capacity=record)))
     (past,) = [v for k, v in rows.items() if k.startswith("Past capacity (sqlite)")]
     assert past.startswith("**missed**") and "worst at 300 req/s: p99 25.0 ms" in past
+
+
+def test_a_server_from_another_checkout_reads_this_workspace(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--baseline-tree` starts the service in another checkout: its relative locations would
+    resolve there (no champion, no store); the workspace's, passed as overrides, win."""
+    here = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
+    monkeypatch.chdir(tmp_path)
+    there = load_settings("local", environ={}, usecase=PLATFORM_USECASE)
+    assert there.features.online_store != here.features.online_store
+    served = there.with_overrides(workspace_overrides(here))
+    assert served.features.online_store == here.features.online_store
+    assert served.features.registry == here.features.registry
+    assert served.mlflow.tracking_uri == here.mlflow.tracking_uri
+    assert served.paths.bentoml_home == here.paths.bentoml_home
+    assert served.paths.lake == here.paths.lake
