@@ -128,7 +128,15 @@ def test_the_emr_release_runs_the_spark_the_code_is_tested_on() -> None:
     assert config.spark.release_label in releases, config.spark.release_label
     assert releases[config.spark.release_label] == config.spark.spark_version
     makefile = (ROOT / "Makefile").read_text()
-    assert "test-emr-spark" in makefile.split("test:", 1)[1].split("\n\n", 1)[0]
+
+    def rule(target: str) -> str:
+        found = re.search(rf"^{re.escape(target)}:.*\n(?:\t.*\n)*", makefile, re.MULTILINE)
+        assert found, f"no rule for {target} in the Makefile"
+        return found.group(0)
+
+    # `make test` runs the Spark tier on the EMR release's PySpark, after the infra tier.
+    assert "test-infra-then-emr" in rule("test")
+    assert "test-emr-spark" in rule("test-infra-then-emr")
 
 
 def test_the_spark_jobs_bring_the_project_s_python_with_them() -> None:
