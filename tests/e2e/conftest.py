@@ -1,6 +1,6 @@
-"""Fixtures shared by the end-to-end modules: the whole chain trained once per pytest process
-(each xdist worker of `make test`), and the champion served over HTTP once, for every module
-that only reads them (tests that change anything work on a copy, or put back what they changed).
+"""Fixtures shared by the end-to-end modules: the whole chain trained once, and the champion
+served over HTTP once, for every module that only reads them (tests that change anything work
+on a copy, or put back what they changed).
 
 What these tests run in-process (the service class, the release's smoke check) loads the
 platform's own use case, whatever the shell says (`make` exports its default use case).
