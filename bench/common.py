@@ -80,6 +80,20 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` and of every descendant alive now: a
+    server's work, its workers and helper processes included."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for member in [root, *root.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += times.user + times.system
+    return total
+
+
 def measure(
     command: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT, check: bool = True
 ) -> Measured:

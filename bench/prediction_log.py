@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from bench.common import RESULTS, print_table, usecase_of, write_result
+from bench.common import RESULTS, print_table, tree_cpu_seconds, usecase_of, write_result
 from bench.load import JSON_HEADERS, pin, run
 from bench.serving_latency import (
     CLIENT_CPUS,
@@ -58,22 +58,9 @@ def loaded(
 ) -> tuple[float, dict[str, Any]]:
     """An open-loop run (`bench.load.run`), and the share of one CPU the server's processes
     used meanwhile."""
-    import psutil
-
-    def cpu() -> float:
-        root = psutil.Process(process.pid)
-        total = 0.0
-        for each in [root, *root.children(recursive=True)]:
-            try:
-                times = each.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
-
-    before, begun = cpu(), time.perf_counter()
+    before, begun = tree_cpu_seconds(process.pid), time.perf_counter()
     figures = run(url, payloads, rate, seconds)
-    return (cpu() - before) / (time.perf_counter() - begun), figures
+    return (tree_cpu_seconds(process.pid) - before) / (time.perf_counter() - begun), figures
 
 
 def log_counters(url: str, metric_prefix: str) -> dict[str, float]:

@@ -305,6 +305,12 @@ def capacity_targets(serving: dict[str, Any]) -> list[list[str]]:
         if not entry or "bentoml" not in entry:
             continue
         own, ratio = entry["bentoml"], entry["ratio"].get("bentoml")
+        cpu = entry.get("cpu_ms_per_request", {})
+        work = (
+            f"; CPU per request {cpu['bentoml']:.2f} against {cpu[BASELINE]:.2f} ms"
+            if cpu.get("bentoml") and cpu.get(BASELINE)
+            else ""
+        )
         rows.append(
             [
                 f"Serving capacity >= 0.8x the {BASELINE} baseline's ({store}, one item per "
@@ -312,7 +318,8 @@ def capacity_targets(serving: dict[str, Any]) -> list[list[str]]:
                 verdict(
                     ratio is not None and ratio >= 0.8,
                     f"{_rate(own)} against {_rate(entry[BASELINE])}"
-                    + ("" if ratio is None else f": {ratio:.2f}x"),
+                    + ("" if ratio is None else f": {ratio:.2f}x")
+                    + work,
                 ),
             ]
         )

@@ -50,6 +50,7 @@ from bench.common import (
     print_table,
     save_figure,
     silver_examples,
+    tree_cpu_seconds,
     usecase_of,
     write_result,
 )
@@ -271,6 +272,20 @@ def full_gc_pauses(url: str, metric_prefix: str) -> dict[str, Any] | None:
     }
 
 
+def measured_run(
+    process: subprocess.Popen, url: str, payloads: list[bytes], rate: float, seconds: float
+) -> dict[str, Any]:
+    """An open-loop run (`bench.load.run`) with the server's CPU time per request sent: its
+    process tree's user + system time over the run, workers and helper processes included
+    (the server has its CPU to itself: the client runs on another)."""
+    before = tree_cpu_seconds(process.pid)
+    figures = run(url, payloads, rate, seconds)
+    spent = tree_cpu_seconds(process.pid) - before
+    sent = figures["requests"]
+    figures["cpu_ms_per_request"] = 1000 * spent / sent if sent else math.nan
+    return figures
+
+
 def median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The median of each figure over repeated runs (errors and refusals summed)."""
     # A figure a run has no sample for (no refusal, nothing answered) is NaN: the median is
@@ -284,6 +299,7 @@ def median_point(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "refused_p99_ms",
         "all_p99_ms",
         "slowest_ms",
+        "cpu_ms_per_request",
     ):
         # (results recorded before a figure existed lack it)
         values = [r[key] for r in runs if key in r and not math.isnan(r[key])]
@@ -340,6 +356,18 @@ def capacity_against(
     return best
 
 
+def cpu_per_request(by_rate: dict[str, dict[str, Any]]) -> float | None:
+    """A server's CPU time per request (ms), the median over the rates at which it answered
+    every request (past capacity, refusals cost less than answers); None if not measured."""
+    values = [
+        point["cpu_ms_per_request"]
+        for point in by_rate.values()
+        if point["answered_share"] >= 1.0
+        and not math.isnan(point.get("cpu_ms_per_request", math.nan))
+    ]
+    return statistics.median(values) if values else None
+
+
 def capacities_against_baseline(results: dict[str, Any]) -> dict[str, Any]:
     """store -> items per request -> {server: capacity, ..., "ratio": {server: its capacity
     over the baseline's}}, for the stores and sizes the baseline ran."""
@@ -347,8 +375,10 @@ def capacities_against_baseline(results: dict[str, Any]) -> dict[str, Any]:
     for store, by_server in results.items():
         for size, baseline in by_server.get(BASELINE, {}).items():
             own = baseline_capacity(baseline)
-            entry: dict[str, Any] = {BASELINE: own, "ratio": {}}
+            entry: dict[str, Any] = {BASELINE: own, "ratio": {}, "cpu_ms_per_request": {}}
             for server, by_size in by_server.items():
+                if size in by_size:
+                    entry["cpu_ms_per_request"][server] = cpu_per_request(by_size[size])
                 if server == BASELINE or size not in by_size:
                     continue
                 entry[server] = capacity_against(by_size[size], baseline)
@@ -506,7 +536,7 @@ def main() -> int:
                     run(url, payloads[sizes[0]], rates[0], 3)  # warm-up, not counted
                     for size in sizes:
                         for rate in rates:
-                            figures = run(url, payloads[size], rate, args.seconds)
+                            figures = measured_run(process, url, payloads[size], rate, args.seconds)
                             by_rate = runs.setdefault(store, {}).setdefault(server, {})
                             by_rate.setdefault(str(size), {}).setdefault(f"{rate:g}", []).append(
                                 figures
@@ -518,7 +548,8 @@ def main() -> int:
                                 f"{figures['answered_share']:.1%} answered, "
                                 f"{figures['refused']} refused (p99 "
                                 f"{figures['refused_p99_ms']:.1f} ms), {figures['errors']} errors, "
-                                f"p99 of every answer {figures['all_p99_ms']:.1f} ms",
+                                f"p99 of every answer {figures['all_p99_ms']:.1f} ms, "
+                                f"CPU {figures['cpu_ms_per_request']:.2f} ms/request",
                                 file=sys.stderr,
                             )
                     gc_record = full_gc_pauses(url, settings.names.metric_prefix)

@@ -246,24 +246,34 @@ def test_capacity_is_measured_against_the_baseline_at_each_rate() -> None:
     """The service's capacity: the highest rate with everything answered and p99 within 2x
     the baseline's at that rate; the baseline's own: before its p99 doubles. Past capacity,
     every answer (refusals included) within 20 ms at p99."""
-    baseline = {"100": _point(4.0), "200": _point(5.0), "300": _point(7.0), "400": _point(30.0)}
+    cpu = "cpu_ms_per_request"
+    baseline = {
+        "100": _point(4.0, **{cpu: 1.2}),
+        "200": _point(5.0, **{cpu: 1.2}),
+        "300": _point(7.0, **{cpu: 1.2}),
+        "400": _point(30.0, **{cpu: 1.0}),
+    }
     service = {
-        "100": _point(6.0),
-        "200": _point(9.5),
-        "300": _point(15.0),  # more than 2 x 7
-        "400": _point(50.0, 0.9, all_p99_ms=18.0),
+        "100": _point(6.0, **{cpu: 1.5}),
+        "200": _point(9.5, **{cpu: 1.6}),
+        "300": _point(15.0, **{cpu: 1.7}),  # more than 2 x 7
+        # refusing some: refusals cost less than answers, so not counted in the work
+        "400": _point(50.0, 0.9, all_p99_ms=18.0, **{cpu: 0.5}),
     }
     results = {"sqlite": {"fastapi": {"1": baseline}, "bentoml": {"1": service}}}
     (entry,) = capacities_against_baseline(results)["sqlite"].values()
     assert entry["fastapi"] == 300.0  # 30 ms at 400 is past 2 x 4 ms
     assert entry["bentoml"] == 200.0
     assert entry["ratio"]["bentoml"] == pytest.approx(2 / 3)
+    # each server's work per request: the median over the rates where it answered everything
+    assert entry["cpu_ms_per_request"] == {"fastapi": 1.2, "bentoml": 1.6}
     for point in service.values():
         point.setdefault("all_p99_ms", point["p99_ms"])
     record = {"results": results, "capacity_against_baseline": {"sqlite": {"1": entry}}}
     rows = dict(report.targets(_results(serving_capacity=record)))
     (share,) = [v for k, v in rows.items() if k.startswith("Serving capacity >= 0.8x")]
     assert share.startswith("**missed**") and "0.67x" in share
+    assert "CPU per request 1.60 against 1.20 ms" in share
     (past,) = [v for k, v in rows.items() if k.startswith("Past capacity (sqlite)")]
     assert past.startswith("**met**") and "worst at 400 req/s: p99 18.0 ms" in past
     service["300"]["all_p99_ms"] = 25.0
